@@ -1,0 +1,145 @@
+//! The command line: clap definitions, dispatch, and how errors are shown.
+//!
+//! One file per command group; each loads what it needs, calls the core, and prints. Data goes
+//! to stdout, messages to stderr. Exit codes: 0 ok, 1 a check failed / a key is missing / no
+//! access, 2 usage or input error; `exec` returns the child's own code.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+use crate::keys::Keyring;
+use crate::workspace::{Target, Workspace};
+
+mod crypt;
+mod init;
+mod keys;
+mod values;
+
+const EXAMPLES: &str = "\
+Examples:
+  envv keygen                         # your key, once per machine
+  envv init                           # .sops.yaml with you as first member
+  envv set DATABASE_URL               # prompts for the value (hidden)
+  envv get DATABASE_URL
+  envv exec -- npm start              # run with the secrets in the environment
+  envv set -e production STRIPE_KEY   # another environment (.env.production)";
+
+/// Encrypted .env files in git, for exactly the people .sops.yaml names (sops-compatible).
+#[derive(Parser, Debug)]
+#[command(name = "envv", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Environment to use (its file comes from .sops.yaml; `production` → .env.production).
+    #[arg(short = 'e', long = "env", global = true, env = "ENVV_ENV", value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// Dotenv file to use instead of an environment's file.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Age, SSH or passphrase-protected identity file to decrypt with (repeatable; tried first).
+    #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// All commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Keygen(keys::KeygenArgs),
+    Whoami(keys::WhoamiArgs),
+    Init(init::InitArgs),
+    Set(values::SetArgs),
+    Get(values::GetArgs),
+    Rm(values::RmArgs),
+    Ls(values::LsArgs),
+    Encrypt(crypt::EncryptArgs),
+    Decrypt(crypt::DecryptArgs),
+}
+
+/// What every command gets: the workspace and the global options.
+pub struct Ctx {
+    pub ws: Workspace,
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+    pub identities: Vec<PathBuf>,
+}
+
+impl Ctx {
+    /// The file selected by `-e`/`-f` (or the default environment).
+    pub fn target(&self) -> crate::Result<Target> {
+        self.ws.target(self.env.as_deref(), self.file.as_deref())
+    }
+
+    /// A keyring with `--identity` files first.
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(&self.identities)
+    }
+}
+
+/// Runs envv with the process arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    run(cli)
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            e.downcast_ref::<Error>().map(Error::exit_code).unwrap_or(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let ws = Workspace::discover()?;
+    let ctx = Ctx { ws, env: cli.env.filter(|e| !e.is_empty()), file: cli.file, identities: cli.identity };
+    match cli.command {
+        Command::Keygen(a) => keys::keygen(&ctx, a),
+        Command::Whoami(a) => keys::whoami(&ctx, a),
+        Command::Init(a) => init::run(ctx, a),
+        Command::Set(a) => values::set(&ctx, a),
+        Command::Get(a) => values::get(&ctx, a),
+        Command::Rm(a) => values::rm(&ctx, a),
+        Command::Ls(a) => values::ls(&ctx, a),
+        Command::Encrypt(a) => crypt::encrypt(&ctx, a),
+        Command::Decrypt(a) => crypt::decrypt(&ctx, a),
+    }
+}
+
+/// Prints an error and its hint to stderr.
+pub fn report(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = e.downcast_ref::<Error>().and_then(Error::hint) {
+        if hint.starts_with("readers:") {
+            eprintln!("  {hint}");
+        } else {
+            eprintln!("  hint: {hint}");
+        }
+    }
+}
+
+/// Whether stdin is an interactive terminal.
+pub fn stdin_is_tty() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

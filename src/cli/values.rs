@@ -1,0 +1,268 @@
+//! `envv set`, `get`, `rm`, `ls`: one value at a time.
+
+use std::io::Read;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::dotenv::{self, Entry};
+use crate::envfile::{EnvFile, Plain};
+use crate::error::Error;
+use crate::secret::Secret;
+use crate::sops::DataKey;
+use crate::workspace::Target;
+
+/// Opens and decrypts the target (MAC verified unless `ignore_mac`).
+pub(crate) fn open_decrypted(ctx: &Ctx, t: &Target, ignore_mac: bool) -> crate::Result<(EnvFile, DataKey, Plain)> {
+    let f = EnvFile::open(&t.path, &t.name)?;
+    if !f.is_encrypted() {
+        return Err(Error::Usage(format!("{} is not encrypted: run `envv encrypt -f {}` first", t.name, t.name)));
+    }
+    let mut ring = ctx.keyring();
+    let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
+    let plain = f.decrypt(&dk, !ignore_mac)?;
+    Ok((f, dk, plain))
+}
+
+/// Runs `change` on the target under the folder lock, creating the file when missing, then
+/// seals and saves it if anything changed. Returns what `change` returned.
+pub(crate) fn update<T>(
+    ctx: &Ctx,
+    t: &Target,
+    create: bool,
+    change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
+) -> crate::Result<T> {
+    let _lock = crate::fsutil::lock_for(&t.path)?;
+    crate::fsutil::clean_stale_temps(&t.path);
+    let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
+        Err(Error::MissingFile { .. }) if create => {
+            let recipients = ctx.ws.recipients(t)?;
+            let rule = ctx.ws.require_policy()?.policy.crypt_rule();
+            EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
+        }
+        Err(e) => return Err(e),
+        Ok(_) => open_decrypted(ctx, t, false)?,
+    };
+    let existed = t.path.exists();
+    let (changed, out) = change(&mut f, &mut plain, &dk)?;
+    if changed || !existed {
+        f.seal(&mut plain, &dk)?;
+        f.save()?;
+    }
+    Ok(out)
+}
+
+/// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
+///
+/// Without VALUE the value is read from a hidden prompt on a terminal, else from stdin (one
+/// trailing newline removed). `KEY=VALUE` pairs are parsed as dotenv (quotes, escapes); a
+/// separate VALUE argument is taken literally. Other values keep their ciphertext.
+///
+/// Examples:
+///   envv set STRIPE_KEY                        # prompts
+///   printf %s "$TOKEN" | envv set API_TOKEN
+///   envv set -e production PORT=8080 'GREETING="hello world"'
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// KEY, or KEY=VALUE pairs.
+    #[arg(required = true, value_name = "KEY [VALUE] | KEY=VALUE...")]
+    pub args: Vec<String>,
+}
+
+pub fn set(ctx: &Ctx, a: SetArgs) -> anyhow::Result<i32> {
+    let t = ctx.target()?;
+    let pairs = parse_set_args(&a.args)?;
+    let names: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    let changed = update(ctx, &t, true, move |f, plain, dk| {
+        let mut changed = Vec::new();
+        for (k, v) in pairs {
+            if f.set(plain, dk, &k, v)? {
+                changed.push(k);
+            }
+        }
+        Ok((!changed.is_empty(), changed))
+    })?;
+    for k in &names {
+        if changed.contains(k) {
+            eprintln!("set {k} in {}", t.name);
+        } else {
+            eprintln!("{k} unchanged in {}", t.name);
+        }
+    }
+    Ok(0)
+}
+
+fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
+    if args[0].contains('=') {
+        let mut out: Vec<(String, Secret)> = Vec::new();
+        for (n, arg) in args.iter().enumerate() {
+            if !arg.contains('=') {
+                return Err(Error::Usage(format!("argument {} is not KEY=VALUE (mixing KEY VALUE and KEY=VALUE forms is not allowed)", n + 1)));
+            }
+            let entries = dotenv::parse_plain(&format!("argument {}", n + 1), arg)?;
+            for e in entries {
+                if let Entry::Pair { key, value, .. } = e {
+                    out.retain(|(k, _)| *k != key);
+                    out.push((key, value));
+                }
+            }
+        }
+        warn_history();
+        return Ok(out);
+    }
+    let key = &args[0];
+    dotenv::validate_key(key).map_err(|m| Error::Usage(m))?;
+    let value = match args.len() {
+        1 => read_value(key)?,
+        2 => {
+            warn_history();
+            Secret::from_str(&args[1])
+        }
+        _ => return Err(Error::Usage("too many arguments: `envv set KEY VALUE` (quote the value) or `envv set K1=V1 K2=V2`".into())),
+    };
+    Ok(vec![(key.clone(), value)])
+}
+
+fn warn_history() {
+    if super::stdin_is_tty() {
+        eprintln!("warning: a value on the command line is saved in your shell history; `envv set KEY` prompts for it instead");
+    }
+}
+
+fn read_value(key: &str) -> crate::Result<Secret> {
+    if super::stdin_is_tty() {
+        let v = rpassword::prompt_password(format!("value for {key} (hidden): ")).map_err(|e| Error::io("terminal", e))?;
+        return Ok(Secret::new(v.into_bytes()));
+    }
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf).map_err(|e| Error::io("stdin", e))?;
+    let mut s = Secret::new(buf);
+    let b = s.expose();
+    let trim = if b.ends_with(b"\r\n") { 2 } else if b.ends_with(b"\n") { 1 } else { 0 };
+    if trim > 0 {
+        s = Secret::new(b[..b.len() - trim].to_vec());
+    }
+    if std::str::from_utf8(s.expose()).is_err() {
+        return Err(Error::Usage(format!("the value for {key} read from stdin is not UTF-8 text")));
+    }
+    Ok(s)
+}
+
+/// Print one decrypted value (exactly, no quoting; a newline is added only on a terminal).
+///
+/// Example: envv get DATABASE_URL -e production
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The key to print.
+    pub key: String,
+    /// Skip the MAC check (recovery only).
+    #[arg(long)]
+    pub ignore_mac: bool,
+}
+
+pub fn get(ctx: &Ctx, a: GetArgs) -> anyhow::Result<i32> {
+    let t = ctx.target()?;
+    let (f, _dk, plain) = open_decrypted(ctx, &t, a.ignore_mac)?;
+    let v = f.get(&plain, &a.key).ok_or_else(|| Error::KeyNotFound { key: a.key.clone(), file: t.name.clone() })?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(v.expose())?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Remove keys from the file.
+///
+/// Example: envv rm OLD_TOKEN -e staging
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Keys to remove.
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+}
+
+pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
+    let t = ctx.target()?;
+    let keys = a.keys.clone();
+    let missing = update(ctx, &t, false, move |f, plain, _dk| {
+        let mut missing = Vec::new();
+        let mut any = false;
+        for k in &keys {
+            if f.remove(plain, k) {
+                any = true;
+            } else {
+                missing.push(k.clone());
+            }
+        }
+        Ok((any, missing))
+    })?;
+    for k in &a.keys {
+        if !missing.contains(k) {
+            eprintln!("removed {k} from {}", t.name);
+        }
+    }
+    if let Some(k) = missing.first() {
+        return Err(Error::KeyNotFound { key: k.clone(), file: t.name.clone() }.into());
+    }
+    Ok(0)
+}
+
+/// List the keys of a file: whether each is encrypted and when it last changed (from git).
+/// Needs no identity.
+///
+/// Example: envv ls --json
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
+    let t = ctx.target()?;
+    let f = EnvFile::open(&t.path, &t.name)?;
+    let plan = f.plan();
+    let mut rows = Vec::new();
+    for (i, l) in f.lines.iter().enumerate() {
+        if let crate::dotenv::Line::Pair { key, stored, .. } = l {
+            let encrypted = f.is_encrypted() && plan[i] && crate::sops::is_enc(stored);
+            rows.push((key.clone(), encrypted, stored.is_empty()));
+        }
+    }
+    let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let changes = crate::git::last_changes(&ctx.ws.root, &t.name, &keys).unwrap_or_default();
+    let date = |ts: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ts)
+            .ok()
+            .and_then(|d| d.format(&time::macros::format_description!("[year]-[month]-[day]")).ok())
+            .unwrap_or_default()
+    };
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, enc, empty)| {
+                let c = changes.get(k).map(|c| serde_json::json!({ "commit": c.commit, "author": c.author, "date": date(c.time) }));
+                serde_json::json!({ "key": k, "encrypted": enc, "empty": empty, "last_changed": c })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "file": t.name, "keys": v }))?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        eprintln!("no secrets in {} yet: `envv set KEY` adds one", t.name);
+        return Ok(0);
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (k, enc, empty) in &rows {
+        let state = if *empty { "empty" } else if *enc { "encrypted" } else { "plain" };
+        let when = match changes.get(k) {
+            Some(c) => format!("{}  {}  {}", date(c.time), &c.commit[..8], c.author),
+            None => "not committed".into(),
+        };
+        println!("{k:width$}  {state:9}  {when}");
+    }
+    Ok(0)
+}

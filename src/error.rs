@@ -1,0 +1,132 @@
+//! Typed errors for the envv core.
+//!
+//! Every error names the file (and line or key where there is one) and never carries a secret
+//! value: messages are built from names, paths and line numbers only. The CLI layer prints the
+//! message, the hint, and maps the kind to an exit code (see `Error::exit_code`).
+
+use std::path::Path;
+
+/// Result alias used across the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, typed so the CLI can choose an exit code and a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A line of a dotenv file (plaintext or encrypted) that cannot be read.
+    #[error("{file}:{line}: {msg}")]
+    Parse { file: String, line: usize, msg: String },
+
+    /// A structural problem with an encrypted file (metadata, ENC blob, data key).
+    #[error("{file}: {msg}")]
+    Format { file: String, msg: String },
+
+    /// The MAC of a file does not match its values.
+    #[error("{file} was modified outside envv or sops: the MAC does not match its values")]
+    Mac { file: String },
+
+    /// No identity could unwrap the data key of a file.
+    #[error("cannot decrypt {file}: none of your identities is a reader")]
+    NoIdentity { file: String, readers: Vec<String>, tried: Vec<String> },
+
+    /// A value's ciphertext failed authentication (edited, or moved to another key).
+    #[error("{file}:{line}: the encrypted value of {key} does not authenticate (edited by hand, or moved from another key)")]
+    Tampered { file: String, line: usize, key: String },
+
+    /// A key that was asked for is not in the file.
+    #[error("{key} is not set in {file}")]
+    KeyNotFound { key: String, file: String },
+
+    /// The file does not exist.
+    #[error("{file} does not exist")]
+    MissingFile { file: String },
+
+    /// `.sops.yaml` is invalid; `line` is where the problem is, when known.
+    #[error("{file}{}: {msg}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Policy { file: String, line: Option<usize>, msg: String },
+
+    /// Something the caller asked for that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A check found problems (pre-commit, updatekeys --check, check).
+    #[error("{0}")]
+    CheckFailed(String),
+
+    /// Encryption machinery failed (age, recipients).
+    #[error("{0}")]
+    Crypto(String),
+
+    /// An operating system error on a path.
+    #[error("{path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+
+    /// A git operation failed.
+    #[error("git: {0}")]
+    Git(String),
+}
+
+impl Error {
+    /// Exit code for this error: 1 for a failed check, missing key or missing access,
+    /// 2 for usage and input errors.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::KeyNotFound { .. } | Error::CheckFailed(_) | Error::NoIdentity { .. } => 1,
+            _ => 2,
+        }
+    }
+
+    /// A next step for the user, when there is an obvious one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Mac { file } => Some(format!(
+                "`git diff {file}` shows what changed; `envv decrypt --ignore-mac -f {file}` recovers readable values"
+            )),
+            Error::NoIdentity { readers, tried, .. } => {
+                let readers = if readers.is_empty() { "(unknown: no policy names this file)".to_string() } else { readers.join(", ") };
+                let tried = if tried.is_empty() { "nothing: no identity found (run `envv keygen`)".to_string() } else { tried.join(", ") };
+                Some(format!(
+                    "readers: {readers}\n  tried:   {tried}\n  hint:    send `envv whoami` to a reader and ask them to run `envv member add <you> <key>`"
+                ))
+            }
+            Error::Tampered { file, .. } => Some(format!(
+                "`git diff {file}` shows what changed; restore it with `git checkout -- {file}`"
+            )),
+            Error::KeyNotFound { .. } => Some("`envv ls` lists the keys; `envv set KEY` adds one".into()),
+            Error::MissingFile { .. } => Some("`envv set KEY` creates it".into()),
+            _ => None,
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+
+    /// Builds an [`Error::Format`].
+    pub fn format(file: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Format { file: file.into(), msg: msg.into() }
+    }
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Self {
+        Error::Git(e.message().to_string())
+    }
+}
+
+/// Shortens a path for messages: relative to `base` when inside it.
+pub fn display_path(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+/// Helper trait to attach a path to io errors.
+pub trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+

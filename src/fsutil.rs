@@ -1,0 +1,104 @@
+//! Atomic file writes and the per-folder write lock.
+//!
+//! A write goes to a temporary file in the target's folder, is fsynced, gets the target's mode,
+//! and is renamed over the target; the folder is fsynced after. A crash at any point leaves the
+//! old file or the new one. Writers of one folder serialise on an advisory lock held on the
+//! folder itself, so no lock files are left behind.
+//!
+//! Debug builds honour `ENVV_FAULT_INJECT=<step>` (steps: `after-create`, `after-write`,
+//! `after-fsync`, `before-rename`, `after-rename`) to abort the process at that step; the
+//! fault-injection tests use it. Release builds ignore it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+fn fault(step: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("ENVV_FAULT_INJECT").is_ok_and(|v| v == step) {
+        eprintln!("envv: fault injected at {step}");
+        std::process::abort();
+    }
+    let _ = step;
+}
+
+/// Writes `bytes` to `path` atomically. The mode of an existing file is kept; a new file gets
+/// `new_mode` (Unix).
+pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()))
+        .suffix(".envv-tmp")
+        .tempfile_in(dir)
+        .at(dir)?;
+    fault("after-create");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(new_mode);
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).at(path)?;
+    }
+    #[cfg(not(unix))]
+    let _ = new_mode;
+    tmp.write_all(bytes).at(path)?;
+    fault("after-write");
+    tmp.as_file().sync_all().at(path)?;
+    fault("after-fsync");
+    fault("before-rename");
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    fault("after-rename");
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes a private file (0600) that must not exist yet or is replaced atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, bytes, 0o600)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).at(path)?;
+    }
+    Ok(())
+}
+
+/// An exclusive advisory lock on a folder, released on drop.
+pub struct DirLock {
+    _file: File,
+}
+
+/// Locks the folder of `path` for writing (blocks until free).
+pub fn lock_for(path: &Path) -> Result<DirLock> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    #[cfg(unix)]
+    let file = File::open(dir).at(dir)?;
+    #[cfg(not(unix))]
+    let file = std::fs::OpenOptions::new().create(true).write(true).open(dir.join(".envv.lock")).at(dir)?;
+    file.lock().at(dir)?;
+    Ok(DirLock { _file: file })
+}
+
+/// Removes temp files left by a crashed write next to `path` (`.NAME.*.envv-tmp`).
+pub fn clean_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) && n.ends_with(".envv-tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

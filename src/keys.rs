@@ -1,0 +1,578 @@
+//! Age identities and recipients: parsing, keygen, wrapping and unwrapping a file's data key.
+//!
+//! Identities are looked up lazily in DESIGN order (`--identity`, `ENVV_AGE_KEY`,
+//! `ENVV_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the envv and sops
+//! key files, then `~/.ssh` keys when a file has an SSH recipient), so the common case reads one
+//! source and does one X25519 unwrap. Secret key material stays inside age's types.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+
+use crate::error::{Error, IoContext, Result};
+use crate::sops::{shamir, DataKey, KeyEntry, Metadata};
+
+/// A recipient a data key can be wrapped for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The recipient exactly as written in the policy (trimmed).
+    pub text: String,
+    pub kind: RecipientKind,
+}
+
+/// Kinds of recipients envv supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientKind {
+    X25519,
+    Ssh,
+    Plugin,
+}
+
+impl Recipient {
+    /// Parses and validates a recipient (`age1...`, `ssh-ed25519 ...`, `ssh-rsa ...`, plugin).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let text = text.trim().to_string();
+        let kind = if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
+            age::ssh::Recipient::from_str(&text).map_err(|e| format!("invalid SSH public key: {e:?}"))?;
+            RecipientKind::Ssh
+        } else if text.starts_with("age1") && text[4..].contains('1') && !text.starts_with("age1pq1") && age::x25519::Recipient::from_str(&text).is_err() {
+            age::plugin::Recipient::from_str(&text).map_err(|e| format!("invalid age plugin recipient: {e}"))?;
+            RecipientKind::Plugin
+        } else if text.starts_with("age1") {
+            age::x25519::Recipient::from_str(&text).map_err(|e| format!("invalid age recipient: {e}"))?;
+            RecipientKind::X25519
+        } else {
+            let shown: String = text.chars().take(20).collect();
+            return Err(format!(
+                "\"{shown}\" is not a recipient: expected an age public key (age1...), ssh-ed25519 or ssh-rsa public key"
+            ));
+        };
+        Ok(Recipient { text, kind })
+    }
+
+    /// Short form for messages: `age1abcd…wxyz`.
+    pub fn short(&self) -> String {
+        short_key(&self.text)
+    }
+
+    /// Wraps `secret` (a data key or Shamir share) for this recipient as an armored age file
+    /// with LF line endings.
+    pub fn wrap(&self, secret: &[u8]) -> Result<String> {
+        let boxed: Box<dyn age::Recipient + Send> = match self.kind {
+            RecipientKind::X25519 => Box::new(age::x25519::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(e.to_string()))?),
+            RecipientKind::Ssh => Box::new(
+                age::ssh::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(format!("{e:?}")))?,
+            ),
+            RecipientKind::Plugin => {
+                let r = age::plugin::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(e.to_string()))?;
+                let name = r.plugin().to_string();
+                Box::new(
+                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks)
+                        .map_err(|e| Error::Crypto(format!("age plugin age-plugin-{name} not found on PATH: {e:?}")))?,
+                )
+            }
+        };
+        let enc = age::Encryptor::with_recipients(std::iter::once(boxed.as_ref() as &dyn age::Recipient))
+            .map_err(|e| Error::Crypto(format!("cannot wrap the data key for {}: {e}", self.short())))?;
+        let mut out = Vec::with_capacity(512);
+        let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+            .map_err(|e| Error::Crypto(e.to_string()))?;
+        let mut w = enc.wrap_output(armor).map_err(|e| Error::Crypto(e.to_string()))?;
+        w.write_all(secret).map_err(|e| Error::Crypto(e.to_string()))?;
+        w.finish().and_then(|a| a.finish()).map_err(|e| Error::Crypto(e.to_string()))?;
+        let s = String::from_utf8(out).expect("armor is ASCII").replace("\r\n", "\n");
+        Ok(s)
+    }
+}
+
+/// `age1abcd…wxyz` or `ssh-ed25519 AAAA…wxyz`.
+pub fn short_key(text: &str) -> String {
+    let (prefix, body) = match text.split_once(' ') {
+        Some((t, rest)) => (format!("{t} "), rest.split(' ').next().unwrap_or(rest)),
+        None => (String::new(), text),
+    };
+    if body.chars().count() <= 14 {
+        return format!("{prefix}{body}");
+    }
+    let head: String = body.chars().take(8).collect();
+    let tail: String = body.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{prefix}{head}…{tail}")
+}
+
+/// Compares recipients ignoring an SSH key's comment.
+pub fn same_recipient(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.trim();
+        if s.starts_with("ssh-") {
+            s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        } else {
+            s.to_string()
+        }
+    };
+    norm(a) == norm(b)
+}
+
+/// Callbacks for plugins and passphrase-protected identities: prompts on the terminal when
+/// there is one, declines otherwise.
+#[derive(Clone, Copy)]
+pub struct TermCallbacks;
+
+impl age::Callbacks for TermCallbacks {
+    fn display_message(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return None;
+        }
+        eprint!("{message} [{yes}/{}] ", no.unwrap_or("no"));
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        Some(line.trim().eq_ignore_ascii_case(yes) || line.trim().eq_ignore_ascii_case("y"))
+    }
+
+    fn request_public_string(&self, description: &str) -> Option<String> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return None;
+        }
+        eprint!("{description} ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        Some(line.trim_end().to_string())
+    }
+
+    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
+        rpassword::prompt_password(format!("{description}: ")).ok().map(age::secrecy::SecretString::from)
+    }
+}
+
+/// One identity loaded from a source.
+struct LoadedIdentity {
+    identity: Box<dyn age::Identity>,
+    /// Its recipient text when known without unlocking (X25519, unencrypted SSH).
+    public: Option<String>,
+}
+
+/// A place identities come from, for messages.
+struct Source {
+    label: String,
+    identities: Vec<LoadedIdentity>,
+}
+
+/// Where to look for identities, in order.
+#[derive(Debug, Clone)]
+enum SourceSpec {
+    File { label: String, path: PathBuf, explicit: bool },
+    Text { label: String, var: &'static str },
+    Cmd { label: String },
+    Ssh { path: PathBuf },
+}
+
+/// The identities available to this process, loaded lazily in lookup order.
+pub struct Keyring {
+    specs: Vec<SourceSpec>,
+    loaded: Vec<Option<Source>>,
+    /// Sources that could not be read (reported in errors; other sources are still used).
+    pub problems: Vec<String>,
+}
+
+/// The user's config folder for envv: `$XDG_CONFIG_HOME/envv` or `~/.config/envv`.
+pub fn envv_config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".config")))
+        .map(|d| d.join("envv"))
+}
+
+/// The default key file `keygen` writes: `~/.config/envv/keys.txt`.
+pub fn default_key_file() -> Option<PathBuf> {
+    envv_config_dir().map(|d| d.join("keys.txt"))
+}
+
+/// sops's user key file (`$XDG_CONFIG_HOME/sops/age/keys.txt`, platform config dir elsewhere).
+fn sops_key_file() -> Option<PathBuf> {
+    if cfg!(target_os = "linux") {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::home_dir().map(|h| h.join(".config")))
+            .map(|d| d.join("sops/age/keys.txt"))
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(dirs::config_dir)
+            .map(|d| d.join("sops/age/keys.txt"))
+    }
+}
+
+fn nonempty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Keyring {
+    /// The lookup order of DESIGN §3, with `explicit` (`--identity`) files first.
+    pub fn new(explicit: &[PathBuf]) -> Self {
+        let mut specs = Vec::new();
+        for p in explicit {
+            specs.push(SourceSpec::File { label: format!("--identity {}", p.display()), path: p.clone(), explicit: true });
+        }
+        if nonempty_env("ENVV_AGE_KEY").is_some() {
+            specs.push(SourceSpec::Text { label: "$ENVV_AGE_KEY".into(), var: "ENVV_AGE_KEY" });
+        }
+        if let Some(p) = nonempty_env("ENVV_AGE_KEY_FILE") {
+            specs.push(SourceSpec::File { label: format!("$ENVV_AGE_KEY_FILE ({p})"), path: p.into(), explicit: true });
+        }
+        if nonempty_env("SOPS_AGE_KEY").is_some() {
+            specs.push(SourceSpec::Text { label: "$SOPS_AGE_KEY".into(), var: "SOPS_AGE_KEY" });
+        }
+        if let Some(p) = nonempty_env("SOPS_AGE_KEY_FILE") {
+            specs.push(SourceSpec::File { label: format!("$SOPS_AGE_KEY_FILE ({p})"), path: p.into(), explicit: true });
+        }
+        if nonempty_env("SOPS_AGE_KEY_CMD").is_some() {
+            specs.push(SourceSpec::Cmd { label: "$SOPS_AGE_KEY_CMD".into() });
+        }
+        if let Some(p) = default_key_file() {
+            specs.push(SourceSpec::File { label: tilde(&p), path: p, explicit: false });
+        }
+        if let Some(p) = sops_key_file() {
+            specs.push(SourceSpec::File { label: tilde(&p), path: p, explicit: false });
+        }
+        if let Some(h) = dirs::home_dir() {
+            specs.push(SourceSpec::Ssh { path: h.join(".ssh/id_ed25519") });
+            specs.push(SourceSpec::Ssh { path: h.join(".ssh/id_rsa") });
+        }
+        let n = specs.len();
+        Keyring { specs, loaded: (0..n).map(|_| None).collect(), problems: Vec::new() }
+    }
+
+    fn load(&mut self, i: usize) -> Option<&Source> {
+        if self.loaded[i].is_none() {
+            let spec = self.specs[i].clone();
+            let res = load_source(&spec);
+            match res {
+                Ok(Some(src)) => self.loaded[i] = Some(src),
+                Ok(None) => self.loaded[i] = Some(Source { label: String::new(), identities: Vec::new() }),
+                Err(msg) => {
+                    self.problems.push(msg);
+                    self.loaded[i] = Some(Source { label: String::new(), identities: Vec::new() });
+                }
+            }
+        }
+        self.loaded[i].as_ref()
+    }
+
+    /// Unwraps the data key of a file. Tries sources in order; in each source, identities whose
+    /// public key matches a recipient entry first. Returns the data key and the label of the
+    /// source that opened it, or `None` with nothing opened.
+    pub fn unwrap(&mut self, meta: &Metadata) -> Result<Option<DataKey>> {
+        let has_ssh = meta.recipients().iter().any(|r| r.starts_with("ssh-"));
+        if meta.groups.len() <= 1 {
+            let entries: Vec<&KeyEntry> = meta.groups.iter().flatten().collect();
+            match self.unwrap_any(&entries, has_ssh) {
+                Some(bytes) => {
+                    let key = DataKey::from_slice(&bytes)
+                        .ok_or_else(|| Error::Crypto("the unwrapped data key is not 32 bytes".into()))?;
+                    Ok(Some(key))
+                }
+                None => Ok(None),
+            }
+        } else {
+            let mut shares = Vec::new();
+            for group in &meta.groups {
+                let entries: Vec<&KeyEntry> = group.iter().collect();
+                if let Some(s) = self.unwrap_any(&entries, has_ssh) {
+                    shares.push(s);
+                }
+            }
+            let threshold = meta.shamir_threshold.filter(|t| *t > 0).unwrap_or(meta.groups.len() as u64);
+            if (shares.len() as u64) < threshold.max(2) {
+                return Ok(None);
+            }
+            let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
+            let key = zeroize::Zeroizing::new(shamir::combine(&plain).map_err(Error::Crypto)?);
+            for mut p in plain {
+                zeroize::Zeroize::zeroize(&mut p);
+            }
+            Ok(Some(DataKey::from_slice(&key).ok_or_else(|| Error::Crypto("recovered data key is not 32 bytes".into()))?))
+        }
+    }
+
+    fn unwrap_any(&mut self, entries: &[&KeyEntry], has_ssh: bool) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        for i in 0..self.specs.len() {
+            if matches!(self.specs[i], SourceSpec::Ssh { .. }) && !has_ssh {
+                continue;
+            }
+            let Some(src) = self.load(i) else { continue };
+            // Identities with a known public key only open the entry with that recipient.
+            for id in &src.identities {
+                match &id.public {
+                    Some(p) => {
+                        for e in entries.iter().filter(|e| same_recipient(&e.recipient, p)) {
+                            if let Some(k) = try_unwrap(id.identity.as_ref(), &e.enc) {
+                                return Some(k);
+                            }
+                        }
+                    }
+                    None => {
+                        for e in entries {
+                            if let Some(k) = try_unwrap(id.identity.as_ref(), &e.enc) {
+                                return Some(k);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Labels of the identities tried so far (for "no identity" errors): `source (age1…)`.
+    pub fn tried(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.specs.len() {
+            if let Some(Some(src)) = self.loaded.get(i) {
+                for id in &src.identities {
+                    let key = id.public.as_deref().map(short_key).unwrap_or_else(|| "locked or plugin identity".into());
+                    out.push(format!("{} ({key})", src.label));
+                }
+            }
+        }
+        out.extend(self.problems.iter().cloned());
+        out
+    }
+
+    /// Loads every source and returns the public keys found, with their source labels.
+    pub fn all_publics(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for i in 0..self.specs.len() {
+            if let Some(src) = self.load(i) {
+                for id in &src.identities {
+                    if let Some(p) = &id.public {
+                        if !out.iter().any(|(q, _): &(String, String)| q == p) {
+                            out.push((p.clone(), src.label.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn try_unwrap(identity: &dyn age::Identity, armored: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let trimmed = armored.trim_start();
+    let reader = age::armor::ArmoredReader::new(trimmed.as_bytes());
+    let dec = age::Decryptor::new(reader).ok()?;
+    let mut r = dec.decrypt(std::iter::once(identity)).ok()?;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(33));
+    r.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+fn tilde(p: &Path) -> String {
+    if let Some(h) = dirs::home_dir() {
+        if let Ok(rest) = p.strip_prefix(&h) {
+            return format!("~/{}", rest.display());
+        }
+    }
+    p.display().to_string()
+}
+
+fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String> {
+    match spec {
+        SourceSpec::Text { label, var } => {
+            let text = zeroize::Zeroizing::new(std::env::var(var).unwrap_or_default());
+            parse_identity_text(label, text.as_bytes(), None).map(Some)
+        }
+        SourceSpec::Cmd { label } => {
+            let cmd = std::env::var("SOPS_AGE_KEY_CMD").unwrap_or_default();
+            let argv = shell_words::split(&cmd).map_err(|e| format!("{label}: cannot split the command: {e}"))?;
+            let (prog, args) = argv.split_first().ok_or_else(|| format!("{label}: empty command"))?;
+            let out = std::process::Command::new(prog)
+                .args(args)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| format!("{label}: cannot run {prog}: {e}"))?;
+            let stdout = zeroize::Zeroizing::new(out.stdout);
+            if !out.status.success() {
+                return Err(format!("{label}: {prog} exited with {}", out.status));
+            }
+            parse_identity_text(label, &stdout, None).map(Some)
+        }
+        SourceSpec::File { label, path, explicit } => {
+            let bytes = match std::fs::read(path) {
+                Ok(b) => zeroize::Zeroizing::new(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+                Err(e) => return Err(format!("{label}: {e}")),
+            };
+            warn_if_readable(path);
+            parse_identity_text(label, &bytes, Some(path)).map(Some)
+        }
+        SourceSpec::Ssh { path } => {
+            let label = tilde(path);
+            let bytes = match std::fs::read(path) {
+                Ok(b) => zeroize::Zeroizing::new(b),
+                Err(_) => return Ok(None),
+            };
+            parse_identity_text(&label, &bytes, Some(path)).map(Some)
+        }
+    }
+}
+
+/// Prints a warning when a key file is readable by group or others (Unix).
+pub fn warn_if_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: {} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                    path.display(),
+                    m.permissions().mode() & 0o777,
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Parses identity text: age identity lines, a passphrase-protected identity file, or an
+/// OpenSSH private key.
+fn parse_identity_text(label: &str, bytes: &[u8], path: Option<&Path>) -> std::result::Result<Source, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| format!("{label}: not a text identity file"))?;
+    let head = text.trim_start();
+    let filename = path.map(|p| p.display().to_string());
+    let mut identities = Vec::new();
+    if head.starts_with("age-encryption.org/") || head.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") {
+        let reader = age::armor::ArmoredReader::new(std::io::Cursor::new(head.as_bytes().to_vec()));
+        let id = age::encrypted::Identity::from_buffer(reader, filename, TermCallbacks, None)
+            .map_err(|e| format!("{label}: {e}"))?
+            .ok_or_else(|| format!("{label}: an age file that is not a passphrase-protected identity"))?;
+        identities.push(LoadedIdentity { identity: Box::new(id), public: None });
+    } else if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") || head.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
+        let id = age::ssh::Identity::from_buffer(head.as_bytes(), filename).map_err(|e| format!("{label}: {e}"))?;
+        let public = match &id {
+            age::ssh::Identity::Unencrypted(_) => age::ssh::Recipient::try_from(id.clone()).ok().map(|r| r.to_string()),
+            _ => path.and_then(|p| std::fs::read_to_string(p.with_extension("pub")).ok()).map(|s| s.trim().to_string()),
+        };
+        if let age::ssh::Identity::Unsupported(k) = &id {
+            return Err(format!("{label}: unsupported SSH key ({k:?})"));
+        }
+        identities.push(LoadedIdentity { identity: Box::new(id.with_callbacks(TermCallbacks)), public });
+    } else {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with("AGE-SECRET-KEY-1") {
+                let id = age::x25519::Identity::from_str(line).map_err(|_| format!("{label}:{}: invalid AGE-SECRET-KEY line", n + 1))?;
+                let public = id.to_public().to_string();
+                identities.push(LoadedIdentity { identity: Box::new(id), public: Some(public) });
+            } else if line.starts_with("AGE-PLUGIN-") {
+                let id = age::plugin::Identity::from_str(line).map_err(|_| format!("{label}:{}: invalid AGE-PLUGIN identity", n + 1))?;
+                let name = id.plugin().to_string();
+                match age::plugin::IdentityPluginV1::new(&name, &[id], TermCallbacks) {
+                    Ok(p) => identities.push(LoadedIdentity { identity: Box::new(p), public: None }),
+                    Err(_) => return Err(format!("{label}: age-plugin-{name} is not on PATH")),
+                }
+            } else {
+                return Err(format!("{label}:{}: not an age identity line", n + 1));
+            }
+        }
+    }
+    Ok(Source { label: label.to_string(), identities })
+}
+
+/// Generates a new X25519 identity into `path` (0600, parent 0700), never overwriting.
+/// Returns the public key.
+pub fn keygen(path: &Path) -> Result<String> {
+    if path.exists() {
+        return Err(Error::Usage(format!(
+            "{} already exists; envv never overwrites a key file (its public key: `envv whoami`)",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let id = age::x25519::Identity::generate();
+    let public = id.to_public().to_string();
+    let now = crate::sops::now_timestamp();
+    let secret = id.to_string();
+    let body = zeroize::Zeroizing::new(format!(
+        "# created: {now}\n# public key: {public}\n{}\n",
+        secret.expose_secret()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).at(path)?;
+    f.write_all(body.as_bytes()).at(path)?;
+    f.sync_all().at(path)?;
+    Ok(public)
+}
+
+/// Creates a folder (and parents) with mode 0700 on Unix.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).at(dir)
+}
+
+/// Reads the public key of "you": the first X25519 identity in lookup order, else an SSH public
+/// key beside `~/.ssh/id_ed25519`.
+pub fn my_public_key(keyring: &mut Keyring) -> Option<String> {
+    if let Some((p, _)) = keyring.all_publics().into_iter().find(|(p, _)| p.starts_with("age1")) {
+        return Some(p);
+    }
+    let h = dirs::home_dir()?;
+    let f = std::fs::File::open(h.join(".ssh/id_ed25519.pub")).ok()?;
+    let mut line = String::new();
+    BufReader::new(f).read_line(&mut line).ok()?;
+    Recipient::parse(&line).ok().map(|r| r.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_parse() {
+        let id = age::x25519::Identity::generate();
+        let p = id.to_public().to_string();
+        assert_eq!(Recipient::parse(&p).unwrap().kind, RecipientKind::X25519);
+        assert!(Recipient::parse("age1nope").is_err());
+        assert!(Recipient::parse("hello").unwrap_err().contains("not a recipient"));
+        assert!(Recipient::parse("ssh-ed25519 AAAA garbage").is_err());
+    }
+
+    #[test]
+    fn wrap_unwrap() {
+        let id = age::x25519::Identity::generate();
+        let r = Recipient::parse(&id.to_public().to_string()).unwrap();
+        let armored = r.wrap(&[7u8; 32]).unwrap();
+        assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+        assert!(armored.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
+        assert!(!armored.contains('\r'));
+        let k = try_unwrap(&id, &armored).unwrap();
+        assert_eq!(&k[..], &[7u8; 32]);
+        let other = age::x25519::Identity::generate();
+        assert!(try_unwrap(&other, &armored).is_none());
+    }
+
+    #[test]
+    fn short_keys() {
+        assert_eq!(short_key("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38"), "age1y7hp…zh38");
+        assert!(same_recipient("ssh-ed25519 AAAAC3 bob@laptop", "ssh-ed25519 AAAAC3"));
+    }
+}

@@ -1,0 +1,20 @@
+//! envv: encrypted `.env` files in git, readable by exactly the people a committed policy names.
+//!
+//! The library holds the whole product; `src/main.rs` only calls [`cli::main`]. Core modules
+//! (`dotenv`, `sops`, `policy`, `keys`, `envfile`, `git`, `workspace`, `fsutil`) never print and
+//! return typed [`error::Error`]s; the `cli` module parses arguments, calls them, and prints.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod dotenv;
+pub mod envfile;
+pub mod error;
+pub mod fsutil;
+pub mod git;
+pub mod keys;
+pub mod policy;
+pub mod secret;
+pub mod sops;
+pub mod workspace;
+
+pub use error::{Error, Result};

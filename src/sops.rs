@@ -1,0 +1,735 @@
+//! The sops v3 encrypted format: `ENC[...]` values, `sops_*` metadata, the MAC, Shamir shares.
+//!
+//! Everything here follows sops 3.11's dotenv store byte for byte so that files envv writes
+//! decrypt with `sops` and the other way round. Age wrapping of the data key lives in
+//! [`crate::keys`]; reading and writing whole files lives in [`crate::envfile`].
+
+use aes_gcm::aead::consts::U32;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{aes::Aes256, AesGcm};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::RngCore;
+use regex::Regex;
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::Zeroizing;
+
+use crate::dotenv::{unescape_stored, Line};
+use crate::secret::Secret;
+
+/// The sops format version envv writes into new files.
+pub const SOPS_VERSION: &str = "3.11.0";
+const ENC_PREFIX: &str = "ENC[AES256_GCM,data:";
+
+/// The 32-byte key that encrypts every value of one file.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A fresh random data key.
+    pub fn generate() -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *k);
+        DataKey(k)
+    }
+
+    /// From exactly 32 bytes.
+    pub fn from_slice(b: &[u8]) -> Option<Self> {
+        let arr: [u8; 32] = b.try_into().ok()?;
+        Some(DataKey(Zeroizing::new(arr)))
+    }
+
+    /// The key bytes (for wrapping).
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A value cipher for this key.
+    pub fn cipher(&self) -> ValueCipher {
+        ValueCipher(AesGcm::<Aes256, U32>::new_from_slice(&self.0[..]).expect("32-byte key"))
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// What the plaintext of an `ENC[...]` value means (its `type:` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Str,
+    Comment,
+    Float,
+    Bool,
+    Int,
+    Time,
+    Bytes,
+}
+
+impl ValueType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "str" => Self::Str,
+            "comment" => Self::Comment,
+            "float" => Self::Float,
+            "bool" => Self::Bool,
+            "int" => Self::Int,
+            "time" => Self::Time,
+            "bytes" => Self::Bytes,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Str => "str",
+            Self::Comment => "comment",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Int => "int",
+            Self::Time => "time",
+            Self::Bytes => "bytes",
+        }
+    }
+}
+
+/// A parsed `ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]` string.
+#[derive(Debug, Clone)]
+pub struct EncValue {
+    pub data: Vec<u8>,
+    pub iv: Vec<u8>,
+    pub tag: [u8; 16],
+    pub ty: ValueType,
+}
+
+/// Whether a stored value is an `ENC[...]` string.
+pub fn is_enc(stored: &str) -> bool {
+    stored.starts_with(ENC_PREFIX)
+}
+
+impl EncValue {
+    /// Parses an ENC string. The error says which part is wrong, never the content.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s.strip_prefix(ENC_PREFIX).ok_or("not an ENC[AES256_GCM,...] value")?;
+        let iv_at = rest.find(",iv:").ok_or("ENC value has no iv field")?;
+        let data = &rest[..iv_at];
+        let rest = &rest[iv_at + 4..];
+        let tag_at = rest.find(",tag:").ok_or("ENC value has no tag field")?;
+        let iv = &rest[..tag_at];
+        let rest = &rest[tag_at + 5..];
+        let ty_at = rest.find(",type:").ok_or("ENC value has no type field")?;
+        let tag = &rest[..ty_at];
+        let rest = &rest[ty_at + 6..];
+        let end = rest.find(']').ok_or("ENC value is not closed by ]")?;
+        let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
+        let dec = |field: &str, what: &str| B64.decode(field).map_err(|_| format!("ENC value has invalid base64 in {what}"));
+        let data = dec(data, "data")?;
+        let iv = dec(iv, "iv")?;
+        if iv.is_empty() {
+            return Err("ENC value has an empty iv".into());
+        }
+        let tag: [u8; 16] = dec(tag, "tag")?.try_into().map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
+        Ok(EncValue { data, iv, tag, ty })
+    }
+}
+
+/// AES-256-GCM with sops's 32-byte IVs, bound to one data key.
+pub struct ValueCipher(AesGcm<Aes256, U32>);
+
+impl ValueCipher {
+    /// Encrypts `plain` with a fresh IV; `aad` is the key name + `:` (or `:` for comments).
+    pub fn encrypt(&self, plain: &[u8], aad: &[u8], ty: ValueType) -> String {
+        let mut iv = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut iv);
+        let mut buf = Zeroizing::new(plain.to_vec());
+        let tag = self
+            .0
+            .encrypt_in_place_detached((&iv).into(), aad, &mut buf)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        format!(
+            "{ENC_PREFIX}{},iv:{},tag:{},type:{}]",
+            B64.encode(&buf[..]),
+            B64.encode(iv),
+            B64.encode(tag),
+            ty.as_str()
+        )
+    }
+
+    /// Decrypts; `None` when authentication fails (wrong key, wrong AAD, edited bytes).
+    pub fn decrypt(&self, enc: &EncValue, aad: &[u8]) -> Option<Secret> {
+        if enc.iv.len() != 32 {
+            // Only sops's 32-byte IVs are produced by any known writer.
+            return None;
+        }
+        let mut buf = enc.data.clone();
+        let iv: &[u8; 32] = enc.iv.as_slice().try_into().ok()?;
+        match self.0.decrypt_in_place_detached(iv.into(), aad, &mut buf, (&enc.tag).into()) {
+            Ok(()) => Some(Secret::new(buf)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// How sops prints a non-string value in dotenv output (the stored bytes otherwise).
+pub fn display_typed(ty: ValueType, plain: Secret) -> Secret {
+    match ty {
+        ValueType::Bool => Secret::from_str(if plain.expose() == b"True" { "true" } else { "false" }),
+        ValueType::Float if !plain.expose().iter().any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N')) => {
+            let mut v = plain.expose().to_vec();
+            v.extend_from_slice(b".0");
+            Secret::new(v)
+        }
+        _ => plain,
+    }
+}
+
+/// Which values of a file are encrypted: the one crypt rule of a file (sops allows one).
+#[derive(Debug, Clone)]
+pub enum CryptRule {
+    UnencryptedSuffix(String),
+    EncryptedSuffix(String),
+    UnencryptedRegex(Regex),
+    EncryptedRegex(Regex),
+    UnencryptedCommentRegex(Regex),
+    EncryptedCommentRegex(Regex),
+}
+
+impl Default for CryptRule {
+    fn default() -> Self {
+        CryptRule::UnencryptedSuffix("_unencrypted".into())
+    }
+}
+
+impl CryptRule {
+    fn meta_name(&self) -> &'static str {
+        match self {
+            CryptRule::UnencryptedSuffix(_) => "unencrypted_suffix",
+            CryptRule::EncryptedSuffix(_) => "encrypted_suffix",
+            CryptRule::UnencryptedRegex(_) => "unencrypted_regex",
+            CryptRule::EncryptedRegex(_) => "encrypted_regex",
+            CryptRule::UnencryptedCommentRegex(_) => "unencrypted_comment_regex",
+            CryptRule::EncryptedCommentRegex(_) => "encrypted_comment_regex",
+        }
+    }
+
+    fn meta_value(&self) -> &str {
+        match self {
+            CryptRule::UnencryptedSuffix(s) | CryptRule::EncryptedSuffix(s) => s,
+            CryptRule::UnencryptedRegex(r)
+            | CryptRule::EncryptedRegex(r)
+            | CryptRule::UnencryptedCommentRegex(r)
+            | CryptRule::EncryptedCommentRegex(r) => r.as_str(),
+        }
+    }
+
+    /// The regex source, for comparing with the policy.
+    pub fn describe(&self) -> String {
+        format!("{}={}", self.meta_name(), self.meta_value())
+    }
+
+    /// For every line, whether it is (or must be) encrypted. Comment runs are judged on the
+    /// stored comment text, as sops does when decrypting.
+    pub fn plan(&self, lines: &[Line]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(lines.len());
+        let mut run_match = false; // a comment in the current run matched (comment regex rules)
+        for line in lines {
+            let enc = match line {
+                Line::Blank => false,
+                Line::Comment(text) => match self {
+                    CryptRule::UnencryptedSuffix(_) | CryptRule::UnencryptedRegex(_) => !text.is_empty(),
+                    CryptRule::EncryptedSuffix(_) | CryptRule::EncryptedRegex(_) => false,
+                    CryptRule::UnencryptedCommentRegex(r) => {
+                        if !run_match && r.is_match(text) {
+                            run_match = true;
+                        }
+                        !run_match && !text.is_empty()
+                    }
+                    CryptRule::EncryptedCommentRegex(r) => {
+                        let enc = run_match && !text.is_empty();
+                        if r.is_match(text) {
+                            run_match = true;
+                        }
+                        enc
+                    }
+                },
+                Line::Pair { key, .. } => {
+                    let enc = match self {
+                        CryptRule::UnencryptedSuffix(s) => !key.ends_with(s.as_str()),
+                        CryptRule::EncryptedSuffix(s) => key.ends_with(s.as_str()),
+                        CryptRule::UnencryptedRegex(r) => !r.is_match(key),
+                        CryptRule::EncryptedRegex(r) => r.is_match(key),
+                        CryptRule::UnencryptedCommentRegex(_) => !run_match,
+                        CryptRule::EncryptedCommentRegex(_) => run_match,
+                    };
+                    run_match = false;
+                    enc
+                }
+            };
+            out.push(enc);
+        }
+        out
+    }
+
+    /// Whether one key (outside any comment run) is encrypted.
+    pub fn encrypts_key(&self, key: &str) -> bool {
+        self.plan(&[Line::Pair { key: key.into(), stored: String::new(), line: 0 }])[0]
+    }
+}
+
+/// One age recipient entry of a file: the recipient text and its armored wrapped key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub recipient: String,
+    /// ASCII-armored age file, LF line endings (unescaped).
+    pub enc: String,
+}
+
+/// The `sops_*` metadata of a file.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// Key groups; a file with a top-level `sops_age__list_*` has exactly one group.
+    pub groups: Vec<Vec<KeyEntry>>,
+    /// Stored as `sops_key_groups__...` (two or more groups).
+    pub key_groups_form: bool,
+    pub lastmodified: String,
+    /// The stored (encrypted) MAC.
+    pub mac: String,
+    pub mac_only_encrypted: bool,
+    pub shamir_threshold: Option<u64>,
+    pub rule: CryptRule,
+    pub version: String,
+    /// Other `sops_*` lines (pgp, kms, unknown), kept verbatim.
+    pub foreign: Vec<(String, String)>,
+}
+
+/// sops metadata keys naming master keys envv cannot wrap for.
+const FOREIGN_MASTER_KEYS: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
+
+impl Metadata {
+    /// New metadata for a file encrypted by envv.
+    pub fn new(groups: Vec<Vec<KeyEntry>>, rule: CryptRule) -> Self {
+        Metadata {
+            key_groups_form: groups.len() > 1,
+            groups,
+            lastmodified: String::new(),
+            mac: String::new(),
+            mac_only_encrypted: false,
+            shamir_threshold: None,
+            rule,
+            version: SOPS_VERSION.into(),
+            foreign: Vec::new(),
+        }
+    }
+
+    /// Whether the file also has master keys of other kinds (pgp, kms, ...).
+    pub fn has_foreign_master_keys(&self) -> bool {
+        self.foreign.iter().any(|(k, _)| {
+            let rest = k.trim_start_matches("sops_");
+            FOREIGN_MASTER_KEYS.iter().any(|m| rest.starts_with(&format!("{m}__list_"))) || rest.starts_with("key_groups__")
+        })
+    }
+
+    /// All recipients, in group order.
+    pub fn recipients(&self) -> Vec<&str> {
+        self.groups.iter().flatten().map(|e| e.recipient.as_str()).collect()
+    }
+
+    /// Reads metadata from the `sops_*` pairs of a file. `file` names it in errors.
+    pub fn from_pairs<'a>(file: &str, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+        let mut top: Vec<(u64, KeyEntryParts)> = Vec::new();
+        let mut grouped: Vec<(u64, u64, KeyEntryParts)> = Vec::new();
+        let mut lastmodified = None;
+        let mut mac = String::new();
+        let mut version = None;
+        let mut mac_only = false;
+        let mut threshold = None;
+        let mut rules: Vec<CryptRule> = Vec::new();
+        let mut foreign = Vec::new();
+        for (key, stored) in pairs {
+            let name = &key["sops_".len()..];
+            let value = String::from_utf8(unescape_stored(stored)).expect("utf-8 in, utf-8 out");
+            let bad = |what: &str| format!("{file}: invalid metadata line {key}: {what}");
+            if let Some(rest) = name.strip_prefix("age__list_") {
+                let (idx, field) = list_field(rest).ok_or_else(|| bad("expected age__list_N__map_enc or _recipient"))?;
+                set_part(&mut top, idx, field, value).map_err(|m| bad(&m))?;
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix("key_groups__list_") {
+                if let Some((g, rest)) = rest.split_once("__map_age__list_") {
+                    if let (Ok(g), Some((idx, field))) = (g.parse::<u64>(), list_field(rest)) {
+                        let pos = grouped.iter().position(|(gg, ii, _)| *gg == g && *ii == idx);
+                        let parts = match pos {
+                            Some(p) => &mut grouped[p].2,
+                            None => {
+                                grouped.push((g, idx, KeyEntryParts::default()));
+                                &mut grouped.last_mut().unwrap().2
+                            }
+                        };
+                        parts.set(field, value).map_err(|m| bad(&m))?;
+                        continue;
+                    }
+                }
+                foreign.push((key.to_string(), stored.to_string()));
+                continue;
+            }
+            let regex = |v: &str| Regex::new(v).map_err(|_| bad("invalid regular expression"));
+            match name {
+                "lastmodified" => lastmodified = Some(value),
+                "mac" => mac = value,
+                "version" => version = Some(value),
+                "mac_only_encrypted" => mac_only = value == "true",
+                "shamir_threshold" => {
+                    let t = value
+                        .parse::<u64>()
+                        .ok()
+                        .or_else(|| value.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+                        .ok_or_else(|| bad("not a number"))?;
+                    threshold = Some(t);
+                }
+                "unencrypted_suffix" => rules.push(CryptRule::UnencryptedSuffix(value)),
+                "encrypted_suffix" => rules.push(CryptRule::EncryptedSuffix(value)),
+                "unencrypted_regex" => rules.push(CryptRule::UnencryptedRegex(regex(&value)?)),
+                "encrypted_regex" => rules.push(CryptRule::EncryptedRegex(regex(&value)?)),
+                "unencrypted_comment_regex" => rules.push(CryptRule::UnencryptedCommentRegex(regex(&value)?)),
+                "encrypted_comment_regex" => rules.push(CryptRule::EncryptedCommentRegex(regex(&value)?)),
+                _ => foreign.push((key.to_string(), stored.to_string())),
+            }
+        }
+        let lastmodified = lastmodified.ok_or_else(|| format!("{file}: sops metadata has no sops_lastmodified (truncated or not a sops file?)"))?;
+        canonical_time(&lastmodified).ok_or_else(|| format!("{file}: sops_lastmodified is not an RFC 3339 time"))?;
+        let version = version.ok_or_else(|| format!("{file}: sops metadata has no sops_version (truncated or not a sops file?)"))?;
+        if rules.len() > 1 {
+            return Err(format!("{file}: sops metadata has more than one encryption rule"));
+        }
+        let finish = |parts: KeyEntryParts, what: String| -> Result<KeyEntry, String> {
+            match (parts.recipient, parts.enc) {
+                (Some(recipient), Some(enc)) => Ok(KeyEntry { recipient, enc }),
+                _ => Err(format!("{file}: recipient entry {what} is incomplete (needs both enc and recipient)")),
+            }
+        };
+        let (groups, key_groups_form) = if !top.is_empty() {
+            top.sort_by_key(|(i, _)| *i);
+            let g = top.into_iter().map(|(i, p)| finish(p, format!("age {i}"))).collect::<Result<Vec<_>, _>>()?;
+            (vec![g], false)
+        } else if !grouped.is_empty() {
+            grouped.sort_by_key(|(g, i, _)| (*g, *i));
+            let mut groups: Vec<(u64, Vec<KeyEntry>)> = Vec::new();
+            for (g, i, p) in grouped {
+                let e = finish(p, format!("group {g} age {i}"))?;
+                match groups.last_mut() {
+                    Some((gg, v)) if *gg == g => v.push(e),
+                    _ => groups.push((g, vec![e])),
+                }
+            }
+            (groups.into_iter().map(|(_, v)| v).collect(), true)
+        } else {
+            let has_other = foreign.iter().any(|(k, _)| {
+                let rest = k.trim_start_matches("sops_");
+                FOREIGN_MASTER_KEYS.iter().any(|m| rest.starts_with(&format!("{m}__list_")))
+            });
+            if !has_other {
+                return Err(format!("{file}: sops metadata lists no recipients (no sops_age__ lines)"));
+            }
+            (Vec::new(), false)
+        };
+        Ok(Metadata {
+            groups,
+            key_groups_form,
+            lastmodified,
+            mac,
+            mac_only_encrypted: mac_only,
+            shamir_threshold: threshold,
+            rule: rules.pop().unwrap_or_default(),
+            version,
+            foreign,
+        })
+    }
+
+    /// The metadata as sorted `sops_*` lines (key, stored value).
+    pub fn to_lines(&self) -> Vec<Line> {
+        let mut kv: Vec<(String, String)> = Vec::new();
+        let esc = |s: &str| s.replace('\n', "\\n");
+        if self.key_groups_form {
+            for (g, group) in self.groups.iter().enumerate() {
+                for (i, e) in group.iter().enumerate() {
+                    let p = format!("sops_key_groups__list_{g}__map_age__list_{i}__map_");
+                    kv.push((format!("{p}enc"), esc(&e.enc)));
+                    kv.push((format!("{p}recipient"), e.recipient.clone()));
+                }
+            }
+        } else if let Some(group) = self.groups.first() {
+            for (i, e) in group.iter().enumerate() {
+                kv.push((format!("sops_age__list_{i}__map_enc"), esc(&e.enc)));
+                kv.push((format!("sops_age__list_{i}__map_recipient"), e.recipient.clone()));
+            }
+        }
+        kv.push(("sops_lastmodified".into(), self.lastmodified.clone()));
+        if !self.mac.is_empty() {
+            kv.push(("sops_mac".into(), self.mac.clone()));
+        }
+        if self.mac_only_encrypted {
+            kv.push(("sops_mac_only_encrypted".into(), "true".into()));
+        }
+        if let Some(t) = self.shamir_threshold.filter(|t| *t > 0) {
+            kv.push(("sops_shamir_threshold".into(), t.to_string()));
+        }
+        kv.push((format!("sops_{}", self.rule.meta_name()), esc(self.rule.meta_value())));
+        kv.push(("sops_version".into(), self.version.clone()));
+        kv.extend(self.foreign.iter().cloned());
+        kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        kv.into_iter().map(|(key, stored)| Line::Pair { key, stored, line: 0 }).collect()
+    }
+}
+
+#[derive(Default)]
+struct KeyEntryParts {
+    recipient: Option<String>,
+    enc: Option<String>,
+}
+
+impl KeyEntryParts {
+    fn set(&mut self, field: &str, value: String) -> Result<(), String> {
+        match field {
+            "enc" => self.enc = Some(value),
+            "recipient" => self.recipient = Some(value.trim().to_string()),
+            _ => return Err(format!("unknown field {field}")),
+        }
+        Ok(())
+    }
+}
+
+fn list_field(rest: &str) -> Option<(u64, &str)> {
+    let (idx, field) = rest.split_once("__map_")?;
+    Some((idx.parse().ok()?, field))
+}
+
+fn set_part(v: &mut Vec<(u64, KeyEntryParts)>, idx: u64, field: &str, value: String) -> Result<(), String> {
+    let pos = match v.iter().position(|(i, _)| *i == idx) {
+        Some(p) => p,
+        None => {
+            v.push((idx, KeyEntryParts::default()));
+            v.len() - 1
+        }
+    };
+    v[pos].1.set(field, value)
+}
+
+/// SHA-512 over the plaintext values, sops style, as 128 uppercase hex characters.
+pub struct MacBuilder(Sha512);
+
+impl MacBuilder {
+    pub fn new(mac_only_encrypted: bool) -> Self {
+        let mut h = Sha512::new();
+        if mac_only_encrypted {
+            h.update(Sha256::digest(b"sops"));
+        }
+        MacBuilder(h)
+    }
+
+    pub fn add(&mut self, value: &[u8]) {
+        self.0.update(value);
+    }
+
+    pub fn finish(self) -> String {
+        let d = self.0.finalize();
+        let mut s = String::with_capacity(128);
+        for b in d {
+            s.push_str(&format!("{b:02X}"));
+        }
+        s
+    }
+}
+
+/// The current UTC time as sops writes it: `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_timestamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .expect("formatting a UTC time cannot fail")
+}
+
+/// sops's canonical form of a timestamp (used as the MAC's AAD): fractional seconds dropped,
+/// a zero offset written `Z`, other offsets `+hh:mm`.
+pub fn canonical_time(s: &str) -> Option<String> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    let base = t
+        .format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+        .ok()?;
+    let off = t.offset();
+    if off.is_utc() {
+        Some(format!("{base}Z"))
+    } else {
+        let (h, m, _) = off.as_hms();
+        let sign = if off.is_negative() { '-' } else { '+' };
+        Some(format!("{base}{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs()))
+    }
+}
+
+/// Shamir secret sharing over GF(2^8) with the AES polynomial, as sops uses for key groups.
+pub mod shamir {
+    fn tables() -> &'static ([u8; 256], [u8; 256]) {
+        static T: std::sync::OnceLock<([u8; 256], [u8; 256])> = std::sync::OnceLock::new();
+        T.get_or_init(|| {
+            let mut exp = [0u8; 256];
+            let mut log = [0u8; 256];
+            let mut x: u8 = 1;
+            for i in 0..255u16 {
+                exp[i as usize] = x;
+                log[x as usize] = i as u8;
+                // multiply by the generator 3
+                let hi = x & 0x80;
+                let mut x2 = x << 1;
+                if hi != 0 {
+                    x2 ^= 0x1B;
+                }
+                x ^= x2;
+            }
+            exp[255] = exp[0];
+            (exp, log)
+        })
+    }
+
+    fn mul(a: u8, b: u8) -> u8 {
+        if a == 0 || b == 0 {
+            return 0;
+        }
+        let (exp, log) = tables();
+        exp[(log[a as usize] as usize + log[b as usize] as usize) % 255]
+    }
+
+    fn div(a: u8, b: u8) -> u8 {
+        let (exp, log) = tables();
+        if a == 0 {
+            return 0;
+        }
+        exp[(log[a as usize] as usize + 255 - log[b as usize] as usize) % 255]
+    }
+
+    /// Recovers the secret from shares (each = values followed by its x byte).
+    pub fn combine(shares: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+        if shares.len() < 2 {
+            return Err("fewer than two shares".into());
+        }
+        let len = shares[0].len();
+        if len < 2 || shares.iter().any(|s| s.len() != len) {
+            return Err("shares have different lengths".into());
+        }
+        let xs: Vec<u8> = shares.iter().map(|s| s[len - 1]).collect();
+        for (i, x) in xs.iter().enumerate() {
+            if *x == 0 || xs[..i].contains(x) {
+                return Err("duplicate or zero share index".into());
+            }
+        }
+        let mut out = vec![0u8; len - 1];
+        for (j, share) in shares.iter().enumerate() {
+            // Lagrange basis at 0: prod over m != j of x_m / (x_m - x_j)
+            let mut basis = 1u8;
+            for (m, &xm) in xs.iter().enumerate() {
+                if m != j {
+                    basis = mul(basis, div(xm, xm ^ xs[j]));
+                }
+            }
+            for (o, &y) in out.iter_mut().zip(&share[..len - 1]) {
+                *o ^= mul(y, basis);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Splits a secret into `n` shares, any `threshold` of which recover it.
+    pub fn split(secret: &[u8], n: u8, threshold: u8) -> Vec<Vec<u8>> {
+        use rand::RngCore;
+        let mut shares = vec![Vec::with_capacity(secret.len() + 1); n as usize];
+        let mut coeffs = vec![0u8; threshold.saturating_sub(1) as usize];
+        for &byte in secret {
+            rand::rngs::OsRng.fill_bytes(&mut coeffs);
+            for (i, share) in shares.iter_mut().enumerate() {
+                let x = i as u8 + 1;
+                // Horner: byte + c1 x + c2 x^2 ...
+                let mut y = 0u8;
+                for &c in coeffs.iter().rev() {
+                    y = mul(y, x) ^ c;
+                }
+                y = mul(y, x) ^ byte;
+                share.push(y);
+            }
+        }
+        for (i, share) in shares.iter_mut().enumerate() {
+            share.push(i as u8 + 1);
+        }
+        shares
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enc_round_trip_and_aad_binding() {
+        let k = DataKey::generate();
+        let c = k.cipher();
+        let s = c.encrypt(b"hello", b"A:", ValueType::Str);
+        let e = EncValue::parse(&s).unwrap();
+        assert_eq!(c.decrypt(&e, b"A:").unwrap().expose(), b"hello");
+        assert!(c.decrypt(&e, b"B:").is_none());
+        assert!(DataKey::generate().cipher().decrypt(&e, b"A:").is_none());
+    }
+
+    #[test]
+    fn enc_parse_errors_are_specific() {
+        assert!(EncValue::parse("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]").unwrap_err().contains("base64"));
+        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==").unwrap_err().contains("tag"));
+        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]").unwrap_err().contains("type"));
+    }
+
+    #[test]
+    fn canonical_times() {
+        assert_eq!(canonical_time("2026-11-21T22:44:12Z").unwrap(), "2026-11-21T22:44:12Z");
+        assert_eq!(canonical_time("2026-11-21T22:44:12.000Z").unwrap(), "2026-11-21T22:44:12Z");
+        assert_eq!(canonical_time("2026-11-21T22:44:12+00:00").unwrap(), "2026-11-21T22:44:12Z");
+        assert_eq!(canonical_time("2026-11-21T22:44:12+02:00").unwrap(), "2026-11-21T22:44:12+02:00");
+        assert!(canonical_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn shamir_round_trip() {
+        let secret: Vec<u8> = (0..32).collect();
+        let shares = shamir::split(&secret, 3, 2);
+        assert_eq!(shamir::combine(&shares[..2]).unwrap(), secret);
+        assert_eq!(shamir::combine(&[shares[0].clone(), shares[2].clone()]).unwrap(), secret);
+        assert_eq!(shamir::combine(&shares).unwrap(), secret);
+    }
+
+    #[test]
+    fn metadata_sorts_like_sops() {
+        let entries: Vec<KeyEntry> = (0..12).map(|i| KeyEntry { recipient: format!("r{i}"), enc: "x\ny\n".into() }).collect();
+        let mut m = Metadata::new(vec![entries], CryptRule::default());
+        m.lastmodified = "2026-01-01T00:00:00Z".into();
+        let lines = m.to_lines();
+        let keys: Vec<String> = lines.iter().map(|l| match l { Line::Pair { key, .. } => key.clone(), _ => unreachable!() }).collect();
+        assert_eq!(keys[0], "sops_age__list_0__map_enc");
+        assert_eq!(keys[2], "sops_age__list_10__map_enc");
+        assert!(keys.ends_with(&["sops_lastmodified".into(), "sops_unencrypted_suffix".into(), "sops_version".into()]));
+        let pairs: Vec<(String, String)> = lines.iter().map(|l| match l { Line::Pair { key, stored, .. } => (key.clone(), stored.clone()), _ => unreachable!() }).collect();
+        let back = Metadata::from_pairs("f", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back.groups[0].len(), 12);
+        assert_eq!(back.groups[0][11].recipient, "r11");
+        assert_eq!(back.groups[0][11].enc, "x\ny\n");
+    }
+
+    #[test]
+    fn comment_rules() {
+        let lines = vec![
+            Line::Comment("plain".into()),
+            Line::Comment("sops:nope".into()),
+            Line::Pair { key: "A".into(), stored: String::new(), line: 1 },
+            Line::Pair { key: "B".into(), stored: String::new(), line: 2 },
+        ];
+        let r = CryptRule::UnencryptedCommentRegex(Regex::new("sops:nope").unwrap());
+        assert_eq!(r.plan(&lines), vec![true, false, false, true]);
+        let r = CryptRule::EncryptedCommentRegex(Regex::new("plain").unwrap());
+        assert_eq!(r.plan(&lines), vec![false, true, true, false]);
+    }
+}
