@@ -420,6 +420,34 @@ impl EnvFile {
     }
 }
 
+/// How a file's recipients differ from what the policy wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientDrift {
+    /// In the policy, missing from the file (need a re-wrap).
+    pub missing: Vec<String>,
+    /// In the file, not in the policy (need a rotation).
+    pub extra: Vec<String>,
+}
+
+impl RecipientDrift {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Compares a file's recipients with the wanted ones (SSH comments ignored; order ignored).
+pub fn recipient_drift(meta: &Metadata, wanted: &[Recipient]) -> RecipientDrift {
+    let have = meta.recipients();
+    let missing = wanted.iter().filter(|w| !have.iter().any(|h| crate::keys::same_recipient(h, &w.text))).map(|w| w.text.clone()).collect();
+    let extra = have.iter().filter(|h| !wanted.iter().any(|w| crate::keys::same_recipient(h, &w.text))).map(|h| h.to_string()).collect();
+    let mut d = RecipientDrift { missing, extra };
+    if meta.groups.len() > 1 && d.is_empty() {
+        // Several key groups where the policy has one: the layout differs too.
+        d.extra.push("(key groups)".into());
+    }
+    d
+}
+
 /// Wraps a data key for each recipient.
 pub fn wrap_all(dk: &DataKey, recipients: &[Recipient]) -> Result<Vec<KeyEntry>> {
     if recipients.is_empty() {

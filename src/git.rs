@@ -33,6 +33,20 @@ pub fn open(root: &Path) -> Option<git2::Repository> {
     git2::Repository::discover(root).ok()
 }
 
+/// A git config value, looked up as git does: the repository's config, then the global file
+/// (`$GIT_CONFIG_GLOBAL` when set, which libgit2 does not read by itself), then the defaults.
+pub fn config_string(root: &Path, name: &str) -> Option<String> {
+    if let Some(repo) = open(root) {
+        if let Ok(v) = repo.config().and_then(|c| c.open_level(git2::ConfigLevel::Local)).and_then(|c| c.get_string(name)) {
+            return Some(v);
+        }
+    }
+    if let Some(path) = std::env::var_os("GIT_CONFIG_GLOBAL") {
+        return git2::Config::open(Path::new(&path)).ok().and_then(|c| c.get_string(name).ok());
+    }
+    git2::Config::open_default().ok().and_then(|c| c.get_string(name).ok())
+}
+
 /// A commit that changed a key.
 #[derive(Debug, Clone)]
 pub struct KeyChange {

@@ -1,1 +1,5 @@
+//! CLI tests: every test drives the built `envv` binary in a temp repository.
 
+mod support;
+
+mod core;

@@ -137,12 +137,7 @@ fn member_name(ctx: &Ctx, given: Option<&str>) -> anyhow::Result<String> {
     if let Some(n) = given {
         return Ok(n.to_string());
     }
-    let from_git = crate::git::open(&ctx.ws.root)
-        .and_then(|r| r.config().ok())
-        .and_then(|c| c.get_string("user.name").ok())
-        .or_else(|| git2::Config::open_default().ok().and_then(|c| c.get_string("user.name").ok()))
-        .map(|n| policy::slug(&n))
-        .filter(|s| !s.is_empty());
+    let from_git = crate::git::config_string(&ctx.ws.root, "user.name").map(|n| policy::slug(&n)).filter(|s| !s.is_empty());
     if let Some(n) = from_git {
         return Ok(n);
     }
