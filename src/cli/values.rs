@@ -72,7 +72,11 @@ pub(crate) fn update<T>(
 #[derive(Args, Debug)]
 pub struct SetArgs {
     /// KEY, or KEY=VALUE pairs.
-    #[arg(required = true, value_name = "KEY [VALUE] | KEY=VALUE...")]
+    #[arg(
+        required = true,
+        allow_hyphen_values = true,
+        value_name = "KEY [VALUE] | KEY=VALUE..."
+    )]
     pub args: Vec<String>,
 }
 
