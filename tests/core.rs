@@ -532,3 +532,12 @@ fn help_has_examples() {
     }
     let _ = data_lines;
 }
+
+#[test]
+fn example_policy_is_valid() {
+    let text =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".sops.yaml.example"))
+            .unwrap();
+    let p = envv::policy::parse(".sops.yaml.example", &text).unwrap();
+    assert_eq!(p.reader_names("production"), vec!["alice", "ci"]);
+}
