@@ -7,8 +7,10 @@
 
 pub mod cli;
 pub mod dotenv;
+pub mod edit;
 pub mod envfile;
 pub mod error;
+pub mod exec;
 pub mod fsutil;
 pub mod git;
 pub mod keys;

@@ -3,4 +3,5 @@
 mod support;
 
 mod core;
+mod exec;
 mod interop;

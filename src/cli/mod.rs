@@ -13,6 +13,9 @@ use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
 mod crypt;
+mod docs;
+mod edit;
+mod exec;
 mod init;
 mod keys;
 mod values;
@@ -64,6 +67,11 @@ pub enum Command {
     Ls(values::LsArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
+    Exec(exec::ExecArgs),
+    Export(exec::ExportArgs),
+    Edit(edit::EditArgs),
+    Completions(docs::CompletionsArgs),
+    Man(docs::ManArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -121,6 +129,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(a) => values::ls(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
+        Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Export(a) => exec::export(&ctx, a),
+        Command::Edit(a) => edit::edit(&ctx, a),
+        Command::Completions(a) => docs::completions(&ctx, a),
+        Command::Man(a) => docs::man(&ctx, a),
     }
 }
 

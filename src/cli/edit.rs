@@ -1,0 +1,119 @@
+//! `envv edit`: the decrypted file in your editor, re-encrypted when you save.
+
+use std::cell::Cell;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::dotenv;
+use crate::edit::{self, EditorExit, Scratch};
+use crate::error::Error;
+
+/// Edit the decrypted file in $VISUAL / $EDITOR; only the values you change are re-encrypted.
+///
+/// The plaintext goes to a private temp file (0600 in a 0700 folder, on /dev/shm when it
+/// exists) that is removed on success, error, Ctrl-C and SIGTERM. The edited text is parsed as
+/// dotenv (quotes, escapes, comments) before anything is written: a bad line reopens the editor
+/// on a terminal, and otherwise aborts naming the line, leaving the file unchanged. Values you
+/// did not touch keep their ciphertext, so `git diff` shows only your changes. A missing file
+/// is created.
+///
+/// Examples:
+///   envv edit
+///   EDITOR="code --wait" envv edit -e production
+#[derive(Args, Debug)]
+pub struct EditArgs {}
+
+pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
+    let t = ctx.target()?;
+    let stop = edit::catch_signals()?;
+    let editor = edit::editor_command()?;
+    let stopped: Cell<Option<i32>> = Cell::new(None);
+    let label = format!("{} (edited)", t.name);
+    let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
+        let scratch = {
+            let text = zeroize::Zeroizing::new(super::crypt::render_dotenv(f, plain));
+            Scratch::create(&t.name, &text)?
+        };
+        loop {
+            match edit::run_editor(&editor, &scratch.path, &stop)? {
+                EditorExit::Saved => {}
+                EditorExit::Failed(code) => {
+                    return Err(Error::CheckFailed(format!(
+                        "the editor exited with status {code}: nothing changed in {}",
+                        t.name
+                    )));
+                }
+                EditorExit::Killed(sig) => {
+                    return Err(Error::CheckFailed(format!(
+                        "the editor was killed by signal {sig}: nothing changed in {}",
+                        t.name
+                    )));
+                }
+                EditorExit::Stopped(sig) => {
+                    stopped.set(Some(sig));
+                    return Err(Error::CheckFailed(format!(
+                        "stopped by signal {sig}: nothing changed in {}; the temp file is removed",
+                        t.name
+                    )));
+                }
+            }
+            let bytes = scratch.read()?;
+            let parsed = dotenv::decode_utf8(&label, &bytes)
+                .and_then(|text| dotenv::parse_plain(&label, text));
+            match parsed {
+                Ok(entries) => {
+                    let changed = edit::apply(f, plain, entries);
+                    return Ok((
+                        changed,
+                        if changed {
+                            Some(plain.pending.len())
+                        } else {
+                            None
+                        },
+                    ));
+                }
+                Err(e) if super::stdin_is_tty() && ask_reopen(&e) => continue,
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "{e}\n  nothing changed in {}: fix that line and run `envv edit` again",
+                        t.name
+                    )));
+                }
+            }
+        }
+    });
+    drop(stop);
+    match result {
+        Ok(Some(n)) => {
+            eprintln!(
+                "saved {}: {n} value(s)/comment(s) re-encrypted, the rest unchanged",
+                t.name
+            );
+            Ok(0)
+        }
+        Ok(None) => {
+            eprintln!("no changes to {}", t.name);
+            Ok(0)
+        }
+        Err(e) => {
+            if let Some(sig) = stopped.get() {
+                super::report(&e.into());
+                return Ok(128 + sig);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Shows the parse error and asks whether to reopen the editor (default yes).
+fn ask_reopen(e: &Error) -> bool {
+    eprintln!("error: {e}");
+    eprint!("reopen the editor to fix it? [Y/n] ");
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    let a = answer.trim().to_ascii_lowercase();
+    a.is_empty() || a == "y" || a == "yes"
+}

@@ -1,0 +1,399 @@
+//! `envv exec` and `envv export`: secrets into a process, or into CI in the format it reads.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use base64::Engine;
+use clap::{Args, ValueEnum};
+
+use super::Ctx;
+use crate::dotenv;
+use crate::error::Error;
+use crate::exec::{self, LoadOptions, Var};
+
+/// Run a command with the decrypted variables in its environment.
+///
+/// Loads `.env`, then the environment's file (`.env.<env>`), then `.env.local`, then
+/// `.env.<env>.local` (each if present; a later file wins), decrypts in memory and, on Unix,
+/// replaces envv with CMD: CMD keeps the pid, receives signals directly and its exit code is
+/// envv's. Variables already set in the environment win unless --override. Values are literal
+/// unless --expand (or `expand: true` in .sops.yaml). With -f FILE only that file is loaded.
+/// Exit codes: CMD's own; 127 when CMD is not found, 126 when it cannot be executed.
+///
+/// Examples:
+///   envv exec -- npm start
+///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
+///   envv exec --override -- printenv PORT
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Let file values replace variables already set in the environment.
+    #[arg(long = "override")]
+    pub override_existing: bool,
+    /// Inject only these keys (comma separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
+    pub only: Vec<String>,
+    /// Expand `$VAR` and `${VAR}` in values (loaded values first, then the environment).
+    #[arg(long)]
+    pub expand: bool,
+    /// Skip the MAC check (recovery only).
+    #[arg(long)]
+    pub ignore_mac: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<OsString>,
+}
+
+fn is_set(key: &str) -> bool {
+    std::env::var_os(key).is_some()
+}
+
+/// Loads the merged variables for `-e`/`-f`.
+fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
+    let layers = exec::layers(&ctx.ws, ctx.env.as_deref(), ctx.file.as_deref())?;
+    let expand = expand || ctx.ws.policy()?.is_some_and(|p| p.policy.expand);
+    let mut ring = ctx.keyring();
+    let readers = |l: &exec::Layer| match (&l.env, ctx.ws.policy()) {
+        (Some(e), Ok(Some(p))) => p.policy.reader_names(e),
+        _ => Vec::new(),
+    };
+    exec::load(
+        &layers,
+        &mut ring,
+        LoadOptions { expand, ignore_mac },
+        readers,
+        |k: &str| std::env::var_os(k),
+    )
+}
+
+pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
+    let vars = load(ctx, a.expand, a.ignore_mac)?;
+    let vars = exec::select(vars, &a.only, is_set)?;
+    let vars = exec::inject(vars, a.override_existing, is_set);
+    let (cmd, args) = a.cmd.split_first().expect("clap requires CMD");
+    let cmd = cmd.to_string_lossy().into_owned();
+    match exec::replace_process(&cmd, args, &vars) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: envv exec: {e}");
+            match e {
+                exec::LaunchError::NotFound { .. } => eprintln!("  hint: check the spelling, or that it is installed and on PATH"),
+                exec::LaunchError::NotExecutable { .. } => eprintln!("  hint: `chmod +x {cmd}`, or run it through its interpreter (`envv exec -- sh {cmd}`)"),
+                exec::LaunchError::Other { .. } => {}
+            }
+            Ok(e.exit_code())
+        }
+    }
+}
+
+/// Output formats of `envv export`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// KEY=value lines, quoted so dotenv parsers read the same values back.
+    Dotenv,
+    /// `export KEY='value'` lines for `eval`.
+    Shell,
+    /// One JSON object.
+    Json,
+    /// Appends to $GITHUB_ENV (multi-line safe) and prints `::add-mask::` for every secret line.
+    Github,
+    /// `docker run --env-file` lines (values with line breaks are refused).
+    Docker,
+    /// A Kubernetes v1 Secret manifest (needs --name).
+    K8s,
+}
+
+/// Print the decrypted variables for CI, containers and shells.
+///
+/// Uses the same files and order as `envv exec` (the environment's file wins over `.env`).
+/// `github` writes to the file named by $GITHUB_ENV with a random heredoc delimiter and prints
+/// `::add-mask::` lines for every line of every secret value, so later steps see the variables
+/// and the log hides them.
+///
+/// Examples:
+///   eval "$(envv export --format shell)"
+///   envv export -e production --format github          # in a GitHub Actions step
+///   envv export -e production --format k8s --name app | kubectl apply -f -
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dotenv")]
+    pub format: Format,
+    /// Name of the Kubernetes Secret (k8s format).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Namespace of the Kubernetes Secret (k8s format).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Export only these keys (comma separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
+    pub only: Vec<String>,
+    /// Expand `$VAR` and `${VAR}` in values.
+    #[arg(long)]
+    pub expand: bool,
+    /// Write to this file (mode 0600) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
+    if a.format == Format::K8s {
+        check_k8s_name(a.name.as_deref())?;
+    }
+    let github_env = if a.format == Format::Github {
+        Some(std::env::var_os("GITHUB_ENV").filter(|v| !v.is_empty()).ok_or_else(|| {
+            Error::Usage("GITHUB_ENV is not set: --format github runs inside a GitHub Actions step (elsewhere use --format dotenv or shell)".into())
+        })?)
+    } else {
+        None
+    };
+    let vars = load(ctx, a.expand, false)?;
+    let vars = exec::select(vars, &a.only, |_| false)?;
+    let out = zeroize::Zeroizing::new(match a.format {
+        Format::Dotenv => render_dotenv(&vars),
+        Format::Shell => render_shell(&vars),
+        Format::Json => render_json(&vars)?,
+        Format::Docker => render_docker(&vars)?,
+        Format::K8s => render_k8s(
+            &vars,
+            a.name.as_deref().unwrap_or_default(),
+            a.namespace.as_deref(),
+        ),
+        Format::Github => {
+            let path = PathBuf::from(github_env.expect("checked above"));
+            let (masks, entries) = render_github(&vars)?;
+            let mut so = std::io::stdout().lock();
+            so.write_all(&masks)?;
+            so.flush()?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            f.write_all(&entries).map_err(|e| Error::io(&path, e))?;
+            eprintln!("exported {} variable(s) to $GITHUB_ENV", vars.len());
+            return Ok(0);
+        }
+    });
+    match &a.output {
+        Some(p) => {
+            crate::fsutil::write_private(p, &out)?;
+            eprintln!("wrote {} (mode 0600): delete it when done", p.display());
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(&out)?;
+            so.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn render_dotenv(vars: &[Var]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in vars {
+        out.extend_from_slice(v.key.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(&dotenv::quote(v.value.expose()));
+        out.push(b'\n');
+    }
+    out
+}
+
+fn render_shell(vars: &[Var]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in vars {
+        out.extend_from_slice(b"export ");
+        out.extend_from_slice(v.key.as_bytes());
+        out.extend_from_slice(b"='");
+        for &b in v.value.expose() {
+            if b == b'\'' {
+                out.extend_from_slice(b"'\\''");
+            } else {
+                out.push(b);
+            }
+        }
+        out.extend_from_slice(b"'\n");
+    }
+    out
+}
+
+fn utf8(v: &Var) -> crate::Result<&str> {
+    v.value.expose_str().ok_or_else(|| {
+        Error::Usage(format!(
+            "the value of {} is not UTF-8 text; this format cannot carry it",
+            v.key
+        ))
+    })
+}
+
+fn render_json(vars: &[Var]) -> crate::Result<Vec<u8>> {
+    let mut map = serde_json::Map::new();
+    for v in vars {
+        map.insert(
+            v.key.clone(),
+            serde_json::Value::String(utf8(v)?.to_string()),
+        );
+    }
+    let mut out = serde_json::to_vec_pretty(&serde_json::Value::Object(map))
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+fn render_docker(vars: &[Var]) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for v in vars {
+        if v.value.expose().iter().any(|&b| b == b'\n' || b == b'\r') {
+            return Err(Error::Usage(format!(
+                "{} has a line break, which docker's --env-file cannot carry: run the container with `envv exec` as entrypoint, or use --format dotenv with compose's env_file",
+                v.key
+            )));
+        }
+        out.extend_from_slice(v.key.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.value.expose());
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+fn check_k8s_name(name: Option<&str>) -> crate::Result<()> {
+    let name = name.ok_or_else(|| {
+        Error::Usage("--format k8s needs --name NAME (the Secret's metadata.name)".into())
+    })?;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(Error::Usage(format!(
+            "--name \"{}\" is not a valid Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn render_k8s(vars: &[Var], name: &str, namespace: Option<&str>) -> Vec<u8> {
+    let mut s = String::from("apiVersion: v1\nkind: Secret\nmetadata:\n");
+    s.push_str(&format!("  name: {name}\n"));
+    if let Some(ns) = namespace {
+        s.push_str(&format!(
+            "  namespace: {}\n",
+            serde_json::Value::String(ns.to_string())
+        ));
+    }
+    s.push_str("type: Opaque\n");
+    if vars.is_empty() {
+        s.push_str("data: {}\n");
+        return s.into_bytes();
+    }
+    s.push_str("data:\n");
+    let engine = base64::engine::general_purpose::STANDARD;
+    for v in vars {
+        s.push_str(&format!(
+            "  {}: \"{}\"\n",
+            v.key,
+            engine.encode(v.value.expose())
+        ));
+    }
+    s.into_bytes()
+}
+
+/// Escapes workflow-command data as the runner unescapes it (`%`, CR, LF).
+fn escape_command_data(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    for &b in line {
+        match b {
+            b'%' => out.extend_from_slice(b"%25"),
+            b'\r' => out.extend_from_slice(b"%0D"),
+            b'\n' => out.extend_from_slice(b"%0A"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// `::add-mask::` lines (stdout) and `$GITHUB_ENV` heredoc entries.
+fn render_github(vars: &[Var]) -> crate::Result<(Vec<u8>, Vec<u8>)> {
+    use rand::Rng;
+    let mut masks = Vec::new();
+    let mut entries = Vec::new();
+    for v in vars {
+        let value = v.value.expose();
+        if v.secret {
+            for line in value.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                masks.extend_from_slice(b"::add-mask::");
+                masks.extend_from_slice(&escape_command_data(line));
+                masks.push(b'\n');
+            }
+        }
+        let delimiter = loop {
+            let d = format!("ghadelimiter_{:032x}", rand::thread_rng().gen::<u128>());
+            if !value.windows(d.len()).any(|w| w == d.as_bytes()) {
+                break d;
+            }
+        };
+        entries.extend_from_slice(v.key.as_bytes());
+        entries.extend_from_slice(b"<<");
+        entries.extend_from_slice(delimiter.as_bytes());
+        entries.push(b'\n');
+        if !value.is_empty() {
+            entries.extend_from_slice(value);
+            entries.push(b'\n');
+        }
+        entries.extend_from_slice(delimiter.as_bytes());
+        entries.push(b'\n');
+    }
+    Ok((masks, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn var(k: &str, v: &str) -> Var {
+        Var {
+            key: k.into(),
+            value: Secret::from_str(v),
+            secret: true,
+            layer: 0,
+        }
+    }
+
+    #[test]
+    fn shell_quoting_survives_single_quotes() {
+        let out = render_shell(&[var("A", "it's")]);
+        assert_eq!(out, b"export A='it'\\''s'\n");
+    }
+
+    #[test]
+    fn k8s_names_are_checked() {
+        assert!(check_k8s_name(Some("my-app.v1")).is_ok());
+        assert!(check_k8s_name(Some("My_App")).is_err());
+        assert!(check_k8s_name(None).is_err());
+    }
+
+    #[test]
+    fn github_masks_each_line_and_escapes_percent() {
+        let (masks, _) = render_github(&[var("A", "one\n50%\n")]).unwrap();
+        assert_eq!(
+            String::from_utf8(masks).unwrap(),
+            "::add-mask::one\n::add-mask::50%25\n"
+        );
+    }
+}

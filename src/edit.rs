@@ -1,0 +1,321 @@
+//! `edit` without the terminal: the private scratch file, running the editor, and applying the
+//! edited text to an encrypted file so that only what changed is re-encrypted.
+//!
+//! The scratch file is the only place besides `decrypt -o` where plaintext touches a file
+//! system: it lives in a fresh 0700 folder (on `/dev/shm`, which is memory, when it exists),
+//! is created 0600, and is removed when the [`Scratch`] is dropped — after success, after an
+//! error, and when envv is asked to stop (SIGTERM/SIGHUP: the editor is stopped first).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dotenv::{Entry, Line};
+use crate::envfile::{EnvFile, Plain};
+use crate::error::{Error, IoContext, Result};
+use crate::secret::Secret;
+
+/// A private folder holding one plaintext file; both are removed on drop.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+/// Where scratch folders go: `/dev/shm` when it is a folder, else the temp folder.
+pub fn scratch_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+impl Scratch {
+    /// Creates `<base>/envv-edit-XXXX/<file_name>` (folder 0700, file 0600) holding `content`.
+    pub fn create(file_name: &str, content: &[u8]) -> Result<Self> {
+        let base = scratch_base();
+        let mut b = tempfile::Builder::new();
+        b.prefix("envv-edit-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            b.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = b.tempdir_in(&base).at(&base)?;
+        let name = Path::new(file_name)
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| ".env".into());
+        let path = dir.path().join(name);
+        let s = Scratch { dir, path };
+        s.write(content)?;
+        Ok(s)
+    }
+
+    /// Replaces the content (keeping the file private).
+    pub fn write(&self, content: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(&self.path).at(&self.path)?;
+        f.write_all(content).at(&self.path)?;
+        f.sync_all().at(&self.path)
+    }
+
+    /// The content as the editor left it.
+    pub fn read(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        Ok(zeroize::Zeroizing::new(
+            std::fs::read(&self.path).at(&self.path)?,
+        ))
+    }
+
+    /// The private folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Overwrite before unlinking (cheap; the folder itself is removed by TempDir).
+        if let Ok(len) = std::fs::metadata(&self.path).map(|m| m.len()) {
+            let _ = std::fs::write(&self.path, vec![0u8; len as usize]);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The editor command: `$VISUAL`, else `$EDITOR` (split like a shell would, so `code --wait`
+/// works), else `vi`.
+pub fn editor_command() -> Result<Vec<String>> {
+    let raw = ["VISUAL", "EDITOR"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
+    let Some(raw) = raw else {
+        return Ok(vec!["vi".into()]);
+    };
+    let words = shell_words::split(&raw).map_err(|e| {
+        Error::Usage(format!(
+            "cannot parse $VISUAL/$EDITOR ({e}): set it to e.g. `code --wait`"
+        ))
+    })?;
+    if words.is_empty() {
+        return Ok(vec!["vi".into()]);
+    }
+    Ok(words)
+}
+
+/// How an editor session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditorExit {
+    /// Exit status 0.
+    Saved,
+    /// A non-zero exit status.
+    Failed(i32),
+    /// The editor was killed by this signal.
+    Killed(i32),
+    /// envv itself received this signal (SIGTERM/SIGHUP); the editor was stopped.
+    Stopped(i32),
+}
+
+/// Signals that stop an edit session (the editor handles SIGINT itself).
+#[cfg(unix)]
+const STOP_SIGNALS: &[i32] = &[signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP];
+
+/// Catches SIGINT/SIGTERM/SIGHUP for the rest of the process so that envv outlives them long
+/// enough to remove the scratch file. Returns the slot recording the last stop signal.
+pub fn catch_signals() -> Result<Arc<AtomicUsize>> {
+    let slot = Arc::new(AtomicUsize::new(0));
+    #[cfg(unix)]
+    {
+        for &sig in STOP_SIGNALS {
+            signal_hook::flag::register_usize(sig, Arc::clone(&slot), sig as usize)
+                .map_err(|e| Error::io("signal handler", e))?;
+        }
+        // SIGINT reaches the editor too (same process group); it decides. envv must only not die.
+        signal_hook::flag::register(
+            signal_hook::consts::SIGINT,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .map_err(|e| Error::io("signal handler", e))?;
+    }
+    Ok(slot)
+}
+
+/// Runs `editor` on `path` and waits for it, stopping it when `stop` records a signal.
+pub fn run_editor(editor: &[String], path: &Path, stop: &AtomicUsize) -> Result<EditorExit> {
+    let (prog, args) = editor
+        .split_first()
+        .ok_or_else(|| Error::Usage("empty editor command".into()))?;
+    let mut child = std::process::Command::new(prog).args(args).arg(path).spawn().map_err(|e| {
+        Error::Usage(format!("cannot start the editor `{prog}`: {e} (set $VISUAL or $EDITOR, e.g. `export EDITOR=nano`)"))
+    })?;
+    loop {
+        let sig = stop.load(Ordering::SeqCst);
+        if sig != 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(EditorExit::Stopped(sig as i32));
+        }
+        if let Some(status) = child.try_wait().map_err(|e| Error::io(prog, e))? {
+            if let Some(code) = status.code() {
+                return Ok(if code == 0 {
+                    EditorExit::Saved
+                } else {
+                    EditorExit::Failed(code)
+                });
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(EditorExit::Killed(status.signal().unwrap_or(0)));
+            }
+            #[cfg(not(unix))]
+            return Ok(EditorExit::Failed(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes `f`/`plain` hold the edited entries. Values and comments whose text did not change keep
+/// their stored line (their ciphertext) byte for byte; the others are left pending, so the next
+/// [`EnvFile::seal`] encrypts exactly them. Returns whether anything changed.
+pub fn apply(f: &mut EnvFile, plain: &mut Plain, edited: Vec<Entry>) -> bool {
+    let old_lines = std::mem::take(&mut f.lines);
+    let old_values = std::mem::take(&mut plain.values);
+    let reencrypt: Vec<usize> = plain
+        .pending
+        .iter()
+        .chain(plain.retype.iter())
+        .copied()
+        .collect();
+    let mut old_pairs: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut old_comments: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, l) in old_lines.iter().enumerate() {
+        if reencrypt.contains(&i) {
+            continue;
+        }
+        match l {
+            Line::Pair { key, .. } => {
+                old_pairs.insert(key.clone(), i);
+            }
+            Line::Comment(_) => {
+                if let Some(v) = &old_values[i] {
+                    old_comments
+                        .entry(shown_comment(v.expose()))
+                        .or_default()
+                        .push_back(i);
+                }
+            }
+            Line::Blank => {}
+        }
+    }
+    let mut lines = Vec::with_capacity(edited.len());
+    let mut values: Vec<Option<Secret>> = Vec::with_capacity(edited.len());
+    let mut pending = Vec::new();
+    let mut push_comment = |text: String,
+                            lines: &mut Vec<Line>,
+                            values: &mut Vec<Option<Secret>>,
+                            pending: &mut Vec<usize>| {
+        if let Some(i) = old_comments
+            .get_mut(text.as_bytes())
+            .and_then(|q| q.pop_front())
+        {
+            lines.push(old_lines[i].clone());
+            values.push(old_values[i].clone());
+        } else {
+            lines.push(Line::Comment(text.clone()));
+            values.push(Some(Secret::from_str(&text)));
+            pending.push(lines.len() - 1);
+        }
+    };
+    for e in edited {
+        match e {
+            Entry::Blank => {
+                lines.push(Line::Blank);
+                values.push(None);
+            }
+            Entry::Comment(text) => push_comment(text, &mut lines, &mut values, &mut pending),
+            Entry::Pair {
+                key,
+                value,
+                comment,
+                ..
+            } => {
+                if let Some(c) = comment {
+                    push_comment(c, &mut lines, &mut values, &mut pending);
+                }
+                let same = old_pairs
+                    .get(&key)
+                    .filter(|&&i| old_values[i].as_ref() == Some(&value));
+                match same {
+                    Some(&i) => {
+                        lines.push(old_lines[i].clone());
+                        values.push(Some(value));
+                    }
+                    None => {
+                        lines.push(Line::Pair {
+                            key,
+                            stored: String::new(),
+                            line: 0,
+                        });
+                        values.push(Some(value));
+                        pending.push(lines.len() - 1);
+                    }
+                }
+            }
+        }
+    }
+    while matches!(lines.last(), Some(Line::Blank)) {
+        lines.pop();
+        values.pop();
+    }
+    let changed = !pending.is_empty() || lines != old_lines;
+    f.lines = lines;
+    plain.values = values;
+    plain.pending = pending;
+    plain.retype.clear();
+    changed
+}
+
+/// A comment as `render_dotenv` shows it (one line).
+fn shown_comment(v: &[u8]) -> Vec<u8> {
+    v.iter()
+        .map(|&b| if b == b'\n' { b' ' } else { b })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_is_private_and_removed() {
+        let s = Scratch::create(".env.production", b"A=1\n").unwrap();
+        let dir = s.dir().to_path_buf();
+        let path = s.path.clone();
+        assert!(path.ends_with(".env.production"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        drop(s);
+        assert!(!path.exists() && !dir.exists());
+    }
+}
