@@ -175,7 +175,7 @@ fn encrypt_plaintext_file_keeps_comments_blank_lines_and_is_idempotent() {
     s.write(".env", plain);
     s.ok(&["encrypt"]);
     let enc = s.read(".env");
-    for secret in ["postgres", "database", "lit", "note here", "l1"] {
+    for secret in ["postgres://", " database", "lit $HOME", "note here", "l1\nl2"] {
         assert!(!enc.contains(secret), "{secret} in {enc}");
     }
     assert!(enc.contains("\n\nQUOTED=ENC["), "blank line kept: {enc}");
