@@ -5,3 +5,5 @@ mod support;
 mod core;
 mod exec;
 mod interop;
+mod props;
+mod reliability;
