@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsutil;
 pub mod git;
 pub mod keys;
+pub mod membership;
 pub mod policy;
 pub mod secret;
 pub mod sops;
