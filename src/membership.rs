@@ -96,6 +96,8 @@ pub struct Session {
     pub policy_path: PathBuf,
     /// The policy read under the lock.
     pub policy: Policy,
+    /// Its text as read.
+    pub policy_text: String,
     locked: BTreeSet<PathBuf>,
     locks: Vec<DirLock>,
 }
@@ -112,12 +114,14 @@ impl Session {
         }
         let root_lock = crate::fsutil::lock_for(&policy_path)?;
         crate::fsutil::clean_stale_temps(&policy_path);
+        let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
         let root_dir = policy_path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
         let mut s = Session {
             root: root.to_path_buf(),
             policy_path,
             policy: policy.clone(),
+            policy_text,
             locked: BTreeSet::from([root_dir]),
             locks: vec![root_lock],
         };
@@ -134,14 +138,23 @@ impl Session {
                 root.display()
             )));
         }
+        let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
         Ok(Session {
             root: root.to_path_buf(),
             policy_path,
             policy,
+            policy_text,
             locked: BTreeSet::new(),
             locks: Vec::new(),
         })
+    }
+
+    /// Whether the `creation_rules` in the policy file differ from the ones the `envv:` section
+    /// generates (after a hand edit): plain `sops` would then encrypt for other recipients.
+    pub fn creation_rules_stale(&self) -> bool {
+        let rules = |t: &str| t.find("\ncreation_rules:").map(|i| t[i..].trim_end().to_string());
+        rules(&self.policy_text) != rules(&self.policy.to_yaml())
     }
 
     fn lock_folder_of(&mut self, path: &Path) -> Result<()> {
@@ -258,7 +271,7 @@ impl Session {
         let policy_text = match new {
             Some(p) => {
                 let text = p.to_yaml();
-                p.validate(POLICY_FILE, &text)?;
+                check_policy(p)?;
                 self.lock_policy_folders(p)?;
                 Some(text)
             }
@@ -363,8 +376,9 @@ impl Session {
                 let _ = d.sync_all();
             }
         }
-        if let Some(p) = new {
+        if let (Some(p), Some(t)) = (new, policy_text) {
             self.policy = p.clone();
+            self.policy_text = t;
         }
         Ok(())
     }
@@ -385,6 +399,19 @@ impl Session {
         };
         new.and_then(find).or_else(|| find(&self.policy))
     }
+}
+
+/// Validates a changed policy before anything is written. Errors name the field; the line
+/// numbers of the generated text would point nowhere in the file on disk, so they are dropped.
+pub fn check_policy(p: &Policy) -> Result<()> {
+    p.validate(POLICY_FILE, &p.to_yaml()).map_err(|e| match e {
+        Error::Policy { file, msg, .. } => Error::Policy {
+            file,
+            line: None,
+            msg: format!("refusing this change: {msg}"),
+        },
+        other => other,
+    })
 }
 
 /// Whether `dk` decrypts the file's MAC (so it is the file's data key).

@@ -13,8 +13,11 @@ use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
 mod crypt;
+mod envs;
 mod init;
 mod keys;
+mod member;
+mod sync;
 mod values;
 
 const EXAMPLES: &str = "\
@@ -58,6 +61,12 @@ pub enum Command {
     Ls(values::LsArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
+    Member(member::MemberArgs),
+    Join(member::JoinArgs),
+    Updatekeys(sync::UpdatekeysArgs),
+    Rotate(sync::RotateArgs),
+    Env(envs::EnvArgs),
+    Group(envs::GroupArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -110,6 +119,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(a) => values::ls(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
+        Command::Member(a) => member::run(&ctx, a),
+        Command::Join(a) => member::join(&ctx, a),
+        Command::Updatekeys(a) => sync::updatekeys(&ctx, a),
+        Command::Rotate(a) => sync::rotate(&ctx, a),
+        Command::Env(a) => envs::env(&ctx, a),
+        Command::Group(a) => envs::group(&ctx, a),
     }
 }
 
