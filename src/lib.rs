@@ -14,6 +14,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod git;
 pub mod keys;
+pub mod membership;
 pub mod policy;
 pub mod secret;
 pub mod sops;

@@ -5,3 +5,4 @@ mod support;
 mod core;
 mod exec;
 mod interop;
+mod member;

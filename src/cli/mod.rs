@@ -15,9 +15,12 @@ use crate::workspace::{Target, Workspace};
 mod crypt;
 mod docs;
 mod edit;
+mod envs;
 mod exec;
 mod init;
 mod keys;
+mod member;
+mod sync;
 mod values;
 
 const EXAMPLES: &str = "\
@@ -72,6 +75,12 @@ pub enum Command {
     Edit(edit::EditArgs),
     Completions(docs::CompletionsArgs),
     Man(docs::ManArgs),
+    Member(member::MemberArgs),
+    Join(member::JoinArgs),
+    Updatekeys(sync::UpdatekeysArgs),
+    Rotate(sync::RotateArgs),
+    Env(envs::EnvArgs),
+    Group(envs::GroupArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -134,6 +143,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Edit(a) => edit::edit(&ctx, a),
         Command::Completions(a) => docs::completions(&ctx, a),
         Command::Man(a) => docs::man(&ctx, a),
+        Command::Member(a) => member::run(&ctx, a),
+        Command::Join(a) => member::join(&ctx, a),
+        Command::Updatekeys(a) => sync::updatekeys(&ctx, a),
+        Command::Rotate(a) => sync::rotate(&ctx, a),
+        Command::Env(a) => envs::env(&ctx, a),
+        Command::Group(a) => envs::group(&ctx, a),
     }
 }
 
