@@ -13,6 +13,7 @@ use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
 mod crypt;
+mod gitint;
 mod init;
 mod keys;
 mod values;
@@ -64,6 +65,10 @@ pub enum Command {
     Ls(values::LsArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
+    Hook(gitint::HookArgs),
+    Git(gitint::GitArgs),
+    MergeDriver(gitint::MergeDriverArgs),
+    Log(gitint::LogArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -121,6 +126,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(a) => values::ls(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
+        Command::Hook(a) => gitint::hook_cmd(&ctx, a),
+        Command::Git(a) => gitint::git_cmd(&ctx, a),
+        Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
+        Command::Log(a) => gitint::log(&ctx, a),
     }
 }
 
