@@ -3,4 +3,5 @@
 mod support;
 
 mod core;
+mod gitint;
 mod interop;
