@@ -296,3 +296,134 @@ pub fn plain_conflict(ours: &[u8], theirs: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b">>>>>>> theirs\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::CryptRule;
+
+    fn keyring(dir: &Path, name: &str) -> (Keyring, Recipient) {
+        let path = dir.join(name);
+        let public = crate::keys::keygen(&path).unwrap();
+        (Keyring::new(&[path]), Recipient::parse(&public).unwrap())
+    }
+
+    fn file(text: &str, r: &Recipient) -> (EnvFile, DataKey, Plain) {
+        EnvFile::encrypt_new(
+            Path::new(".env"),
+            ".env",
+            text,
+            std::slice::from_ref(r),
+            CryptRule::default(),
+        )
+        .unwrap()
+    }
+
+    fn values(bytes: &[u8], ring: &mut Keyring) -> Vec<(String, String)> {
+        let f = EnvFile::from_bytes(Path::new(".env"), ".env", bytes).unwrap();
+        let dk = f.unlock(ring, Vec::new).unwrap();
+        let plain = f.decrypt(&dk, true).unwrap();
+        f.keys()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    String::from_utf8(f.get(&plain, k).unwrap().expose().to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn with(f: &EnvFile, plain: &Plain, dk: &DataKey, changes: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut f = f.clone();
+        let mut p = Plain {
+            values: plain.values.clone(),
+            ..Default::default()
+        };
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    f.set(&mut p, dk, k, Secret::from_str(v)).unwrap();
+                }
+                None => {
+                    f.remove(&mut p, k);
+                }
+            }
+        }
+        f.seal(&mut p, dk).unwrap();
+        f.to_bytes()
+    }
+
+    #[test]
+    fn one_sided_changes_merge_and_keep_ciphertexts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\nC=3\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("a")), ("C", None)]);
+        let theirs = with(&f, &plain, &dk, &[("B", Some("b")), ("D", Some("d"))]);
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert!(m.conflicts.is_empty());
+        let v = values(&m.bytes, &mut ring);
+        let want: Vec<(String, String)> = [("A", "a"), ("B", "b"), ("D", "d")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(v, want);
+        // theirs' B ciphertext is reused byte for byte (same data key).
+        let theirs_b = String::from_utf8(theirs)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("B="))
+            .unwrap()
+            .to_string();
+        assert!(String::from_utf8(m.bytes).unwrap().contains(&theirs_b));
+    }
+
+    #[test]
+    fn a_rotation_on_one_side_gives_a_fresh_data_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("a"))]);
+        let mut g = f.clone();
+        let mut p = Plain {
+            values: plain.values.clone(),
+            ..Default::default()
+        };
+        let new_dk = g.rotate(&mut p, std::slice::from_ref(&r)).unwrap();
+        let theirs = g.to_bytes();
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert!(m.conflicts.is_empty() && !m.notes.is_empty());
+        let merged = EnvFile::from_bytes(Path::new(".env"), ".env", &m.bytes).unwrap();
+        let got = merged.unlock(&mut ring, Vec::new).unwrap();
+        assert!(got.bytes() != dk.bytes() && got.bytes() != new_dk.bytes());
+        assert_eq!(
+            values(&m.bytes, &mut ring)[0],
+            ("A".to_string(), "a".to_string())
+        );
+    }
+
+    #[test]
+    fn conflicts_and_unreadable_sides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("x"))]);
+        let theirs = with(&f, &plain, &dk, &[("A", None)]);
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert_eq!(m.conflicts, vec!["A".to_string()]);
+        let text = String::from_utf8(m.bytes).unwrap();
+        assert!(text.starts_with("<<<<<<< ours\nA=ENC["), "{text}");
+        assert!(
+            text.contains("=======\n>>>>>>> theirs\nB=ENC["),
+            "theirs removed A: {text}"
+        );
+        let (mut stranger, _) = keyring(tmp.path(), "other.txt");
+        assert!(matches!(
+            merge(".env", &base, &ours, &theirs, &mut stranger),
+            Err(Error::NoIdentity { .. })
+        ));
+    }
+}

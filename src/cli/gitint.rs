@@ -178,10 +178,10 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             eprintln!(
-                "envv merge-driver: {name}: conflict on {} (changed differently on both sides)\n  \
-                 hint: keep one line per key between the markers (both decrypt with the file's key); the MAC is computed for \
-                 our side, so after keeping theirs run `envv decrypt --ignore-mac -f {name}` to check and `envv set KEY` again",
-                m.conflicts.join(", ")
+                "envv merge-driver: {name}: conflict on {keys} (changed differently on both sides); every other key is merged\n  \
+                 hint: delete the marker lines and theirs' line(s): the file is then valid with our values (the MAC is \
+                 computed for our side); then `envv set -f {name} KEY` to the value you want, and `git add {name}`",
+                keys = m.conflicts.join(", ")
             );
             Ok(1)
         }
