@@ -4,5 +4,6 @@ mod support;
 
 mod core;
 mod exec;
+mod gitint;
 mod interop;
 mod member;

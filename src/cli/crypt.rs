@@ -74,9 +74,16 @@ pub struct DecryptArgs {
     /// Skip the MAC check (recovery only).
     #[arg(long)]
     pub ignore_mac: bool,
+    /// For git diff (`envv git setup` configures it): KEY=value lines for readers,
+    /// KEY=<encrypted: fingerprint> for others; never fails.
+    #[arg(long, requires = "path", conflicts_with = "output")]
+    pub textconv: bool,
 }
 
 pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> anyhow::Result<i32> {
+    if let (true, Some(p)) = (a.textconv, &a.path) {
+        return super::gitint::textconv(ctx, p);
+    }
     let t = match &a.path {
         Some(p) => ctx.ws.target(None, Some(p))?,
         None => ctx.target()?,

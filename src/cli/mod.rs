@@ -17,6 +17,7 @@ mod docs;
 mod edit;
 mod envs;
 mod exec;
+mod gitint;
 mod init;
 mod keys;
 mod member;
@@ -81,6 +82,10 @@ pub enum Command {
     Rotate(sync::RotateArgs),
     Env(envs::EnvArgs),
     Group(envs::GroupArgs),
+    Hook(gitint::HookArgs),
+    Git(gitint::GitArgs),
+    MergeDriver(gitint::MergeDriverArgs),
+    Log(gitint::LogArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -149,6 +154,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rotate(a) => sync::rotate(&ctx, a),
         Command::Env(a) => envs::env(&ctx, a),
         Command::Group(a) => envs::group(&ctx, a),
+        Command::Hook(a) => gitint::hook_cmd(&ctx, a),
+        Command::Git(a) => gitint::git_cmd(&ctx, a),
+        Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
+        Command::Log(a) => gitint::log(&ctx, a),
     }
 }
 
