@@ -7,10 +7,12 @@
 
 pub mod cli;
 pub mod dotenv;
+pub mod envdiff;
 pub mod envfile;
 pub mod error;
 pub mod fsutil;
 pub mod git;
+pub mod health;
 pub mod keys;
 pub mod policy;
 pub mod secret;

@@ -283,7 +283,15 @@ impl Policy {
             crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "required"], format!("envv.schema.required: {m}")))?;
         }
         if let Some(n) = &self.schema.naming {
-            Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", first_line(&e.to_string()))))?;
+            let rx = Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", first_line(&e.to_string()))))?;
+            // Keys the schema itself names must follow the project's naming rule.
+            let named = self.schema.required.iter().map(|k| (vec!["schema", "required"], k)).chain(self.schema.keys.keys().map(|k| (vec!["schema", "keys", k.as_str()], k)));
+            let per_env = self.environments.iter().flat_map(|(e, d)| d.required.iter().map(move |k| (vec!["environments", e.as_str(), "required"], k)));
+            for (path, k) in named.chain(per_env) {
+                if !rx.is_match(k) {
+                    return Err(err(&path, format!("envv.{}: key {k} does not match schema.naming \"{n}\"", path.join("."))));
+                }
+            }
         }
         for (k, s) in &self.schema.keys {
             crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "keys", k], format!("envv.schema.keys: {m}")))?;
@@ -630,6 +638,26 @@ mod tests {
         let y = "envv:\n  memebrs: {}\n";
         let e = parse(".sops.yaml", y.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("memebrs"), "{e}");
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        let base = format!("envv:\n  members:\n    alice: {{ key: {ALICE} }}\n  environments:\n    default: {{ file: .env, readers: [alice] }}\n");
+        let bad = |schema: &str| parse(".sops.yaml", format!("{base}  schema:\n{schema}").as_bytes()).unwrap_err().to_string();
+        let e = bad("    keys:\n      A: { pattern: \"(\" }\n");
+        assert!(e.contains("schema.keys.A.pattern") && e.contains("invalid regex"), "{e}");
+        let e = bad("    keys:\n      A: { environments: [staging] }\n");
+        assert!(e.contains("unknown environment \"staging\""), "{e}");
+        let e = bad("    keys:\n      A: { max_age: soon }\n");
+        assert!(e.contains("schema.keys.A.max_age"), "{e}");
+        let e = bad("    naming: \"[\"\n");
+        assert!(e.contains("schema.naming"), "{e}");
+        let e = bad("    naming: \"^[A-Z_]+$\"\n    required: [lower_case]\n");
+        assert!(e.contains("envv.schema.required") && e.contains("lower_case"), "{e}");
+        let e = bad("    naming: \"^[A-Z_]+$\"\n    keys:\n      bad_one: {}\n");
+        assert!(e.contains("envv.schema.keys.bad_one") && e.contains(":9"), "{e}");
+        let ok = format!("{base}  schema:\n    naming: \"^[A-Z_]+$\"\n    required: [GOOD]\n");
+        assert!(parse(".sops.yaml", ok.as_bytes()).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
 mod crypt;
+mod health;
 mod init;
 mod keys;
 mod values;
@@ -58,6 +59,9 @@ pub enum Command {
     Ls(values::LsArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
+    Check(health::CheckArgs),
+    Diff(health::DiffArgs),
+    Status(health::StatusArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -110,6 +114,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(a) => values::ls(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
+        Command::Check(a) => health::check(&ctx, a),
+        Command::Diff(a) => health::diff(&ctx, a),
+        Command::Status(a) => health::status(&ctx, a),
     }
 }
 
