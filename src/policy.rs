@@ -277,13 +277,13 @@ impl Policy {
             }
         }
         for p in &self.public {
-            Regex::new(p).map_err(|e| err(&["public"], format!("envv.public: invalid regex \"{p}\": {}", first_line(&e.to_string()))))?;
+            Regex::new(p).map_err(|e| err(&["public"], format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e))))?;
         }
         for k in &self.schema.required {
             crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "required"], format!("envv.schema.required: {m}")))?;
         }
         if let Some(n) = &self.schema.naming {
-            let rx = Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", first_line(&e.to_string()))))?;
+            let rx = Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", regex_msg(&e))))?;
             // Keys the schema itself names must follow the project's naming rule.
             let named = self.schema.required.iter().map(|k| (vec!["schema", "required"], k)).chain(self.schema.keys.keys().map(|k| (vec!["schema", "keys", k.as_str()], k)));
             let per_env = self.environments.iter().flat_map(|(e, d)| d.required.iter().map(move |k| (vec!["environments", e.as_str(), "required"], k)));
@@ -296,7 +296,7 @@ impl Policy {
         for (k, s) in &self.schema.keys {
             crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "keys", k], format!("envv.schema.keys: {m}")))?;
             if let Some(p) = &s.pattern {
-                Regex::new(p).map_err(|e| err(&["schema", "keys", k, "pattern"], format!("envv.schema.keys.{k}.pattern: invalid regex: {}", first_line(&e.to_string()))))?;
+                Regex::new(p).map_err(|e| err(&["schema", "keys", k, "pattern"], format!("envv.schema.keys.{k}.pattern: invalid regex: {}", regex_msg(&e))))?;
             }
             if let Some(a) = &s.max_age {
                 parse_duration_days(a).ok_or_else(|| err(&["schema", "keys", k, "max_age"], format!("envv.schema.keys.{k}.max_age: \"{a}\" is not a duration like 90d, 12w or 6m")))?;
@@ -471,6 +471,12 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
     })?;
     policy.validate(file, text)?;
     Ok(policy)
+}
+
+/// The useful part of a regex error: its last line (`unclosed group`), not `regex parse error:`.
+fn regex_msg(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().trim_start_matches("error: ").to_string()
 }
 
 fn first_line(s: &str) -> &str {
