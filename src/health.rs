@@ -57,7 +57,7 @@ pub enum Kind {
     MissingRequired,
     /// A value does not match its `schema.keys.K.pattern`.
     Pattern,
-    /// Pattern checks could not run: the caller cannot decrypt the file.
+    /// Checks could not run: patterns when the caller cannot decrypt, ages outside git.
     NotChecked,
     /// The file does not authenticate (MAC or a value's tag).
     Tampered,
@@ -352,7 +352,17 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
         }
     }
 
-    if !age_queries.is_empty() {
+    if !age_queries.is_empty() && crate::git::open(root).is_none() {
+        for (env, aged) in &age_meta {
+            let keys = aged.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            report.findings.push(Finding::new(
+                Level::Note,
+                Kind::NotChecked,
+                Some(env),
+                format!("max_age not checked for {keys}: not a git repository, so no history"),
+            ));
+        }
+    } else if !age_queries.is_empty() {
         let changes = last_value_changes(root, &age_queries)?;
         for ((q, (env, aged)), found) in age_queries.iter().zip(&age_meta).zip(changes) {
             for (k, days) in aged {

@@ -163,6 +163,11 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("OLD last changed 2020-01-02 in commit {} by Test User", &old[..8])) && text.contains("max_age 30d"), "{text}");
+    // Outside git there is no history: said so, not silently passed.
+    std::fs::remove_dir_all(s.repo.join(".git")).unwrap();
+    let v = json(&s, &["check", "--json"], 0);
+    assert_eq!(kinds(&v), vec![("note".into(), "not_checked".into(), "default".into(), "".into())], "{v:#}");
+    assert!(v["findings"][0]["message"].as_str().unwrap().contains("not a git repository"));
 }
 
 #[test]
