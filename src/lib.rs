@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod dotenv;
 pub mod edit;
+pub mod envdiff;
 pub mod envfile;
 pub mod error;
 pub mod exec;
@@ -16,6 +17,7 @@ pub mod git;
 pub mod gitsetup;
 pub mod history;
 pub mod hook;
+pub mod health;
 pub mod keys;
 pub mod membership;
 pub mod merge;

@@ -380,6 +380,7 @@ impl Policy {
                     ),
                 )
             })?;
+            Regex::new(p).map_err(|e| err(&["public"], format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e))))?;
         }
         for k in &self.schema.required {
             crate::dotenv::validate_key(k).map_err(|m| {
@@ -399,6 +400,15 @@ impl Policy {
                     ),
                 )
             })?;
+            let rx = Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", regex_msg(&e))))?;
+            // Keys the schema itself names must follow the project's naming rule.
+            let named = self.schema.required.iter().map(|k| (vec!["schema", "required"], k)).chain(self.schema.keys.keys().map(|k| (vec!["schema", "keys", k.as_str()], k)));
+            let per_env = self.environments.iter().flat_map(|(e, d)| d.required.iter().map(move |k| (vec!["environments", e.as_str(), "required"], k)));
+            for (path, k) in named.chain(per_env) {
+                if !rx.is_match(k) {
+                    return Err(err(&path, format!("envv.{}: key {k} does not match schema.naming \"{n}\"", path.join("."))));
+                }
+            }
         }
         for (k, s) in &self.schema.keys {
             crate::dotenv::validate_key(k)
@@ -413,6 +423,7 @@ impl Policy {
                         ),
                     )
                 })?;
+                Regex::new(p).map_err(|e| err(&["schema", "keys", k, "pattern"], format!("envv.schema.keys.{k}.pattern: invalid regex: {}", regex_msg(&e))))?;
             }
             if let Some(a) = &s.max_age {
                 parse_duration_days(a).ok_or_else(|| err(&["schema", "keys", k, "max_age"], format!("envv.schema.keys.{k}.max_age: \"{a}\" is not a duration like 90d, 12w or 6m")))?;
@@ -622,6 +633,12 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
     })?;
     policy.validate(file, text)?;
     Ok(policy)
+}
+
+/// The useful part of a regex error: its last line (`unclosed group`), not `regex parse error:`.
+fn regex_msg(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().trim_start_matches("error: ").to_string()
 }
 
 fn first_line(s: &str) -> &str {
@@ -845,6 +862,26 @@ mod tests {
         let y = "envv:\n  memebrs: {}\n";
         let e = parse(".sops.yaml", y.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("memebrs"), "{e}");
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        let base = format!("envv:\n  members:\n    alice: {{ key: {ALICE} }}\n  environments:\n    default: {{ file: .env, readers: [alice] }}\n");
+        let bad = |schema: &str| parse(".sops.yaml", format!("{base}  schema:\n{schema}").as_bytes()).unwrap_err().to_string();
+        let e = bad("    keys:\n      A: { pattern: \"(\" }\n");
+        assert!(e.contains("schema.keys.A.pattern") && e.contains("invalid regex"), "{e}");
+        let e = bad("    keys:\n      A: { environments: [staging] }\n");
+        assert!(e.contains("unknown environment \"staging\""), "{e}");
+        let e = bad("    keys:\n      A: { max_age: soon }\n");
+        assert!(e.contains("schema.keys.A.max_age"), "{e}");
+        let e = bad("    naming: \"[\"\n");
+        assert!(e.contains("schema.naming"), "{e}");
+        let e = bad("    naming: \"^[A-Z_]+$\"\n    required: [lower_case]\n");
+        assert!(e.contains("envv.schema.required") && e.contains("lower_case"), "{e}");
+        let e = bad("    naming: \"^[A-Z_]+$\"\n    keys:\n      bad_one: {}\n");
+        assert!(e.contains("envv.schema.keys.bad_one") && e.contains(":9"), "{e}");
+        let ok = format!("{base}  schema:\n    naming: \"^[A-Z_]+$\"\n    required: [GOOD]\n");
+        assert!(parse(".sops.yaml", ok.as_bytes()).is_ok());
     }
 
     #[test]

@@ -5,5 +5,6 @@ mod support;
 mod core;
 mod exec;
 mod gitint;
+mod health;
 mod interop;
 mod member;

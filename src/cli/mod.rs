@@ -18,6 +18,7 @@ mod edit;
 mod envs;
 mod exec;
 mod gitint;
+mod health;
 mod init;
 mod keys;
 mod member;
@@ -86,6 +87,9 @@ pub enum Command {
     Git(gitint::GitArgs),
     MergeDriver(gitint::MergeDriverArgs),
     Log(gitint::LogArgs),
+    Check(health::CheckArgs),
+    Diff(health::DiffArgs),
+    Status(health::StatusArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -158,6 +162,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Git(a) => gitint::git_cmd(&ctx, a),
         Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
         Command::Log(a) => gitint::log(&ctx, a),
+        Command::Check(a) => health::check(&ctx, a),
+        Command::Diff(a) => health::diff(&ctx, a),
+        Command::Status(a) => health::status(&ctx, a),
     }
 }
 
