@@ -426,15 +426,13 @@ fn identity_sources_in_order() {
     std::fs::create_dir_all(sops_file.parent().unwrap()).unwrap();
     std::fs::copy(&moved, &sops_file).unwrap();
     assert_eq!(s.ok(&["get", "A"]), "1");
-    // A wrong key in an earlier source does not hide a right one later.
+    // A wrong key in an earlier explicit source does not hide a right one in a later one...
     let (wrong, _) = s.identity("wrong");
-    let out = s
-        .envv()
-        .args(["get", "A"])
-        .env("ENVV_AGE_KEY_FILE", &wrong)
-        .output()
-        .unwrap();
+    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).env("SOPS_AGE_KEY_FILE", &moved).output().unwrap();
     assert!(out.status.success());
+    // ...but an explicit identity replaces the default key files.
+    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
