@@ -18,6 +18,7 @@ use crate::workspace::Target;
 ///
 /// Example: envv encrypt .env.production
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EncryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
@@ -65,6 +66,7 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
 ///   envv decrypt -e production
 ///   envv decrypt -o /tmp/app.env
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct DecryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
