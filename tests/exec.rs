@@ -591,3 +591,39 @@ fn completions_and_man_page() {
     );
     s.fails(&["man", "nope"], 2);
 }
+
+#[test]
+fn examples_use_only_the_test_key_and_decrypt_with_it() {
+    let s = Sandbox::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let key = fixtures().join("keys.txt");
+    for (dir, env, probe) in [
+        ("node-app", None, "GREETING"),
+        ("docker", None, "DATABASE_URL"),
+        ("github-actions", Some("production"), "DEPLOY_TOKEN"),
+    ] {
+        let d = examples.join(dir);
+        let policy = std::fs::read_to_string(d.join(".sops.yaml")).unwrap();
+        let keys: Vec<&str> = policy
+            .split_whitespace()
+            .filter(|w| w.starts_with("age1"))
+            .collect();
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| *k == TEST_KEY_A_PUBLIC),
+            "{dir}: only the TEST key may be used"
+        );
+        assert!(d.join("README.md").is_file(), "{dir}: README");
+        let mut c = s.envv_in(&d);
+        c.env("ENVV_AGE_KEY_FILE", &key).arg("exec");
+        if let Some(e) = env {
+            c.args(["-e", e]);
+        }
+        let out = c.args(["--", "printenv", probe]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{dir}");
+    }
+}
