@@ -627,3 +627,49 @@ fn examples_use_only_the_test_key_and_decrypt_with_it() {
         assert!(!out.stdout.is_empty(), "{dir}");
     }
 }
+
+#[test]
+fn edit_creates_a_new_file_only_when_something_was_entered() {
+    let s = Sandbox::new();
+    s.init_alice();
+    add_env(&s, "staging");
+    let ed = editor(&s, "true");
+    let out = s
+        .envv()
+        .args(["edit", "-e", "staging"])
+        .env("EDITOR", &ed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not created"));
+    assert!(!s.repo.join(".env.staging").exists());
+    assert_eq!(rec(&s, "seen"), "");
+
+    let ed = editor(&s, "printf 'TOKEN=\"a b\"\\n' > \"$f\"");
+    let out = s
+        .envv()
+        .args(["edit", "-e", "staging"])
+        .env("EDITOR", &ed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "-e", "staging", "TOKEN"]), "a b");
+    // exec -e staging warns when the environment's file is missing, and still runs.
+    std::fs::remove_file(s.repo.join(".env.staging")).unwrap();
+    let out = s
+        .envv()
+        .args(["exec", "-e", "staging", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(".env.staging (environment staging) does not exist"));
+}

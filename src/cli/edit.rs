@@ -30,6 +30,8 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
     let editor = edit::editor_command()?;
     let stopped: Cell<Option<i32>> = Cell::new(None);
     let label = format!("{} (edited)", t.name);
+    let existed = t.path.exists();
+    let left_empty = Cell::new(false);
     let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
         let scratch = {
             let text = zeroize::Zeroizing::new(super::crypt::render_dotenv(f, plain));
@@ -64,6 +66,11 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
             match parsed {
                 Ok(entries) => {
                     let changed = edit::apply(f, plain, entries);
+                    if !existed && f.lines.is_empty() {
+                        // Nothing typed into a new file: do not create an empty one.
+                        left_empty.set(true);
+                        return Err(Error::CheckFailed(String::new()));
+                    }
                     return Ok((
                         changed,
                         if changed {
@@ -94,6 +101,10 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
         }
         Ok(None) => {
             eprintln!("no changes to {}", t.name);
+            Ok(0)
+        }
+        Err(_) if left_empty.get() => {
+            eprintln!("nothing entered: {} not created", t.name);
             Ok(0)
         }
         Err(e) => {

@@ -56,6 +56,14 @@ fn is_set(key: &str) -> bool {
 /// Loads the merged variables for `-e`/`-f`.
 fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
     let layers = exec::layers(&ctx.ws, ctx.env.as_deref(), ctx.file.as_deref())?;
+    if ctx.file.is_none() {
+        if let Some(e) = ctx.env.as_deref() {
+            let t = ctx.ws.target(Some(e), None)?;
+            if !t.path.is_file() {
+                eprintln!("warning: {} (environment {e}) does not exist: `envv set -e {e} KEY` creates it", t.name);
+            }
+        }
+    }
     let expand = expand || ctx.ws.policy()?.is_some_and(|p| p.policy.expand);
     let mut ring = ctx.keyring();
     let readers = |l: &exec::Layer| match (&l.env, ctx.ws.policy()) {
