@@ -673,3 +673,57 @@ fn edit_creates_a_new_file_only_when_something_was_entered() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains(".env.staging (environment staging) does not exist"));
 }
+
+#[test]
+fn edit_on_a_terminal_reopens_the_editor_after_a_bad_line() {
+    let Ok(script) = which("script") else { return }; // util-linux `script` gives envv a TTY
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1"]);
+    let count = s.tmp.path().join("count");
+    let ed = editor(
+        &s,
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nif [ $n = 1 ]; then echo '1BAD=x' >> \"$f\"; else sed -i 's/^1BAD=/GOOD=/' \"$f\"; fi",
+            c = count.display()
+        ),
+    );
+    let bin = assert_cmd::cargo::cargo_bin("envv");
+    let c = std_envv(&s);
+    let out = std::process::Command::new(script)
+        .args(["-qec", &format!("{} edit", bin.display()), "/dev/null"])
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .env_remove("VISUAL")
+        .env_remove("EDITOR")
+        .env("EDITOR", &ed)
+        .current_dir(&s.repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"y\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(".env (edited):2:") && text.contains("reopen the editor"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "2");
+    assert_eq!(s.ok(&["get", "GOOD"]), "x");
+    assert_eq!(s.ok(&["get", "A"]), "1");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
