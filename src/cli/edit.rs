@@ -22,6 +22,7 @@ use crate::error::Error;
 ///   envv edit
 ///   EDITOR="code --wait" envv edit -e production
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EditArgs {}
 
 pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {

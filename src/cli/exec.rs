@@ -26,6 +26,7 @@ use crate::exec::{self, LoadOptions, Var};
 ///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
 ///   envv exec --override -- printenv PORT
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExecArgs {
     /// Let file values replace variables already set in the environment.
     #[arg(long = "override")]
@@ -128,6 +129,7 @@ pub enum Format {
 ///   envv export -e production --format github          # in a GitHub Actions step
 ///   envv export -e production --format k8s --name app | kubectl apply -f -
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "dotenv")]
