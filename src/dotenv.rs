@@ -26,7 +26,12 @@ pub enum Entry {
     /// A `#` comment; the text after `#`.
     Comment(String),
     /// `KEY=value`, with the parsed value and an inline comment if there was one.
-    Pair { key: String, value: Secret, comment: Option<String>, line: usize },
+    Pair {
+        key: String,
+        value: Secret,
+        comment: Option<String>,
+        line: usize,
+    },
 }
 
 /// Checks a key name: 1–256 of `[A-Za-z0-9_]`, not starting with a digit.
@@ -50,7 +55,9 @@ pub fn validate_key(key: &str) -> std::result::Result<(), String> {
         ));
     }
     if key.starts_with("sops_") {
-        return Err(format!("key name \"{printable}\" is reserved: names starting with sops_ hold sops metadata"));
+        return Err(format!(
+            "key name \"{printable}\" is reserved: names starting with sops_ hold sops metadata"
+        ));
     }
     Ok(())
 }
@@ -60,7 +67,11 @@ pub fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
         let upto = e.valid_up_to();
         let line = bytes[..upto].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::Parse { file: file.into(), line, msg: "not valid UTF-8 text".into() }
+        Error::Parse {
+            file: file.into(),
+            line,
+            msg: "not valid UTF-8 text".into(),
+        }
     })
 }
 
@@ -70,7 +81,12 @@ pub fn parse_plain(file: &str, text: &str) -> Result<Vec<Entry>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries = Vec::new();
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut p = Parser { s: text, pos: 0, line: 1, file };
+    let mut p = Parser {
+        s: text,
+        pos: 0,
+        line: 1,
+        file,
+    };
     while !p.at_end() {
         let start_line = p.line;
         let entry = p.entry()?;
@@ -102,7 +118,11 @@ impl<'a> Parser<'a> {
     }
 
     fn err(&self, line: usize, msg: impl Into<String>) -> Error {
-        Error::Parse { file: self.file.into(), line, msg: msg.into() }
+        Error::Parse {
+            file: self.file.into(),
+            line,
+            msg: msg.into(),
+        }
     }
 
     /// The rest of the current line (without its terminator); advances past the terminator.
@@ -123,7 +143,9 @@ impl<'a> Parser<'a> {
         let line_no = self.line;
         let rest = &self.s[self.pos..];
         let first_line_end = rest.find('\n').unwrap_or(rest.len());
-        let first = rest[..first_line_end].strip_suffix('\r').unwrap_or(&rest[..first_line_end]);
+        let first = rest[..first_line_end]
+            .strip_suffix('\r')
+            .unwrap_or(&rest[..first_line_end]);
         let trimmed = first.trim_start_matches([' ', '\t']);
         if trimmed.trim_end().is_empty() {
             self.take_line();
@@ -144,10 +166,10 @@ impl<'a> Parser<'a> {
             }
         }
         let Some(eq) = body.find('=') else {
-            let shown: String = body.chars().take(30).collect();
+            // The line's text is not shown: it may be a pasted secret.
             return Err(self.err(
                 line_no,
-                format!("expected KEY=VALUE, found a line without `=` (starts with \"{}\")", shown.escape_debug()),
+                "expected KEY=VALUE, found a line without `=` (a comment must start with #)",
             ));
         };
         let key = body[..eq].trim_end_matches([' ', '\t']);
@@ -176,7 +198,12 @@ impl<'a> Parser<'a> {
                         format!("unexpected text after the closing quote of {key} (quote the whole value, or start a comment with ` #`)"),
                     ));
                 };
-                Ok(Entry::Pair { key, value, comment, line: line_no })
+                Ok(Entry::Pair {
+                    key,
+                    value,
+                    comment,
+                    line: line_no,
+                })
             }
             _ => {
                 self.advance_to(vpos);
@@ -186,7 +213,12 @@ impl<'a> Parser<'a> {
                     None => (raw, None),
                 };
                 let value = value.trim_end_matches([' ', '\t']);
-                Ok(Entry::Pair { key, value: Secret::from_str(value), comment, line: line_no })
+                Ok(Entry::Pair {
+                    key,
+                    value: Secret::from_str(value),
+                    comment,
+                    line: line_no,
+                })
             }
         }
     }
@@ -237,7 +269,10 @@ impl<'a> Parser<'a> {
         }
         let zeroize = Secret::new(out);
         drop(zeroize);
-        Err(self.err(line_no, format!("unterminated {q} quote: the value has no closing {q}")))
+        Err(self.err(
+            line_no,
+            format!("unterminated {q} quote: the value has no closing {q}"),
+        ))
     }
 }
 
@@ -251,11 +286,16 @@ fn find_inline_comment(raw: &str) -> Option<usize> {
 /// characters, in single quotes when it has no `'` or line break, else in double quotes with
 /// `\\ \" \n \r` escapes. Non-UTF-8 bytes are written as-is (the caller decides).
 pub fn quote(value: &[u8]) -> Vec<u8> {
-    let safe = |b: u8| b.is_ascii_alphanumeric() || b"_-.,:/@%+=~^*?!&;|<>()[]{}".contains(&b) || b >= 0x80;
+    let safe = |b: u8| {
+        b.is_ascii_alphanumeric() || b"_-.,:/@%+=~^*?!&;|<>()[]{}".contains(&b) || b >= 0x80
+    };
     if value.iter().all(|&b| safe(b)) {
         return value.to_vec();
     }
-    if !value.iter().any(|&b| b == b'\'' || b == b'\n' || b == b'\r') {
+    if !value
+        .iter()
+        .any(|&b| b == b'\'' || b == b'\n' || b == b'\r')
+    {
         let mut out = Vec::with_capacity(value.len() + 2);
         out.push(b'\'');
         out.extend_from_slice(value);
@@ -285,7 +325,11 @@ pub enum Line {
     /// `#` + text; the text may be an `ENC[...]` comment.
     Comment(String),
     /// `KEY=stored`; `stored` is the text after the first `=`, with `\n` still escaped.
-    Pair { key: String, stored: String, line: usize },
+    Pair {
+        key: String,
+        stored: String,
+        line: usize,
+    },
 }
 
 /// Splits a stored file into lines (sops semantics: the first `=` splits key and value, nothing
@@ -307,17 +351,25 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
             lines.push(Line::Comment(c.to_string()));
         } else if let Some(eq) = raw.find('=') {
             if raw.contains('\0') {
-                return Err(Error::Parse { file: file.into(), line, msg: "NUL byte in line".into() });
+                return Err(Error::Parse {
+                    file: file.into(),
+                    line,
+                    msg: "NUL byte in line".into(),
+                });
             }
-            lines.push(Line::Pair { key: raw[..eq].to_string(), stored: raw[eq + 1..].to_string(), line });
+            lines.push(Line::Pair {
+                key: raw[..eq].to_string(),
+                stored: raw[eq + 1..].to_string(),
+                line,
+            });
         } else if raw.trim().is_empty() {
             lines.push(Line::Blank);
         } else {
-            let shown: String = raw.chars().take(30).collect();
+            // The line's text is not shown: it may be a pasted secret.
             return Err(Error::Parse {
                 file: file.into(),
                 line,
-                msg: format!("expected KEY=VALUE or a # comment, found \"{}\"", shown.escape_debug()),
+                msg: "expected KEY=VALUE or a # comment, found a line without `=`".into(),
             });
         }
     }
@@ -367,9 +419,16 @@ mod tests {
             .unwrap()
             .into_iter()
             .filter_map(|e| match e {
-                Entry::Pair { key, value, comment, .. } => {
-                    Some((key, String::from_utf8(value.expose().to_vec()).unwrap(), comment))
-                }
+                Entry::Pair {
+                    key,
+                    value,
+                    comment,
+                    ..
+                } => Some((
+                    key,
+                    String::from_utf8(value.expose().to_vec()).unwrap(),
+                    comment,
+                )),
                 _ => None,
             })
             .collect()
@@ -400,13 +459,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse_plain("x.env", "A=1\n\nnot a pair\n").unwrap_err().to_string();
+        let e = parse_plain("x.env", "A=1\n\nnot a pair\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("x.env:3:"), "{e}");
         let e = parse_plain("x.env", "1ST=a\n").unwrap_err().to_string();
         assert!(e.contains("x.env:1:") && e.contains("1ST"), "{e}");
-        let e = parse_plain("x.env", "A=\"open\nB=2\n").unwrap_err().to_string();
+        let e = parse_plain("x.env", "A=\"open\nB=2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.env:1:") && e.contains("unterminated"), "{e}");
-        let e = parse_plain("x.env", "A=1\nB=2\nA=3\n").unwrap_err().to_string();
+        let e = parse_plain("x.env", "A=1\nB=2\nA=3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.env:3:") && e.contains("line 1"), "{e}");
         let e = parse_plain("x.env", "A='x' y\n").unwrap_err().to_string();
         assert!(e.contains("after the closing quote"), "{e}");
@@ -421,7 +486,20 @@ mod tests {
 
     #[test]
     fn quote_round_trips() {
-        for v in ["", "simple", "with space", "it's", "a\nb", "q\"uote", "back\\slash\\n", " lead", "#hash", "$HOME", "tab\tx", "ü"] {
+        for v in [
+            "",
+            "simple",
+            "with space",
+            "it's",
+            "a\nb",
+            "q\"uote",
+            "back\\slash\\n",
+            " lead",
+            "#hash",
+            "$HOME",
+            "tab\tx",
+            "ü",
+        ] {
             let line = format!("K={}\n", String::from_utf8(quote(v.as_bytes())).unwrap());
             let p = pairs(&line);
             assert_eq!(p[0].1, v, "line {line:?}");
@@ -441,9 +519,13 @@ mod tests {
 
     #[test]
     fn stored_rejects_garbage_with_line() {
-        let e = parse_stored("f.env", b"A=1\ngarbage\n").unwrap_err().to_string();
+        let e = parse_stored("f.env", b"A=1\ngarbage\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.env:2:"), "{e}");
-        let e = parse_stored("f.env", b"A=1\nB=\xff\n").unwrap_err().to_string();
+        let e = parse_stored("f.env", b"A=1\nB=\xff\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.env:2:"), "{e}");
     }
 }

@@ -45,11 +45,19 @@ impl EnvFile {
     pub fn open(path: &Path, name: &str) -> Result<Self> {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::MissingFile { file: name.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingFile { file: name.into() })
+            }
             Err(e) => return Err(Error::io(path, e)),
         };
         if meta.len() > MAX_FILE_BYTES {
-            return Err(Error::format(name, format!("larger than {} MiB; refusing to read it as a dotenv file", MAX_FILE_BYTES >> 20)));
+            return Err(Error::format(
+                name,
+                format!(
+                    "larger than {} MiB; refusing to read it as a dotenv file",
+                    MAX_FILE_BYTES >> 20
+                ),
+            ));
         }
         let bytes = std::fs::read(path).at(path)?;
         Self::from_bytes(path, name, &bytes)
@@ -57,29 +65,68 @@ impl EnvFile {
 
     /// An empty, not yet encrypted file at `path`.
     pub fn empty(path: &Path, name: &str) -> Self {
-        EnvFile { path: path.to_path_buf(), name: name.into(), lines: Vec::new(), meta: None }
+        EnvFile {
+            path: path.to_path_buf(),
+            name: name.into(),
+            lines: Vec::new(),
+            meta: None,
+        }
     }
 
     /// Parses file bytes. Files with `sops_*` lines are encrypted files; others are plaintext
     /// dotenv files, parsed with dotenv semantics.
     pub fn from_bytes(path: &Path, name: &str, bytes: &[u8]) -> Result<Self> {
         if bytes.contains(&0) {
-            let line = bytes[..bytes.iter().position(|&b| b == 0).unwrap()].iter().filter(|&&b| b == b'\n').count() + 1;
-            return Err(Error::Parse { file: name.into(), line, msg: "NUL byte: this is not a text file".into() });
+            let line = bytes[..bytes.iter().position(|&b| b == 0).unwrap()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(Error::Parse {
+                file: name.into(),
+                line,
+                msg: "NUL byte: this is not a text file".into(),
+            });
+        }
+        let is_sops = bytes
+            .split(|&b| b == b'\n')
+            .any(|l| l.starts_with(b"sops_") && l.contains(&b'='));
+        if !is_sops {
+            // Plaintext file: parse it with dotenv semantics (errors come with lines). These lines
+            // are for listing only; `encrypt` re-reads the text itself.
+            let text = dotenv::decode_utf8(name, bytes)?;
+            let lines = dotenv::parse_plain(name, text)?
+                .into_iter()
+                .map(|e| match e {
+                    Entry::Blank => Line::Blank,
+                    Entry::Comment(c) => Line::Comment(c),
+                    Entry::Pair {
+                        key, value, line, ..
+                    } => {
+                        let stored = if value.is_empty() {
+                            String::new()
+                        } else {
+                            "(plaintext)".to_string()
+                        };
+                        Line::Pair { key, stored, line }
+                    }
+                })
+                .collect();
+            return Ok(EnvFile {
+                path: path.to_path_buf(),
+                name: name.into(),
+                lines,
+                meta: None,
+            });
         }
         let all = dotenv::parse_stored(name, bytes)?;
-        let is_sops = all.iter().any(|l| matches!(l, Line::Pair { key, .. } if key.starts_with("sops_")));
-        if !is_sops {
-            // Plaintext file: validate it with dotenv semantics now so errors come with lines.
-            let text = dotenv::decode_utf8(name, bytes)?;
-            dotenv::parse_plain(name, text)?;
-            return Ok(EnvFile { path: path.to_path_buf(), name: name.into(), lines: all, meta: None });
-        }
         let mut lines = Vec::with_capacity(all.len());
         let mut meta_pairs: Vec<(String, String)> = Vec::new();
         for l in all {
             match l {
-                Line::Pair { key, stored, .. } if key.starts_with("sops_") => meta_pairs.push((key, stored)),
+                Line::Pair { key, stored, .. } if key.starts_with("sops_") => {
+                    meta_pairs.push((key, stored))
+                }
                 other => lines.push(other),
             }
         }
@@ -87,9 +134,20 @@ impl EnvFile {
         while matches!(lines.last(), Some(Line::Blank)) {
             lines.pop();
         }
-        let meta = Metadata::from_pairs(name, meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(|m| Error::Format { file: name.into(), msg: m.trim_start_matches(&format!("{name}: ")).to_string() })?;
-        Ok(EnvFile { path: path.to_path_buf(), name: name.into(), lines, meta: Some(meta) })
+        let meta = Metadata::from_pairs(
+            name,
+            meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|m| Error::Format {
+            file: name.into(),
+            msg: m.trim_start_matches(&format!("{name}: ")).to_string(),
+        })?;
+        Ok(EnvFile {
+            path: path.to_path_buf(),
+            name: name.into(),
+            lines,
+            meta: Some(meta),
+        })
     }
 
     /// Whether the file has sops metadata.
@@ -117,11 +175,16 @@ impl EnvFile {
 
     /// Index of the last line holding `key`.
     pub fn find(&self, key: &str) -> Option<usize> {
-        self.lines.iter().rposition(|l| matches!(l, Line::Pair { key: k, .. } if k == key))
+        self.lines
+            .iter()
+            .rposition(|l| matches!(l, Line::Pair { key: k, .. } if k == key))
     }
 
     fn rule(&self) -> CryptRule {
-        self.meta.as_ref().map(|m| m.rule.clone()).unwrap_or_default()
+        self.meta
+            .as_ref()
+            .map(|m| m.rule.clone())
+            .unwrap_or_default()
     }
 
     /// Which lines are encrypted under the file's rule.
@@ -130,20 +193,39 @@ impl EnvFile {
     }
 
     /// Unwraps the data key. `readers` names who can decrypt, for the error.
-    pub fn unlock(&self, keyring: &mut Keyring, readers: impl FnOnce() -> Vec<String>) -> Result<DataKey> {
-        let meta = self.meta.as_ref().ok_or_else(|| Error::Usage(format!("{} is not encrypted yet: run `envv encrypt -f {}`", self.name, self.name)))?;
+    pub fn unlock(
+        &self,
+        keyring: &mut Keyring,
+        readers: impl FnOnce() -> Vec<String>,
+    ) -> Result<DataKey> {
+        let meta = self.meta.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "{} is not encrypted yet: run `envv encrypt -f {}`",
+                self.name, self.name
+            ))
+        })?;
         match keyring.unwrap(meta)? {
             Some(k) => Ok(k),
-            None => Err(Error::NoIdentity { file: self.name.clone(), readers: readers(), tried: keyring.tried() }),
+            None => Err(Error::NoIdentity {
+                file: self.name.clone(),
+                readers: readers(),
+                tried: keyring.tried(),
+            }),
         }
     }
 
     /// Decrypts every value and comment and verifies the MAC (unless `verify_mac` is false).
     pub fn decrypt(&self, key: &DataKey, verify_mac: bool) -> Result<Plain> {
-        let meta = self.meta.as_ref().ok_or_else(|| Error::Usage(format!("{} is not encrypted", self.name)))?;
+        let meta = self
+            .meta
+            .as_ref()
+            .ok_or_else(|| Error::Usage(format!("{} is not encrypted", self.name)))?;
         let plan = meta.rule.plan(&self.lines);
         let cipher = key.cipher();
-        let mut plain = Plain { values: Vec::with_capacity(self.lines.len()), ..Default::default() };
+        let mut plain = Plain {
+            values: Vec::with_capacity(self.lines.len()),
+            ..Default::default()
+        };
         let mut mac = MacBuilder::new(meta.mac_only_encrypted);
         let mut aad = Vec::with_capacity(64);
         for (i, line) in self.lines.iter().enumerate() {
@@ -151,8 +233,13 @@ impl EnvFile {
                 Line::Blank => None,
                 Line::Comment(text) => {
                     if plan[i] && sops::is_enc(text) {
-                        let enc = EncValue::parse(text).map_err(|m| self.line_err(i, format!("encrypted comment: {m}")))?;
-                        let v = cipher.decrypt(&enc, b":").ok_or_else(|| Error::Tampered { file: self.name.clone(), line: self.line_no(i), key: "a comment".into() })?;
+                        let enc = EncValue::parse(text)
+                            .map_err(|m| self.line_err(i, format!("encrypted comment: {m}")))?;
+                        let v = cipher.decrypt(&enc, b":").ok_or_else(|| Error::Tampered {
+                            file: self.name.clone(),
+                            line: self.line_no(i),
+                            key: "a comment".into(),
+                        })?;
                         Some(v)
                     } else {
                         if plan[i] && !text.is_empty() {
@@ -164,11 +251,16 @@ impl EnvFile {
                 Line::Pair { key: k, stored, .. } => {
                     let value = if plan[i] && !stored.is_empty() {
                         if sops::is_enc(stored) {
-                            let enc = EncValue::parse(stored).map_err(|m| self.line_err(i, format!("value of {k}: {m}")))?;
+                            let enc = EncValue::parse(stored)
+                                .map_err(|m| self.line_err(i, format!("value of {k}: {m}")))?;
                             aad.clear();
                             aad.extend_from_slice(k.as_bytes());
                             aad.push(b':');
-                            let v = cipher.decrypt(&enc, &aad).ok_or_else(|| Error::Tampered { file: self.name.clone(), line: self.line_no(i), key: k.clone() })?;
+                            let v = cipher.decrypt(&enc, &aad).ok_or_else(|| Error::Tampered {
+                                file: self.name.clone(),
+                                line: self.line_no(i),
+                                key: k.clone(),
+                            })?;
                             if enc.ty != ValueType::Str {
                                 mac.add(v.expose());
                                 plain.retype.push(i);
@@ -202,7 +294,11 @@ impl EnvFile {
             });
             match ok {
                 Some(stored) if stored.expose() == computed.as_bytes() => {}
-                _ => return Err(Error::Mac { file: self.name.clone() }),
+                _ => {
+                    return Err(Error::Mac {
+                        file: self.name.clone(),
+                    })
+                }
             }
         }
         Ok(plain)
@@ -216,7 +312,11 @@ impl EnvFile {
     }
 
     fn line_err(&self, i: usize, msg: String) -> Error {
-        Error::Parse { file: self.name.clone(), line: self.line_no(i), msg }
+        Error::Parse {
+            file: self.name.clone(),
+            line: self.line_no(i),
+            msg,
+        }
     }
 
     /// Value of `key` from a decrypted view.
@@ -226,17 +326,30 @@ impl EnvFile {
 
     /// Sets `key` to `value`. Returns false when the value was already that (nothing changes).
     /// A new key is appended after the last line.
-    pub fn set(&mut self, plain: &mut Plain, dk: &DataKey, key: &str, value: Secret) -> Result<bool> {
+    pub fn set(
+        &mut self,
+        plain: &mut Plain,
+        dk: &DataKey,
+        key: &str,
+        value: Secret,
+    ) -> Result<bool> {
         let idx = self.find(key);
         if let Some(i) = idx {
-            if plain.values[i].as_ref() == Some(&value) && !plain.pending.contains(&i) && !plain.retype.contains(&i) {
+            if plain.values[i].as_ref() == Some(&value)
+                && !plain.pending.contains(&i)
+                && !plain.retype.contains(&i)
+            {
                 return Ok(false);
             }
         }
         let i = match idx {
             Some(i) => i,
             None => {
-                self.lines.push(Line::Pair { key: key.into(), stored: String::new(), line: 0 });
+                self.lines.push(Line::Pair {
+                    key: key.into(),
+                    stored: String::new(),
+                    line: 0,
+                });
                 plain.values.push(None);
                 self.lines.len() - 1
             }
@@ -252,13 +365,21 @@ impl EnvFile {
         Ok(true)
     }
 
-    fn store_value(&self, dk: &DataKey, key: &str, value: &Secret, encrypt: bool) -> Result<String> {
+    fn store_value(
+        &self,
+        dk: &DataKey,
+        key: &str,
+        value: &Secret,
+        encrypt: bool,
+    ) -> Result<String> {
         if value.is_empty() {
             return Ok(String::new());
         }
         if encrypt {
             if std::str::from_utf8(value.expose()).is_err() {
-                return Err(Error::Usage(format!("the value for {key} is not valid UTF-8 text")));
+                return Err(Error::Usage(format!(
+                    "the value for {key} is not valid UTF-8 text"
+                )));
             }
             let mut aad = key.as_bytes().to_vec();
             aad.push(b':');
@@ -278,7 +399,11 @@ impl EnvFile {
         let mut keep_lines = Vec::with_capacity(before);
         let mut keep_values = Vec::with_capacity(before);
         let mut remap = vec![usize::MAX; before];
-        for (i, (l, v)) in std::mem::take(&mut self.lines).into_iter().zip(std::mem::take(&mut plain.values)).enumerate() {
+        for (i, (l, v)) in std::mem::take(&mut self.lines)
+            .into_iter()
+            .zip(std::mem::take(&mut plain.values))
+            .enumerate()
+        {
             if matches!(&l, Line::Pair { key: k, .. } if k == key) {
                 continue;
             }
@@ -288,8 +413,16 @@ impl EnvFile {
         }
         self.lines = keep_lines;
         plain.values = keep_values;
-        plain.pending = plain.pending.iter().filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX)).collect();
-        plain.retype = plain.retype.iter().filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX)).collect();
+        plain.pending = plain
+            .pending
+            .iter()
+            .filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX))
+            .collect();
+        plain.retype = plain
+            .retype
+            .iter()
+            .filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX))
+            .collect();
         self.lines.len() != before
     }
 
@@ -297,9 +430,16 @@ impl EnvFile {
     pub fn seal(&mut self, plain: &mut Plain, dk: &DataKey) -> Result<()> {
         let plan = self.plan();
         let cipher = dk.cipher();
-        let todo: Vec<usize> = plain.pending.iter().chain(plain.retype.iter()).copied().collect();
+        let todo: Vec<usize> = plain
+            .pending
+            .iter()
+            .chain(plain.retype.iter())
+            .copied()
+            .collect();
         for i in todo {
-            let Some(v) = plain.values[i].as_ref() else { continue };
+            let Some(v) = plain.values[i].as_ref() else {
+                continue;
+            };
             let new_text = match &self.lines[i] {
                 Line::Comment(_) if v.is_empty() => continue,
                 Line::Comment(_) if plan[i] => cipher.encrypt(v.expose(), b":", ValueType::Comment),
@@ -332,10 +472,21 @@ impl EnvFile {
 
     /// Turns plaintext dotenv text into an encrypted file for `recipients` (a new data key).
     /// Inline comments become encrypted comment lines above their key.
-    pub fn encrypt_new(path: &Path, name: &str, text: &str, recipients: &[Recipient], rule: CryptRule) -> Result<(Self, DataKey, Plain)> {
+    pub fn encrypt_new(
+        path: &Path,
+        name: &str,
+        text: &str,
+        recipients: &[Recipient],
+        rule: CryptRule,
+    ) -> Result<(Self, DataKey, Plain)> {
         let entries = dotenv::parse_plain(name, text)?;
         let dk = DataKey::generate();
-        let mut file = EnvFile { path: path.to_path_buf(), name: name.into(), lines: Vec::new(), meta: None };
+        let mut file = EnvFile {
+            path: path.to_path_buf(),
+            name: name.into(),
+            lines: Vec::new(),
+            meta: None,
+        };
         file.meta = Some(Metadata::new(vec![wrap_all(&dk, recipients)?], rule));
         let mut plain = Plain::default();
         for e in entries {
@@ -349,13 +500,22 @@ impl EnvFile {
                     plain.pending.push(file.lines.len() - 1);
                     plain.values.push(Some(Secret::from_str(&c)));
                 }
-                Entry::Pair { key, value, comment, .. } => {
+                Entry::Pair {
+                    key,
+                    value,
+                    comment,
+                    ..
+                } => {
                     if let Some(c) = comment {
                         file.lines.push(Line::Comment(c.clone()));
                         plain.pending.push(file.lines.len() - 1);
                         plain.values.push(Some(Secret::from_str(&c)));
                     }
-                    file.lines.push(Line::Pair { key, stored: String::new(), line: 0 });
+                    file.lines.push(Line::Pair {
+                        key,
+                        stored: String::new(),
+                        line: 0,
+                    });
                     plain.pending.push(file.lines.len() - 1);
                     plain.values.push(Some(value));
                 }
@@ -379,12 +539,19 @@ impl EnvFile {
     /// change) and wrapping only for new ones.
     pub fn rewrap_incremental(&mut self, dk: &DataKey, recipients: &[Recipient]) -> Result<()> {
         let meta = self.meta.as_mut().expect("rewrap needs metadata");
-        let old: Vec<KeyEntry> = if meta.groups.len() == 1 { meta.groups[0].clone() } else { Vec::new() };
+        let old: Vec<KeyEntry> = if meta.groups.len() == 1 {
+            meta.groups[0].clone()
+        } else {
+            Vec::new()
+        };
         let mut entries = Vec::with_capacity(recipients.len());
         for r in recipients {
             match old.iter().find(|e| e.recipient == r.text) {
                 Some(e) => entries.push(e.clone()),
-                None => entries.push(KeyEntry { recipient: r.text.clone(), enc: r.wrap(dk.bytes())? }),
+                None => entries.push(KeyEntry {
+                    recipient: r.text.clone(),
+                    enc: r.wrap(dk.bytes())?,
+                }),
             }
         }
         meta.groups = vec![entries];
@@ -438,8 +605,20 @@ impl RecipientDrift {
 /// Compares a file's recipients with the wanted ones (SSH comments ignored; order ignored).
 pub fn recipient_drift(meta: &Metadata, wanted: &[Recipient]) -> RecipientDrift {
     let have = meta.recipients();
-    let missing = wanted.iter().filter(|w| !have.iter().any(|h| crate::keys::same_recipient(h, &w.text))).map(|w| w.text.clone()).collect();
-    let extra = have.iter().filter(|h| !wanted.iter().any(|w| crate::keys::same_recipient(h, &w.text))).map(|h| h.to_string()).collect();
+    let missing = wanted
+        .iter()
+        .filter(|w| !have.iter().any(|h| crate::keys::same_recipient(h, &w.text)))
+        .map(|w| w.text.clone())
+        .collect();
+    let extra = have
+        .iter()
+        .filter(|h| {
+            !wanted
+                .iter()
+                .any(|w| crate::keys::same_recipient(h, &w.text))
+        })
+        .map(|h| h.to_string())
+        .collect();
     let mut d = RecipientDrift { missing, extra };
     if meta.groups.len() > 1 && d.is_empty() {
         // Several key groups where the policy has one: the layout differs too.
@@ -451,9 +630,19 @@ pub fn recipient_drift(meta: &Metadata, wanted: &[Recipient]) -> RecipientDrift 
 /// Wraps a data key for each recipient.
 pub fn wrap_all(dk: &DataKey, recipients: &[Recipient]) -> Result<Vec<KeyEntry>> {
     if recipients.is_empty() {
-        return Err(Error::Usage("no recipients: the policy gives this file no readers".into()));
+        return Err(Error::Usage(
+            "no recipients: the policy gives this file no readers".into(),
+        ));
     }
-    recipients.iter().map(|r| Ok(KeyEntry { recipient: r.text.clone(), enc: r.wrap(dk.bytes())? })).collect()
+    recipients
+        .iter()
+        .map(|r| {
+            Ok(KeyEntry {
+                recipient: r.text.clone(),
+                enc: r.wrap(dk.bytes())?,
+            })
+        })
+        .collect()
 }
 
 fn canonical_mac_aad(meta: &Metadata) -> Option<String> {
@@ -462,9 +651,21 @@ fn canonical_mac_aad(meta: &Metadata) -> Option<String> {
 
 /// Parses a stored plaintext value with dotenv quoting (for values typed into an encrypted file).
 fn parse_plain_value(file: &str, line: usize, key: &str, stored: &str) -> Result<Secret> {
-    let text = format!("{}={}\n", if dotenv::validate_key(key).is_ok() { key } else { "K" }, stored);
+    let text = format!(
+        "{}={}\n",
+        if dotenv::validate_key(key).is_ok() {
+            key
+        } else {
+            "K"
+        },
+        stored
+    );
     let entries = dotenv::parse_plain(file, &text).map_err(|e| match e {
-        Error::Parse { msg, .. } => Error::Parse { file: file.into(), line, msg },
+        Error::Parse { msg, .. } => Error::Parse {
+            file: file.into(),
+            line,
+            msg,
+        },
         other => other,
     })?;
     for e in entries {
@@ -488,7 +689,14 @@ mod tests {
     #[test]
     fn encrypt_set_remove_keep_other_ciphertexts() {
         let (_id, r) = recipient();
-        let (mut f, dk, mut plain) = EnvFile::encrypt_new(Path::new("x"), ".env", "# top\nA=1\n\nB='two # x'\nC=three # note\n", &[r], CryptRule::default()).unwrap();
+        let (mut f, dk, mut plain) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "# top\nA=1\n\nB='two # x'\nC=three # note\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
         let bytes = f.to_bytes();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(!text.contains("two"), "{text}");
@@ -502,7 +710,9 @@ mod tests {
             _ => String::new(),
         };
         let old_a = stored(&reread.lines[1]);
-        assert!(f.set(&mut plain, &dk, "B", Secret::from_str("new")).unwrap());
+        assert!(f
+            .set(&mut plain, &dk, "B", Secret::from_str("new"))
+            .unwrap());
         assert!(!f.set(&mut plain, &dk, "A", Secret::from_str("1")).unwrap());
         f.seal(&mut plain, &dk).unwrap();
         assert_eq!(stored(&f.lines[1]), old_a);
@@ -517,7 +727,14 @@ mod tests {
     #[test]
     fn mac_detects_plaintext_edit_and_swap() {
         let (_id, r) = recipient();
-        let (f, dk, _) = EnvFile::encrypt_new(Path::new("x"), ".env", "A=1\nB=2\nP_unencrypted=x\n", &[r], CryptRule::default()).unwrap();
+        let (f, dk, _) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "A=1\nB=2\nP_unencrypted=x\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
         let text = String::from_utf8(f.to_bytes()).unwrap();
         let edited = text.replace("P_unencrypted=x", "P_unencrypted=y");
         let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();

@@ -14,7 +14,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A line of a dotenv file (plaintext or encrypted) that cannot be read.
     #[error("{file}:{line}: {msg}")]
-    Parse { file: String, line: usize, msg: String },
+    Parse {
+        file: String,
+        line: usize,
+        msg: String,
+    },
 
     /// A structural problem with an encrypted file (metadata, ENC blob, data key).
     #[error("{file}: {msg}")]
@@ -26,11 +30,19 @@ pub enum Error {
 
     /// No identity could unwrap the data key of a file.
     #[error("cannot decrypt {file}: none of your identities is a reader")]
-    NoIdentity { file: String, readers: Vec<String>, tried: Vec<String> },
+    NoIdentity {
+        file: String,
+        readers: Vec<String>,
+        tried: Vec<String>,
+    },
 
     /// A value's ciphertext failed authentication (edited, or moved to another key).
     #[error("{file}:{line}: the encrypted value of {key} does not authenticate (edited by hand, or moved from another key)")]
-    Tampered { file: String, line: usize, key: String },
+    Tampered {
+        file: String,
+        line: usize,
+        key: String,
+    },
 
     /// A key that was asked for is not in the file.
     #[error("{key} is not set in {file}")]
@@ -42,7 +54,11 @@ pub enum Error {
 
     /// `.sops.yaml` is invalid; `line` is where the problem is, when known.
     #[error("{file}{}: {msg}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Policy { file: String, line: Option<usize>, msg: String },
+    Policy {
+        file: String,
+        line: Option<usize>,
+        msg: String,
+    },
 
     /// Something the caller asked for that cannot be done as asked.
     #[error("{0}")]
@@ -58,7 +74,11 @@ pub enum Error {
 
     /// An operating system error on a path.
     #[error("{path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A git operation failed.
     #[error("git: {0}")]
@@ -99,12 +119,18 @@ impl Error {
 
     /// Builds an [`Error::Io`] for `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Format`].
     pub fn format(file: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Format { file: file.into(), msg: msg.into() }
+        Error::Format {
+            file: file.into(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -116,7 +142,10 @@ impl From<git2::Error> for Error {
 
 /// Shortens a path for messages: relative to `base` when inside it.
 pub fn display_path(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Helper trait to attach a path to io errors.
@@ -129,4 +158,3 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|e| Error::io(path, e))
     }
 }
-

@@ -32,7 +32,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()))
+        .prefix(&format!(
+            ".{}.",
+            path.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ))
         .suffix(".envv-tmp")
         .tempfile_in(dir)
         .at(dir)?;
@@ -40,8 +45,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(new_mode);
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).at(path)?;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(new_mode);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .at(path)?;
     }
     #[cfg(not(unix))]
     let _ = new_mode;
@@ -83,15 +92,25 @@ pub fn lock_for(path: &Path) -> Result<DirLock> {
     #[cfg(unix)]
     let file = File::open(dir).at(dir)?;
     #[cfg(not(unix))]
-    let file = std::fs::OpenOptions::new().create(true).write(true).open(dir.join(".envv.lock")).at(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .open(dir.join(".envv.lock"))
+        .at(dir)?;
     file.lock().at(dir)?;
     Ok(DirLock { _file: file })
 }
 
 /// Removes temp files left by a crashed write next to `path` (`.NAME.*.envv-tmp`).
 pub fn clean_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let prefix = format!(".{}.", name.to_string_lossy());
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {

@@ -23,7 +23,10 @@ pub fn find_root(start: &Path) -> PathBuf {
         dir = d.parent();
     }
     match git2::Repository::discover(start) {
-        Ok(r) => r.workdir().map(Path::to_path_buf).unwrap_or_else(|| start.to_path_buf()),
+        Ok(r) => r
+            .workdir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| start.to_path_buf()),
         Err(_) => start.to_path_buf(),
     }
 }
@@ -37,14 +40,22 @@ pub fn open(root: &Path) -> Option<git2::Repository> {
 /// (`$GIT_CONFIG_GLOBAL` when set, which libgit2 does not read by itself), then the defaults.
 pub fn config_string(root: &Path, name: &str) -> Option<String> {
     if let Some(repo) = open(root) {
-        if let Ok(v) = repo.config().and_then(|c| c.open_level(git2::ConfigLevel::Local)).and_then(|c| c.get_string(name)) {
+        if let Ok(v) = repo
+            .config()
+            .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+            .and_then(|c| c.get_string(name))
+        {
             return Some(v);
         }
     }
     if let Some(path) = std::env::var_os("GIT_CONFIG_GLOBAL") {
-        return git2::Config::open(Path::new(&path)).ok().and_then(|c| c.get_string(name).ok());
+        return git2::Config::open(Path::new(&path))
+            .ok()
+            .and_then(|c| c.get_string(name).ok());
     }
-    git2::Config::open_default().ok().and_then(|c| c.get_string(name).ok())
+    git2::Config::open_default()
+        .ok()
+        .and_then(|c| c.get_string(name).ok())
 }
 
 /// A commit that changed a key.
@@ -80,11 +91,21 @@ fn blob_at(repo: &git2::Repository, commit: &git2::Commit, rel: &str) -> Option<
 /// value. Keys never committed are absent.
 pub fn last_changes(root: &Path, rel: &str, keys: &[String]) -> Result<HashMap<String, KeyChange>> {
     let mut out = HashMap::new();
-    let Some(repo) = open(root) else { return Ok(out) };
+    let Some(repo) = open(root) else {
+        return Ok(out);
+    };
     let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-    let rel_in_repo = root.join(rel).strip_prefix(&workdir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| rel.to_string());
-    let Ok(head) = repo.head() else { return Ok(out) };
-    let Some(head) = head.target() else { return Ok(out) };
+    let rel_in_repo = root
+        .join(rel)
+        .strip_prefix(&workdir)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| rel.to_string());
+    let Ok(head) = repo.head() else {
+        return Ok(out);
+    };
+    let Some(head) = head.target() else {
+        return Ok(out);
+    };
     let mut walk = repo.revwalk()?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
     walk.push(head)?;
@@ -95,8 +116,13 @@ pub fn last_changes(root: &Path, rel: &str, keys: &[String]) -> Result<HashMap<S
             break;
         }
         let commit = repo.find_commit(oid?)?;
-        let Some(now) = blob_at(&repo, &commit, &rel_in_repo) else { continue };
-        let before = commit.parent(0).ok().and_then(|p| blob_at(&repo, &p, &rel_in_repo));
+        let Some(now) = blob_at(&repo, &commit, &rel_in_repo) else {
+            continue;
+        };
+        let before = commit
+            .parent(0)
+            .ok()
+            .and_then(|p| blob_at(&repo, &p, &rel_in_repo));
         if before.as_deref() == Some(now.as_slice()) {
             continue;
         }
@@ -106,11 +132,14 @@ pub fn last_changes(root: &Path, rel: &str, keys: &[String]) -> Result<HashMap<S
             let changed = now_map.get(*k) != before_map.get(*k) && now_map.contains_key(*k);
             if changed {
                 let sig = commit.author();
-                out.insert((*k).clone(), KeyChange {
-                    commit: commit.id().to_string(),
-                    author: sig.name().unwrap_or("?").to_string(),
-                    time: commit.time().seconds(),
-                });
+                out.insert(
+                    (*k).clone(),
+                    KeyChange {
+                        commit: commit.id().to_string(),
+                        author: sig.name().unwrap_or("?").to_string(),
+                        time: commit.time().seconds(),
+                    },
+                );
             }
             !changed
         });

@@ -35,13 +35,20 @@ impl Recipient {
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let text = text.trim().to_string();
         let kind = if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
-            age::ssh::Recipient::from_str(&text).map_err(|e| format!("invalid SSH public key: {e:?}"))?;
+            age::ssh::Recipient::from_str(&text)
+                .map_err(|e| format!("invalid SSH public key: {e:?}"))?;
             RecipientKind::Ssh
-        } else if text.starts_with("age1") && text[4..].contains('1') && !text.starts_with("age1pq1") && age::x25519::Recipient::from_str(&text).is_err() {
-            age::plugin::Recipient::from_str(&text).map_err(|e| format!("invalid age plugin recipient: {e}"))?;
+        } else if text.starts_with("age1")
+            && text[4..].contains('1')
+            && !text.starts_with("age1pq1")
+            && age::x25519::Recipient::from_str(&text).is_err()
+        {
+            age::plugin::Recipient::from_str(&text)
+                .map_err(|e| format!("invalid age plugin recipient: {e}"))?;
             RecipientKind::Plugin
         } else if text.starts_with("age1") {
-            age::x25519::Recipient::from_str(&text).map_err(|e| format!("invalid age recipient: {e}"))?;
+            age::x25519::Recipient::from_str(&text)
+                .map_err(|e| format!("invalid age recipient: {e}"))?;
             RecipientKind::X25519
         } else {
             let shown: String = text.chars().take(20).collect();
@@ -61,28 +68,52 @@ impl Recipient {
     /// with LF line endings.
     pub fn wrap(&self, secret: &[u8]) -> Result<String> {
         let boxed: Box<dyn age::Recipient + Send> = match self.kind {
-            RecipientKind::X25519 => Box::new(age::x25519::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(e.to_string()))?),
+            RecipientKind::X25519 => Box::new(
+                age::x25519::Recipient::from_str(&self.text)
+                    .map_err(|e| Error::Crypto(e.to_string()))?,
+            ),
             RecipientKind::Ssh => Box::new(
-                age::ssh::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(format!("{e:?}")))?,
+                age::ssh::Recipient::from_str(&self.text)
+                    .map_err(|e| Error::Crypto(format!("{e:?}")))?,
             ),
             RecipientKind::Plugin => {
-                let r = age::plugin::Recipient::from_str(&self.text).map_err(|e| Error::Crypto(e.to_string()))?;
+                let r = age::plugin::Recipient::from_str(&self.text)
+                    .map_err(|e| Error::Crypto(e.to_string()))?;
                 let name = r.plugin().to_string();
                 Box::new(
-                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks)
-                        .map_err(|e| Error::Crypto(format!("age plugin age-plugin-{name} not found on PATH: {e:?}")))?,
+                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks).map_err(
+                        |e| {
+                            Error::Crypto(format!(
+                                "age plugin age-plugin-{name} not found on PATH: {e:?}"
+                            ))
+                        },
+                    )?,
                 )
             }
         };
-        let enc = age::Encryptor::with_recipients(std::iter::once(boxed.as_ref() as &dyn age::Recipient))
-            .map_err(|e| Error::Crypto(format!("cannot wrap the data key for {}: {e}", self.short())))?;
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(boxed.as_ref() as &dyn age::Recipient))
+                .map_err(|e| {
+                    Error::Crypto(format!(
+                        "cannot wrap the data key for {}: {e}",
+                        self.short()
+                    ))
+                })?;
         let mut out = Vec::with_capacity(512);
-        let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| Error::Crypto(e.to_string()))?;
+        let mut w = enc
+            .wrap_output(armor)
             .map_err(|e| Error::Crypto(e.to_string()))?;
-        let mut w = enc.wrap_output(armor).map_err(|e| Error::Crypto(e.to_string()))?;
-        w.write_all(secret).map_err(|e| Error::Crypto(e.to_string()))?;
-        w.finish().and_then(|a| a.finish()).map_err(|e| Error::Crypto(e.to_string()))?;
-        let s = String::from_utf8(out).expect("armor is ASCII").replace("\r\n", "\n");
+        w.write_all(secret)
+            .map_err(|e| Error::Crypto(e.to_string()))?;
+        w.finish()
+            .and_then(|a| a.finish())
+            .map_err(|e| Error::Crypto(e.to_string()))?;
+        let s = String::from_utf8(out)
+            .expect("armor is ASCII")
+            .replace("\r\n", "\n");
         Ok(s)
     }
 }
@@ -97,7 +128,14 @@ pub fn short_key(text: &str) -> String {
         return format!("{prefix}{body}");
     }
     let head: String = body.chars().take(8).collect();
-    let tail: String = body.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = body
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{prefix}{head}…{tail}")
 }
 
@@ -145,7 +183,9 @@ impl age::Callbacks for TermCallbacks {
     }
 
     fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
-        rpassword::prompt_password(format!("{description}: ")).ok().map(age::secrecy::SecretString::from)
+        rpassword::prompt_password(format!("{description}: "))
+            .ok()
+            .map(age::secrecy::SecretString::from)
     }
 }
 
@@ -165,10 +205,21 @@ struct Source {
 /// Where to look for identities, in order.
 #[derive(Debug, Clone)]
 enum SourceSpec {
-    File { label: String, path: PathBuf, explicit: bool },
-    Text { label: String, var: &'static str },
-    Cmd { label: String },
-    Ssh { path: PathBuf },
+    File {
+        label: String,
+        path: PathBuf,
+        explicit: bool,
+    },
+    Text {
+        label: String,
+        var: &'static str,
+    },
+    Cmd {
+        label: String,
+    },
+    Ssh {
+        path: PathBuf,
+    },
 }
 
 /// The identities available to this process, loaded lazily in lookup order.
@@ -219,35 +270,71 @@ impl Keyring {
     pub fn new(explicit: &[PathBuf]) -> Self {
         let mut specs = Vec::new();
         for p in explicit {
-            specs.push(SourceSpec::File { label: format!("--identity {}", p.display()), path: p.clone(), explicit: true });
+            specs.push(SourceSpec::File {
+                label: format!("--identity {}", p.display()),
+                path: p.clone(),
+                explicit: true,
+            });
         }
         if nonempty_env("ENVV_AGE_KEY").is_some() {
-            specs.push(SourceSpec::Text { label: "$ENVV_AGE_KEY".into(), var: "ENVV_AGE_KEY" });
+            specs.push(SourceSpec::Text {
+                label: "$ENVV_AGE_KEY".into(),
+                var: "ENVV_AGE_KEY",
+            });
         }
         if let Some(p) = nonempty_env("ENVV_AGE_KEY_FILE") {
-            specs.push(SourceSpec::File { label: format!("$ENVV_AGE_KEY_FILE ({p})"), path: p.into(), explicit: true });
+            specs.push(SourceSpec::File {
+                label: format!("$ENVV_AGE_KEY_FILE ({p})"),
+                path: p.into(),
+                explicit: true,
+            });
         }
         if nonempty_env("SOPS_AGE_KEY").is_some() {
-            specs.push(SourceSpec::Text { label: "$SOPS_AGE_KEY".into(), var: "SOPS_AGE_KEY" });
+            specs.push(SourceSpec::Text {
+                label: "$SOPS_AGE_KEY".into(),
+                var: "SOPS_AGE_KEY",
+            });
         }
         if let Some(p) = nonempty_env("SOPS_AGE_KEY_FILE") {
-            specs.push(SourceSpec::File { label: format!("$SOPS_AGE_KEY_FILE ({p})"), path: p.into(), explicit: true });
+            specs.push(SourceSpec::File {
+                label: format!("$SOPS_AGE_KEY_FILE ({p})"),
+                path: p.into(),
+                explicit: true,
+            });
         }
         if nonempty_env("SOPS_AGE_KEY_CMD").is_some() {
-            specs.push(SourceSpec::Cmd { label: "$SOPS_AGE_KEY_CMD".into() });
+            specs.push(SourceSpec::Cmd {
+                label: "$SOPS_AGE_KEY_CMD".into(),
+            });
         }
         if let Some(p) = default_key_file() {
-            specs.push(SourceSpec::File { label: tilde(&p), path: p, explicit: false });
+            specs.push(SourceSpec::File {
+                label: tilde(&p),
+                path: p,
+                explicit: false,
+            });
         }
         if let Some(p) = sops_key_file() {
-            specs.push(SourceSpec::File { label: tilde(&p), path: p, explicit: false });
+            specs.push(SourceSpec::File {
+                label: tilde(&p),
+                path: p,
+                explicit: false,
+            });
         }
         if let Some(h) = dirs::home_dir() {
-            specs.push(SourceSpec::Ssh { path: h.join(".ssh/id_ed25519") });
-            specs.push(SourceSpec::Ssh { path: h.join(".ssh/id_rsa") });
+            specs.push(SourceSpec::Ssh {
+                path: h.join(".ssh/id_ed25519"),
+            });
+            specs.push(SourceSpec::Ssh {
+                path: h.join(".ssh/id_rsa"),
+            });
         }
         let n = specs.len();
-        Keyring { specs, loaded: (0..n).map(|_| None).collect(), problems: Vec::new() }
+        Keyring {
+            specs,
+            loaded: (0..n).map(|_| None).collect(),
+            problems: Vec::new(),
+        }
     }
 
     fn load(&mut self, i: usize) -> Option<&Source> {
@@ -256,10 +343,18 @@ impl Keyring {
             let res = load_source(&spec);
             match res {
                 Ok(Some(src)) => self.loaded[i] = Some(src),
-                Ok(None) => self.loaded[i] = Some(Source { label: String::new(), identities: Vec::new() }),
+                Ok(None) => {
+                    self.loaded[i] = Some(Source {
+                        label: String::new(),
+                        identities: Vec::new(),
+                    })
+                }
                 Err(msg) => {
                     self.problems.push(msg);
-                    self.loaded[i] = Some(Source { label: String::new(), identities: Vec::new() });
+                    self.loaded[i] = Some(Source {
+                        label: String::new(),
+                        identities: Vec::new(),
+                    });
                 }
             }
         }
@@ -275,8 +370,9 @@ impl Keyring {
             let entries: Vec<&KeyEntry> = meta.groups.iter().flatten().collect();
             match self.unwrap_any(&entries, has_ssh) {
                 Some(bytes) => {
-                    let key = DataKey::from_slice(&bytes)
-                        .ok_or_else(|| Error::Crypto("the unwrapped data key is not 32 bytes".into()))?;
+                    let key = DataKey::from_slice(&bytes).ok_or_else(|| {
+                        Error::Crypto("the unwrapped data key is not 32 bytes".into())
+                    })?;
                     Ok(Some(key))
                 }
                 None => Ok(None),
@@ -289,7 +385,10 @@ impl Keyring {
                     shares.push(s);
                 }
             }
-            let threshold = meta.shamir_threshold.filter(|t| *t > 0).unwrap_or(meta.groups.len() as u64);
+            let threshold = meta
+                .shamir_threshold
+                .filter(|t| *t > 0)
+                .unwrap_or(meta.groups.len() as u64);
             if (shares.len() as u64) < threshold.max(2) {
                 return Ok(None);
             }
@@ -298,11 +397,17 @@ impl Keyring {
             for mut p in plain {
                 zeroize::Zeroize::zeroize(&mut p);
             }
-            Ok(Some(DataKey::from_slice(&key).ok_or_else(|| Error::Crypto("recovered data key is not 32 bytes".into()))?))
+            Ok(Some(DataKey::from_slice(&key).ok_or_else(|| {
+                Error::Crypto("recovered data key is not 32 bytes".into())
+            })?))
         }
     }
 
-    fn unwrap_any(&mut self, entries: &[&KeyEntry], has_ssh: bool) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    fn unwrap_any(
+        &mut self,
+        entries: &[&KeyEntry],
+        has_ssh: bool,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
         for i in 0..self.specs.len() {
             if matches!(self.specs[i], SourceSpec::Ssh { .. }) && !has_ssh {
                 continue;
@@ -337,7 +442,11 @@ impl Keyring {
         for i in 0..self.specs.len() {
             if let Some(Some(src)) = self.loaded.get(i) {
                 for id in &src.identities {
-                    let key = id.public.as_deref().map(short_key).unwrap_or_else(|| "locked or plugin identity".into());
+                    let key = id
+                        .public
+                        .as_deref()
+                        .map(short_key)
+                        .unwrap_or_else(|| "locked or plugin identity".into());
                     out.push(format!("{} ({key})", src.label));
                 }
             }
@@ -391,8 +500,11 @@ fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String>
         }
         SourceSpec::Cmd { label } => {
             let cmd = std::env::var("SOPS_AGE_KEY_CMD").unwrap_or_default();
-            let argv = shell_words::split(&cmd).map_err(|e| format!("{label}: cannot split the command: {e}"))?;
-            let (prog, args) = argv.split_first().ok_or_else(|| format!("{label}: empty command"))?;
+            let argv = shell_words::split(&cmd)
+                .map_err(|e| format!("{label}: cannot split the command: {e}"))?;
+            let (prog, args) = argv
+                .split_first()
+                .ok_or_else(|| format!("{label}: empty command"))?;
             let out = std::process::Command::new(prog)
                 .args(args)
                 .stderr(std::process::Stdio::inherit())
@@ -404,7 +516,11 @@ fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String>
             }
             parse_identity_text(label, &stdout, None).map(Some)
         }
-        SourceSpec::File { label, path, explicit } => {
+        SourceSpec::File {
+            label,
+            path,
+            explicit,
+        } => {
             let bytes = match std::fs::read(path) {
                 Ok(b) => zeroize::Zeroizing::new(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
@@ -444,27 +560,49 @@ pub fn warn_if_readable(path: &Path) {
 
 /// Parses identity text: age identity lines, a passphrase-protected identity file, or an
 /// OpenSSH private key.
-fn parse_identity_text(label: &str, bytes: &[u8], path: Option<&Path>) -> std::result::Result<Source, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| format!("{label}: not a text identity file"))?;
+fn parse_identity_text(
+    label: &str,
+    bytes: &[u8],
+    path: Option<&Path>,
+) -> std::result::Result<Source, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| format!("{label}: not a text identity file"))?;
     let head = text.trim_start();
     let filename = path.map(|p| p.display().to_string());
     let mut identities = Vec::new();
-    if head.starts_with("age-encryption.org/") || head.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") {
+    if head.starts_with("age-encryption.org/")
+        || head.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+    {
         let reader = age::armor::ArmoredReader::new(std::io::Cursor::new(head.as_bytes().to_vec()));
         let id = age::encrypted::Identity::from_buffer(reader, filename, TermCallbacks, None)
             .map_err(|e| format!("{label}: {e}"))?
-            .ok_or_else(|| format!("{label}: an age file that is not a passphrase-protected identity"))?;
-        identities.push(LoadedIdentity { identity: Box::new(id), public: None });
-    } else if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") || head.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
-        let id = age::ssh::Identity::from_buffer(head.as_bytes(), filename).map_err(|e| format!("{label}: {e}"))?;
+            .ok_or_else(|| {
+                format!("{label}: an age file that is not a passphrase-protected identity")
+            })?;
+        identities.push(LoadedIdentity {
+            identity: Box::new(id),
+            public: None,
+        });
+    } else if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+        || head.starts_with("-----BEGIN RSA PRIVATE KEY-----")
+    {
+        let id = age::ssh::Identity::from_buffer(head.as_bytes(), filename)
+            .map_err(|e| format!("{label}: {e}"))?;
         let public = match &id {
-            age::ssh::Identity::Unencrypted(_) => age::ssh::Recipient::try_from(id.clone()).ok().map(|r| r.to_string()),
-            _ => path.and_then(|p| std::fs::read_to_string(p.with_extension("pub")).ok()).map(|s| s.trim().to_string()),
+            age::ssh::Identity::Unencrypted(_) => age::ssh::Recipient::try_from(id.clone())
+                .ok()
+                .map(|r| r.to_string()),
+            _ => path
+                .and_then(|p| std::fs::read_to_string(p.with_extension("pub")).ok())
+                .map(|s| s.trim().to_string()),
         };
         if let age::ssh::Identity::Unsupported(k) = &id {
             return Err(format!("{label}: unsupported SSH key ({k:?})"));
         }
-        identities.push(LoadedIdentity { identity: Box::new(id.with_callbacks(TermCallbacks)), public });
+        identities.push(LoadedIdentity {
+            identity: Box::new(id.with_callbacks(TermCallbacks)),
+            public,
+        });
     } else {
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -472,14 +610,22 @@ fn parse_identity_text(label: &str, bytes: &[u8], path: Option<&Path>) -> std::r
                 continue;
             }
             if line.starts_with("AGE-SECRET-KEY-1") {
-                let id = age::x25519::Identity::from_str(line).map_err(|_| format!("{label}:{}: invalid AGE-SECRET-KEY line", n + 1))?;
+                let id = age::x25519::Identity::from_str(line)
+                    .map_err(|_| format!("{label}:{}: invalid AGE-SECRET-KEY line", n + 1))?;
                 let public = id.to_public().to_string();
-                identities.push(LoadedIdentity { identity: Box::new(id), public: Some(public) });
+                identities.push(LoadedIdentity {
+                    identity: Box::new(id),
+                    public: Some(public),
+                });
             } else if line.starts_with("AGE-PLUGIN-") {
-                let id = age::plugin::Identity::from_str(line).map_err(|_| format!("{label}:{}: invalid AGE-PLUGIN identity", n + 1))?;
+                let id = age::plugin::Identity::from_str(line)
+                    .map_err(|_| format!("{label}:{}: invalid AGE-PLUGIN identity", n + 1))?;
                 let name = id.plugin().to_string();
                 match age::plugin::IdentityPluginV1::new(&name, &[id], TermCallbacks) {
-                    Ok(p) => identities.push(LoadedIdentity { identity: Box::new(p), public: None }),
+                    Ok(p) => identities.push(LoadedIdentity {
+                        identity: Box::new(p),
+                        public: None,
+                    }),
                     Err(_) => return Err(format!("{label}: age-plugin-{name} is not on PATH")),
                 }
             } else {
@@ -487,7 +633,10 @@ fn parse_identity_text(label: &str, bytes: &[u8], path: Option<&Path>) -> std::r
             }
         }
     }
-    Ok(Source { label: label.to_string(), identities })
+    Ok(Source {
+        label: label.to_string(),
+        identities,
+    })
 }
 
 /// Generates a new X25519 identity into `path` (0600, parent 0700), never overwriting.
@@ -532,7 +681,11 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// Reads the public key of "you": the first X25519 identity in lookup order, else an SSH public
 /// key beside `~/.ssh/id_ed25519`.
 pub fn my_public_key(keyring: &mut Keyring) -> Option<String> {
-    if let Some((p, _)) = keyring.all_publics().into_iter().find(|(p, _)| p.starts_with("age1")) {
+    if let Some((p, _)) = keyring
+        .all_publics()
+        .into_iter()
+        .find(|(p, _)| p.starts_with("age1"))
+    {
         return Some(p);
     }
     let h = dirs::home_dir()?;
@@ -552,7 +705,9 @@ mod tests {
         let p = id.to_public().to_string();
         assert_eq!(Recipient::parse(&p).unwrap().kind, RecipientKind::X25519);
         assert!(Recipient::parse("age1nope").is_err());
-        assert!(Recipient::parse("hello").unwrap_err().contains("not a recipient"));
+        assert!(Recipient::parse("hello")
+            .unwrap_err()
+            .contains("not a recipient"));
         assert!(Recipient::parse("ssh-ed25519 AAAA garbage").is_err());
     }
 
@@ -572,7 +727,13 @@ mod tests {
 
     #[test]
     fn short_keys() {
-        assert_eq!(short_key("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38"), "age1y7hp…zh38");
-        assert!(same_recipient("ssh-ed25519 AAAAC3 bob@laptop", "ssh-ed25519 AAAAC3"));
+        assert_eq!(
+            short_key("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38"),
+            "age1y7hp…zh38"
+        );
+        assert!(same_recipient(
+            "ssh-ed25519 AAAAC3 bob@laptop",
+            "ssh-ed25519 AAAAC3"
+        ));
     }
 }

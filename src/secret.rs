@@ -18,6 +18,7 @@ impl Secret {
     }
 
     /// Copies a string into a secret.
+    #[allow(clippy::should_implement_trait)]
     pub fn from_str(s: &str) -> Self {
         Secret::new(s.as_bytes().to_vec())
     }

@@ -112,7 +112,9 @@ pub fn is_enc(stored: &str) -> bool {
 impl EncValue {
     /// Parses an ENC string. The error says which part is wrong, never the content.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix(ENC_PREFIX).ok_or("not an ENC[AES256_GCM,...] value")?;
+        let rest = s
+            .strip_prefix(ENC_PREFIX)
+            .ok_or("not an ENC[AES256_GCM,...] value")?;
         let iv_at = rest.find(",iv:").ok_or("ENC value has no iv field")?;
         let data = &rest[..iv_at];
         let rest = &rest[iv_at + 4..];
@@ -124,13 +126,18 @@ impl EncValue {
         let rest = &rest[ty_at + 6..];
         let end = rest.find(']').ok_or("ENC value is not closed by ]")?;
         let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
-        let dec = |field: &str, what: &str| B64.decode(field).map_err(|_| format!("ENC value has invalid base64 in {what}"));
+        let dec = |field: &str, what: &str| {
+            B64.decode(field)
+                .map_err(|_| format!("ENC value has invalid base64 in {what}"))
+        };
         let data = dec(data, "data")?;
         let iv = dec(iv, "iv")?;
         if iv.is_empty() {
             return Err("ENC value has an empty iv".into());
         }
-        let tag: [u8; 16] = dec(tag, "tag")?.try_into().map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
+        let tag: [u8; 16] = dec(tag, "tag")?
+            .try_into()
+            .map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
         Ok(EncValue { data, iv, tag, ty })
     }
 }
@@ -165,7 +172,10 @@ impl ValueCipher {
         }
         let mut buf = enc.data.clone();
         let iv: &[u8; 32] = enc.iv.as_slice().try_into().ok()?;
-        match self.0.decrypt_in_place_detached(iv.into(), aad, &mut buf, (&enc.tag).into()) {
+        match self
+            .0
+            .decrypt_in_place_detached(iv.into(), aad, &mut buf, (&enc.tag).into())
+        {
             Ok(()) => Some(Secret::new(buf)),
             Err(_) => None,
         }
@@ -175,8 +185,17 @@ impl ValueCipher {
 /// How sops prints a non-string value in dotenv output (the stored bytes otherwise).
 pub fn display_typed(ty: ValueType, plain: Secret) -> Secret {
     match ty {
-        ValueType::Bool => Secret::from_str(if plain.expose() == b"True" { "true" } else { "false" }),
-        ValueType::Float if !plain.expose().iter().any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N')) => {
+        ValueType::Bool => Secret::from_str(if plain.expose() == b"True" {
+            "true"
+        } else {
+            "false"
+        }),
+        ValueType::Float
+            if !plain
+                .expose()
+                .iter()
+                .any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N')) =>
+        {
             let mut v = plain.expose().to_vec();
             v.extend_from_slice(b".0");
             Secret::new(v)
@@ -238,7 +257,9 @@ impl CryptRule {
             let enc = match line {
                 Line::Blank => false,
                 Line::Comment(text) => match self {
-                    CryptRule::UnencryptedSuffix(_) | CryptRule::UnencryptedRegex(_) => !text.is_empty(),
+                    CryptRule::UnencryptedSuffix(_) | CryptRule::UnencryptedRegex(_) => {
+                        !text.is_empty()
+                    }
                     CryptRule::EncryptedSuffix(_) | CryptRule::EncryptedRegex(_) => false,
                     CryptRule::UnencryptedCommentRegex(r) => {
                         if !run_match && r.is_match(text) {
@@ -274,7 +295,11 @@ impl CryptRule {
 
     /// Whether one key (outside any comment run) is encrypted.
     pub fn encrypts_key(&self, key: &str) -> bool {
-        self.plan(&[Line::Pair { key: key.into(), stored: String::new(), line: 0 }])[0]
+        self.plan(&[Line::Pair {
+            key: key.into(),
+            stored: String::new(),
+            line: 0,
+        }])[0]
     }
 }
 
@@ -327,17 +352,27 @@ impl Metadata {
     pub fn has_foreign_master_keys(&self) -> bool {
         self.foreign.iter().any(|(k, _)| {
             let rest = k.trim_start_matches("sops_");
-            FOREIGN_MASTER_KEYS.iter().any(|m| rest.starts_with(&format!("{m}__list_"))) || rest.starts_with("key_groups__")
+            FOREIGN_MASTER_KEYS
+                .iter()
+                .any(|m| rest.starts_with(&format!("{m}__list_")))
+                || rest.starts_with("key_groups__")
         })
     }
 
     /// All recipients, in group order.
     pub fn recipients(&self) -> Vec<&str> {
-        self.groups.iter().flatten().map(|e| e.recipient.as_str()).collect()
+        self.groups
+            .iter()
+            .flatten()
+            .map(|e| e.recipient.as_str())
+            .collect()
     }
 
     /// Reads metadata from the `sops_*` pairs of a file. `file` names it in errors.
-    pub fn from_pairs<'a>(file: &str, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+    pub fn from_pairs<'a>(
+        file: &str,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut top: Vec<(u64, KeyEntryParts)> = Vec::new();
         let mut grouped: Vec<(u64, u64, KeyEntryParts)> = Vec::new();
         let mut lastmodified = None;
@@ -352,14 +387,17 @@ impl Metadata {
             let value = String::from_utf8(unescape_stored(stored)).expect("utf-8 in, utf-8 out");
             let bad = |what: &str| format!("{file}: invalid metadata line {key}: {what}");
             if let Some(rest) = name.strip_prefix("age__list_") {
-                let (idx, field) = list_field(rest).ok_or_else(|| bad("expected age__list_N__map_enc or _recipient"))?;
+                let (idx, field) = list_field(rest)
+                    .ok_or_else(|| bad("expected age__list_N__map_enc or _recipient"))?;
                 set_part(&mut top, idx, field, value).map_err(|m| bad(&m))?;
                 continue;
             }
             if let Some(rest) = name.strip_prefix("key_groups__list_") {
                 if let Some((g, rest)) = rest.split_once("__map_age__list_") {
                     if let (Ok(g), Some((idx, field))) = (g.parse::<u64>(), list_field(rest)) {
-                        let pos = grouped.iter().position(|(gg, ii, _)| *gg == g && *ii == idx);
+                        let pos = grouped
+                            .iter()
+                            .position(|(gg, ii, _)| *gg == g && *ii == idx);
                         let parts = match pos {
                             Some(p) => &mut grouped[p].2,
                             None => {
@@ -384,7 +422,13 @@ impl Metadata {
                     let t = value
                         .parse::<u64>()
                         .ok()
-                        .or_else(|| value.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+                        .or_else(|| {
+                            value
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                                .map(|f| f as u64)
+                        })
                         .ok_or_else(|| bad("not a number"))?;
                     threshold = Some(t);
                 }
@@ -392,26 +436,44 @@ impl Metadata {
                 "encrypted_suffix" => rules.push(CryptRule::EncryptedSuffix(value)),
                 "unencrypted_regex" => rules.push(CryptRule::UnencryptedRegex(regex(&value)?)),
                 "encrypted_regex" => rules.push(CryptRule::EncryptedRegex(regex(&value)?)),
-                "unencrypted_comment_regex" => rules.push(CryptRule::UnencryptedCommentRegex(regex(&value)?)),
-                "encrypted_comment_regex" => rules.push(CryptRule::EncryptedCommentRegex(regex(&value)?)),
+                "unencrypted_comment_regex" => {
+                    rules.push(CryptRule::UnencryptedCommentRegex(regex(&value)?))
+                }
+                "encrypted_comment_regex" => {
+                    rules.push(CryptRule::EncryptedCommentRegex(regex(&value)?))
+                }
                 _ => foreign.push((key.to_string(), stored.to_string())),
             }
         }
-        let lastmodified = lastmodified.ok_or_else(|| format!("{file}: sops metadata has no sops_lastmodified (truncated or not a sops file?)"))?;
-        canonical_time(&lastmodified).ok_or_else(|| format!("{file}: sops_lastmodified is not an RFC 3339 time"))?;
-        let version = version.ok_or_else(|| format!("{file}: sops metadata has no sops_version (truncated or not a sops file?)"))?;
+        let lastmodified = lastmodified.ok_or_else(|| {
+            format!(
+                "{file}: sops metadata has no sops_lastmodified (truncated or not a sops file?)"
+            )
+        })?;
+        canonical_time(&lastmodified)
+            .ok_or_else(|| format!("{file}: sops_lastmodified is not an RFC 3339 time"))?;
+        let version = version.ok_or_else(|| {
+            format!("{file}: sops metadata has no sops_version (truncated or not a sops file?)")
+        })?;
         if rules.len() > 1 {
-            return Err(format!("{file}: sops metadata has more than one encryption rule"));
+            return Err(format!(
+                "{file}: sops metadata has more than one encryption rule"
+            ));
         }
         let finish = |parts: KeyEntryParts, what: String| -> Result<KeyEntry, String> {
             match (parts.recipient, parts.enc) {
                 (Some(recipient), Some(enc)) => Ok(KeyEntry { recipient, enc }),
-                _ => Err(format!("{file}: recipient entry {what} is incomplete (needs both enc and recipient)")),
+                _ => Err(format!(
+                    "{file}: recipient entry {what} is incomplete (needs both enc and recipient)"
+                )),
             }
         };
         let (groups, key_groups_form) = if !top.is_empty() {
             top.sort_by_key(|(i, _)| *i);
-            let g = top.into_iter().map(|(i, p)| finish(p, format!("age {i}"))).collect::<Result<Vec<_>, _>>()?;
+            let g = top
+                .into_iter()
+                .map(|(i, p)| finish(p, format!("age {i}")))
+                .collect::<Result<Vec<_>, _>>()?;
             (vec![g], false)
         } else if !grouped.is_empty() {
             grouped.sort_by_key(|(g, i, _)| (*g, *i));
@@ -427,10 +489,14 @@ impl Metadata {
         } else {
             let has_other = foreign.iter().any(|(k, _)| {
                 let rest = k.trim_start_matches("sops_");
-                FOREIGN_MASTER_KEYS.iter().any(|m| rest.starts_with(&format!("{m}__list_")))
+                FOREIGN_MASTER_KEYS
+                    .iter()
+                    .any(|m| rest.starts_with(&format!("{m}__list_")))
             });
             if !has_other {
-                return Err(format!("{file}: sops metadata lists no recipients (no sops_age__ lines)"));
+                return Err(format!(
+                    "{file}: sops metadata lists no recipients (no sops_age__ lines)"
+                ));
             }
             (Vec::new(), false)
         };
@@ -462,7 +528,10 @@ impl Metadata {
         } else if let Some(group) = self.groups.first() {
             for (i, e) in group.iter().enumerate() {
                 kv.push((format!("sops_age__list_{i}__map_enc"), esc(&e.enc)));
-                kv.push((format!("sops_age__list_{i}__map_recipient"), e.recipient.clone()));
+                kv.push((
+                    format!("sops_age__list_{i}__map_recipient"),
+                    e.recipient.clone(),
+                ));
             }
         }
         kv.push(("sops_lastmodified".into(), self.lastmodified.clone()));
@@ -475,11 +544,20 @@ impl Metadata {
         if let Some(t) = self.shamir_threshold.filter(|t| *t > 0) {
             kv.push(("sops_shamir_threshold".into(), t.to_string()));
         }
-        kv.push((format!("sops_{}", self.rule.meta_name()), esc(self.rule.meta_value())));
+        kv.push((
+            format!("sops_{}", self.rule.meta_name()),
+            esc(self.rule.meta_value()),
+        ));
         kv.push(("sops_version".into(), self.version.clone()));
         kv.extend(self.foreign.iter().cloned());
         kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        kv.into_iter().map(|(key, stored)| Line::Pair { key, stored, line: 0 }).collect()
+        kv.into_iter()
+            .map(|(key, stored)| Line::Pair {
+                key,
+                stored,
+                line: 0,
+            })
+            .collect()
     }
 }
 
@@ -505,7 +583,12 @@ fn list_field(rest: &str) -> Option<(u64, &str)> {
     Some((idx.parse().ok()?, field))
 }
 
-fn set_part(v: &mut Vec<(u64, KeyEntryParts)>, idx: u64, field: &str, value: String) -> Result<(), String> {
+fn set_part(
+    v: &mut Vec<(u64, KeyEntryParts)>,
+    idx: u64,
+    field: &str,
+    value: String,
+) -> Result<(), String> {
     let pos = match v.iter().position(|(i, _)| *i == idx) {
         Some(p) => p,
         None => {
@@ -545,16 +628,21 @@ impl MacBuilder {
 /// The current UTC time as sops writes it: `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_timestamp() -> String {
     let t = time::OffsetDateTime::now_utc();
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .expect("formatting a UTC time cannot fail")
+    t.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .expect("formatting a UTC time cannot fail")
 }
 
 /// sops's canonical form of a timestamp (used as the MAC's AAD): fractional seconds dropped,
 /// a zero offset written `Z`, other offsets `+hh:mm`.
 pub fn canonical_time(s: &str) -> Option<String> {
-    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
     let base = t
-        .format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]"
+        ))
         .ok()?;
     let off = t.offset();
     if off.is_utc() {
@@ -562,7 +650,11 @@ pub fn canonical_time(s: &str) -> Option<String> {
     } else {
         let (h, m, _) = off.as_hms();
         let sign = if off.is_negative() { '-' } else { '+' };
-        Some(format!("{base}{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs()))
+        Some(format!(
+            "{base}{sign}{:02}:{:02}",
+            h.unsigned_abs(),
+            m.unsigned_abs()
+        ))
     }
 }
 
@@ -679,17 +771,39 @@ mod tests {
 
     #[test]
     fn enc_parse_errors_are_specific() {
-        assert!(EncValue::parse("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]").unwrap_err().contains("base64"));
-        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==").unwrap_err().contains("tag"));
-        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]").unwrap_err().contains("type"));
+        assert!(
+            EncValue::parse("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]")
+                .unwrap_err()
+                .contains("base64")
+        );
+        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==")
+            .unwrap_err()
+            .contains("tag"));
+        assert!(EncValue::parse(
+            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]"
+        )
+        .unwrap_err()
+        .contains("type"));
     }
 
     #[test]
     fn canonical_times() {
-        assert_eq!(canonical_time("2026-11-21T22:44:12Z").unwrap(), "2026-11-21T22:44:12Z");
-        assert_eq!(canonical_time("2026-11-21T22:44:12.000Z").unwrap(), "2026-11-21T22:44:12Z");
-        assert_eq!(canonical_time("2026-11-21T22:44:12+00:00").unwrap(), "2026-11-21T22:44:12Z");
-        assert_eq!(canonical_time("2026-11-21T22:44:12+02:00").unwrap(), "2026-11-21T22:44:12+02:00");
+        assert_eq!(
+            canonical_time("2026-11-21T22:44:12Z").unwrap(),
+            "2026-11-21T22:44:12Z"
+        );
+        assert_eq!(
+            canonical_time("2026-11-21T22:44:12.000Z").unwrap(),
+            "2026-11-21T22:44:12Z"
+        );
+        assert_eq!(
+            canonical_time("2026-11-21T22:44:12+00:00").unwrap(),
+            "2026-11-21T22:44:12Z"
+        );
+        assert_eq!(
+            canonical_time("2026-11-21T22:44:12+02:00").unwrap(),
+            "2026-11-21T22:44:12+02:00"
+        );
         assert!(canonical_time("yesterday").is_none());
     }
 
@@ -698,22 +812,47 @@ mod tests {
         let secret: Vec<u8> = (0..32).collect();
         let shares = shamir::split(&secret, 3, 2);
         assert_eq!(shamir::combine(&shares[..2]).unwrap(), secret);
-        assert_eq!(shamir::combine(&[shares[0].clone(), shares[2].clone()]).unwrap(), secret);
+        assert_eq!(
+            shamir::combine(&[shares[0].clone(), shares[2].clone()]).unwrap(),
+            secret
+        );
         assert_eq!(shamir::combine(&shares).unwrap(), secret);
     }
 
     #[test]
     fn metadata_sorts_like_sops() {
-        let entries: Vec<KeyEntry> = (0..12).map(|i| KeyEntry { recipient: format!("r{i}"), enc: "x\ny\n".into() }).collect();
+        let entries: Vec<KeyEntry> = (0..12)
+            .map(|i| KeyEntry {
+                recipient: format!("r{i}"),
+                enc: "x\ny\n".into(),
+            })
+            .collect();
         let mut m = Metadata::new(vec![entries], CryptRule::default());
         m.lastmodified = "2026-01-01T00:00:00Z".into();
         let lines = m.to_lines();
-        let keys: Vec<String> = lines.iter().map(|l| match l { Line::Pair { key, .. } => key.clone(), _ => unreachable!() }).collect();
+        let keys: Vec<String> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Pair { key, .. } => key.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
         assert_eq!(keys[0], "sops_age__list_0__map_enc");
         assert_eq!(keys[2], "sops_age__list_10__map_enc");
-        assert!(keys.ends_with(&["sops_lastmodified".into(), "sops_unencrypted_suffix".into(), "sops_version".into()]));
-        let pairs: Vec<(String, String)> = lines.iter().map(|l| match l { Line::Pair { key, stored, .. } => (key.clone(), stored.clone()), _ => unreachable!() }).collect();
-        let back = Metadata::from_pairs("f", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert!(keys.ends_with(&[
+            "sops_lastmodified".into(),
+            "sops_unencrypted_suffix".into(),
+            "sops_version".into()
+        ]));
+        let pairs: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Pair { key, stored, .. } => (key.clone(), stored.clone()),
+                _ => unreachable!(),
+            })
+            .collect();
+        let back =
+            Metadata::from_pairs("f", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back.groups[0].len(), 12);
         assert_eq!(back.groups[0][11].recipient, "r11");
         assert_eq!(back.groups[0][11].enc, "x\ny\n");
@@ -724,8 +863,16 @@ mod tests {
         let lines = vec![
             Line::Comment("plain".into()),
             Line::Comment("sops:nope".into()),
-            Line::Pair { key: "A".into(), stored: String::new(), line: 1 },
-            Line::Pair { key: "B".into(), stored: String::new(), line: 2 },
+            Line::Pair {
+                key: "A".into(),
+                stored: String::new(),
+                line: 1,
+            },
+            Line::Pair {
+                key: "B".into(),
+                stored: String::new(),
+                line: 2,
+            },
         ];
         let r = CryptRule::UnencryptedCommentRegex(Regex::new("sops:nope").unwrap());
         assert_eq!(r.plan(&lines), vec![true, false, false, true]);

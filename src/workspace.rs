@@ -36,7 +36,11 @@ impl Workspace {
 
     /// The workspace containing `dir`.
     pub fn at(dir: &Path) -> Self {
-        Workspace { root: crate::git::find_root(dir), cwd: dir.to_path_buf(), policy: OnceCell::new() }
+        Workspace {
+            root: crate::git::find_root(dir),
+            cwd: dir.to_path_buf(),
+            policy: OnceCell::new(),
+        }
     }
 
     pub fn policy_path(&self) -> PathBuf {
@@ -47,7 +51,11 @@ impl Workspace {
     pub fn policy(&self) -> Result<Option<&PolicyFile>> {
         if self.policy.get().is_none() {
             let path = self.policy_path();
-            let loaded = if path.is_file() { Some(PolicyFile::load(&path)?) } else { None };
+            let loaded = if path.is_file() {
+                Some(PolicyFile::load(&path)?)
+            } else {
+                None
+            };
             let _ = self.policy.set(loaded);
         }
         Ok(self.policy.get().and_then(|p| p.as_ref()))
@@ -55,7 +63,12 @@ impl Workspace {
 
     /// The policy, or an error naming `envv init`.
     pub fn require_policy(&self) -> Result<&PolicyFile> {
-        self.policy()?.ok_or_else(|| Error::Usage(format!("no {POLICY_FILE} in {} or its parents: run `envv init` first", self.cwd.display())))
+        self.policy()?.ok_or_else(|| {
+            Error::Usage(format!(
+                "no {POLICY_FILE} in {} or its parents: run `envv init` first",
+                self.cwd.display()
+            ))
+        })
     }
 
     /// Replaces the cached policy (after a command changed it).
@@ -66,17 +79,29 @@ impl Workspace {
 
     /// A path relative to the root (as written in the policy).
     pub fn rel(&self, path: &Path) -> String {
-        let abs = if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) };
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.cwd.join(path)
+        };
         let abs = normalize(&abs);
-        abs.strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| abs.display().to_string())
+        abs.strip_prefix(&self.root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| abs.display().to_string())
     }
 
     /// Resolves `-e ENV` / `-f FILE` (file wins) to a target file.
     pub fn target(&self, env: Option<&str>, file: Option<&Path>) -> Result<Target> {
         if let Some(f) = file {
-            let path = normalize(&if f.is_absolute() { f.to_path_buf() } else { self.cwd.join(f) });
+            let path = normalize(&if f.is_absolute() {
+                f.to_path_buf()
+            } else {
+                self.cwd.join(f)
+            });
             let name = self.rel(&path);
-            let env = self.policy()?.and_then(|p| p.policy.env_for_file(&name).map(str::to_string));
+            let env = self
+                .policy()?
+                .and_then(|p| p.policy.env_for_file(&name).map(str::to_string));
             return Ok(Target { path, name, env });
         }
         let policy = self.policy()?;
@@ -98,7 +123,11 @@ impl Workspace {
     }
 
     fn target_file(&self, rel: &str, env: Option<&str>) -> Target {
-        Target { path: self.root.join(rel), name: rel.trim_start_matches("./").to_string(), env: env.map(str::to_string) }
+        Target {
+            path: self.root.join(rel),
+            name: rel.trim_start_matches("./").to_string(),
+            env: env.map(str::to_string),
+        }
     }
 
     /// Member names that read a target (for "who can decrypt" messages).

@@ -37,9 +37,11 @@ pub struct Sandbox {
 }
 
 /// The public key of the TEST identity in `tests/fixtures/keys.txt` (A).
-pub const TEST_KEY_A_PUBLIC: &str = "age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38";
+pub const TEST_KEY_A_PUBLIC: &str =
+    "age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38";
 /// The public key of the TEST identity in `tests/fixtures/keys_b.txt` (B).
-pub const TEST_KEY_B_PUBLIC: &str = "age1j3s3hf8gl7ml3vkdu5nqtslaj4jp3uxvhs2cf002pmew2c3pnvzqmyh8jj";
+pub const TEST_KEY_B_PUBLIC: &str =
+    "age1j3s3hf8gl7ml3vkdu5nqtslaj4jp3uxvhs2cf002pmew2c3pnvzqmyh8jj";
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -137,7 +139,11 @@ impl Sandbox {
             .env("PATH", path_with_envv())
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -160,7 +166,10 @@ impl Sandbox {
         let path = self.tmp.path().join(format!("{name}.key"));
         let out = self.run(&["keygen", "-o", path.to_str().unwrap()]);
         assert!(out.status.success());
-        (path, String::from_utf8(out.stdout).unwrap().trim().to_string())
+        (
+            path,
+            String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        )
     }
 
     /// `envv keygen` into the default key file, then `envv init --name alice`.
@@ -199,7 +208,11 @@ fn sops_dir() -> Option<PathBuf> {
 pub fn sops() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("ENVV_TEST_SOPS").map(PathBuf::from),
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("sops")).find(|p| p.is_file())),
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("sops"))
+                .find(|p| p.is_file())
+        }),
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/envv-peers/bin/sops")),
     ];
     let found = candidates.into_iter().flatten().find(|p| p.is_file());

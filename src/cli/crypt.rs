@@ -107,7 +107,11 @@ pub(crate) fn render_dotenv(f: &EnvFile, plain: &crate::envfile::Plain) -> Vec<u
                 out.push(b'#');
                 if let Some(v) = &plain.values[i] {
                     // A comment spanning lines would turn into data lines: keep it on one.
-                    out.extend(v.expose().iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+                    out.extend(
+                        v.expose()
+                            .iter()
+                            .map(|&b| if b == b'\n' { b' ' } else { b }),
+                    );
                 }
                 out.push(b'\n');
             }

@@ -45,10 +45,14 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
         let bytes = std::fs::read(&policy_path).at(&policy_path)?;
         match policy::parse(".sops.yaml", &bytes) {
             Ok(_) => {
-                eprintln!("{} already has an envv policy; nothing to do (`envv status` shows it)", policy_path.display());
+                eprintln!(
+                    "{} already has an envv policy; nothing to do (`envv status` shows it)",
+                    policy_path.display()
+                );
                 return Ok(0);
             }
-            Err(crate::Error::Policy { msg, .. }) if msg.contains("no envv: section") && a.force => {}
+            Err(crate::Error::Policy { msg, .. })
+                if msg.contains("no envv: section") && a.force => {}
             Err(crate::Error::Policy { msg, .. }) if msg.contains("no envv: section") => {
                 anyhow::bail!(crate::Error::Usage(format!(
                     "{} exists without an envv: section; `envv init --force` rewrites it (its creation_rules are regenerated from the policy)",
@@ -62,22 +66,38 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
     let key = match keys::my_public_key(&mut ring) {
         Some(k) => k,
         None => {
-            let path = keys::default_key_file().ok_or_else(|| anyhow::anyhow!("cannot find your home folder"))?;
+            let path = keys::default_key_file()
+                .ok_or_else(|| anyhow::anyhow!("cannot find your home folder"))?;
             let k = keys::keygen(&path)?;
-            eprintln!("no identity found: created {} (public key {k})", path.display());
+            eprintln!(
+                "no identity found: created {} (public key {k})",
+                path.display()
+            );
             k
         }
     };
     let name = member_name(&ctx, a.name.as_deref())?;
-    let mut pf = PolicyFile { path: policy_path.clone(), policy: Policy::initial(&name, &key) };
+    let mut pf = PolicyFile {
+        path: policy_path.clone(),
+        policy: Policy::initial(&name, &key),
+    };
 
     // Existing plaintext files.
     let mut plain_files = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&root) {
-        let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         for n in names {
-            if !(n == ".env" || n.starts_with(".env.")) || n.ends_with(".local") || n.ends_with(".example") || n.ends_with(".sample") || n.ends_with(".template") || n.ends_with(".envv-tmp") {
+            if !(n == ".env" || n.starts_with(".env."))
+                || n.ends_with(".local")
+                || n.ends_with(".example")
+                || n.ends_with(".sample")
+                || n.ends_with(".template")
+                || n.ends_with(".envv-tmp")
+            {
                 continue;
             }
             let path = root.join(&n);
@@ -96,7 +116,10 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
     } else if a.encrypt {
         true
     } else if super::stdin_is_tty() {
-        eprint!("encrypt {} in place for you now? [y/N] ", plain_files.join(", "));
+        eprint!(
+            "encrypt {} in place for you now? [y/N] ",
+            plain_files.join(", ")
+        );
         std::io::stderr().flush().ok();
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).ok();
@@ -107,21 +130,30 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
     if encrypt {
         for n in &plain_files {
             if let Some(env) = n.strip_prefix(".env.") {
-                pf.policy.environments.entry(env.to_string()).or_insert_with(|| Environment {
-                    file: n.clone(),
-                    readers: vec![DEFAULT_GROUP.into()],
-                    ..Default::default()
-                });
+                pf.policy
+                    .environments
+                    .entry(env.to_string())
+                    .or_insert_with(|| Environment {
+                        file: n.clone(),
+                        readers: vec![DEFAULT_GROUP.into()],
+                        ..Default::default()
+                    });
             }
         }
     }
     pf.save()?;
-    eprintln!("wrote {} with you ({name}, {}) as first member of group {DEFAULT_GROUP}", policy_path.display(), keys::short_key(&key));
+    eprintln!(
+        "wrote {} with you ({name}, {}) as first member of group {DEFAULT_GROUP}",
+        policy_path.display(),
+        keys::short_key(&key)
+    );
     ensure_gitignore(&root)?;
     ctx.ws.set_policy(pf);
     if encrypt {
         for n in &plain_files {
-            let t = ctx.ws.target(None, Some(std::path::Path::new(&root.join(n))))?;
+            let t = ctx
+                .ws
+                .target(None, Some(std::path::Path::new(&root.join(n))))?;
             super::crypt::encrypt_plain_file(&ctx, &t)?;
             eprintln!("encrypted {n} for {}", ctx.ws.readers(&t).join(", "));
         }
@@ -137,14 +169,20 @@ fn member_name(ctx: &Ctx, given: Option<&str>) -> anyhow::Result<String> {
     if let Some(n) = given {
         return Ok(n.to_string());
     }
-    let from_git = crate::git::config_string(&ctx.ws.root, "user.name").map(|n| policy::slug(&n)).filter(|s| !s.is_empty());
+    let from_git = crate::git::config_string(&ctx.ws.root, "user.name")
+        .map(|n| policy::slug(&n))
+        .filter(|s| !s.is_empty());
     if let Some(n) = from_git {
         return Ok(n);
     }
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_default();
     let s = policy::slug(&user);
     if s.is_empty() {
-        anyhow::bail!(crate::Error::Usage("cannot tell your name: pass --name NAME".into()));
+        anyhow::bail!(crate::Error::Usage(
+            "cannot tell your name: pass --name NAME".into()
+        ));
     }
     Ok(s)
 }
@@ -154,7 +192,11 @@ pub fn ensure_gitignore(root: &std::path::Path) -> crate::Result<()> {
     let path = root.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let have: Vec<&str> = existing.lines().map(str::trim).collect();
-    let missing: Vec<&str> = IGNORE_LINES.iter().copied().filter(|l| !have.contains(l)).collect();
+    let missing: Vec<&str> = IGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !have.contains(l))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

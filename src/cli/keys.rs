@@ -22,7 +22,8 @@ pub struct KeygenArgs {
 pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> anyhow::Result<i32> {
     let path = match a.output {
         Some(p) => p,
-        None => keys::default_key_file().ok_or_else(|| anyhow::anyhow!("cannot find your home folder; pass --output FILE"))?,
+        None => keys::default_key_file()
+            .ok_or_else(|| anyhow::anyhow!("cannot find your home folder; pass --output FILE"))?,
     };
     let public = keys::keygen(&path)?;
     eprintln!("wrote a new identity to {} (mode 0600)", path.display());
@@ -46,7 +47,14 @@ pub fn whoami(ctx: &Ctx, a: WhoamiArgs) -> anyhow::Result<i32> {
     let policy = ctx.ws.policy().ok().flatten();
     let member_of = |p: &str| -> Vec<String> {
         policy
-            .map(|pf| pf.policy.members.iter().filter(|(_, m)| keys::same_recipient(&m.key, p)).map(|(n, _)| n.clone()).collect())
+            .map(|pf| {
+                pf.policy
+                    .members
+                    .iter()
+                    .filter(|(_, m)| keys::same_recipient(&m.key, p))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     if a.json {
@@ -68,7 +76,11 @@ pub fn whoami(ctx: &Ctx, a: WhoamiArgs) -> anyhow::Result<i32> {
     for (p, src) in &publics {
         let names = member_of(p);
         let who = if names.is_empty() {
-            if policy.is_some() { "not a member of this repository (`envv join`)".to_string() } else { "no policy here".to_string() }
+            if policy.is_some() {
+                "not a member of this repository (`envv join`)".to_string()
+            } else {
+                "no policy here".to_string()
+            }
         } else {
             format!("member {}", names.join(", "))
         };

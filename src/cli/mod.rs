@@ -34,7 +34,13 @@ Examples:
 #[command(name = "envv", version, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
     /// Environment to use (its file comes from .sops.yaml; `production` → .env.production).
-    #[arg(short = 'e', long = "env", global = true, env = "ENVV_ENV", value_name = "ENV")]
+    #[arg(
+        short = 'e',
+        long = "env",
+        global = true,
+        env = "ENVV_ENV",
+        value_name = "ENV"
+    )]
     pub env: Option<String>,
 
     /// Dotenv file to use instead of an environment's file.
@@ -107,7 +113,12 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let ws = Workspace::discover()?;
-    let ctx = Ctx { ws, env: cli.env.filter(|e| !e.is_empty()), file: cli.file, identities: cli.identity };
+    let ctx = Ctx {
+        ws,
+        env: cli.env.filter(|e| !e.is_empty()),
+        file: cli.file,
+        identities: cli.identity,
+    };
     match cli.command {
         Command::Keygen(a) => keys::keygen(&ctx, a),
         Command::Whoami(a) => keys::whoami(&ctx, a),

@@ -13,10 +13,17 @@ use crate::sops::DataKey;
 use crate::workspace::Target;
 
 /// Opens and decrypts the target (MAC verified unless `ignore_mac`).
-pub(crate) fn open_decrypted(ctx: &Ctx, t: &Target, ignore_mac: bool) -> crate::Result<(EnvFile, DataKey, Plain)> {
+pub(crate) fn open_decrypted(
+    ctx: &Ctx,
+    t: &Target,
+    ignore_mac: bool,
+) -> crate::Result<(EnvFile, DataKey, Plain)> {
     let f = EnvFile::open(&t.path, &t.name)?;
     if !f.is_encrypted() {
-        return Err(Error::Usage(format!("{} is not encrypted: run `envv encrypt -f {}` first", t.name, t.name)));
+        return Err(Error::Usage(format!(
+            "{} is not encrypted: run `envv encrypt -f {}` first",
+            t.name, t.name
+        )));
     }
     let mut ring = ctx.keyring();
     let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
@@ -65,7 +72,11 @@ pub(crate) fn update<T>(
 #[derive(Args, Debug)]
 pub struct SetArgs {
     /// KEY, or KEY=VALUE pairs.
-    #[arg(required = true, value_name = "KEY [VALUE] | KEY=VALUE...")]
+    #[arg(
+        required = true,
+        allow_hyphen_values = true,
+        value_name = "KEY [VALUE] | KEY=VALUE..."
+    )]
     pub args: Vec<String>,
 }
 
@@ -111,14 +122,17 @@ fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
         return Ok(out);
     }
     let key = &args[0];
-    dotenv::validate_key(key).map_err(|m| Error::Usage(m))?;
+    dotenv::validate_key(key).map_err(Error::Usage)?;
     let value = match args.len() {
         1 => read_value(key)?,
         2 => {
             warn_history();
             Secret::from_str(&args[1])
         }
-        _ => return Err(Error::Usage("too many arguments: `envv set KEY VALUE` (quote the value) or `envv set K1=V1 K2=V2`".into())),
+        _ => return Err(Error::Usage(
+            "too many arguments: `envv set KEY VALUE` (quote the value) or `envv set K1=V1 K2=V2`"
+                .into(),
+        )),
     };
     Ok(vec![(key.clone(), value)])
 }
@@ -131,19 +145,30 @@ fn warn_history() {
 
 fn read_value(key: &str) -> crate::Result<Secret> {
     if super::stdin_is_tty() {
-        let v = rpassword::prompt_password(format!("value for {key} (hidden): ")).map_err(|e| Error::io("terminal", e))?;
+        let v = rpassword::prompt_password(format!("value for {key} (hidden): "))
+            .map_err(|e| Error::io("terminal", e))?;
         return Ok(Secret::new(v.into_bytes()));
     }
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).map_err(|e| Error::io("stdin", e))?;
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("stdin", e))?;
     let mut s = Secret::new(buf);
     let b = s.expose();
-    let trim = if b.ends_with(b"\r\n") { 2 } else if b.ends_with(b"\n") { 1 } else { 0 };
+    let trim = if b.ends_with(b"\r\n") {
+        2
+    } else if b.ends_with(b"\n") {
+        1
+    } else {
+        0
+    };
     if trim > 0 {
         s = Secret::new(b[..b.len() - trim].to_vec());
     }
     if std::str::from_utf8(s.expose()).is_err() {
-        return Err(Error::Usage(format!("the value for {key} read from stdin is not UTF-8 text")));
+        return Err(Error::Usage(format!(
+            "the value for {key} read from stdin is not UTF-8 text"
+        )));
     }
     Ok(s)
 }
@@ -163,7 +188,10 @@ pub struct GetArgs {
 pub fn get(ctx: &Ctx, a: GetArgs) -> anyhow::Result<i32> {
     let t = ctx.target()?;
     let (f, _dk, plain) = open_decrypted(ctx, &t, a.ignore_mac)?;
-    let v = f.get(&plain, &a.key).ok_or_else(|| Error::KeyNotFound { key: a.key.clone(), file: t.name.clone() })?;
+    let v = f.get(&plain, &a.key).ok_or_else(|| Error::KeyNotFound {
+        key: a.key.clone(),
+        file: t.name.clone(),
+    })?;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(v.expose())?;
@@ -205,7 +233,11 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(k) = missing.first() {
-        return Err(Error::KeyNotFound { key: k.clone(), file: t.name.clone() }.into());
+        return Err(Error::KeyNotFound {
+            key: k.clone(),
+            file: t.name.clone(),
+        }
+        .into());
     }
     Ok(0)
 }
@@ -237,7 +269,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
     let date = |ts: i64| {
         time::OffsetDateTime::from_unix_timestamp(ts)
             .ok()
-            .and_then(|d| d.format(&time::macros::format_description!("[year]-[month]-[day]")).ok())
+            .and_then(|d| {
+                d.format(&time::macros::format_description!("[year]-[month]-[day]"))
+                    .ok()
+            })
             .unwrap_or_default()
     };
     if a.json {
@@ -248,7 +283,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
                 serde_json::json!({ "key": k, "encrypted": enc, "empty": empty, "last_changed": c })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "file": t.name, "keys": v }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "file": t.name, "keys": v }))?
+        );
         return Ok(0);
     }
     if rows.is_empty() {
@@ -257,7 +295,13 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (k, enc, empty) in &rows {
-        let state = if *empty { "empty" } else if *enc { "encrypted" } else { "plain" };
+        let state = if *empty {
+            "empty"
+        } else if *enc {
+            "encrypted"
+        } else {
+            "plain"
+        };
         let when = match changes.get(k) {
             Some(c) => format!("{}  {}  {}", date(c.time), &c.commit[..8], c.author),
             None => "not committed".into(),
