@@ -727,3 +727,26 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn exec_with_env_skips_a_base_file_the_caller_cannot_read() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "BASE", "team only"]);
+    s.ok(&["env", "add", "production", "--readers", "alice"]);
+    s.ok(&["set", "-e", "production", "P", "prod value"]);
+    let (bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub, "--to", "production"]);
+    let out = s
+        .envv()
+        .args(["exec", "-e", "production", "--", "sh", "-c", "printf '%s|%s' \"$P\" \"${BASE-unset}\""])
+        .env("ENVV_AGE_KEY_FILE", &bob)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "prod value|unset");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("skipped .env"));
+    // Without -e the base file is the target itself: not readable is an error.
+    let out = s.envv().args(["exec", "--", "true"]).env("ENVV_AGE_KEY_FILE", &bob).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -71,13 +71,17 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
         (Some(e), Ok(Some(p))) => p.policy.reader_names(e),
         _ => Vec::new(),
     };
-    exec::load(
+    let (vars, skipped) = exec::load(
         &layers,
         &mut ring,
         LoadOptions { expand, ignore_mac },
         readers,
         |k: &str| std::env::var_os(k),
-    )
+    )?;
+    for name in skipped {
+        eprintln!("note: skipped {name}: you are not one of its readers");
+    }
+    Ok(vars)
 }
 
 pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
