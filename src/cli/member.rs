@@ -279,7 +279,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             a.name
         );
     }
-    commit_with(ctx, &mut s, &new, mode, None, &mut ring)?;
+    commit_with(&mut s, &new, mode, None, &mut ring)?;
     eprintln!("removed {}", a.name);
     let any = could_read.iter().any(|(_, _, k)| !k.is_empty());
     if any {
@@ -405,12 +405,11 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 
 /// Plans and applies a policy change with the caller's identities, then reports it.
 pub(crate) fn commit(ctx: &Ctx, s: &mut Session, new: &Policy, mode: Mode, only: Option<&[String]>) -> crate::Result<Plan> {
-    commit_with(ctx, s, new, mode, only, &mut ctx.keyring())
+    commit_with(s, new, mode, only, &mut ctx.keyring())
 }
 
 /// [`commit`] with a given keyring.
 pub(crate) fn commit_with(
-    _ctx: &Ctx,
     s: &mut Session,
     new: &Policy,
     mode: Mode,
