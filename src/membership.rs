@@ -102,6 +102,9 @@ pub struct Session {
     pub policy_text: String,
     locked: BTreeSet<PathBuf>,
     locks: Vec<DirLock>,
+    /// The committed policy (`HEAD:.sops.yaml`), read on demand to name recipients that a hand
+    /// edit removed from the working policy.
+    committed: std::cell::OnceCell<Option<Policy>>,
 }
 
 impl Session {
@@ -126,6 +129,7 @@ impl Session {
             policy_text,
             locked: BTreeSet::from([root_dir]),
             locks: vec![root_lock],
+            committed: Default::default(),
         };
         s.lock_policy_folders(&policy)?;
         Ok(s)
@@ -149,6 +153,7 @@ impl Session {
             policy_text,
             locked: BTreeSet::new(),
             locks: Vec::new(),
+            committed: Default::default(),
         })
     }
 
@@ -157,6 +162,19 @@ impl Session {
     pub fn creation_rules_stale(&self) -> bool {
         let rules = |t: &str| t.find("\ncreation_rules:").map(|i| t[i..].trim_end().to_string());
         rules(&self.policy_text) != rules(&self.policy.to_yaml())
+    }
+
+    fn committed_policy(&self) -> Option<&Policy> {
+        self.committed
+            .get_or_init(|| {
+                let repo = git2::Repository::discover(&self.root).ok()?;
+                let workdir = repo.workdir()?.canonicalize().ok()?;
+                let rel = self.policy_path.canonicalize().ok()?.strip_prefix(&workdir).ok()?.to_path_buf();
+                let tree = repo.head().ok()?.peel_to_tree().ok()?;
+                let blob = tree.get_path(&rel).ok()?.to_object(&repo).ok()?.peel_to_blob().ok()?;
+                crate::policy::parse(POLICY_FILE, blob.content()).ok()
+            })
+            .as_ref()
     }
 
     fn lock_folder_of(&mut self, path: &Path) -> Result<()> {
@@ -195,7 +213,10 @@ impl Session {
                     .find(|(_, m)| same_recipient(&m.key, r))
                     .map(|(n, _)| n.clone())
             };
-            named(new).or_else(|| named(&self.policy)).unwrap_or_else(|| short_key(r))
+            named(new)
+                .or_else(|| named(&self.policy))
+                .or_else(|| self.committed_policy().and_then(named))
+                .unwrap_or_else(|| short_key(r))
         };
         for (env, decl) in &new.environments {
             if only.is_some_and(|o| !o.iter().any(|e| e == env)) {

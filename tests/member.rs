@@ -148,6 +148,23 @@ fn environments_groups_expiry_and_updatekeys_check() {
     assert_eq!(s.ok(&["group", "ls"]), "ops: alice\nteam: alice, bob\n");
     s.ok(&["updatekeys", "--check"]);
 
+    // A hand edit drops bob from the policy: the committed policy still names his key.
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "policy"]);
+    let policy = s.read(".sops.yaml");
+    let dropped = policy.replace("team: [alice, bob]", "team: [alice]").replace(&format!("    bob:\n      key: {bob_pub}\n"), "");
+    assert!(!dropped.split("\ncreation_rules:").next().unwrap().contains(&bob_pub), "{dropped}");
+    s.write(".sops.yaml", dropped);
+    let out = s.run(&["updatekeys", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("extra:   bob"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    s.ok(&["updatekeys", "--check", "-e", "production"]);
+    s.write(".sops.yaml", &policy);
+
     // bob's access ends: a hand edit of the policy, then updatekeys.
     let policy = s.read(".sops.yaml");
     let edited = policy.replace(

@@ -420,6 +420,9 @@ pub(crate) fn commit_with(
     let plan = s.plan(new, mode, only)?;
     if let Err(e) = s.apply(&plan, Some(new), ring) {
         eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
+        if let crate::Error::NoIdentity { file, .. } = &e {
+            eprintln!("every affected file must be decrypted to re-wrap it: a reader of {file} runs this command");
+        }
         return Err(e);
     }
     report(&plan, true);
