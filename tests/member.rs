@@ -152,7 +152,9 @@ fn environments_groups_expiry_and_updatekeys_check() {
     s.git(&["add", "-A"]);
     s.git(&["commit", "-qm", "policy"]);
     let policy = s.read(".sops.yaml");
-    let dropped = policy.replace("team: [alice, bob]", "team: [alice]").replace(&format!("    bob:\n      key: {bob_pub}\n"), "");
+    let dropped = policy
+        .replace("team: [alice, bob]", "team: [alice]")
+        .replace(&format!("    bob:\n      key: {bob_pub}\n"), "");
     assert!(!dropped.split("\ncreation_rules:").next().unwrap().contains(&bob_pub), "{dropped}");
     s.write(".sops.yaml", dropped);
     let out = s.run(&["updatekeys", "--check"]);
@@ -246,6 +248,15 @@ fn a_refused_change_leaves_every_byte_in_place() {
     // Refusals that protect access.
     assert!(s.fails(&["member", "rm", "alice"], 2).contains("is you"));
     assert!(s.fails(&["member", "rm", "bob"], 2).contains("last current reader of production"));
+    assert_eq!(before[2], s.read(".env.production"));
+    let (code, stdout, stderr) = run3(&s, &["member", "rm", "bob", "--force"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "default (.env): A\nproduction (.env.production): P\n");
+    assert!(
+        !s.repo.join(".env.production").exists() && !s.read(".sops.yaml").contains("production"),
+        "{stderr}"
+    );
+    s.ok(&["updatekeys", "--check"]);
 }
 
 #[test]
@@ -263,6 +274,15 @@ fn join_then_approve_or_deny() {
     assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1, "pending is not a reader");
     s.ok(&["member", "approve", "carol"]);
     assert_eq!(ok_as(&s, &carol, &["get", "A"]), "1");
+    let before = s.read(".env");
+    let (code, _, stderr) = run3(&s, &["member", "rm", "carol", "--no-rotate"]);
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("warning: --no-rotate") && stderr.contains("data key kept"),
+        "{stderr}"
+    );
+    assert_eq!(value_lines(&before), value_lines(&s.read(".env")), "no value re-encrypted");
+    assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1);
     s.ok(&["member", "deny", "dave"]);
     let policy = s.read(".sops.yaml");
     assert!(!policy.contains("dave") && !policy.contains("pending"), "{policy}");
