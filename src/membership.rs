@@ -226,6 +226,11 @@ impl Session {
             let path = self.root.join(&name);
             let recipients = new.recipients(env);
             let readers: Vec<String> = new.reader_names(env).into_iter().filter(|n| !new.is_expired(n)).collect();
+            if recipients.is_empty() && path.exists() {
+                return Err(Error::Usage(format!(
+                    "environment {env} ({name}) has no current reader (all expired?): give it one with `envv env readers {env} GROUP|MEMBER,...`"
+                )));
+            }
             let mut change = FileChange {
                 env: env.clone(),
                 name: name.clone(),
@@ -521,12 +526,11 @@ pub fn remove_member(policy: &mut Policy, name: &str) -> bool {
     was
 }
 
-/// Environments that nobody current could read under `policy`.
-pub fn unreadable_envs(policy: &Policy) -> Vec<String> {
-    policy
-        .environments
+/// Environments someone could read under `old` that nobody current could read under `new`.
+pub fn newly_unreadable_envs(old: &Policy, new: &Policy) -> Vec<String> {
+    new.environments
         .keys()
-        .filter(|e| policy.recipients(e).is_empty())
+        .filter(|e| new.recipients(e).is_empty() && !old.recipients(e).is_empty())
         .cloned()
         .collect()
 }
@@ -660,10 +664,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(unreadable_envs(&p).is_empty());
+        let old = p.clone();
+        assert!(newly_unreadable_envs(&old, &p).is_empty());
         assert!(remove_member(&mut p, "bob"));
         assert_eq!(p.environments["production"].readers, vec!["ops".to_string()]);
-        assert_eq!(unreadable_envs(&p), vec!["production".to_string()]);
+        assert_eq!(newly_unreadable_envs(&old, &p), vec!["production".to_string()]);
         drop_envs(&mut p, &["production".into()]);
         assert!(p.validate(POLICY_FILE, &p.to_yaml()).is_ok());
     }

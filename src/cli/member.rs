@@ -255,7 +255,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
         }
     }
     membership::remove_member(&mut new, &a.name);
-    let orphans = membership::unreadable_envs(&new);
+    let orphans = membership::newly_unreadable_envs(&old, &new);
     if !orphans.is_empty() {
         if !a.force {
             let list: Vec<String> = orphans.iter().map(|e| format!("{e} ({})", old.environments[e].file)).collect();
