@@ -591,45 +591,36 @@ pub fn check_new_key(policy: &Policy, name: &str, key: &str) -> Result<Recipient
     Ok(r)
 }
 
-/// Encrypted keys (names only) of an environment's file: what a reader of it could read.
-pub fn secret_keys(root: &Path, policy: &Policy, env: &str) -> Result<Vec<String>> {
+/// The encrypted keys (names only, file order) of an environment's file when that file lists
+/// `recipient`: what its holder could read. `None` when the file does not list it (or does not
+/// exist, or is plaintext).
+pub fn readable_secrets(root: &Path, policy: &Policy, env: &str, recipient: &str) -> Result<Option<Vec<String>>> {
     let Some(decl) = policy.environments.get(env) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let name = decl.file.trim_start_matches("./");
     let path = root.join(name);
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let f = EnvFile::open(&path, name)?;
-    if !f.is_encrypted() {
-        return Ok(Vec::new());
+    let Some(meta) = &f.meta else {
+        return Ok(None);
+    };
+    if !meta.recipients().iter().any(|r| same_recipient(r, recipient)) {
+        return Ok(None);
     }
     let plan = f.plan();
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for (i, l) in f.lines.iter().enumerate() {
         if let crate::dotenv::Line::Pair { key, stored, .. } = l {
-            if plan[i] && sops::is_enc(stored) && !out.contains(key) {
+            if plan[i] && sops::is_enc(stored) && seen.insert(key.as_str()) {
                 out.push(key.clone());
             }
         }
     }
-    Ok(out)
-}
-
-/// Whether the file of `env` currently lists `key` among its recipients.
-pub fn file_has_recipient(root: &Path, policy: &Policy, env: &str, key: &str) -> bool {
-    let Some(decl) = policy.environments.get(env) else {
-        return false;
-    };
-    let name = decl.file.trim_start_matches("./");
-    match EnvFile::open(&root.join(name), name) {
-        Ok(f) => f
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.recipients().iter().any(|r| same_recipient(r, key))),
-        Err(_) => false,
-    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]

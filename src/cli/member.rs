@@ -244,14 +244,9 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     // gave them, for files not created yet).
     let mut could_read: Vec<(String, String, Vec<String>)> = Vec::new();
     for (env, decl) in &old.environments {
-        let listed = membership::file_has_recipient(&s.root, &old, env, &key);
-        if listed || old.reader_names(env).contains(&a.name) {
-            let secrets = if listed {
-                membership::secret_keys(&s.root, &old, env)?
-            } else {
-                Vec::new()
-            };
-            could_read.push((env.clone(), decl.file.clone(), secrets));
+        let secrets = membership::readable_secrets(&s.root, &old, env, &key)?;
+        if secrets.is_some() || old.reader_names(env).contains(&a.name) {
+            could_read.push((env.clone(), decl.file.clone(), secrets.unwrap_or_default()));
         }
     }
     membership::remove_member(&mut new, &a.name);
