@@ -186,6 +186,14 @@ fn environments_groups_expiry_and_updatekeys_check() {
         report.contains(".env (default)") && report.contains("extra:   bob") && !report.contains(".env.production"),
         "{report}"
     );
+    let no_identity = s
+        .envv()
+        .env("XDG_CONFIG_HOME", s.tmp.path().join("no-keys"))
+        .args(["updatekeys", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(no_identity.status.code(), Some(1), "--check needs no identity");
+    assert_eq!(String::from_utf8_lossy(&no_identity.stdout), report);
     assert_eq!(ok_as(&s, &bob, &["get", "SHARED"]), "dev", "nothing changed before updatekeys");
     s.ok(&["updatekeys"]);
     assert_eq!(code_as(&s, &bob, &["get", "SHARED"]).0, 1, "expired member removed");
