@@ -75,6 +75,8 @@ pub struct FileChange {
     pub readers: Vec<String>,
     /// The recipients the file gets.
     pub recipients: Vec<Recipient>,
+    /// The file as read while planning (bytes and parsed), for the files that change.
+    source: Option<(Vec<u8>, EnvFile)>,
 }
 
 /// A planned change over all files of the policy.
@@ -100,6 +102,9 @@ pub struct Session {
     pub policy_text: String,
     locked: BTreeSet<PathBuf>,
     locks: Vec<DirLock>,
+    /// The committed policy (`HEAD:.sops.yaml`), read on demand to name recipients that a hand
+    /// edit removed from the working policy.
+    committed: std::cell::OnceCell<Option<Policy>>,
 }
 
 impl Session {
@@ -124,6 +129,7 @@ impl Session {
             policy_text,
             locked: BTreeSet::from([root_dir]),
             locks: vec![root_lock],
+            committed: Default::default(),
         };
         s.lock_policy_folders(&policy)?;
         Ok(s)
@@ -147,6 +153,7 @@ impl Session {
             policy_text,
             locked: BTreeSet::new(),
             locks: Vec::new(),
+            committed: Default::default(),
         })
     }
 
@@ -155,6 +162,19 @@ impl Session {
     pub fn creation_rules_stale(&self) -> bool {
         let rules = |t: &str| t.find("\ncreation_rules:").map(|i| t[i..].trim_end().to_string());
         rules(&self.policy_text) != rules(&self.policy.to_yaml())
+    }
+
+    fn committed_policy(&self) -> Option<&Policy> {
+        self.committed
+            .get_or_init(|| {
+                let repo = git2::Repository::discover(&self.root).ok()?;
+                let workdir = repo.workdir()?.canonicalize().ok()?;
+                let rel = self.policy_path.canonicalize().ok()?.strip_prefix(&workdir).ok()?.to_path_buf();
+                let tree = repo.head().ok()?.peel_to_tree().ok()?;
+                let blob = tree.get_path(&rel).ok()?.to_object(&repo).ok()?.peel_to_blob().ok()?;
+                crate::policy::parse(POLICY_FILE, blob.content()).ok()
+            })
+            .as_ref()
     }
 
     fn lock_folder_of(&mut self, path: &Path) -> Result<()> {
@@ -193,7 +213,10 @@ impl Session {
                     .find(|(_, m)| same_recipient(&m.key, r))
                     .map(|(n, _)| n.clone())
             };
-            named(new).or_else(|| named(&self.policy)).unwrap_or_else(|| short_key(r))
+            named(new)
+                .or_else(|| named(&self.policy))
+                .or_else(|| self.committed_policy().and_then(named))
+                .unwrap_or_else(|| short_key(r))
         };
         for (env, decl) in &new.environments {
             if only.is_some_and(|o| !o.iter().any(|e| e == env)) {
@@ -203,6 +226,11 @@ impl Session {
             let path = self.root.join(&name);
             let recipients = new.recipients(env);
             let readers: Vec<String> = new.reader_names(env).into_iter().filter(|n| !new.is_expired(n)).collect();
+            if recipients.is_empty() && path.exists() {
+                return Err(Error::Usage(format!(
+                    "environment {env} ({name}) has no current reader (all expired?): give it one with `envv env readers {env} GROUP|MEMBER,...`"
+                )));
+            }
             let mut change = FileChange {
                 env: env.clone(),
                 name: name.clone(),
@@ -212,13 +240,18 @@ impl Session {
                 removed: Vec::new(),
                 readers,
                 recipients,
+                source: None,
             };
             if !path.exists() {
                 change.action = Action::Missing;
                 plan.files.push(change);
                 continue;
             }
-            let file = EnvFile::open(&path, &name)?;
+            let bytes = std::fs::read(&path).at(&path)?;
+            if bytes.len() as u64 > crate::envfile::MAX_FILE_BYTES {
+                return Err(Error::format(&name, "too large to be a dotenv file"));
+            }
+            let file = EnvFile::from_bytes(&path, &name, &bytes)?;
             let Some(meta) = &file.meta else {
                 change.action = Action::Plaintext;
                 plan.files.push(change);
@@ -238,6 +271,9 @@ impl Session {
                 Mode::NoRotate if drift.extra.iter().any(|e| e.starts_with('(')) => Action::Rotate,
                 _ => Action::Rewrap,
             };
+            if change.action.writes() {
+                change.source = Some((bytes, file));
+            }
             plan.files.push(change);
         }
         if only.is_none() {
@@ -258,6 +294,7 @@ impl Session {
                         removed: Vec::new(),
                         readers: Vec::new(),
                         recipients: Vec::new(),
+                        source: None,
                     });
                 }
             }
@@ -281,8 +318,14 @@ impl Session {
         let mut prepared: Vec<(&FileChange, Vec<u8>, Vec<u8>)> = Vec::new();
         let mut locked_out: Vec<(String, Vec<String>)> = Vec::new();
         for change in plan.files.iter().filter(|c| matches!(c.action, Action::Rewrap | Action::Rotate)) {
-            let old_bytes = std::fs::read(&change.path).at(&change.path)?;
-            let mut file = EnvFile::from_bytes(&change.path, &change.name, &old_bytes)?;
+            let (old_bytes, mut file) = match &change.source {
+                Some((b, f)) => (b.clone(), f.clone()),
+                None => {
+                    let b = std::fs::read(&change.path).at(&change.path)?;
+                    let f = EnvFile::from_bytes(&change.path, &change.name, &b)?;
+                    (b, f)
+                }
+            };
             let meta = file
                 .meta
                 .as_ref()
@@ -341,6 +384,13 @@ impl Session {
             Some(t) => Some(write_temp(&self.policy_path, t.as_bytes())?),
             None => None,
         };
+        // fsync them all at once: the file system batches concurrent syncs into one journal
+        // commit (21 files: ~6 ms instead of ~130 ms one after the other).
+        let mut all: Vec<(&Path, &tempfile::NamedTempFile)> = prepared.iter().map(|p| p.0.path.as_path()).zip(temps.iter()).collect();
+        if let Some(t) = &policy_temp {
+            all.push((self.policy_path.as_path(), t));
+        }
+        sync_all_parallel(&all)?;
         crate::fsutil::fault("membership-before-rename");
         // 3. Rename them all, the policy last; undo on failure.
         let mut done: Vec<usize> = Vec::new();
@@ -426,7 +476,7 @@ fn opens_mac(file: &EnvFile, dk: &crate::sops::DataKey) -> bool {
         .is_some()
 }
 
-/// Writes `bytes` to a synced temp file beside `path` (mode of `path` kept), not yet renamed.
+/// Writes `bytes` to a temp file beside `path` (mode of `path` kept), not yet renamed.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -444,8 +494,23 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).at(path)?;
     }
     tmp.write_all(bytes).at(path)?;
-    tmp.as_file().sync_all().at(path)?;
     Ok(tmp)
+}
+
+/// fsyncs temp files concurrently (at most 32 at a time).
+fn sync_all_parallel(files: &[(&Path, &tempfile::NamedTempFile)]) -> Result<()> {
+    for chunk in files.chunks(32) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(path, tmp)| scope.spawn(move || tmp.as_file().sync_all().at(path)))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().unwrap_or_else(|_| Err(Error::Usage("an fsync thread panicked".into()))))
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes a member from the policy: from `members`, every group and every environment's
@@ -461,12 +526,11 @@ pub fn remove_member(policy: &mut Policy, name: &str) -> bool {
     was
 }
 
-/// Environments that nobody current could read under `policy`.
-pub fn unreadable_envs(policy: &Policy) -> Vec<String> {
-    policy
-        .environments
+/// Environments someone could read under `old` that nobody current could read under `new`.
+pub fn newly_unreadable_envs(old: &Policy, new: &Policy) -> Vec<String> {
+    new.environments
         .keys()
-        .filter(|e| policy.recipients(e).is_empty())
+        .filter(|e| new.recipients(e).is_empty() && !old.recipients(e).is_empty())
         .cloned()
         .collect()
 }
@@ -527,45 +591,36 @@ pub fn check_new_key(policy: &Policy, name: &str, key: &str) -> Result<Recipient
     Ok(r)
 }
 
-/// Encrypted keys (names only) of an environment's file: what a reader of it could read.
-pub fn secret_keys(root: &Path, policy: &Policy, env: &str) -> Result<Vec<String>> {
+/// The encrypted keys (names only, file order) of an environment's file when that file lists
+/// `recipient`: what its holder could read. `None` when the file does not list it (or does not
+/// exist, or is plaintext).
+pub fn readable_secrets(root: &Path, policy: &Policy, env: &str, recipient: &str) -> Result<Option<Vec<String>>> {
     let Some(decl) = policy.environments.get(env) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let name = decl.file.trim_start_matches("./");
     let path = root.join(name);
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let f = EnvFile::open(&path, name)?;
-    if !f.is_encrypted() {
-        return Ok(Vec::new());
+    let Some(meta) = &f.meta else {
+        return Ok(None);
+    };
+    if !meta.recipients().iter().any(|r| same_recipient(r, recipient)) {
+        return Ok(None);
     }
     let plan = f.plan();
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for (i, l) in f.lines.iter().enumerate() {
         if let crate::dotenv::Line::Pair { key, stored, .. } = l {
-            if plan[i] && sops::is_enc(stored) && !out.contains(key) {
+            if plan[i] && sops::is_enc(stored) && seen.insert(key.as_str()) {
                 out.push(key.clone());
             }
         }
     }
-    Ok(out)
-}
-
-/// Whether the file of `env` currently lists `key` among its recipients.
-pub fn file_has_recipient(root: &Path, policy: &Policy, env: &str, key: &str) -> bool {
-    let Some(decl) = policy.environments.get(env) else {
-        return false;
-    };
-    let name = decl.file.trim_start_matches("./");
-    match EnvFile::open(&root.join(name), name) {
-        Ok(f) => f
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.recipients().iter().any(|r| same_recipient(r, key))),
-        Err(_) => false,
-    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -600,10 +655,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(unreadable_envs(&p).is_empty());
+        let old = p.clone();
+        assert!(newly_unreadable_envs(&old, &p).is_empty());
         assert!(remove_member(&mut p, "bob"));
         assert_eq!(p.environments["production"].readers, vec!["ops".to_string()]);
-        assert_eq!(unreadable_envs(&p), vec!["production".to_string()]);
+        assert_eq!(newly_unreadable_envs(&old, &p), vec!["production".to_string()]);
         drop_envs(&mut p, &["production".into()]);
         assert!(p.validate(POLICY_FILE, &p.to_yaml()).is_ok());
     }

@@ -148,6 +148,25 @@ fn environments_groups_expiry_and_updatekeys_check() {
     assert_eq!(s.ok(&["group", "ls"]), "ops: alice\nteam: alice, bob\n");
     s.ok(&["updatekeys", "--check"]);
 
+    // A hand edit drops bob from the policy: the committed policy still names his key.
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "policy"]);
+    let policy = s.read(".sops.yaml");
+    let dropped = policy
+        .replace("team: [alice, bob]", "team: [alice]")
+        .replace(&format!("    bob:\n      key: {bob_pub}\n"), "");
+    assert!(!dropped.split("\ncreation_rules:").next().unwrap().contains(&bob_pub), "{dropped}");
+    s.write(".sops.yaml", dropped);
+    let out = s.run(&["updatekeys", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("extra:   bob"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    s.ok(&["updatekeys", "--check", "-e", "production"]);
+    s.write(".sops.yaml", &policy);
+
     // bob's access ends: a hand edit of the policy, then updatekeys.
     let policy = s.read(".sops.yaml");
     let edited = policy.replace(
@@ -167,6 +186,14 @@ fn environments_groups_expiry_and_updatekeys_check() {
         report.contains(".env (default)") && report.contains("extra:   bob") && !report.contains(".env.production"),
         "{report}"
     );
+    let no_identity = s
+        .envv()
+        .env("XDG_CONFIG_HOME", s.tmp.path().join("no-keys"))
+        .args(["updatekeys", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(no_identity.status.code(), Some(1), "--check needs no identity");
+    assert_eq!(String::from_utf8_lossy(&no_identity.stdout), report);
     assert_eq!(ok_as(&s, &bob, &["get", "SHARED"]), "dev", "nothing changed before updatekeys");
     s.ok(&["updatekeys"]);
     assert_eq!(code_as(&s, &bob, &["get", "SHARED"]).0, 1, "expired member removed");
@@ -229,6 +256,15 @@ fn a_refused_change_leaves_every_byte_in_place() {
     // Refusals that protect access.
     assert!(s.fails(&["member", "rm", "alice"], 2).contains("is you"));
     assert!(s.fails(&["member", "rm", "bob"], 2).contains("last current reader of production"));
+    assert_eq!(before[2], s.read(".env.production"));
+    let (code, stdout, stderr) = run3(&s, &["member", "rm", "bob", "--force"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "default (.env): A\nproduction (.env.production): P\n");
+    assert!(
+        !s.repo.join(".env.production").exists() && !s.read(".sops.yaml").contains("production"),
+        "{stderr}"
+    );
+    s.ok(&["updatekeys", "--check"]);
 }
 
 #[test]
@@ -246,6 +282,15 @@ fn join_then_approve_or_deny() {
     assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1, "pending is not a reader");
     s.ok(&["member", "approve", "carol"]);
     assert_eq!(ok_as(&s, &carol, &["get", "A"]), "1");
+    let before = s.read(".env");
+    let (code, _, stderr) = run3(&s, &["member", "rm", "carol", "--no-rotate"]);
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("warning: --no-rotate") && stderr.contains("data key kept"),
+        "{stderr}"
+    );
+    assert_eq!(value_lines(&before), value_lines(&s.read(".env")), "no value re-encrypted");
+    assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1);
     s.ok(&["member", "deny", "dave"]);
     let policy = s.read(".sops.yaml");
     assert!(!policy.contains("dave") && !policy.contains("pending"), "{policy}");

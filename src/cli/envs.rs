@@ -266,7 +266,7 @@ fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
         }
         g.retain(|m| !members.contains(m));
     }
-    let orphans = crate::membership::unreadable_envs(&new);
+    let orphans = crate::membership::newly_unreadable_envs(&s.policy, &new);
     if !orphans.is_empty() {
         return Err(Error::Usage(format!("nobody would be left to read {}: add readers first", orphans.join(", "))).into());
     }

@@ -244,18 +244,13 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     // gave them, for files not created yet).
     let mut could_read: Vec<(String, String, Vec<String>)> = Vec::new();
     for (env, decl) in &old.environments {
-        let listed = membership::file_has_recipient(&s.root, &old, env, &key);
-        if listed || old.reader_names(env).contains(&a.name) {
-            let secrets = if listed {
-                membership::secret_keys(&s.root, &old, env)?
-            } else {
-                Vec::new()
-            };
-            could_read.push((env.clone(), decl.file.clone(), secrets));
+        let secrets = membership::readable_secrets(&s.root, &old, env, &key)?;
+        if secrets.is_some() || old.reader_names(env).contains(&a.name) {
+            could_read.push((env.clone(), decl.file.clone(), secrets.unwrap_or_default()));
         }
     }
     membership::remove_member(&mut new, &a.name);
-    let orphans = membership::unreadable_envs(&new);
+    let orphans = membership::newly_unreadable_envs(&old, &new);
     if !orphans.is_empty() {
         if !a.force {
             let list: Vec<String> = orphans.iter().map(|e| format!("{e} ({})", old.environments[e].file)).collect();
@@ -279,7 +274,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             a.name
         );
     }
-    commit_with(ctx, &mut s, &new, mode, None, &mut ring)?;
+    commit_with(&mut s, &new, mode, None, &mut ring)?;
     eprintln!("removed {}", a.name);
     let any = could_read.iter().any(|(_, _, k)| !k.is_empty());
     if any {
@@ -405,12 +400,11 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 
 /// Plans and applies a policy change with the caller's identities, then reports it.
 pub(crate) fn commit(ctx: &Ctx, s: &mut Session, new: &Policy, mode: Mode, only: Option<&[String]>) -> crate::Result<Plan> {
-    commit_with(ctx, s, new, mode, only, &mut ctx.keyring())
+    commit_with(s, new, mode, only, &mut ctx.keyring())
 }
 
 /// [`commit`] with a given keyring.
 pub(crate) fn commit_with(
-    _ctx: &Ctx,
     s: &mut Session,
     new: &Policy,
     mode: Mode,
@@ -421,6 +415,9 @@ pub(crate) fn commit_with(
     let plan = s.plan(new, mode, only)?;
     if let Err(e) = s.apply(&plan, Some(new), ring) {
         eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
+        if let crate::Error::NoIdentity { file, .. } = &e {
+            eprintln!("every affected file must be decrypted to re-wrap it: a reader of {file} runs this command");
+        }
         return Err(e);
     }
     report(&plan, true);
