@@ -318,4 +318,40 @@ mod tests {
         drop(s);
         assert!(!path.exists() && !dir.exists());
     }
+
+    #[test]
+    fn apply_keeps_unchanged_ciphertexts_and_order() {
+        use crate::keys::Recipient;
+        let r = Recipient::parse("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38")
+            .unwrap();
+        let text = "# top\nA=1\nB=2\n\nC=3\n";
+        let (mut f, dk, mut plain) =
+            EnvFile::encrypt_new(Path::new(".env"), ".env", text, &[r], Default::default())
+                .unwrap();
+        let before = f.lines.clone();
+        // Reorder, change B, drop C, add a comment and D.
+        let edited =
+            crate::dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\nD='x y' # why\n").unwrap();
+        assert!(apply(&mut f, &mut plain, edited));
+        f.seal(&mut plain, &dk).unwrap();
+        assert_eq!(
+            f.lines[0], before[0],
+            "unchanged comment keeps its ciphertext"
+        );
+        assert_eq!(f.lines[2], before[1], "A keeps its ciphertext after a move");
+        assert_ne!(f.lines[1], before[2]);
+        let keys: Vec<&str> = f.keys().collect();
+        assert_eq!(keys, ["B", "A", "D"]);
+        let again = f.decrypt(&dk, true).unwrap();
+        assert_eq!(f.get(&again, "B").unwrap().expose(), b"two");
+        assert_eq!(f.get(&again, "D").unwrap().expose(), b"x y");
+        assert_eq!(f.lines.len(), 6, "# top, B, A, # new, # why, D");
+
+        // The same text again changes nothing.
+        let (mut g, mut p2) = (f.clone(), f.decrypt(&dk, true).unwrap());
+        let shown =
+            crate::dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\n# why\nD='x y'\n").unwrap();
+        assert!(!apply(&mut g, &mut p2, shown));
+        assert_eq!(g.lines, f.lines);
+    }
 }

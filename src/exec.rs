@@ -33,6 +33,9 @@ pub struct Layer {
     pub env: Option<String>,
     /// A personal plaintext override (`*.local`), never encrypted.
     pub local: bool,
+    /// The shared base `.env` under another environment: skipped (not an error) when the
+    /// caller is not one of its readers, so a production-only reader can still run with `-e`.
+    pub optional: bool,
 }
 
 /// One merged variable.
@@ -66,6 +69,7 @@ pub fn layers(ws: &Workspace, env: Option<&str>, file: Option<&Path>) -> Result<
     let mut wanted: Vec<Layer> = vec![layer_of(base.clone(), false)];
     if let Some(s) = &selected {
         if s.path != base.path {
+            wanted[0].optional = true;
             wanted.push(layer_of(s.clone(), false));
         }
     }
@@ -84,6 +88,7 @@ fn layer_of(t: Target, local: bool) -> Layer {
         name: t.name,
         env: t.env,
         local,
+        optional: false,
     }
 }
 
@@ -95,6 +100,7 @@ fn local_of(t: &Target) -> Layer {
         name: format!("{}.local", t.name),
         env: None,
         local: true,
+        optional: false,
     }
 }
 
@@ -108,7 +114,8 @@ pub struct LoadOptions {
 }
 
 /// Reads, decrypts and merges `layers` (later wins). Variables keep the position of their first
-/// appearance. `readers(layer)` names who can read a layer, for the "no identity" error;
+/// appearance. Optional layers the caller cannot decrypt are skipped and named in the second
+/// part of the result. `readers(layer)` names who can read a layer, for the "no identity" error;
 /// `environment(key)` is the current environment, consulted by expansion after loaded values.
 pub fn load(
     layers: &[Layer],
@@ -116,11 +123,19 @@ pub fn load(
     opts: LoadOptions,
     readers: impl Fn(&Layer) -> Vec<String>,
     environment: impl Fn(&str) -> Option<OsString>,
-) -> Result<Vec<Var>> {
+) -> Result<(Vec<Var>, Vec<String>)> {
     let mut vars: Vec<Var> = Vec::new();
+    let mut skipped = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (li, layer) in layers.iter().enumerate() {
-        for (key, value, secret) in read_layer(layer, keyring, opts, &readers)? {
+        let pairs = match read_layer(layer, keyring, opts, &readers) {
+            Err(Error::NoIdentity { .. }) if layer.optional => {
+                skipped.push(layer.name.clone());
+                continue;
+            }
+            other => other?,
+        };
+        for (key, value, secret) in pairs {
             let value = if opts.expand {
                 expand(value.expose(), |name| match index.get(name) {
                     Some(&i) => Some(vars[i].value.expose().to_vec()),
@@ -150,7 +165,7 @@ pub fn load(
             }
         }
     }
-    Ok(vars)
+    Ok((vars, skipped))
 }
 
 /// The key/value pairs of one layer, in file order (a duplicate key: the last one wins).

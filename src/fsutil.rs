@@ -6,8 +6,8 @@
 //! folder itself, so no lock files are left behind.
 //!
 //! Debug builds honour `ENVV_FAULT_INJECT=<step>` (steps: `after-create`, `after-write`,
-//! `after-fsync`, `before-rename`, `after-rename`) to abort the process at that step; the
-//! fault-injection tests use it. Release builds ignore it.
+//! `after-fsync`, `before-rename`, `after-rename`; `membership-before-rename` in `membership`)
+//! to abort the process at that step; the fault-injection tests use it. Release builds ignore it.
 
 use std::fs::File;
 use std::io::Write;
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 
-fn fault(step: &str) {
+pub(crate) fn fault(step: &str) {
     #[cfg(debug_assertions)]
     if std::env::var("ENVV_FAULT_INJECT").is_ok_and(|v| v == step) {
         eprintln!("envv: fault injected at {step}");

@@ -269,7 +269,8 @@ fn nonempty_env(name: &str) -> Option<String> {
 }
 
 impl Keyring {
-    /// The lookup order of DESIGN §3, with `explicit` (`--identity`) files first.
+    /// The lookup order of DESIGN §3, with `explicit` (`--identity`) files first. When any
+    /// identity is given explicitly (`--identity` or a variable), only those are used.
     pub fn new(explicit: &[PathBuf]) -> Self {
         let mut specs = Vec::new();
         for p in explicit {
@@ -309,6 +310,13 @@ impl Keyring {
             specs.push(SourceSpec::Cmd {
                 label: "$SOPS_AGE_KEY_CMD".into(),
             });
+        }
+        // Identities named explicitly (flags, variables) replace the default files: a CI job or a
+        // test that sets ENVV_AGE_KEY_FILE gets exactly that identity, not also the user's own.
+        let explicit_given = !specs.is_empty();
+        if explicit_given {
+            let n = specs.len();
+            return Keyring { specs, loaded: (0..n).map(|_| None).collect(), problems: Vec::new() };
         }
         if let Some(p) = default_key_file() {
             specs.push(SourceSpec::File {

@@ -426,15 +426,13 @@ fn identity_sources_in_order() {
     std::fs::create_dir_all(sops_file.parent().unwrap()).unwrap();
     std::fs::copy(&moved, &sops_file).unwrap();
     assert_eq!(s.ok(&["get", "A"]), "1");
-    // A wrong key in an earlier source does not hide a right one later.
+    // A wrong key in an earlier explicit source does not hide a right one in a later one...
     let (wrong, _) = s.identity("wrong");
-    let out = s
-        .envv()
-        .args(["get", "A"])
-        .env("ENVV_AGE_KEY_FILE", &wrong)
-        .output()
-        .unwrap();
+    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).env("SOPS_AGE_KEY_FILE", &moved).output().unwrap();
     assert!(out.status.success());
+    // ...but an explicit identity replaces the default key files.
+    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
@@ -540,4 +538,27 @@ fn example_policy_is_valid() {
             .unwrap();
     let p = envv::policy::parse(".sops.yaml.example", &text).unwrap();
     assert_eq!(p.reader_names("production"), vec!["alice", "ci"]);
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let pairs: Vec<String> = (0..3000).map(|i| format!("KEY_NUMBER_{i}=v")).collect();
+    let mut args = vec!["set"];
+    args.extend(pairs.iter().map(String::as_str));
+    s.ok(&args);
+    let bin = assert_cmd::cargo::cargo_bin("envv");
+    let mut child = std::process::Command::new(bin)
+        .args(["ls"])
+        .current_dir(&s.repo)
+        .env("HOME", &s.home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }

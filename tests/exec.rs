@@ -591,3 +591,162 @@ fn completions_and_man_page() {
     );
     s.fails(&["man", "nope"], 2);
 }
+
+#[test]
+fn examples_use_only_the_test_key_and_decrypt_with_it() {
+    let s = Sandbox::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let key = fixtures().join("keys.txt");
+    for (dir, env, probe) in [
+        ("node-app", None, "GREETING"),
+        ("docker", None, "DATABASE_URL"),
+        ("github-actions", Some("production"), "DEPLOY_TOKEN"),
+    ] {
+        let d = examples.join(dir);
+        let policy = std::fs::read_to_string(d.join(".sops.yaml")).unwrap();
+        let keys: Vec<&str> = policy
+            .split_whitespace()
+            .filter(|w| w.starts_with("age1"))
+            .collect();
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| *k == TEST_KEY_A_PUBLIC),
+            "{dir}: only the TEST key may be used"
+        );
+        assert!(d.join("README.md").is_file(), "{dir}: README");
+        let mut c = s.envv_in(&d);
+        c.env("ENVV_AGE_KEY_FILE", &key).arg("exec");
+        if let Some(e) = env {
+            c.args(["-e", e]);
+        }
+        let out = c.args(["--", "printenv", probe]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{dir}");
+    }
+}
+
+#[test]
+fn edit_creates_a_new_file_only_when_something_was_entered() {
+    let s = Sandbox::new();
+    s.init_alice();
+    add_env(&s, "staging");
+    let ed = editor(&s, "true");
+    let out = s
+        .envv()
+        .args(["edit", "-e", "staging"])
+        .env("EDITOR", &ed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not created"));
+    assert!(!s.repo.join(".env.staging").exists());
+    assert_eq!(rec(&s, "seen"), "");
+
+    let ed = editor(&s, "printf 'TOKEN=\"a b\"\\n' > \"$f\"");
+    let out = s
+        .envv()
+        .args(["edit", "-e", "staging"])
+        .env("EDITOR", &ed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "-e", "staging", "TOKEN"]), "a b");
+    // exec -e staging warns when the environment's file is missing, and still runs.
+    std::fs::remove_file(s.repo.join(".env.staging")).unwrap();
+    let out = s
+        .envv()
+        .args(["exec", "-e", "staging", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(".env.staging (environment staging) does not exist"));
+}
+
+#[test]
+fn edit_on_a_terminal_reopens_the_editor_after_a_bad_line() {
+    let Ok(script) = which("script") else { return }; // util-linux `script` gives envv a TTY
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1"]);
+    let count = s.tmp.path().join("count");
+    let ed = editor(
+        &s,
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nif [ $n = 1 ]; then echo '1BAD=x' >> \"$f\"; else sed -i 's/^1BAD=/GOOD=/' \"$f\"; fi",
+            c = count.display()
+        ),
+    );
+    let bin = assert_cmd::cargo::cargo_bin("envv");
+    let c = std_envv(&s);
+    let out = std::process::Command::new(script)
+        .args(["-qec", &format!("{} edit", bin.display()), "/dev/null"])
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .env_remove("VISUAL")
+        .env_remove("EDITOR")
+        .env("EDITOR", &ed)
+        .current_dir(&s.repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"y\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(".env (edited):2:") && text.contains("reopen the editor"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "2");
+    assert_eq!(s.ok(&["get", "GOOD"]), "x");
+    assert_eq!(s.ok(&["get", "A"]), "1");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+#[test]
+fn exec_with_env_skips_a_base_file_the_caller_cannot_read() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "BASE", "team only"]);
+    s.ok(&["env", "add", "production", "--readers", "alice"]);
+    s.ok(&["set", "-e", "production", "P", "prod value"]);
+    let (bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub, "--to", "production"]);
+    let out = s
+        .envv()
+        .args(["exec", "-e", "production", "--", "sh", "-c", "printf '%s|%s' \"$P\" \"${BASE-unset}\""])
+        .env("ENVV_AGE_KEY_FILE", &bob)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "prod value|unset");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("skipped .env"));
+    // Without -e the base file is the target itself: not readable is an error.
+    let out = s.envv().args(["exec", "--", "true"]).env("ENVV_AGE_KEY_FILE", &bob).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

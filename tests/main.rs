@@ -4,6 +4,9 @@ mod support;
 
 mod core;
 mod exec;
+mod gitint;
+mod health;
 mod interop;
+mod member;
 mod props;
 mod reliability;

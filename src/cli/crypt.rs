@@ -18,6 +18,7 @@ use crate::workspace::Target;
 ///
 /// Example: envv encrypt .env.production
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EncryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
@@ -66,6 +67,7 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
 ///   envv decrypt -e production
 ///   envv decrypt -o /tmp/app.env
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct DecryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
@@ -75,9 +77,16 @@ pub struct DecryptArgs {
     /// Skip the MAC check (recovery only).
     #[arg(long)]
     pub ignore_mac: bool,
+    /// For git diff (`envv git setup` configures it): KEY=value lines for readers,
+    /// KEY=<encrypted: fingerprint> for others; never fails.
+    #[arg(long, requires = "path", conflicts_with = "output")]
+    pub textconv: bool,
 }
 
 pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> anyhow::Result<i32> {
+    if let (true, Some(p)) = (a.textconv, &a.path) {
+        return super::gitint::textconv(ctx, p);
+    }
     let t = match &a.path {
         Some(p) => ctx.ws.target(None, Some(p))?,
         None => ctx.target()?,

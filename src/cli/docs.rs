@@ -15,6 +15,7 @@ use super::{Cli, Ctx};
 ///   envv completions zsh > "${fpath[1]}/_envv"
 ///   envv completions fish > ~/.config/fish/completions/envv.fish
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct CompletionsArgs {
     /// The shell: bash, zsh, fish, elvish or powershell.
     #[arg(value_enum)]
@@ -35,6 +36,7 @@ pub fn completions(_ctx: &Ctx, a: CompletionsArgs) -> anyhow::Result<i32> {
 ///   envv man | man -l -
 ///   envv man exec > envv-exec.1
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ManArgs {
     /// A command to document instead of envv itself.
     pub command: Option<String>,

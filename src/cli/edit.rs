@@ -22,6 +22,7 @@ use crate::error::Error;
 ///   envv edit
 ///   EDITOR="code --wait" envv edit -e production
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EditArgs {}
 
 pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
@@ -30,6 +31,8 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
     let editor = edit::editor_command()?;
     let stopped: Cell<Option<i32>> = Cell::new(None);
     let label = format!("{} (edited)", t.name);
+    let existed = t.path.exists();
+    let left_empty = Cell::new(false);
     let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
         let scratch = {
             let text = zeroize::Zeroizing::new(super::crypt::render_dotenv(f, plain));
@@ -64,6 +67,11 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
             match parsed {
                 Ok(entries) => {
                     let changed = edit::apply(f, plain, entries);
+                    if !existed && f.lines.is_empty() {
+                        // Nothing typed into a new file: do not create an empty one.
+                        left_empty.set(true);
+                        return Err(Error::CheckFailed(String::new()));
+                    }
                     return Ok((
                         changed,
                         if changed {
@@ -94,6 +102,10 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
         }
         Ok(None) => {
             eprintln!("no changes to {}", t.name);
+            Ok(0)
+        }
+        Err(_) if left_empty.get() => {
+            eprintln!("nothing entered: {} not created", t.name);
             Ok(0)
         }
         Err(e) => {

@@ -26,6 +26,7 @@ use crate::exec::{self, LoadOptions, Var};
 ///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
 ///   envv exec --override -- printenv PORT
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExecArgs {
     /// Let file values replace variables already set in the environment.
     #[arg(long = "override")]
@@ -56,19 +57,31 @@ fn is_set(key: &str) -> bool {
 /// Loads the merged variables for `-e`/`-f`.
 fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
     let layers = exec::layers(&ctx.ws, ctx.env.as_deref(), ctx.file.as_deref())?;
+    if ctx.file.is_none() {
+        if let Some(e) = ctx.env.as_deref() {
+            let t = ctx.ws.target(Some(e), None)?;
+            if !t.path.is_file() {
+                eprintln!("warning: {} (environment {e}) does not exist: `envv set -e {e} KEY` creates it", t.name);
+            }
+        }
+    }
     let expand = expand || ctx.ws.policy()?.is_some_and(|p| p.policy.expand);
     let mut ring = ctx.keyring();
     let readers = |l: &exec::Layer| match (&l.env, ctx.ws.policy()) {
         (Some(e), Ok(Some(p))) => p.policy.reader_names(e),
         _ => Vec::new(),
     };
-    exec::load(
+    let (vars, skipped) = exec::load(
         &layers,
         &mut ring,
         LoadOptions { expand, ignore_mac },
         readers,
         |k: &str| std::env::var_os(k),
-    )
+    )?;
+    for name in skipped {
+        eprintln!("note: skipped {name}: you are not one of its readers");
+    }
+    Ok(vars)
 }
 
 pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
@@ -120,6 +133,7 @@ pub enum Format {
 ///   envv export -e production --format github          # in a GitHub Actions step
 ///   envv export -e production --format k8s --name app | kubectl apply -f -
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "dotenv")]

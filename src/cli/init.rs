@@ -20,6 +20,7 @@ use crate::policy::{self, Environment, Policy, PolicyFile, DEFAULT_GROUP};
 ///
 /// Example: envv init --name alice --encrypt
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct InitArgs {
     /// Your member name.
     #[arg(long)]

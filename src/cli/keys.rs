@@ -13,6 +13,7 @@ use crate::keys;
 ///
 /// Example: envv keygen
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct KeygenArgs {
     /// Write the identity here instead of the default key file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -35,6 +36,7 @@ pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> anyhow::Result<i32> {
 ///
 /// Example: envv whoami --json
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct WhoamiArgs {
     /// Print JSON.
     #[arg(long)]

@@ -15,9 +15,14 @@ use crate::workspace::{Target, Workspace};
 mod crypt;
 mod docs;
 mod edit;
+mod envs;
 mod exec;
+mod gitint;
+mod health;
 mod init;
 mod keys;
+mod member;
+mod sync;
 mod values;
 
 const EXAMPLES: &str = "\
@@ -72,6 +77,19 @@ pub enum Command {
     Edit(edit::EditArgs),
     Completions(docs::CompletionsArgs),
     Man(docs::ManArgs),
+    Member(member::MemberArgs),
+    Join(member::JoinArgs),
+    Updatekeys(sync::UpdatekeysArgs),
+    Rotate(sync::RotateArgs),
+    Env(envs::EnvArgs),
+    Group(envs::GroupArgs),
+    Hook(gitint::HookArgs),
+    Git(gitint::GitArgs),
+    MergeDriver(gitint::MergeDriverArgs),
+    Log(gitint::LogArgs),
+    Check(health::CheckArgs),
+    Diff(health::DiffArgs),
+    Status(health::StatusArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -134,6 +152,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Edit(a) => edit::edit(&ctx, a),
         Command::Completions(a) => docs::completions(&ctx, a),
         Command::Man(a) => docs::man(&ctx, a),
+        Command::Member(a) => member::run(&ctx, a),
+        Command::Join(a) => member::join(&ctx, a),
+        Command::Updatekeys(a) => sync::updatekeys(&ctx, a),
+        Command::Rotate(a) => sync::rotate(&ctx, a),
+        Command::Env(a) => envs::env(&ctx, a),
+        Command::Group(a) => envs::group(&ctx, a),
+        Command::Hook(a) => gitint::hook_cmd(&ctx, a),
+        Command::Git(a) => gitint::git_cmd(&ctx, a),
+        Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
+        Command::Log(a) => gitint::log(&ctx, a),
+        Command::Check(a) => health::check(&ctx, a),
+        Command::Diff(a) => health::diff(&ctx, a),
+        Command::Status(a) => health::status(&ctx, a),
     }
 }
 

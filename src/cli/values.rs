@@ -70,6 +70,7 @@ pub(crate) fn update<T>(
 ///   printf %s "$TOKEN" | envv set API_TOKEN
 ///   envv set -e production PORT=8080 'GREETING="hello world"'
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct SetArgs {
     /// KEY, or KEY=VALUE pairs.
     #[arg(
@@ -177,6 +178,7 @@ fn read_value(key: &str) -> crate::Result<Secret> {
 ///
 /// Example: envv get DATABASE_URL -e production
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct GetArgs {
     /// The key to print.
     pub key: String,
@@ -206,6 +208,7 @@ pub fn get(ctx: &Ctx, a: GetArgs) -> anyhow::Result<i32> {
 ///
 /// Example: envv rm OLD_TOKEN -e staging
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct RmArgs {
     /// Keys to remove.
     #[arg(required = true)]
@@ -247,6 +250,7 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
 ///
 /// Example: envv ls --json
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]

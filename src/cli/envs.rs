@@ -1,0 +1,306 @@
+//! `envv env add|ls|readers` and `envv group add|rm|ls`: declare environments and who reads
+//! them. A change of readers re-wraps or rotates files like `member add`/`rm`.
+
+use clap::{Args, Subcommand};
+
+use super::member::commit;
+use super::Ctx;
+use crate::envfile::{recipient_drift, EnvFile};
+use crate::error::Error;
+use crate::membership::{Mode, Session};
+use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP, POLICY_FILE};
+
+/// Declare environments and who reads them.
+///
+/// Example: envv env add production --readers ops
+#[derive(Args, Debug)]
+pub struct EnvArgs {
+    #[command(subcommand)]
+    pub command: EnvCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    Add(EnvAddArgs),
+    Ls(EnvLsArgs),
+    Readers(EnvReadersArgs),
+}
+
+/// Declare an environment: its file (-f/--file PATH, default .env.NAME; .env for `default`)
+/// and its readers (default: team).
+///
+/// Example: envv env add staging --file config/.env.staging --readers dev,ci
+#[derive(Args, Debug)]
+pub struct EnvAddArgs {
+    /// Environment name (`envv set -e NAME` uses it).
+    pub name: String,
+    /// Groups or members that read it (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "GROUP|MEMBER")]
+    pub readers: Vec<String>,
+}
+
+/// List environments: file, readers, and whether the file matches the policy.
+///
+/// Example: envv env ls
+#[derive(Args, Debug)]
+pub struct EnvLsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set who reads an environment (replaces its readers); files are re-wrapped or rotated.
+///
+/// Example: envv env readers production ops,ci
+#[derive(Args, Debug)]
+pub struct EnvReadersArgs {
+    /// The environment.
+    pub name: String,
+    /// Groups or members (comma-separated or several arguments).
+    #[arg(required = true, value_delimiter = ',', value_name = "GROUP|MEMBER")]
+    pub readers: Vec<String>,
+}
+
+/// Manage groups of members.
+///
+/// Example: envv group add ops alice bob
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    Add(GroupAddArgs),
+    Rm(GroupRmArgs),
+    Ls(GroupLsArgs),
+}
+
+/// Create a group and/or add members to it (files it reads are re-wrapped for them).
+///
+/// Example: envv group add ops alice bob
+#[derive(Args, Debug)]
+pub struct GroupAddArgs {
+    /// The group.
+    pub group: String,
+    /// Members (or groups) to add.
+    pub members: Vec<String>,
+}
+
+/// Remove members from a group (files it reads are rotated), or the whole group when no member
+/// is given (it must not be a reader anywhere).
+///
+/// Example: envv group rm ops bob
+#[derive(Args, Debug)]
+pub struct GroupRmArgs {
+    /// The group.
+    pub group: String,
+    /// Members to remove from it.
+    pub members: Vec<String>,
+}
+
+/// List groups and their members.
+///
+/// Example: envv group ls --json
+#[derive(Args, Debug)]
+pub struct GroupLsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn env(ctx: &Ctx, a: EnvArgs) -> anyhow::Result<i32> {
+    match a.command {
+        EnvCommand::Add(a) => env_add(ctx, a),
+        EnvCommand::Ls(a) => env_ls(ctx, a),
+        EnvCommand::Readers(a) => env_readers(ctx, a),
+    }
+}
+
+pub fn group(ctx: &Ctx, a: GroupArgs) -> anyhow::Result<i32> {
+    match a.command {
+        GroupCommand::Add(a) => group_add(ctx, a),
+        GroupCommand::Rm(a) => group_rm(ctx, a),
+        GroupCommand::Ls(a) => group_ls(ctx, a),
+    }
+}
+
+fn clean(list: Vec<String>) -> Vec<String> {
+    list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect()
+}
+
+fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut new = s.policy.clone();
+    if let Some(e) = new.environments.get(&a.name) {
+        return Err(Error::Usage(format!(
+            "environment {} already exists (file {}); `envv env readers {} ...` changes its readers",
+            a.name, e.file, a.name
+        ))
+        .into());
+    }
+    let file = match &ctx.file {
+        Some(p) => ctx.ws.rel(p),
+        None if a.name == DEFAULT_ENV => ".env".into(),
+        None => format!(".env.{}", a.name),
+    };
+    let mut readers = clean(a.readers);
+    if readers.is_empty() {
+        if !new.groups.contains_key(DEFAULT_GROUP) {
+            return Err(Error::Usage(format!(
+                "there is no group {DEFAULT_GROUP}: say who reads it with --readers GROUP|MEMBER,..."
+            ))
+            .into());
+        }
+        readers.push(DEFAULT_GROUP.into());
+    }
+    new.environments.insert(
+        a.name.clone(),
+        Environment {
+            file: file.clone(),
+            readers,
+            ..Default::default()
+        },
+    );
+    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    eprintln!(
+        "added environment {} ({file}); `envv set -e {} KEY` adds its first secret",
+        a.name, a.name
+    );
+    Ok(0)
+}
+
+fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut new = s.policy.clone();
+    let Some(e) = new.environments.get_mut(&a.name) else {
+        return Err(Error::Usage(format!(
+            "environment \"{}\" is not declared in {POLICY_FILE}: add it with `envv env add {}`",
+            a.name, a.name
+        ))
+        .into());
+    };
+    e.readers = clean(a.readers);
+    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    Ok(0)
+}
+
+fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
+    let p = &ctx.ws.require_policy()?.policy;
+    let mut rows = Vec::new();
+    for (name, e) in &p.environments {
+        let rel = e.file.trim_start_matches("./");
+        let path = ctx.ws.root.join(rel);
+        let state = if !path.exists() {
+            "no file yet".to_string()
+        } else {
+            match EnvFile::open(&path, rel) {
+                Ok(f) => match &f.meta {
+                    None => "plaintext (`envv encrypt`)".into(),
+                    Some(m) if recipient_drift(m, &p.recipients(name)).is_empty() => "in sync".into(),
+                    Some(_) => "out of sync (`envv updatekeys`)".into(),
+                },
+                Err(e) => format!("unreadable: {e}"),
+            }
+        };
+        let readers: Vec<String> = p.reader_names(name).into_iter().filter(|n| !p.is_expired(n)).collect();
+        rows.push((name.clone(), e.file.clone(), e.readers.clone(), readers, state));
+    }
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, f, r, m, st)| serde_json::json!({ "name": n, "file": f, "readers": r, "members": m, "state": st }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for (n, f, r, m, st) in rows {
+        println!("{n}  {f}  readers: {}  ({})  {st}", r.join(","), m.join(", "));
+    }
+    Ok(0)
+}
+
+fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut new = s.policy.clone();
+    let g = new.groups.entry(a.group.clone()).or_default();
+    for m in clean(a.members) {
+        if !g.contains(&m) {
+            g.push(m);
+        }
+    }
+    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    eprintln!("group {}: {}", a.group, new.groups[&a.group].join(", "));
+    Ok(0)
+}
+
+fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut new = s.policy.clone();
+    let Some(g) = new.groups.get_mut(&a.group) else {
+        return Err(Error::Usage(format!(
+            "no group named {} (groups: {})",
+            a.group,
+            new.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    };
+    let members = clean(a.members);
+    if members.is_empty() {
+        let users = users_of(&new, &a.group);
+        if !users.is_empty() {
+            return Err(Error::Usage(format!(
+                "group {} is still used by {}: change those first (`envv env readers ENV ...`)",
+                a.group,
+                users.join(", ")
+            ))
+            .into());
+        }
+        new.groups.remove(&a.group);
+    } else {
+        for m in &members {
+            if !g.contains(m) {
+                return Err(Error::Usage(format!("{m} is not in group {}", a.group)).into());
+            }
+        }
+        g.retain(|m| !members.contains(m));
+    }
+    let orphans = crate::membership::newly_unreadable_envs(&s.policy, &new);
+    if !orphans.is_empty() {
+        return Err(Error::Usage(format!("nobody would be left to read {}: add readers first", orphans.join(", "))).into());
+    }
+    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    Ok(0)
+}
+
+fn users_of(p: &Policy, group: &str) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .environments
+        .iter()
+        .filter(|(_, e)| e.readers.iter().any(|r| r == group))
+        .map(|(n, _)| format!("environment {n}"))
+        .collect();
+    out.extend(
+        p.groups
+            .iter()
+            .filter(|(_, ms)| ms.iter().any(|m| m == group))
+            .map(|(n, _)| format!("group {n}")),
+    );
+    out
+}
+
+fn group_ls(ctx: &Ctx, a: GroupLsArgs) -> anyhow::Result<i32> {
+    let p = &ctx.ws.require_policy()?.policy;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p.groups)?);
+        return Ok(0);
+    }
+    if p.groups.is_empty() {
+        eprintln!("no groups yet: `envv group add NAME MEMBER...`");
+    }
+    for (g, ms) in &p.groups {
+        println!("{g}: {}", ms.join(", "));
+    }
+    Ok(0)
+}

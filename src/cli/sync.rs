@@ -1,0 +1,118 @@
+//! `envv updatekeys` and `envv rotate`: make files match the policy, and renew data keys.
+
+use clap::Args;
+
+use super::member::report;
+use super::Ctx;
+use crate::error::Error;
+use crate::membership::{Action, Mode, Session};
+use crate::policy::{Policy, POLICY_FILE};
+
+/// Make every encrypted file's recipients match .sops.yaml (after a hand edit or a git pull).
+///
+/// Readers added get the data key wrapped for them (values untouched); readers removed or
+/// expired cause a rotation (new data key, all values re-encrypted). --check changes nothing,
+/// needs no identity, lists each file out of sync and exits 1 (for CI and pre-commit).
+///
+/// Example: envv updatekeys --check
+#[derive(Args, Debug)]
+pub struct UpdatekeysArgs {
+    /// Only report files out of sync; exit 1 when there is one.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Give the file(s) a new data key: every value re-encrypted, wrapped for the policy's readers.
+///
+/// Without -e/-f every environment file is rotated.
+///
+/// Example: envv rotate -e production
+#[derive(Args, Debug)]
+pub struct RotateArgs {}
+
+/// The environments selected by `-e`/`-f`, or all (`None`).
+fn selected(ctx: &Ctx, policy: &Policy) -> crate::Result<Option<Vec<String>>> {
+    if let Some(f) = &ctx.file {
+        let rel = ctx.ws.rel(f);
+        let env = policy.env_for_file(&rel).ok_or_else(|| {
+            Error::Usage(format!(
+                "{rel} is not the file of any environment in {POLICY_FILE}: declare it with `envv env add NAME --file {rel}`"
+            ))
+        })?;
+        return Ok(Some(vec![env.to_string()]));
+    }
+    if let Some(e) = &ctx.env {
+        if !policy.environments.contains_key(e) {
+            return Err(Error::Usage(format!(
+                "environment \"{e}\" is not declared in {POLICY_FILE}: add it with `envv env add {e}`"
+            )));
+        }
+        return Ok(Some(vec![e.clone()]));
+    }
+    Ok(None)
+}
+
+pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
+    if a.check {
+        let s = Session::read_only(&ctx.ws.root)?;
+        let only = selected(ctx, &s.policy)?;
+        let plan = s.plan(&s.policy, Mode::Sync, only.as_deref())?;
+        let mut out = 0;
+        if only.is_none() && s.creation_rules_stale() {
+            out += 1;
+            println!("{POLICY_FILE}: creation_rules do not match the envv: section (edited by hand?); `envv updatekeys` regenerates them");
+        }
+        for c in plan.changing() {
+            out += 1;
+            println!("{} ({}): recipients differ from {POLICY_FILE}", c.name, c.env);
+            if !c.added.is_empty() {
+                println!("  missing: {}  (a re-wrap adds them)", c.added.join(", "));
+            }
+            if !c.removed.is_empty() {
+                println!("  extra:   {}  (their removal rotates the data key)", c.removed.join(", "));
+            }
+        }
+        if out > 0 {
+            eprintln!("{out} file(s) out of sync with {POLICY_FILE}: a reader of them runs `envv updatekeys`");
+            return Ok(1);
+        }
+        let n = plan.files.iter().filter(|c| c.action == Action::Unchanged).count();
+        eprintln!("all {n} encrypted file(s) match {POLICY_FILE}");
+        return Ok(0);
+    }
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let only = selected(ctx, &s.policy)?;
+    let policy = s.policy.clone();
+    let plan = s.plan(&policy, Mode::Sync, only.as_deref())?;
+    let stale = s.creation_rules_stale();
+    if plan.changing().next().is_none() && !stale {
+        eprintln!("every file already matches {POLICY_FILE}; nothing to do");
+        return Ok(0);
+    }
+    if let Err(e) = s.apply(&plan, stale.then_some(&policy), &mut ctx.keyring()) {
+        eprintln!("nothing was changed");
+        return Err(e.into());
+    }
+    if stale {
+        eprintln!("regenerated the creation_rules of {POLICY_FILE} from its envv: section");
+    }
+    report(&plan, false);
+    Ok(0)
+}
+
+pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> anyhow::Result<i32> {
+    let mut s = Session::begin(&ctx.ws.root)?;
+    let only = selected(ctx, &s.policy)?;
+    let policy = s.policy.clone();
+    let plan = s.plan(&policy, Mode::RotateAll, only.as_deref())?;
+    if plan.changing().next().is_none() {
+        eprintln!("no encrypted file to rotate");
+        return Ok(0);
+    }
+    if let Err(e) = s.apply(&plan, None, &mut ctx.keyring()) {
+        eprintln!("nothing was changed");
+        return Err(e.into());
+    }
+    report(&plan, false);
+    Ok(0)
+}

@@ -1,0 +1,719 @@
+//! The health of a repository's secrets, computed from the repository alone (no server).
+//!
+//! [`check`] turns the policy's `schema` and the environment files into [`Finding`]s: missing
+//! required keys, values that do not match their pattern, key names that break the naming
+//! rules, drift between environments, secrets older than their `max_age` (from git history),
+//! expired members and files whose recipients disagree with the policy. [`git_integration`]
+//! tells whether the pre-commit hook and the git diff/merge setup are installed, for `status`.
+//! Nothing here prints: the CLI renders the findings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+use crate::dotenv::{self, Line};
+use crate::envfile::EnvFile;
+use crate::error::{Error, Result};
+use crate::keys::Keyring;
+use crate::policy::{parse_duration_days, Policy, POLICY_FILE};
+
+/// How serious a finding is. Errors fail `check`; warnings fail it only with `--strict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warning,
+    Note,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Note => "note",
+        }
+    }
+}
+
+/// What kind of problem a finding is (stable names, used in `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A member whose `expires` date has passed is still in the policy.
+    ExpiredMember,
+    /// A member asked to join and waits for approval.
+    PendingMember,
+    /// The environment's file does not exist.
+    MissingFile,
+    /// The file cannot be read (bad line, bad metadata).
+    InvalidFile,
+    /// The file has no sops metadata: plaintext where ciphertext belongs.
+    NotEncrypted,
+    /// The file's recipients differ from the policy's readers.
+    RecipientsOutOfSync,
+    /// A key name breaks the default rule or `schema.naming`.
+    Naming,
+    /// A required key is absent or empty.
+    MissingRequired,
+    /// A value does not match its `schema.keys.K.pattern`.
+    Pattern,
+    /// Checks could not run: patterns when the caller cannot decrypt, ages outside git.
+    NotChecked,
+    /// The file does not authenticate (MAC or a value's tag).
+    Tampered,
+    /// A secret's last change in git history is older than its `max_age`.
+    MaxAge,
+    /// A key set in other environments is missing here.
+    Drift,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ExpiredMember => "expired_member",
+            Kind::PendingMember => "pending_member",
+            Kind::MissingFile => "missing_file",
+            Kind::InvalidFile => "invalid_file",
+            Kind::NotEncrypted => "not_encrypted",
+            Kind::RecipientsOutOfSync => "recipients_out_of_sync",
+            Kind::Naming => "naming",
+            Kind::MissingRequired => "missing_required",
+            Kind::Pattern => "pattern",
+            Kind::NotChecked => "not_checked",
+            Kind::Tampered => "tampered",
+            Kind::MaxAge => "max_age",
+            Kind::Drift => "drift",
+        }
+    }
+}
+
+/// One problem found by [`check`]. Messages name keys, files and members, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub kind: Kind,
+    /// The environment, or `None` for findings about the policy itself.
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+    /// The next command to run, when there is one.
+    pub hint: Option<String>,
+    /// For `max_age`: the commit that last changed the value, and its date (`YYYY-MM-DD`).
+    pub commit: Option<String>,
+    pub date: Option<String>,
+}
+
+impl Finding {
+    fn new(level: Level, kind: Kind, env: Option<&str>, message: String) -> Self {
+        Finding { level, kind, env: env.map(str::to_string), file: None, key: None, message, hint: None, commit: None, date: None }
+    }
+    fn file(mut self, f: &str) -> Self {
+        self.file = Some(f.to_string());
+        self
+    }
+    fn key(mut self, k: &str) -> Self {
+        self.key = Some(k.to_string());
+        self
+    }
+    fn hint(mut self, h: String) -> Self {
+        self.hint = Some(h);
+        self
+    }
+}
+
+/// The result of [`check`].
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sorted: policy findings first, then by environment, level and kind.
+    pub findings: Vec<Finding>,
+    /// The environments checked, in name order.
+    pub environments: Vec<String>,
+}
+
+impl Report {
+    pub fn count(&self, level: Level) -> usize {
+        self.findings.iter().filter(|f| f.level == level).count()
+    }
+
+    /// Whether `check` should fail: any error, or any warning under `strict`.
+    pub fn failed(&self, strict: bool) -> bool {
+        self.count(Level::Error) > 0 || (strict && self.count(Level::Warning) > 0)
+    }
+}
+
+/// One environment as loaded for the check.
+struct Loaded {
+    name: String,
+    rel: String,
+    file: Option<EnvFile>,
+    /// Key → stored text (last occurrence wins, as in [`EnvFile::find`]).
+    stored: HashMap<String, String>,
+}
+
+/// Checks the repository at `root` against `policy`: every environment, or only `only`.
+/// `keyring` decrypts files for pattern checks; environments it cannot open get a
+/// [`Kind::NotChecked`] warning instead of silence. `today` is the date ages are measured at.
+pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Keyring, today: time::Date) -> Result<Report> {
+    if let Some(e) = only {
+        if !policy.environments.contains_key(e) {
+            return Err(Error::Usage(format!(
+                "environment \"{e}\" is not declared in {POLICY_FILE} (declared: {})",
+                policy.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let mut report = Report::default();
+    let selected: Vec<&str> = policy.environments.keys().map(String::as_str).filter(|e| only.is_none_or(|o| o == *e)).collect();
+    report.environments = selected.iter().map(|s| s.to_string()).collect();
+
+    // Policy-level findings.
+    for (name, m) in &policy.members {
+        if policy.is_expired(name) && only.is_none_or(|o| policy.reader_names(o).contains(name)) {
+            let envs = policy.envs_of(name);
+            report.findings.push(
+                Finding::new(
+                    Level::Warning,
+                    Kind::ExpiredMember,
+                    None,
+                    format!(
+                        "member {name} expired on {} and no longer receives new data keys{}",
+                        m.expires.as_deref().unwrap_or("?"),
+                        if envs.is_empty() { String::new() } else { format!(" (was a reader of {})", envs.join(", ")) }
+                    ),
+                )
+                .hint(format!("`envv member rm {name}` removes them and rotates what they could read")),
+            );
+        }
+    }
+    if only.is_none() {
+        for name in policy.pending.keys() {
+            report.findings.push(
+                Finding::new(Level::Note, Kind::PendingMember, None, format!("{name} asked to join and waits for approval"))
+                    .hint(format!("a reader runs `envv member approve {name}`")),
+            );
+        }
+    }
+
+    // Load every environment (drift compares against all of them, even with `only`).
+    let mut loaded = Vec::new();
+    for (name, decl) in &policy.environments {
+        let rel = decl.file.trim_start_matches("./").to_string();
+        let want = only.is_none_or(|o| o == name);
+        let mut l = Loaded { name: name.clone(), rel: rel.clone(), file: None, stored: HashMap::new() };
+        match EnvFile::open(&root.join(&rel), &rel) {
+            Ok(f) => {
+                for line in &f.lines {
+                    if let Line::Pair { key, stored, .. } = line {
+                        l.stored.insert(key.clone(), stored.clone());
+                    }
+                }
+                l.file = Some(f);
+            }
+            Err(Error::MissingFile { .. }) => {
+                if want {
+                    report.findings.push(
+                        Finding::new(Level::Warning, Kind::MissingFile, Some(name), format!("{rel} does not exist yet"))
+                            .file(&rel)
+                            .hint(format!("`envv set -e {name} KEY` creates it")),
+                    );
+                }
+            }
+            Err(e) => {
+                if want {
+                    report.findings.push(Finding::new(Level::Error, Kind::InvalidFile, Some(name), e.to_string()).file(&rel));
+                }
+            }
+        }
+        loaded.push(l);
+    }
+
+    let naming = policy.schema.naming.as_deref().and_then(|n| Regex::new(n).ok());
+    let applies = |key: &str, env: &str| policy.schema.keys.get(key).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+    let mut age_queries: Vec<AgeQuery> = Vec::new();
+    let mut age_meta: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+
+    for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
+        let env = l.name.as_str();
+        let Some(f) = &l.file else {
+            for k in required_keys(policy, env) {
+                report.findings.push(
+                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing ({} does not exist)", l.rel))
+                        .file(&l.rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                );
+            }
+            continue;
+        };
+        let rel = l.rel.as_str();
+        match &f.meta {
+            None if !l.stored.is_empty() => report.findings.push(
+                Finding::new(Level::Error, Kind::NotEncrypted, Some(env), format!("{rel} holds plain text: it is not encrypted"))
+                    .file(rel)
+                    .hint(format!("`envv encrypt -f {rel}`")),
+            ),
+            None => {}
+            Some(meta) => {
+                let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
+                if !drift.is_empty() {
+                    let who = |keys: &[String]| keys.iter().map(|k| member_name(policy, k)).collect::<Vec<_>>().join(", ");
+                    let mut parts = Vec::new();
+                    if !drift.missing.is_empty() {
+                        parts.push(format!("not readable yet by {}", who(&drift.missing)));
+                    }
+                    if !drift.extra.is_empty() {
+                        parts.push(format!("still readable by {}", who(&drift.extra)));
+                    }
+                    report.findings.push(
+                        Finding::new(
+                            Level::Error,
+                            Kind::RecipientsOutOfSync,
+                            Some(env),
+                            format!("{rel} is out of sync with {POLICY_FILE}: {}", parts.join("; ")),
+                        )
+                        .file(rel)
+                        .hint("`envv updatekeys`".into()),
+                    );
+                }
+            }
+        }
+
+        // Naming, in file order, each key once.
+        let mut seen = HashSet::new();
+        for key in f.keys() {
+            if !seen.insert(key) {
+                continue;
+            }
+            let problem = match dotenv::validate_key(key) {
+                Err(m) => Some(m),
+                Ok(()) => match &naming {
+                    Some(rx) if !rx.is_match(key) => Some(format!("key name {key} does not match schema.naming \"{}\"", rx.as_str())),
+                    _ => None,
+                },
+            };
+            if let Some(m) = problem {
+                let line = f.lines.iter().find_map(|x| match x {
+                    Line::Pair { key: k, line, .. } if k == key => Some(*line),
+                    _ => None,
+                });
+                let at = line.map(|n| format!("{rel}:{n}: ")).unwrap_or_default();
+                report.findings.push(
+                    Finding::new(Level::Error, Kind::Naming, Some(env), format!("{at}{m}"))
+                        .file(rel)
+                        .key(key)
+                        .hint(format!("rename it: `envv set -e {env} NEW_NAME` then `envv rm -e {env} OLD_NAME`")),
+                );
+            }
+        }
+
+        // Required keys.
+        for k in required_keys(policy, env) {
+            match l.stored.get(&k) {
+                None => report.findings.push(
+                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing from {rel}"))
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                ),
+                Some(s) if s.is_empty() => report.findings.push(
+                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is empty in {rel}"))
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                ),
+                Some(_) => {}
+            }
+        }
+
+        // Patterns (need the values).
+        let patterned: Vec<(&String, Regex)> = policy
+            .schema
+            .keys
+            .iter()
+            .filter(|(k, s)| s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env))
+            .filter_map(|(k, s)| Regex::new(s.pattern.as_deref().unwrap_or_default()).ok().map(|r| (k, r)))
+            .collect();
+        if !patterned.is_empty() {
+            check_patterns(&mut report, policy, env, f, &patterned, keyring);
+        }
+
+        // Ages: gathered here, resolved below in one walk over history.
+        let aged: Vec<(String, u64)> = policy
+            .schema
+            .keys
+            .iter()
+            .filter(|(k, _)| l.stored.contains_key(*k) && applies(k, env))
+            .filter_map(|(k, s)| s.max_age.as_deref().and_then(parse_duration_days).map(|d| (k.clone(), d)))
+            .collect();
+        if !aged.is_empty() {
+            age_queries.push(AgeQuery { rel: rel.to_string(), current: aged.iter().map(|(k, _)| (k.clone(), l.stored[k].clone())).collect() });
+            age_meta.push((env.to_string(), aged));
+        }
+    }
+
+    if !age_queries.is_empty() && crate::git::open(root).is_none() {
+        for (env, aged) in &age_meta {
+            let keys = aged.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            report.findings.push(Finding::new(
+                Level::Note,
+                Kind::NotChecked,
+                Some(env),
+                format!("max_age not checked for {keys}: not a git repository, so no history"),
+            ));
+        }
+    } else if !age_queries.is_empty() {
+        let changes = last_value_changes(root, &age_queries)?;
+        for ((q, (env, aged)), found) in age_queries.iter().zip(&age_meta).zip(changes) {
+            for (k, days) in aged {
+                let Some(c) = found.get(k) else { continue };
+                let Ok(when) = time::OffsetDateTime::from_unix_timestamp(c.time) else {
+                    continue;
+                };
+                let age = (today - when.date()).whole_days();
+                if age > *days as i64 {
+                    let date = format_date(when.date());
+                    let short = &c.commit[..c.commit.len().min(8)];
+                    let max = policy.schema.keys[k].max_age.clone().unwrap_or_default();
+                    let mut fnd = Finding::new(
+                        Level::Error,
+                        Kind::MaxAge,
+                        Some(env),
+                        format!("{k} last changed {date} in commit {short} by {} ({age} days ago; max_age {max})", c.author),
+                    )
+                    .file(&q.rel)
+                    .key(k)
+                    .hint(format!("rotate it at its provider, then `envv set -e {env} {k}`"));
+                    fnd.commit = Some(c.commit.clone());
+                    fnd.date = Some(date);
+                    report.findings.push(fnd);
+                }
+            }
+        }
+    }
+
+    drift(&mut report, policy, &loaded, only);
+
+    let env_rank: BTreeMap<&str, usize> = policy.environments.keys().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+    report.findings.sort_by(|a, b| {
+        let ra = a.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
+        let rb = b.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
+        (ra, a.level, a.kind).cmp(&(rb, b.level, b.kind))
+    });
+    Ok(report)
+}
+
+/// `schema.required` plus the environment's own `required`, in order, each once.
+pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let own = policy.environments.get(env).map(|e| e.required.as_slice()).unwrap_or_default();
+    for k in policy.schema.required.iter().chain(own) {
+        let applies = policy.schema.keys.get(k).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+        let explicit = own.contains(k);
+        if (applies || explicit) && !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+/// The member name owning a recipient text, else the shortened key.
+fn member_name(policy: &Policy, recipient: &str) -> String {
+    policy
+        .members
+        .iter()
+        .find(|(_, m)| crate::keys::same_recipient(&m.key, recipient))
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| crate::keys::short_key(recipient))
+}
+
+fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, patterned: &[(&String, Regex)], keyring: &mut Keyring) {
+    let rel = f.name.as_str();
+    let Some(meta) = &f.meta else {
+        return;
+    };
+    let dk = match keyring.unwrap(meta) {
+        Ok(Some(dk)) => dk,
+        Ok(None) | Err(_) => {
+            let keys = patterned.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            report.findings.push(
+                Finding::new(
+                    Level::Warning,
+                    Kind::NotChecked,
+                    Some(env),
+                    format!("patterns not checked for {keys}: none of your identities can decrypt {rel} (readers: {})", policy.reader_names(env).join(", ")),
+                )
+                .file(rel)
+                .hint("run `envv check` where a reader's identity is available (CI), or ask a reader to add you".into()),
+            );
+            return;
+        }
+    };
+    let plain = match f.decrypt(&dk, true) {
+        Ok(p) => p,
+        Err(e) => {
+            report
+                .findings
+                .push(Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string()).file(rel).hint(format!("`git diff {rel}` shows what changed")));
+            return;
+        }
+    };
+    for (k, rx) in patterned {
+        let Some(v) = f.get(&plain, k) else { continue };
+        let matches = std::str::from_utf8(v.expose()).is_ok_and(|s| rx.is_match(s));
+        if !matches {
+            let desc = policy.schema.keys[*k].description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            report.findings.push(
+                Finding::new(Level::Error, Kind::Pattern, Some(env), format!("the value of {k} does not match its pattern \"{}\"{desc}", rx.as_str()))
+                    .file(rel)
+                    .key(k)
+                    .hint(format!("`envv set -e {env} {k}` with a value of the right form")),
+            );
+        }
+    }
+}
+
+/// Drift: a key set in some environments' files and missing from others. Keys whose schema
+/// limits them to some environments are compared among those only; environments without a
+/// file and keys already reported as missing-required are left out.
+fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&str>) {
+    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.file.is_some()).collect();
+    if present.len() < 2 {
+        return;
+    }
+    let mut all: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for l in &present {
+        for k in l.stored.keys() {
+            all.entry(k.as_str()).or_default().push(l.name.as_str());
+        }
+    }
+    for l in present.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
+        let required: BTreeSet<String> = required_keys(policy, &l.name).into_iter().collect();
+        for (k, holders) in &all {
+            if l.stored.contains_key(*k) || required.contains(*k) {
+                continue;
+            }
+            let scope = policy.schema.keys.get(*k).map(|s| s.environments.as_slice()).unwrap_or_default();
+            if !scope.is_empty() && !scope.contains(&l.name) {
+                continue;
+            }
+            let holders: Vec<&str> = holders.iter().copied().filter(|h| scope.is_empty() || scope.iter().any(|e| e == h)).collect();
+            if holders.is_empty() {
+                continue;
+            }
+            let shown = if holders.len() > 4 { format!("{} and {} more", holders[..3].join(", "), holders.len() - 3) } else { holders.join(", ") };
+            report.findings.push(
+                Finding::new(Level::Warning, Kind::Drift, Some(&l.name), format!("{k} is set in {shown} but not in {}", l.rel))
+                    .file(&l.rel)
+                    .key(k)
+                    .hint(format!("`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments", l.name)),
+            );
+        }
+    }
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: time::Date) -> String {
+    d.format(&time::macros::format_description!("[year]-[month]-[day]")).unwrap_or_default()
+}
+
+/// Which keys of one file to date, with their current (working tree) stored text.
+#[derive(Debug, Clone)]
+pub struct AgeQuery {
+    /// Path relative to the workspace root.
+    pub rel: String,
+    pub current: HashMap<String, String>,
+}
+
+/// For each query, the newest commit on HEAD's first-parent chain that changed each key's
+/// stored value. Keys whose working-tree value differs from HEAD's (changed, not committed)
+/// and keys never committed are absent: they are new.
+///
+/// One walk serves every file; a commit is only looked into when the file's blob id differs
+/// from its parent's, and each blob is parsed once (only the asked keys are kept).
+pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
+    let mut out: Vec<HashMap<String, crate::git::KeyChange>> = vec![HashMap::new(); queries.len()];
+    let Some(repo) = crate::git::open(root) else {
+        return Ok(out);
+    };
+    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
+    let root_abs = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let workdir_abs = workdir.canonicalize().unwrap_or(workdir);
+    let paths: Vec<PathBuf> = queries
+        .iter()
+        .map(|q| {
+            let abs = root_abs.join(&q.rel);
+            abs.strip_prefix(&workdir_abs).map(Path::to_path_buf).unwrap_or_else(|_| PathBuf::from(&q.rel))
+        })
+        .collect();
+    let Ok(head) = repo.head() else {
+        return Ok(out);
+    };
+    let Some(head) = head.target() else {
+        return Ok(out);
+    };
+
+    let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
+    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> = HashMap::new();
+    let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
+        let Some(oid) = oid else {
+            return Default::default();
+        };
+        cache
+            .entry((i, oid))
+            .or_insert_with(|| {
+                let bytes = repo.find_blob(oid).map(|b| b.content().to_vec()).unwrap_or_default();
+                std::rc::Rc::new(stored_values(&bytes, &queries[i].current))
+            })
+            .clone()
+    };
+
+    // Keys still to date, per query: those whose HEAD value is the working tree's.
+    let head_commit = repo.find_commit(head)?;
+    let head_tree = head_commit.tree()?;
+    let mut pending: Vec<Vec<String>> = Vec::with_capacity(queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        let at_head = parsed(i, entry_at(&head_tree, i));
+        pending.push(q.current.iter().filter(|(k, v)| at_head.get(*k) == Some(*v)).map(|(k, _)| k.clone()).collect());
+    }
+
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    walk.push(head)?;
+    walk.simplify_first_parent()?;
+    for oid in walk {
+        if pending.iter().all(Vec::is_empty) {
+            break;
+        }
+        let commit = repo.find_commit(oid?)?;
+        let tree = commit.tree()?;
+        let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
+        for i in 0..queries.len() {
+            if pending[i].is_empty() {
+                continue;
+            }
+            let now = entry_at(&tree, i);
+            let before = parent_tree.as_ref().and_then(|t| entry_at(t, i));
+            if now == before {
+                continue;
+            }
+            let now_map = parsed(i, now);
+            let before_map = parsed(i, before);
+            pending[i].retain(|k| {
+                let changed = now_map.get(k) != before_map.get(k);
+                if changed {
+                    let sig = commit.author();
+                    out[i].insert(
+                        k.clone(),
+                        crate::git::KeyChange { commit: commit.id().to_string(), author: sig.name().unwrap_or("?").to_string(), time: commit.time().seconds() },
+                    );
+                }
+                !changed
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The stored text of the `wanted` keys in a blob of an encrypted dotenv file, read the way
+/// [`dotenv::parse_stored`] reads lines (last occurrence wins), without parsing other lines.
+fn stored_values(bytes: &[u8], wanted: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for raw in bytes.split(|&b| b == b'\n') {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.first().is_none_or(|&b| b == b'#') {
+            continue;
+        }
+        let Some(eq) = raw.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let Ok(key) = std::str::from_utf8(&raw[..eq]) else {
+            continue;
+        };
+        if wanted.contains_key(key) {
+            out.insert(key.to_string(), String::from_utf8_lossy(&raw[eq + 1..]).into_owned());
+        }
+    }
+    out
+}
+
+/// Whether the pre-commit hook and the git diff/merge setup are installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitIntegration {
+    /// The hooks folder git uses (`core.hooksPath` honoured).
+    pub hooks_dir: PathBuf,
+    /// `pre-commit` in that folder runs `envv hook pre-commit`.
+    pub hook: bool,
+    /// `diff.envv.textconv` is configured.
+    pub textconv: bool,
+    /// `.gitattributes` routes some file through `diff=envv`.
+    pub attributes: bool,
+}
+
+/// The git integration state of the repository containing `root`, or `None` outside git.
+pub fn git_integration(root: &Path) -> Option<GitIntegration> {
+    let repo = crate::git::open(root)?;
+    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let hooks_dir = match crate::git::config_string(root, "core.hooksPath") {
+        Some(p) if !p.trim().is_empty() => {
+            let p = expand_tilde(p.trim());
+            if p.is_absolute() {
+                p
+            } else {
+                workdir.join(p)
+            }
+        }
+        _ => repo.commondir().join("hooks"),
+    };
+    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit")).is_ok_and(|t| t.contains("envv hook pre-commit"));
+    let textconv = crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
+    let attributes =
+        std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv")));
+    Some(GitIntegration { hooks_dir, hook, textconv, attributes })
+}
+
+fn expand_tilde(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_reads_like_parse_stored() {
+        let mut wanted = HashMap::new();
+        wanted.insert("A".to_string(), String::new());
+        wanted.insert("B".to_string(), String::new());
+        let blob = b"#ENC[AES256_GCM,data:x=,type:comment]\nA=1\r\nC=3\nB=first\nB=second\nsops_version=3.11.0\n";
+        let got = stored_values(blob, &wanted);
+        assert_eq!(got.get("A").map(String::as_str), Some("1"));
+        assert_eq!(got.get("B").map(String::as_str), Some("second"));
+        assert!(!got.contains_key("C"));
+    }
+
+    #[test]
+    fn required_keys_merge_global_and_env_and_respect_scope() {
+        let text = format!(
+            "envv:\n  members:\n    alice: {{ key: {} }}\n  groups:\n    team: [alice]\n  environments:\n    default: {{ file: .env, readers: [team] }}\n    production: {{ file: .env.production, readers: [team], required: [STRIPE, DB] }}\n  schema:\n    required: [DB, ONLY_PROD]\n    keys:\n      ONLY_PROD: {{ environments: [production] }}\n",
+            "age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38"
+        );
+        let p = crate::policy::parse(".sops.yaml", text.as_bytes()).unwrap();
+        assert_eq!(required_keys(&p, "default"), vec!["DB"]);
+        assert_eq!(required_keys(&p, "production"), vec!["DB", "ONLY_PROD", "STRIPE"]);
+    }
+
+    #[test]
+    fn report_fails_on_errors_and_strict_warnings() {
+        let mut r = Report::default();
+        assert!(!r.failed(true));
+        r.findings.push(Finding::new(Level::Warning, Kind::Drift, Some("x"), "m".into()));
+        assert!(!r.failed(false));
+        assert!(r.failed(true));
+        r.findings.push(Finding::new(Level::Error, Kind::Pattern, Some("x"), "m".into()));
+        assert!(r.failed(false));
+    }
+}

@@ -1,0 +1,536 @@
+//! The pre-commit guard: checks what is about to be committed (the git index), never the
+//! working tree, and installs the hook script that runs it.
+//!
+//! The checks never decrypt: a plaintext value is visible as a stored value that is not an
+//! `ENC[...]` string, recipients are in the metadata, and freeze windows come from the staged
+//! policy. Freeze windows are evaluated in UTC so that every machine of a team agrees.
+
+use std::path::{Path, PathBuf};
+
+use crate::dotenv::{self, Line};
+use crate::envfile::recipient_drift;
+use crate::error::{Error, IoContext, Result};
+use crate::policy::{self, Policy, POLICY_FILE};
+use crate::sops::{CryptRule, Metadata};
+
+/// One problem in the staged content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Path relative to the repository's work tree.
+    pub file: String,
+    /// 1-based line, when the problem is on one line.
+    pub line: Option<usize>,
+    pub message: String,
+    /// One command or action that fixes it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        write!(f, "\n  fix: {}", self.fix)
+    }
+}
+
+/// What the checks found, and the freeze override that was applied (if any).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Files changed inside a freeze window but allowed by `ENVV_FREEZE_OVERRIDE`.
+    pub overridden: Vec<String>,
+    /// How many staged files were examined as dotenv files.
+    pub files_checked: usize,
+}
+
+/// Inputs of the checks that do not come from the repository.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Minute of the week (Monday 00:00 UTC = 0) used for freeze windows.
+    pub minute_of_week: u32,
+    /// `ENVV_FREEZE_OVERRIDE`: a reason that allows changes inside a freeze window.
+    pub freeze_override: Option<String>,
+}
+
+impl Options {
+    /// The current time and the `ENVV_FREEZE_OVERRIDE` variable.
+    pub fn from_env() -> Self {
+        Options {
+            minute_of_week: minute_of_week(time::OffsetDateTime::now_utc()),
+            freeze_override: std::env::var("ENVV_FREEZE_OVERRIDE")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+        }
+    }
+}
+
+/// Monday 00:00 = 0.
+pub fn minute_of_week(t: time::OffsetDateTime) -> u32 {
+    t.weekday().number_days_from_monday() as u32 * 1440 + t.hour() as u32 * 60 + t.minute() as u32
+}
+
+/// What kind of dotenv file a path names, by its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotenvKind {
+    /// `.env`, `.env.<name>`: must be encrypted.
+    Secret,
+    /// `.env.local`, `.env.<name>.local`: personal, never committed.
+    Local,
+    /// `.env.example`, `.env.sample`, `.env.template`: documentation, plaintext on purpose.
+    Example,
+}
+
+/// Classifies a file name (`None`: not a dotenv file).
+pub fn dotenv_kind(path: &str) -> Option<DotenvKind> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name != ".env" && !name.starts_with(".env.") {
+        return None;
+    }
+    if name.ends_with(".local") {
+        return Some(DotenvKind::Local);
+    }
+    if [".example", ".sample", ".template", ".dist", ".defaults"]
+        .iter()
+        .any(|s| name.ends_with(s))
+    {
+        return Some(DotenvKind::Example);
+    }
+    Some(DotenvKind::Secret)
+}
+
+/// Checks the index of `repo`. `root` is the folder holding `.sops.yaml` (policy paths are
+/// relative to it).
+pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Result<Report> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::Usage("a bare repository has no index to check".into()))?;
+    let prefix = relative_prefix(workdir, root);
+    let index = repo.index()?;
+    let mut report = Report::default();
+
+    // The staged policy (not the one on disk).
+    let policy_path = format!("{prefix}{POLICY_FILE}");
+    let mut policy: Option<Policy> = None;
+    if let Some(e) = index.get_path(Path::new(&policy_path), 0) {
+        let blob = repo.find_blob(e.id)?;
+        match policy::parse(&policy_path, blob.content()) {
+            Ok(p) => policy = Some(p),
+            Err(err) => report.findings.push(Finding {
+                file: policy_path.clone(),
+                line: None,
+                message: format!("the staged policy is invalid: {err}"),
+                fix: format!("fix {policy_path}, then `git add {policy_path}`"),
+            }),
+        }
+    }
+
+    // Paths whose staged content differs from HEAD (what this commit changes).
+    let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+    let mut changed: Vec<(String, git2::Oid)> = Vec::new();
+    let diff = repo.diff_tree_to_index(head_tree.as_ref(), Some(&index), None)?;
+    for d in diff.deltas() {
+        if d.status() == git2::Delta::Deleted {
+            continue;
+        }
+        let nf = d.new_file();
+        if let Some(p) = nf.path().and_then(Path::to_str) {
+            changed.push((p.to_string(), nf.id()));
+        }
+    }
+    let changed_set: std::collections::HashSet<&str> =
+        changed.iter().map(|(p, _)| p.as_str()).collect();
+
+    // An identity anywhere in what this commit adds or changes.
+    let secret_key =
+        regex::bytes::Regex::new("AGE-SECRET-KEY-1[0-9A-Za-z]{20}").expect("valid regex");
+    for (path, id) in &changed {
+        let Ok(blob) = repo.find_blob(*id) else {
+            continue;
+        };
+        let content = blob.content();
+        if let Some(m) = secret_key.find(content) {
+            let line = content[..m.start()].iter().filter(|&&b| b == b'\n').count() + 1;
+            report.findings.push(Finding {
+                file: path.clone(),
+                line: Some(line),
+                message: "contains an age secret key (AGE-SECRET-KEY-...): an identity must never be committed".into(),
+                fix: format!("`git rm --cached {path}` and keep the key in ~/.config/envv/keys.txt; if it was ever pushed, make a new key with `envv keygen`"),
+            });
+        }
+    }
+
+    // Every staged dotenv file and every file an environment names.
+    for entry in index.iter() {
+        if (entry.flags >> 12) & 0x3 != 0 {
+            continue; // a conflict stage, not a staged file
+        }
+        let Ok(path) = std::str::from_utf8(&entry.path) else {
+            continue;
+        };
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+        let env = policy
+            .as_ref()
+            .and_then(|p| p.env_for_file(rel))
+            .map(str::to_string);
+        let kind = dotenv_kind(path);
+        if env.is_none() && !matches!(kind, Some(DotenvKind::Secret) | Some(DotenvKind::Local)) {
+            continue;
+        }
+        if kind == Some(DotenvKind::Local) && env.is_none() {
+            report.findings.push(Finding {
+                file: path.to_string(),
+                line: None,
+                message: "a .local file is staged: .local files hold personal plaintext overrides and are never committed".into(),
+                fix: format!("`git rm --cached {path}` (envv init adds .local patterns to .gitignore)"),
+            });
+            continue;
+        }
+        report.files_checked += 1;
+        let blob = repo.find_blob(entry.id)?;
+        check_dotenv_blob(
+            path,
+            blob.content(),
+            policy.as_ref(),
+            env.as_deref(),
+            &mut report.findings,
+        );
+
+        // Freeze windows apply to files this commit changes.
+        if let (Some(p), Some(e)) = (&policy, &env) {
+            if changed_set.contains(path) {
+                let decl = &p.environments[e];
+                for w in &decl.freeze {
+                    let Ok(window) = policy::parse_freeze(w) else {
+                        continue;
+                    };
+                    if !window.contains(opts.minute_of_week) {
+                        continue;
+                    }
+                    if opts.freeze_override.is_some() {
+                        report
+                            .overridden
+                            .push(format!("{path} (environment {e}, freeze \"{w}\")"));
+                    } else {
+                        report.findings.push(Finding {
+                            file: path.to_string(),
+                            line: None,
+                            message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
+                            fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Checks one staged dotenv blob: plaintext values, parse errors, recipients.
+pub fn check_dotenv_blob(
+    path: &str,
+    bytes: &[u8],
+    policy: Option<&Policy>,
+    env: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let lines = match dotenv::parse_stored(path, bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            let line = match &e {
+                Error::Parse { line, .. } => Some(*line),
+                _ => None,
+            };
+            out.push(Finding {
+                file: path.to_string(),
+                line,
+                message: format!("cannot be read as a dotenv file: {e}"),
+                fix: format!("fix the line, or restore it with `git checkout -- {path}`"),
+            });
+            return;
+        }
+    };
+    let mut data = Vec::with_capacity(lines.len());
+    let mut meta_pairs: Vec<(String, String)> = Vec::new();
+    for l in lines {
+        match l {
+            Line::Pair { key, stored, .. } if key.starts_with("sops_") => {
+                meta_pairs.push((key, stored))
+            }
+            other => data.push(other),
+        }
+    }
+    let encrypt_cmd = match env {
+        Some(e) => format!("envv encrypt -e {e} && git add {path}"),
+        None => format!("envv encrypt {path} && git add {path}"),
+    };
+    if meta_pairs.is_empty() {
+        // Wholly plaintext: every value the policy would encrypt is a finding.
+        let rule = policy.map(Policy::crypt_rule).unwrap_or_default();
+        let plain: Vec<(String, usize)> = plaintext_lines(&data, &rule, true);
+        if let Some((first_key, first_line)) = plain.first() {
+            let more = if plain.len() > 1 {
+                format!(" and {} more value(s)", plain.len() - 1)
+            } else {
+                String::new()
+            };
+            out.push(Finding {
+                file: path.to_string(),
+                line: Some(*first_line),
+                message: format!(
+                    "not encrypted: {first_key}{more} would be committed in plain text"
+                ),
+                fix: encrypt_cmd,
+            });
+        }
+        return;
+    }
+    let meta = match Metadata::from_pairs(
+        path,
+        meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        Ok(m) => m,
+        Err(m) => {
+            out.push(Finding {
+                file: path.to_string(),
+                line: None,
+                message: format!(
+                    "invalid sops metadata: {}",
+                    m.trim_start_matches(&format!("{path}: "))
+                ),
+                fix: format!("restore it with `git checkout HEAD -- {path}`"),
+            });
+            return;
+        }
+    };
+    for (key, line) in plaintext_lines(&data, &meta.rule, false) {
+        out.push(Finding {
+            file: path.to_string(),
+            line: Some(line),
+            message: format!(
+                "{key} has a plaintext value (the file's rule {} encrypts it)",
+                meta.rule.describe()
+            ),
+            fix: encrypt_cmd.clone(),
+        });
+    }
+    if let (Some(p), Some(e)) = (policy, env) {
+        let wanted = p.recipients(e);
+        if !wanted.is_empty() {
+            let drift = recipient_drift(&meta, &wanted);
+            if !drift.is_empty() {
+                let mut parts = Vec::new();
+                if !drift.missing.is_empty() {
+                    parts.push(format!(
+                        "missing {}",
+                        drift
+                            .missing
+                            .iter()
+                            .map(|r| crate::keys::short_key(r))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !drift.extra.is_empty() {
+                    parts.push(format!(
+                        "not in the policy {}",
+                        drift
+                            .extra
+                            .iter()
+                            .map(|r| crate::keys::short_key(r))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                out.push(Finding {
+                    file: path.to_string(),
+                    line: None,
+                    message: format!(
+                        "recipients disagree with the staged {POLICY_FILE} (environment {e}): {}",
+                        parts.join("; ")
+                    ),
+                    fix: format!("envv updatekeys && git add {path}"),
+                });
+            }
+        }
+    }
+}
+
+/// `(key, line)` of pairs holding a non-empty plaintext value that `rule` encrypts.
+/// `whole_file`: the file has no metadata, so no value is encrypted.
+fn plaintext_lines(data: &[Line], rule: &CryptRule, whole_file: bool) -> Vec<(String, usize)> {
+    let plan = rule.plan(data);
+    let mut out = Vec::new();
+    for (i, l) in data.iter().enumerate() {
+        if let Line::Pair { key, stored, line } = l {
+            if plan[i] && !stored.is_empty() && (whole_file || !crate::sops::is_enc(stored)) {
+                out.push((key.clone(), *line));
+            }
+        }
+    }
+    out
+}
+
+/// `root` relative to `workdir`, with a trailing `/` (empty when they are the same).
+pub fn relative_prefix(workdir: &Path, root: &Path) -> String {
+    let wd = workdir
+        .canonicalize()
+        .unwrap_or_else(|_| workdir.to_path_buf());
+    let r = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    match r.strip_prefix(&wd) {
+        Ok(p) if !p.as_os_str().is_empty() => format!("{}/", p.to_string_lossy()),
+        _ => String::new(),
+    }
+}
+
+/// The first line of every hook script envv writes (how `install` recognises its own).
+pub const HOOK_MARKER: &str = "# envv pre-commit hook";
+/// Where an existing hook is moved so the envv hook can run it first.
+pub const CHAINED_NAME: &str = "pre-commit.envv-chained";
+
+/// What `install` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    /// Wrote a new hook.
+    Created(PathBuf),
+    /// The envv hook was already there (unchanged).
+    AlreadyInstalled(PathBuf),
+    /// An existing hook was moved aside and is run first by the envv hook.
+    Chained { hook: PathBuf, chained: PathBuf },
+    /// An existing hook was replaced (`--force`).
+    Replaced(PathBuf),
+}
+
+/// The folder git runs hooks from: `core.hooksPath` (relative paths are relative to the work
+/// tree) or the common git dir's `hooks/` (shared by all worktrees).
+pub fn hooks_dir(repo: &git2::Repository) -> Result<PathBuf> {
+    if let Ok(cfg) = repo.config() {
+        if let Ok(p) = cfg.get_path("core.hooksPath") {
+            if p.is_absolute() {
+                return Ok(p);
+            }
+            let base = repo.workdir().unwrap_or_else(|| repo.path());
+            return Ok(base.join(p));
+        }
+    }
+    Ok(repo.commondir().join("hooks"))
+}
+
+/// The hook script: runs a chained hook first, then `envv hook pre-commit`.
+pub fn hook_script() -> String {
+    format!(
+        "#!/bin/sh\n\
+{HOOK_MARKER} (written by `envv hook install`; re-run it to update, `--force` to replace)\n\
+chained=\"$(dirname \"$0\")/{CHAINED_NAME}\"\n\
+if [ -x \"$chained\" ]; then\n\
+\t\"$chained\" \"$@\" || exit $?\n\
+fi\n\
+if ! command -v envv >/dev/null 2>&1; then\n\
+\techo \"envv pre-commit hook: envv is not on PATH, so staged .env files were not checked.\" >&2\n\
+\techo \"  install envv (cargo install envv), or skip once with: git commit --no-verify\" >&2\n\
+\texit 1\n\
+fi\n\
+exec envv hook pre-commit\n"
+    )
+}
+
+/// Installs the pre-commit hook. An existing foreign hook is moved to [`CHAINED_NAME`] and run
+/// first; with `force` it is replaced instead. Re-running is a no-op.
+pub fn install(repo: &git2::Repository, force: bool) -> Result<Installed> {
+    let dir = hooks_dir(repo)?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let hook = dir.join("pre-commit");
+    let script = hook_script();
+    let existing = match std::fs::read(&hook) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&hook, e)),
+    };
+    let outcome = match existing {
+        None => Installed::Created(hook.clone()),
+        Some(b) if b == script.as_bytes() => return Ok(Installed::AlreadyInstalled(hook)),
+        Some(b) if String::from_utf8_lossy(&b).contains(HOOK_MARKER) => {
+            Installed::Created(hook.clone())
+        }
+        Some(_) if force => Installed::Replaced(hook.clone()),
+        Some(_) => {
+            let chained = dir.join(CHAINED_NAME);
+            if chained.exists() {
+                return Err(Error::Usage(format!(
+                    "{} exists and so does {}: move one of them away, or run `envv hook install --force` to replace the hook",
+                    hook.display(),
+                    chained.display()
+                )));
+            }
+            std::fs::rename(&hook, &chained).at(&hook)?;
+            Installed::Chained {
+                hook: hook.clone(),
+                chained,
+            }
+        }
+    };
+    crate::fsutil::write_atomic(&hook, script.as_bytes(), 0o755)?;
+    set_executable(&hook)?;
+    Ok(outcome)
+}
+
+#[cfg(unix)]
+fn set_executable(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).at(p)
+}
+
+#[cfg(not(unix))]
+fn set_executable(_p: &Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(dotenv_kind(".env"), Some(DotenvKind::Secret));
+        assert_eq!(dotenv_kind("app/.env.production"), Some(DotenvKind::Secret));
+        assert_eq!(
+            dotenv_kind(".env.production.local"),
+            Some(DotenvKind::Local)
+        );
+        assert_eq!(dotenv_kind(".env.example"), Some(DotenvKind::Example));
+        assert_eq!(dotenv_kind("env.txt"), None);
+        assert_eq!(dotenv_kind(".envrc"), None);
+    }
+
+    #[test]
+    fn plaintext_file_and_public_keys() {
+        let mut out = Vec::new();
+        check_dotenv_blob(
+            ".env",
+            b"PORT_unencrypted=1\nSECRET=x\n",
+            None,
+            None,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].line, Some(2));
+        assert!(out[0].message.contains("SECRET"), "{}", out[0].message);
+        out.clear();
+        check_dotenv_blob(
+            ".env",
+            b"PORT_unencrypted=1\nEMPTY=\n",
+            None,
+            None,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn minutes() {
+        let t = time::macros::datetime!(2026-11-20 18:30 UTC); // a Friday
+        assert_eq!(minute_of_week(t), 4 * 1440 + 18 * 60 + 30);
+    }
+}

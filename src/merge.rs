@@ -1,0 +1,429 @@
+//! Three-way merge of encrypted dotenv files, key by key (the git merge driver).
+//!
+//! Line-based merges of sops files always conflict on `sops_mac` and `sops_lastmodified`, and
+//! they cannot tell a changed value from a re-encrypted one. Here each side is decrypted, values
+//! are merged per key, and the result is sealed once: one data key, a fresh MAC, valid
+//! metadata. Only a key changed differently on both sides conflicts, with markers around that
+//! key alone.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::dotenv::{self, Line};
+use crate::envfile::{EnvFile, Plain};
+use crate::error::{Error, Result};
+use crate::keys::{Keyring, Recipient};
+use crate::secret::Secret;
+use crate::sops::{DataKey, KeyEntry};
+
+/// The result of a merge.
+#[derive(Debug)]
+pub struct Merged {
+    /// The bytes to write to the "ours" file.
+    pub bytes: Vec<u8>,
+    /// Keys changed differently on both sides (written with conflict markers).
+    pub conflicts: Vec<String>,
+    /// Notes for the user (a data key change, recipients taken from both sides).
+    pub notes: Vec<String>,
+}
+
+/// One decrypted side.
+struct Side {
+    file: EnvFile,
+    dk: Option<DataKey>,
+    plain: Plain,
+    /// key → value (last occurrence wins, as dotenv loaders do).
+    values: HashMap<String, Secret>,
+    /// key → stored text (to reuse ciphertexts under the same data key).
+    stored: HashMap<String, String>,
+    order: Vec<String>,
+}
+
+fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Result<Side> {
+    let file = EnvFile::from_bytes(Path::new(name), name, bytes)?;
+    if !file.is_encrypted() && !bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::Usage(format!(
+            "{name} ({label}) is not an encrypted file"
+        )));
+    }
+    let (dk, plain) = if file.is_encrypted() {
+        let dk = file.unlock(ring, Vec::new)?;
+        let plain = file.decrypt(&dk, true)?;
+        (Some(dk), plain)
+    } else {
+        (None, Plain::default())
+    };
+    let mut values = HashMap::new();
+    let mut stored = HashMap::new();
+    let mut order = Vec::new();
+    for (i, l) in file.lines.iter().enumerate() {
+        if let Line::Pair { key, stored: s, .. } = l {
+            if !values.contains_key(key) {
+                order.push(key.clone());
+            }
+            values.insert(key.clone(), plain.values[i].clone().unwrap_or_default());
+            stored.insert(key.clone(), s.clone());
+        }
+    }
+    Ok(Side {
+        file,
+        dk,
+        plain,
+        values,
+        stored,
+        order,
+    })
+}
+
+/// What a key becomes.
+enum Pick {
+    Keep,
+    Take(Secret),
+    Remove,
+    Conflict(Option<Secret>),
+}
+
+/// Merges `base`, `ours` and `theirs` (file contents; `base` may be empty for an add/add).
+/// `name` is the file's path for messages. Fails (without a result) when a side cannot be
+/// decrypted or read; the caller then falls back to a plain conflict.
+pub fn merge(
+    name: &str,
+    base: &[u8],
+    ours: &[u8],
+    theirs: &[u8],
+    ring: &mut Keyring,
+) -> Result<Merged> {
+    let o = open_side("base", name, base, ring)?;
+    let mut a = open_side("ours", name, ours, ring)?;
+    let b = open_side("theirs", name, theirs, ring)?;
+    let (Some(dk_a), Some(dk_b)) = (a.dk.clone(), b.dk.clone()) else {
+        return Err(Error::Usage(format!(
+            "{name}: one side of the merge is empty or not encrypted"
+        )));
+    };
+    let mut notes = Vec::new();
+    let same_key = dk_a.bytes() == dk_b.bytes();
+
+    let mut union: Vec<String> = a.order.clone();
+    for k in b.order.iter().chain(o.order.iter()) {
+        if !union.contains(k) {
+            union.push(k.clone());
+        }
+    }
+    let mut picks: Vec<(String, Pick)> = Vec::new();
+    for k in &union {
+        let (vo, va, vb) = (o.values.get(k), a.values.get(k), b.values.get(k));
+        let pick = if va == vb || vb == vo {
+            Pick::Keep
+        } else if va == vo {
+            match vb {
+                Some(v) => Pick::Take(v.clone()),
+                None => Pick::Remove,
+            }
+        } else {
+            Pick::Conflict(vb.cloned())
+        };
+        picks.push((k.clone(), pick));
+    }
+
+    // The result's data key: ours, unless the sides use different keys (a rotation on one
+    // side, e.g. after `member rm`): then a fresh key, so a removed member's key opens nothing.
+    let mut f = std::mem::replace(&mut a.file, EnvFile::empty(Path::new(name), name));
+    let mut plain = std::mem::take(&mut a.plain);
+    let dk = dk_a.clone();
+    let mut conflicts = Vec::new();
+    let mut theirs_lines: Vec<(String, Option<String>)> = Vec::new(); // conflicted key → theirs stored
+    let mut ours_missing: Vec<String> = Vec::new();
+    for (k, pick) in picks {
+        match pick {
+            Pick::Keep => {}
+            Pick::Remove => {
+                f.remove(&mut plain, &k);
+            }
+            Pick::Take(v) => {
+                f.set(&mut plain, &dk, &k, v)?;
+                if same_key {
+                    if let (Some(i), Some(s)) = (f.find(&k), b.stored.get(&k)) {
+                        // Keep theirs' ciphertext byte for byte (it decrypts with the same key).
+                        if let Line::Pair { stored, .. } = &mut f.lines[i] {
+                            *stored = s.clone();
+                        }
+                    }
+                }
+            }
+            Pick::Conflict(vb) => {
+                conflicts.push(k.clone());
+                if f.find(&k).is_none() {
+                    // Removed on our side, changed on theirs: a placeholder line (outside the
+                    // MAC) marks where theirs goes; our half of the conflict is empty.
+                    f.lines.push(Line::Pair {
+                        key: k.clone(),
+                        stored: String::new(),
+                        line: 0,
+                    });
+                    plain.values.push(None);
+                    ours_missing.push(k.clone());
+                }
+                let theirs_stored = match vb {
+                    Some(v) => Some(store(&f, &dk, &k, &v)?),
+                    None => None,
+                };
+                theirs_lines.push((k.clone(), theirs_stored));
+            }
+        }
+    }
+
+    // Recipients: ours plus any theirs added (same data key, so their entries are valid).
+    let meta_b = b.file.meta.clone().expect("encrypted");
+    let mut final_dk = dk.clone();
+    if same_key {
+        let meta = f.meta.as_mut().expect("encrypted");
+        if meta.groups.len() == 1 && meta_b.groups.len() == 1 {
+            let extra: Vec<KeyEntry> = meta_b.groups[0]
+                .iter()
+                .filter(|e| {
+                    !meta.groups[0]
+                        .iter()
+                        .any(|m| crate::keys::same_recipient(&m.recipient, &e.recipient))
+                })
+                .cloned()
+                .collect();
+            if !extra.is_empty() {
+                notes.push(format!("kept {} recipient(s) added by theirs", extra.len()));
+                meta.groups[0].extend(extra);
+            }
+        }
+    } else {
+        let meta_a = f.meta.clone().expect("encrypted");
+        let shared: Vec<Recipient> = meta_a
+            .recipients()
+            .into_iter()
+            .filter(|r| {
+                meta_b
+                    .recipients()
+                    .iter()
+                    .any(|x| crate::keys::same_recipient(r, x))
+            })
+            .filter_map(|r| Recipient::parse(r).ok())
+            .collect();
+        let recipients = if shared.is_empty() {
+            meta_a
+                .recipients()
+                .into_iter()
+                .filter_map(|r| Recipient::parse(r).ok())
+                .collect()
+        } else {
+            shared
+        };
+        final_dk = f.rotate(&mut plain, &recipients)?;
+        // The conflict halves must decrypt with the new key too.
+        for (k, s) in theirs_lines.iter_mut() {
+            if s.is_some() {
+                let v = b.values.get(k).cloned().unwrap_or_default();
+                *s = Some(store(&f, &final_dk, k, &v)?);
+            }
+        }
+        notes.push(format!(
+            "the two sides use different data keys (a rotation): the result has a new data key for the {} recipient(s) both sides share; run `envv updatekeys` after the merge",
+            recipients.len()
+        ));
+    }
+    f.seal(&mut plain, &final_dk)?;
+
+    let mut bytes = Vec::with_capacity(ours.len() + theirs.len() / 4);
+    for l in &f.lines {
+        if let Line::Pair { key, .. } = l {
+            if let Some((_, theirs_stored)) = theirs_lines.iter().find(|(k, _)| k == key) {
+                bytes.extend_from_slice(b"<<<<<<< ours\n");
+                if !ours_missing.contains(key) {
+                    dotenv::emit_stored(std::slice::from_ref(l), &mut bytes);
+                }
+                bytes.extend_from_slice(b"=======\n");
+                if let Some(s) = theirs_stored {
+                    dotenv::emit_stored(
+                        &[Line::Pair {
+                            key: key.clone(),
+                            stored: s.clone(),
+                            line: 0,
+                        }],
+                        &mut bytes,
+                    );
+                }
+                bytes.extend_from_slice(b">>>>>>> theirs\n");
+                continue;
+            }
+        }
+        dotenv::emit_stored(std::slice::from_ref(l), &mut bytes);
+    }
+    if let Some(m) = &f.meta {
+        dotenv::emit_stored(&m.to_lines(), &mut bytes);
+    }
+    Ok(Merged {
+        bytes,
+        conflicts,
+        notes,
+    })
+}
+
+/// A value stored for `key` under `dk`, following the file's crypt rule.
+fn store(f: &EnvFile, dk: &DataKey, key: &str, v: &Secret) -> Result<String> {
+    let mut probe = EnvFile {
+        path: f.path.clone(),
+        name: f.name.clone(),
+        lines: Vec::new(),
+        meta: f.meta.clone(),
+    };
+    let mut plain = Plain::default();
+    probe.set(&mut plain, dk, key, v.clone())?;
+    match probe.lines.first() {
+        Some(Line::Pair { stored, .. }) => Ok(stored.clone()),
+        _ => Ok(String::new()),
+    }
+}
+
+/// A plain conflict for when the caller cannot decrypt: both files whole between markers.
+pub fn plain_conflict(ours: &[u8], theirs: &[u8]) -> Vec<u8> {
+    let mut out = b"<<<<<<< ours\n".to_vec();
+    out.extend_from_slice(ours);
+    if !ours.ends_with(b"\n") && !ours.is_empty() {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"=======\n");
+    out.extend_from_slice(theirs);
+    if !theirs.ends_with(b"\n") && !theirs.is_empty() {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b">>>>>>> theirs\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::CryptRule;
+
+    fn keyring(dir: &Path, name: &str) -> (Keyring, Recipient) {
+        let path = dir.join(name);
+        let public = crate::keys::keygen(&path).unwrap();
+        (Keyring::new(&[path]), Recipient::parse(&public).unwrap())
+    }
+
+    fn file(text: &str, r: &Recipient) -> (EnvFile, DataKey, Plain) {
+        EnvFile::encrypt_new(
+            Path::new(".env"),
+            ".env",
+            text,
+            std::slice::from_ref(r),
+            CryptRule::default(),
+        )
+        .unwrap()
+    }
+
+    fn values(bytes: &[u8], ring: &mut Keyring) -> Vec<(String, String)> {
+        let f = EnvFile::from_bytes(Path::new(".env"), ".env", bytes).unwrap();
+        let dk = f.unlock(ring, Vec::new).unwrap();
+        let plain = f.decrypt(&dk, true).unwrap();
+        f.keys()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    String::from_utf8(f.get(&plain, k).unwrap().expose().to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn with(f: &EnvFile, plain: &Plain, dk: &DataKey, changes: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut f = f.clone();
+        let mut p = Plain {
+            values: plain.values.clone(),
+            ..Default::default()
+        };
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    f.set(&mut p, dk, k, Secret::from_str(v)).unwrap();
+                }
+                None => {
+                    f.remove(&mut p, k);
+                }
+            }
+        }
+        f.seal(&mut p, dk).unwrap();
+        f.to_bytes()
+    }
+
+    #[test]
+    fn one_sided_changes_merge_and_keep_ciphertexts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\nC=3\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("a")), ("C", None)]);
+        let theirs = with(&f, &plain, &dk, &[("B", Some("b")), ("D", Some("d"))]);
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert!(m.conflicts.is_empty());
+        let v = values(&m.bytes, &mut ring);
+        let want: Vec<(String, String)> = [("A", "a"), ("B", "b"), ("D", "d")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(v, want);
+        // theirs' B ciphertext is reused byte for byte (same data key).
+        let theirs_b = String::from_utf8(theirs)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("B="))
+            .unwrap()
+            .to_string();
+        assert!(String::from_utf8(m.bytes).unwrap().contains(&theirs_b));
+    }
+
+    #[test]
+    fn a_rotation_on_one_side_gives_a_fresh_data_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("a"))]);
+        let mut g = f.clone();
+        let mut p = Plain {
+            values: plain.values.clone(),
+            ..Default::default()
+        };
+        let new_dk = g.rotate(&mut p, std::slice::from_ref(&r)).unwrap();
+        let theirs = g.to_bytes();
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert!(m.conflicts.is_empty() && !m.notes.is_empty());
+        let merged = EnvFile::from_bytes(Path::new(".env"), ".env", &m.bytes).unwrap();
+        let got = merged.unlock(&mut ring, Vec::new).unwrap();
+        assert!(got.bytes() != dk.bytes() && got.bytes() != new_dk.bytes());
+        assert_eq!(
+            values(&m.bytes, &mut ring)[0],
+            ("A".to_string(), "a".to_string())
+        );
+    }
+
+    #[test]
+    fn conflicts_and_unreadable_sides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &plain, &dk, &[("A", Some("x"))]);
+        let theirs = with(&f, &plain, &dk, &[("A", None)]);
+        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        assert_eq!(m.conflicts, vec!["A".to_string()]);
+        let text = String::from_utf8(m.bytes).unwrap();
+        assert!(text.starts_with("<<<<<<< ours\nA=ENC["), "{text}");
+        assert!(
+            text.contains("=======\n>>>>>>> theirs\nB=ENC["),
+            "theirs removed A: {text}"
+        );
+        let (mut stranger, _) = keyring(tmp.path(), "other.txt");
+        assert!(matches!(
+            merge(".env", &base, &ours, &theirs, &mut stranger),
+            Err(Error::NoIdentity { .. })
+        ));
+    }
+}
