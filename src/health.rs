@@ -106,7 +106,17 @@ pub struct Finding {
 
 impl Finding {
     fn new(level: Level, kind: Kind, env: Option<&str>, message: String) -> Self {
-        Finding { level, kind, env: env.map(str::to_string), file: None, key: None, message, hint: None, commit: None, date: None }
+        Finding {
+            level,
+            kind,
+            env: env.map(str::to_string),
+            file: None,
+            key: None,
+            message,
+            hint: None,
+            commit: None,
+            date: None,
+        }
     }
     fn file(mut self, f: &str) -> Self {
         self.file = Some(f.to_string());
@@ -154,17 +164,33 @@ struct Loaded {
 /// Checks the repository at `root` against `policy`: every environment, or only `only`.
 /// `keyring` decrypts files for pattern checks; environments it cannot open get a
 /// [`Kind::NotChecked`] warning instead of silence. `today` is the date ages are measured at.
-pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Keyring, today: time::Date) -> Result<Report> {
+pub fn check(
+    root: &Path,
+    policy: &Policy,
+    only: Option<&str>,
+    keyring: &mut Keyring,
+    today: time::Date,
+) -> Result<Report> {
     if let Some(e) = only {
         if !policy.environments.contains_key(e) {
             return Err(Error::Usage(format!(
                 "environment \"{e}\" is not declared in {POLICY_FILE} (declared: {})",
-                policy.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                policy
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
     let mut report = Report::default();
-    let selected: Vec<&str> = policy.environments.keys().map(String::as_str).filter(|e| only.is_none_or(|o| o == *e)).collect();
+    let selected: Vec<&str> = policy
+        .environments
+        .keys()
+        .map(String::as_str)
+        .filter(|e| only.is_none_or(|o| o == *e))
+        .collect();
     report.environments = selected.iter().map(|s| s.to_string()).collect();
 
     // Policy-level findings.
@@ -179,18 +205,29 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                     format!(
                         "member {name} expired on {} and no longer receives new data keys{}",
                         m.expires.as_deref().unwrap_or("?"),
-                        if envs.is_empty() { String::new() } else { format!(" (was a reader of {})", envs.join(", ")) }
+                        if envs.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (was a reader of {})", envs.join(", "))
+                        }
                     ),
                 )
-                .hint(format!("`envv member rm {name}` removes them and rotates what they could read")),
+                .hint(format!(
+                    "`envv member rm {name}` removes them and rotates what they could read"
+                )),
             );
         }
     }
     if only.is_none() {
         for name in policy.pending.keys() {
             report.findings.push(
-                Finding::new(Level::Note, Kind::PendingMember, None, format!("{name} asked to join and waits for approval"))
-                    .hint(format!("a reader runs `envv member approve {name}`")),
+                Finding::new(
+                    Level::Note,
+                    Kind::PendingMember,
+                    None,
+                    format!("{name} asked to join and waits for approval"),
+                )
+                .hint(format!("a reader runs `envv member approve {name}`")),
             );
         }
     }
@@ -200,7 +237,12 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
     for (name, decl) in &policy.environments {
         let rel = decl.file.trim_start_matches("./").to_string();
         let want = only.is_none_or(|o| o == name);
-        let mut l = Loaded { name: name.clone(), rel: rel.clone(), file: None, stored: HashMap::new() };
+        let mut l = Loaded {
+            name: name.clone(),
+            rel: rel.clone(),
+            file: None,
+            stored: HashMap::new(),
+        };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
                 for line in &f.lines {
@@ -213,23 +255,40 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             Err(Error::MissingFile { .. }) => {
                 if want {
                     report.findings.push(
-                        Finding::new(Level::Warning, Kind::MissingFile, Some(name), format!("{rel} does not exist yet"))
-                            .file(&rel)
-                            .hint(format!("`envv set -e {name} KEY` creates it")),
+                        Finding::new(
+                            Level::Warning,
+                            Kind::MissingFile,
+                            Some(name),
+                            format!("{rel} does not exist yet"),
+                        )
+                        .file(&rel)
+                        .hint(format!("`envv set -e {name} KEY` creates it")),
                     );
                 }
             }
             Err(e) => {
                 if want {
-                    report.findings.push(Finding::new(Level::Error, Kind::InvalidFile, Some(name), e.to_string()).file(&rel));
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::InvalidFile, Some(name), e.to_string())
+                            .file(&rel),
+                    );
                 }
             }
         }
         loaded.push(l);
     }
 
-    let naming = policy.schema.naming.as_deref().and_then(|n| Regex::new(n).ok());
-    let applies = |key: &str, env: &str| policy.schema.keys.get(key).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+    let naming = policy
+        .schema
+        .naming
+        .as_deref()
+        .and_then(|n| Regex::new(n).ok());
+    let applies =
+        |key: &str, env: &str| {
+            policy.schema.keys.get(key).is_none_or(|s| {
+                s.environments.is_empty() || s.environments.iter().any(|e| e == env)
+            })
+        };
     let mut age_queries: Vec<AgeQuery> = Vec::new();
     let mut age_meta: Vec<(String, Vec<(String, u64)>)> = Vec::new();
 
@@ -238,10 +297,15 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
         let Some(f) = &l.file else {
             for k in required_keys(policy, env) {
                 report.findings.push(
-                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing ({} does not exist)", l.rel))
-                        .file(&l.rel)
-                        .key(&k)
-                        .hint(format!("`envv set -e {env} {k}`")),
+                    Finding::new(
+                        Level::Error,
+                        Kind::MissingRequired,
+                        Some(env),
+                        format!("required key {k} is missing ({} does not exist)", l.rel),
+                    )
+                    .file(&l.rel)
+                    .key(&k)
+                    .hint(format!("`envv set -e {env} {k}`")),
                 );
             }
             continue;
@@ -249,15 +313,25 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
         let rel = l.rel.as_str();
         match &f.meta {
             None if !l.stored.is_empty() => report.findings.push(
-                Finding::new(Level::Error, Kind::NotEncrypted, Some(env), format!("{rel} holds plain text: it is not encrypted"))
-                    .file(rel)
-                    .hint(format!("`envv encrypt -f {rel}`")),
+                Finding::new(
+                    Level::Error,
+                    Kind::NotEncrypted,
+                    Some(env),
+                    format!("{rel} holds plain text: it is not encrypted"),
+                )
+                .file(rel)
+                .hint(format!("`envv encrypt -f {rel}`")),
             ),
             None => {}
             Some(meta) => {
                 let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
                 if !drift.is_empty() {
-                    let who = |keys: &[String]| keys.iter().map(|k| member_name(policy, k)).collect::<Vec<_>>().join(", ");
+                    let who = |keys: &[String]| {
+                        keys.iter()
+                            .map(|k| member_name(policy, k))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     let mut parts = Vec::new();
                     if !drift.missing.is_empty() {
                         parts.push(format!("not readable yet by {}", who(&drift.missing)));
@@ -270,7 +344,10 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                             Level::Error,
                             Kind::RecipientsOutOfSync,
                             Some(env),
-                            format!("{rel} is out of sync with {POLICY_FILE}: {}", parts.join("; ")),
+                            format!(
+                                "{rel} is out of sync with {POLICY_FILE}: {}",
+                                parts.join("; ")
+                            ),
                         )
                         .file(rel)
                         .hint("`envv updatekeys`".into()),
@@ -288,7 +365,10 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             let problem = match dotenv::validate_key(key) {
                 Err(m) => Some(m),
                 Ok(()) => match &naming {
-                    Some(rx) if !rx.is_match(key) => Some(format!("key name {key} does not match schema.naming \"{}\"", rx.as_str())),
+                    Some(rx) if !rx.is_match(key) => Some(format!(
+                        "key name {key} does not match schema.naming \"{}\"",
+                        rx.as_str()
+                    )),
                     _ => None,
                 },
             };
@@ -311,16 +391,26 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
         for k in required_keys(policy, env) {
             match l.stored.get(&k) {
                 None => report.findings.push(
-                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing from {rel}"))
-                        .file(rel)
-                        .key(&k)
-                        .hint(format!("`envv set -e {env} {k}`")),
+                    Finding::new(
+                        Level::Error,
+                        Kind::MissingRequired,
+                        Some(env),
+                        format!("required key {k} is missing from {rel}"),
+                    )
+                    .file(rel)
+                    .key(&k)
+                    .hint(format!("`envv set -e {env} {k}`")),
                 ),
                 Some(s) if s.is_empty() => report.findings.push(
-                    Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is empty in {rel}"))
-                        .file(rel)
-                        .key(&k)
-                        .hint(format!("`envv set -e {env} {k}`")),
+                    Finding::new(
+                        Level::Error,
+                        Kind::MissingRequired,
+                        Some(env),
+                        format!("required key {k} is empty in {rel}"),
+                    )
+                    .file(rel)
+                    .key(&k)
+                    .hint(format!("`envv set -e {env} {k}`")),
                 ),
                 Some(_) => {}
             }
@@ -332,7 +422,11 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             .keys
             .iter()
             .filter(|(k, s)| s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env))
-            .filter_map(|(k, s)| Regex::new(s.pattern.as_deref().unwrap_or_default()).ok().map(|r| (k, r)))
+            .filter_map(|(k, s)| {
+                Regex::new(s.pattern.as_deref().unwrap_or_default())
+                    .ok()
+                    .map(|r| (k, r))
+            })
             .collect();
         if !patterned.is_empty() {
             check_patterns(&mut report, policy, env, f, &patterned, keyring);
@@ -344,17 +438,32 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             .keys
             .iter()
             .filter(|(k, _)| l.stored.contains_key(*k) && applies(k, env))
-            .filter_map(|(k, s)| s.max_age.as_deref().and_then(parse_duration_days).map(|d| (k.clone(), d)))
+            .filter_map(|(k, s)| {
+                s.max_age
+                    .as_deref()
+                    .and_then(parse_duration_days)
+                    .map(|d| (k.clone(), d))
+            })
             .collect();
         if !aged.is_empty() {
-            age_queries.push(AgeQuery { rel: rel.to_string(), current: aged.iter().map(|(k, _)| (k.clone(), l.stored[k].clone())).collect() });
+            age_queries.push(AgeQuery {
+                rel: rel.to_string(),
+                current: aged
+                    .iter()
+                    .map(|(k, _)| (k.clone(), l.stored[k].clone()))
+                    .collect(),
+            });
             age_meta.push((env.to_string(), aged));
         }
     }
 
     if !age_queries.is_empty() && crate::git::open(root).is_none() {
         for (env, aged) in &age_meta {
-            let keys = aged.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            let keys = aged
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             report.findings.push(Finding::new(
                 Level::Note,
                 Kind::NotChecked,
@@ -394,10 +503,23 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
 
     drift(&mut report, policy, &loaded, only);
 
-    let env_rank: BTreeMap<&str, usize> = policy.environments.keys().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+    let env_rank: BTreeMap<&str, usize> = policy
+        .environments
+        .keys()
+        .enumerate()
+        .map(|(i, e)| (e.as_str(), i))
+        .collect();
     report.findings.sort_by(|a, b| {
-        let ra = a.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
-        let rb = b.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
+        let ra = a
+            .env
+            .as_deref()
+            .map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1)
+            .unwrap_or(0);
+        let rb = b
+            .env
+            .as_deref()
+            .map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1)
+            .unwrap_or(0);
         (ra, a.level, a.kind).cmp(&(rb, b.level, b.kind))
     });
     Ok(report)
@@ -406,9 +528,16 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
 /// `schema.required` plus the environment's own `required`, in order, each once.
 pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let own = policy.environments.get(env).map(|e| e.required.as_slice()).unwrap_or_default();
+    let own = policy
+        .environments
+        .get(env)
+        .map(|e| e.required.as_slice())
+        .unwrap_or_default();
     for k in policy.schema.required.iter().chain(own) {
-        let applies = policy.schema.keys.get(k).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+        let applies =
+            policy.schema.keys.get(k).is_none_or(|s| {
+                s.environments.is_empty() || s.environments.iter().any(|e| e == env)
+            });
         let explicit = own.contains(k);
         if (applies || explicit) && !out.contains(k) {
             out.push(k.clone());
@@ -427,7 +556,14 @@ fn member_name(policy: &Policy, recipient: &str) -> String {
         .unwrap_or_else(|| crate::keys::short_key(recipient))
 }
 
-fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, patterned: &[(&String, Regex)], keyring: &mut Keyring) {
+fn check_patterns(
+    report: &mut Report,
+    policy: &Policy,
+    env: &str,
+    f: &EnvFile,
+    patterned: &[(&String, Regex)],
+    keyring: &mut Keyring,
+) {
     let rel = f.name.as_str();
     let Some(meta) = &f.meta else {
         return;
@@ -435,7 +571,11 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
     let dk = match keyring.unwrap(meta) {
         Ok(Some(dk)) => dk,
         Ok(None) | Err(_) => {
-            let keys = patterned.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            let keys = patterned
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             report.findings.push(
                 Finding::new(
                     Level::Warning,
@@ -452,9 +592,11 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
     let plain = match f.decrypt(&dk, true) {
         Ok(p) => p,
         Err(e) => {
-            report
-                .findings
-                .push(Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string()).file(rel).hint(format!("`git diff {rel}` shows what changed")));
+            report.findings.push(
+                Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string())
+                    .file(rel)
+                    .hint(format!("`git diff {rel}` shows what changed")),
+            );
             return;
         }
     };
@@ -462,12 +604,26 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
         let Some(v) = f.get(&plain, k) else { continue };
         let matches = std::str::from_utf8(v.expose()).is_ok_and(|s| rx.is_match(s));
         if !matches {
-            let desc = policy.schema.keys[*k].description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            let desc = policy.schema.keys[*k]
+                .description
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             report.findings.push(
-                Finding::new(Level::Error, Kind::Pattern, Some(env), format!("the value of {k} does not match its pattern \"{}\"{desc}", rx.as_str()))
-                    .file(rel)
-                    .key(k)
-                    .hint(format!("`envv set -e {env} {k}` with a value of the right form")),
+                Finding::new(
+                    Level::Error,
+                    Kind::Pattern,
+                    Some(env),
+                    format!(
+                        "the value of {k} does not match its pattern \"{}\"{desc}",
+                        rx.as_str()
+                    ),
+                )
+                .file(rel)
+                .key(k)
+                .hint(format!(
+                    "`envv set -e {env} {k}` with a value of the right form"
+                )),
             );
         }
     }
@@ -493,20 +649,41 @@ fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&
             if l.stored.contains_key(*k) || required.contains(*k) {
                 continue;
             }
-            let scope = policy.schema.keys.get(*k).map(|s| s.environments.as_slice()).unwrap_or_default();
+            let scope = policy
+                .schema
+                .keys
+                .get(*k)
+                .map(|s| s.environments.as_slice())
+                .unwrap_or_default();
             if !scope.is_empty() && !scope.contains(&l.name) {
                 continue;
             }
-            let holders: Vec<&str> = holders.iter().copied().filter(|h| scope.is_empty() || scope.iter().any(|e| e == h)).collect();
+            let holders: Vec<&str> = holders
+                .iter()
+                .copied()
+                .filter(|h| scope.is_empty() || scope.iter().any(|e| e == h))
+                .collect();
             if holders.is_empty() {
                 continue;
             }
-            let shown = if holders.len() > 4 { format!("{} and {} more", holders[..3].join(", "), holders.len() - 3) } else { holders.join(", ") };
+            let shown = if holders.len() > 4 {
+                format!("{} and {} more", holders[..3].join(", "), holders.len() - 3)
+            } else {
+                holders.join(", ")
+            };
             report.findings.push(
-                Finding::new(Level::Warning, Kind::Drift, Some(&l.name), format!("{k} is set in {shown} but not in {}", l.rel))
-                    .file(&l.rel)
-                    .key(k)
-                    .hint(format!("`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments", l.name)),
+                Finding::new(
+                    Level::Warning,
+                    Kind::Drift,
+                    Some(&l.name),
+                    format!("{k} is set in {shown} but not in {}", l.rel),
+                )
+                .file(&l.rel)
+                .key(k)
+                .hint(format!(
+                    "`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments",
+                    l.name
+                )),
             );
         }
     }
@@ -514,7 +691,8 @@ fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&
 
 /// `YYYY-MM-DD`.
 pub fn format_date(d: time::Date) -> String {
-    d.format(&time::macros::format_description!("[year]-[month]-[day]")).unwrap_or_default()
+    d.format(&time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
 }
 
 /// Which keys of one file to date, with their current (working tree) stored text.
@@ -531,7 +709,10 @@ pub struct AgeQuery {
 ///
 /// One walk serves every file; a commit is only looked into when the file's blob id differs
 /// from its parent's, and each blob is parsed once (only the asked keys are kept).
-pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
+pub fn last_value_changes(
+    root: &Path,
+    queries: &[AgeQuery],
+) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
     let mut out: Vec<HashMap<String, crate::git::KeyChange>> = vec![HashMap::new(); queries.len()];
     let Some(repo) = crate::git::open(root) else {
         return Ok(out);
@@ -543,7 +724,9 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
         .iter()
         .map(|q| {
             let abs = root_abs.join(&q.rel);
-            abs.strip_prefix(&workdir_abs).map(Path::to_path_buf).unwrap_or_else(|_| PathBuf::from(&q.rel))
+            abs.strip_prefix(&workdir_abs)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| PathBuf::from(&q.rel))
         })
         .collect();
     let Ok(head) = repo.head() else {
@@ -554,7 +737,8 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
     };
 
     let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
-    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> = HashMap::new();
+    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> =
+        HashMap::new();
     let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
         let Some(oid) = oid else {
             return Default::default();
@@ -562,7 +746,10 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
         cache
             .entry((i, oid))
             .or_insert_with(|| {
-                let bytes = repo.find_blob(oid).map(|b| b.content().to_vec()).unwrap_or_default();
+                let bytes = repo
+                    .find_blob(oid)
+                    .map(|b| b.content().to_vec())
+                    .unwrap_or_default();
                 std::rc::Rc::new(stored_values(&bytes, &queries[i].current))
             })
             .clone()
@@ -574,7 +761,13 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
     let mut pending: Vec<Vec<String>> = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
         let at_head = parsed(i, entry_at(&head_tree, i));
-        pending.push(q.current.iter().filter(|(k, v)| at_head.get(*k) == Some(*v)).map(|(k, _)| k.clone()).collect());
+        pending.push(
+            q.current
+                .iter()
+                .filter(|(k, v)| at_head.get(*k) == Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        );
     }
 
     let mut walk = repo.revwalk()?;
@@ -605,7 +798,11 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
                     let sig = commit.author();
                     out[i].insert(
                         k.clone(),
-                        crate::git::KeyChange { commit: commit.id().to_string(), author: sig.name().unwrap_or("?").to_string(), time: commit.time().seconds() },
+                        crate::git::KeyChange {
+                            commit: commit.id().to_string(),
+                            author: sig.name().unwrap_or("?").to_string(),
+                            time: commit.time().seconds(),
+                        },
                     );
                 }
                 !changed
@@ -631,7 +828,10 @@ fn stored_values(bytes: &[u8], wanted: &HashMap<String, String>) -> HashMap<Stri
             continue;
         };
         if wanted.contains_key(key) {
-            out.insert(key.to_string(), String::from_utf8_lossy(&raw[eq + 1..]).into_owned());
+            out.insert(
+                key.to_string(),
+                String::from_utf8_lossy(&raw[eq + 1..]).into_owned(),
+            );
         }
     }
     out
@@ -653,7 +853,10 @@ pub struct GitIntegration {
 /// The git integration state of the repository containing `root`, or `None` outside git.
 pub fn git_integration(root: &Path) -> Option<GitIntegration> {
     let repo = crate::git::open(root)?;
-    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let workdir = repo
+        .workdir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf());
     let hooks_dir = match crate::git::config_string(root, "core.hooksPath") {
         Some(p) if !p.trim().is_empty() => {
             let p = expand_tilde(p.trim());
@@ -665,11 +868,20 @@ pub fn git_integration(root: &Path) -> Option<GitIntegration> {
         }
         _ => repo.commondir().join("hooks"),
     };
-    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit")).is_ok_and(|t| t.contains("envv hook pre-commit"));
-    let textconv = crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
-    let attributes =
-        std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv")));
-    Some(GitIntegration { hooks_dir, hook, textconv, attributes })
+    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit"))
+        .is_ok_and(|t| t.contains("envv hook pre-commit"));
+    let textconv =
+        crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
+    let attributes = std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| {
+        t.lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv"))
+    });
+    Some(GitIntegration {
+        hooks_dir,
+        hook,
+        textconv,
+        attributes,
+    })
 }
 
 fn expand_tilde(p: &str) -> PathBuf {
@@ -703,17 +915,30 @@ mod tests {
         );
         let p = crate::policy::parse(".sops.yaml", text.as_bytes()).unwrap();
         assert_eq!(required_keys(&p, "default"), vec!["DB"]);
-        assert_eq!(required_keys(&p, "production"), vec!["DB", "ONLY_PROD", "STRIPE"]);
+        assert_eq!(
+            required_keys(&p, "production"),
+            vec!["DB", "ONLY_PROD", "STRIPE"]
+        );
     }
 
     #[test]
     fn report_fails_on_errors_and_strict_warnings() {
         let mut r = Report::default();
         assert!(!r.failed(true));
-        r.findings.push(Finding::new(Level::Warning, Kind::Drift, Some("x"), "m".into()));
+        r.findings.push(Finding::new(
+            Level::Warning,
+            Kind::Drift,
+            Some("x"),
+            "m".into(),
+        ));
         assert!(!r.failed(false));
         assert!(r.failed(true));
-        r.findings.push(Finding::new(Level::Error, Kind::Pattern, Some("x"), "m".into()));
+        r.findings.push(Finding::new(
+            Level::Error,
+            Kind::Pattern,
+            Some("x"),
+            "m".into(),
+        ));
         assert!(r.failed(false));
     }
 }

@@ -316,7 +316,12 @@ impl Keyring {
         let explicit_given = !specs.is_empty();
         if explicit_given {
             let n = specs.len();
-            return Keyring { specs, loaded: (0..n).map(|_| None).collect(), problems: Vec::new() };
+            return Keyring {
+                specs,
+                loaded: (0..n).map(|_| None).collect(),
+                problems: Vec::new(),
+                damaged: Vec::new(),
+            };
         }
         if let Some(p) = default_key_file() {
             specs.push(SourceSpec::File {

@@ -1073,3 +1073,109 @@ fn keygen_writes_0600_and_readable_keys_are_warned_about() {
         stderr(&o)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Membership and git under the same checks
+
+#[test]
+fn member_add_during_sets_loses_nothing() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A", "first"]);
+    let (bob_key, bob_public) = s.identity("bob");
+    let mut children = Vec::new();
+    for i in 0..10 {
+        let mut c = spawnable(&s);
+        c.args(["set", &format!("K{i}"), &format!("value-{i}")]);
+        children.push((format!("set K{i}"), c.spawn().unwrap()));
+        if i == 4 {
+            let mut c = spawnable(&s);
+            c.args(["member", "add", "bob", &bob_public]);
+            children.push(("member add".to_string(), c.spawn().unwrap()));
+        }
+    }
+    for (name, ch) in children {
+        let o = ch.wait_with_output().unwrap();
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
+    // bob (alone: alice's key moved away) reads every value, and the MAC verifies.
+    std::fs::rename(s.default_key(), s.tmp.path().join("alice.key")).unwrap();
+    let text = s.ok(&["decrypt", "-i", bob_key.to_str().unwrap()]);
+    assert!(text.contains("A=first\n"), "{text}");
+    for i in 0..10 {
+        assert!(
+            text.contains(&format!("K{i}=value-{i}\n")),
+            "K{i} lost:\n{text}"
+        );
+    }
+}
+
+/// Runs git in the sandbox repo without asserting success.
+fn git_raw(s: &Sandbox, args: &[&str]) -> Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(&s.repo)
+        .env("HOME", &s.home)
+        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("TMPDIR", s.tmp_dir())
+        .env("PATH", path_with_envv())
+        .env_remove("ENVV_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn git_diff_and_merge_driver_leave_no_plaintext() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["git", "setup"]);
+    let secrets = [
+        "s3cr3t-base-1a2b3c",
+        "s3cr3t-ours-4d5e6f",
+        "s3cr3t-theirs-7a8b9c",
+        "s3cr3t-other-0d0e0f",
+    ];
+    s.ok(&["set", "A", secrets[0]]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "base"]);
+    s.git(&["checkout", "-qb", "other"]);
+    s.ok(&["set", "A", secrets[2]]);
+    s.ok(&["set", "B", secrets[3]]);
+    s.git(&["commit", "-qam", "theirs"]);
+    s.git(&["checkout", "-q", "main"]);
+    s.ok(&["set", "A", secrets[1]]);
+    // `git diff` shows decrypted values (textconv): on stdout only.
+    let diff = git_raw(&s, &["diff"]);
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains(secrets[1]),
+        "textconv did not run"
+    );
+    s.git(&["commit", "-qam", "ours"]);
+    // A conflicting merge through the driver: A differs on both sides, B only on theirs.
+    let merge = git_raw(&s, &["merge", "other", "-m", "merge"]);
+    assert!(
+        !merge.status.success(),
+        "the A conflict should stop the merge"
+    );
+    let merged = s.read(".env");
+    assert!(merged.contains("<<<<<<<"), "{merged}");
+    let outputs = [
+        merge.stdout.clone(),
+        merge.stderr.clone(),
+        diff.stderr.clone(),
+    ];
+    for v in secrets {
+        for o in &outputs {
+            assert!(!String::from_utf8_lossy(o).contains(v), "{v} in git output");
+        }
+        let hits = files_containing(s.tmp.path(), v.as_bytes(), &[]);
+        assert!(hits.is_empty(), "{v} found at rest in {hits:?}");
+    }
+    assert!(
+        !s.repo.join(".git/refs/notes/textconv").exists(),
+        "textconv cache holds plaintext"
+    );
+}
