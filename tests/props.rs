@@ -159,3 +159,43 @@ proptest! {
         prop_assert_eq!(g.keys().count(), pairs.len());
     }
 }
+
+/// Metadata values read from a file go through sops's `\n` unescaping; writing them back must
+/// escape every one of them, or a value holding the text `\n` splits into a broken line.
+#[test]
+fn metadata_lines_round_trip_escaped_values() {
+    let pairs = [
+        (
+            "sops_age__list_0__map_enc",
+            "-----BEGIN AGE ENCRYPTED FILE-----\\nAAAA\\n-----END AGE ENCRYPTED FILE-----\\n",
+        ),
+        ("sops_age__list_0__map_recipient", "age1x\\ny"),
+        ("sops_lastmodified", "2026-01-01T00:00:00Z"),
+        ("sops_mac", "ENC[x\\ny]"),
+        ("sops_version", "3.11.0\\nsops_extra=1"),
+    ];
+    let meta = Metadata::from_pairs("m.env", pairs.iter().copied()).unwrap();
+    let mut out = Vec::new();
+    dotenv::emit_stored(&meta.to_lines(), &mut out);
+    let back = dotenv::parse_stored("m.env", &out).expect("written metadata re-parses");
+    let stored: Vec<(String, String)> = back
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Pair { key, stored, .. } => Some((key, stored)),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // The rule line is added (default rule); everything else is written as it was read.
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_suffix"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        want
+    );
+}
