@@ -290,6 +290,8 @@ impl<'a> Parser<'a> {
                     b'"' => out.push(b'"'),
                     b'\\' => out.push(b'\\'),
                     b'$' => out.push(b'$'),
+                    // An escaped NUL must not slip past the NUL check below.
+                    0 => return Err(self.err(line_no, "NUL byte in value")),
                     _ => {
                         out.push(b'\\');
                         out.push(n);
@@ -385,7 +387,9 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
         return Ok(lines);
     }
     for (i, raw) in body.split('\n').enumerate() {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        // All trailing CRs go (not just one): a line ending in CR CR LF would otherwise lose
+        // one CR per rewrite.
+        let raw = raw.trim_end_matches('\r');
         let line = i + 1;
         if raw.is_empty() {
             lines.push(Line::Blank);
@@ -535,6 +539,20 @@ mod tests {
         assert!(e.contains("x.env:3:") && e.contains("line 1"), "{e}");
         let e = parse_plain("x.env", "A='x' y\n").unwrap_err().to_string();
         assert!(e.contains("after the closing quote"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_findings() {
+        // An escaped NUL inside double quotes was accepted (found by cargo fuzz).
+        let e = parse_plain("x.env", "A=\"a\nb\\\0c\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.env:1:") && e.contains("NUL"), "{e}");
+        // Trailing CRs: reading is a fixed point after one read (found by cargo fuzz).
+        let once = parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\n").unwrap();
+        let mut out = Vec::new();
+        emit_stored(&once, &mut out);
+        assert_eq!(out, b"#c\nA=v\n");
     }
 
     #[test]
