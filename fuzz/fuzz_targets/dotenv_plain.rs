@@ -10,7 +10,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = dotenv::decode_utf8("fuzz.env", data);
         return;
     };
-    let Ok(entries) = dotenv::parse_plain("fuzz.env", text) else { return };
+    let Ok(entries) = dotenv::parse_plain("fuzz.env", text) else {
+        return;
+    };
     for e in entries {
         if let Entry::Pair { key, value, .. } = e {
             let mut line = format!("{key}=").into_bytes();
@@ -19,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
             let line = String::from_utf8(line).expect("quote keeps UTF-8");
             let back = dotenv::parse_plain("fuzz.env", &line).expect("quoted value re-parses");
             match &back[..] {
-                [Entry::Pair { key: k2, value: v2, .. }] => {
+                [Entry::Pair {
+                    key: k2, value: v2, ..
+                }] => {
                     assert_eq!(k2, &key);
                     assert_eq!(v2.expose(), value.expose(), "quote round trip for {line:?}");
                 }

@@ -21,7 +21,9 @@ fn pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for line in text.lines() {
         let _ = EncValue::parse(line);
     }
@@ -32,15 +34,29 @@ fuzz_target!(|data: &[u8]| {
     }
     let prefixed: String = text
         .lines()
-        .map(|l| if l.starts_with("sops_") { format!("{l}\n") } else { format!("sops_{l}\n") })
+        .map(|l| {
+            if l.starts_with("sops_") {
+                format!("{l}\n")
+            } else {
+                format!("sops_{l}\n")
+            }
+        })
         .collect();
-    let Some(input) = pairs(prefixed.as_bytes()) else { return };
-    if let Ok(meta) = Metadata::from_pairs("fuzz.env", input.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let Some(input) = pairs(prefixed.as_bytes()) else {
+        return;
+    };
+    if let Ok(meta) = Metadata::from_pairs(
+        "fuzz.env",
+        input.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
         let mut out = Vec::new();
         dotenv::emit_stored(&meta.to_lines(), &mut out);
         let again = pairs(&out).expect("written metadata re-parses");
-        let meta2 = Metadata::from_pairs("fuzz.env", again.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .expect("written metadata re-reads");
+        let meta2 = Metadata::from_pairs(
+            "fuzz.env",
+            again.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .expect("written metadata re-reads");
         let mut out2 = Vec::new();
         dotenv::emit_stored(&meta2.to_lines(), &mut out2);
         assert_eq!(out, out2, "metadata write is a fixed point");

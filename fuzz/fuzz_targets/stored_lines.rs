@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(f) = EnvFile::from_bytes(Path::new("fuzz.env"), "fuzz.env", data) {
         let bytes = f.to_bytes();
-        let g = EnvFile::from_bytes(Path::new("fuzz.env"), "fuzz.env", &bytes).expect("to_bytes output re-reads");
+        let g = EnvFile::from_bytes(Path::new("fuzz.env"), "fuzz.env", &bytes)
+            .expect("to_bytes output re-reads");
         assert_eq!(g.to_bytes(), bytes, "to_bytes is a fixed point");
         let _ = f.plan();
     }
