@@ -1,8 +1,10 @@
 //! Reliability and security through the built binary: crashes mid-write, concurrent writers,
 //! tampered files, hostile input, plaintext left behind, identity file permissions.
 //!
-//! Each area keeps its command list in one table (`WRITERS`, `READERS`, `LEAK_RUNS`) so new
-//! commands (exec, export, edit, member, merge-driver) are covered by adding a row.
+//! Each area keeps its command list in one table (`WRITERS` for fault injection, `READERS` for
+//! the tamper matrix, `runs` in the no-plaintext test) so a new command is covered by adding a
+//! row. What the sops format itself cannot detect is pinned in
+//! `tampering_the_format_cannot_detect_is_documented`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
