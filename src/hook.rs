@@ -107,6 +107,9 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         .workdir()
         .ok_or_else(|| Error::Usage("a bare repository has no index to check".into()))?;
     let prefix = relative_prefix(workdir, root);
+    // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
+    // blob read here halves the time on large files.
+    git2::opts::strict_hash_verification(false);
     let index = repo.index()?;
     let mut report = Report::default();
 
@@ -142,23 +145,31 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
     let changed_set: std::collections::HashSet<&str> =
         changed.iter().map(|(p, _)| p.as_str()).collect();
 
-    // An identity anywhere in what this commit adds or changes.
+    // An identity anywhere in what this commit adds or changes (dotenv files are scanned
+    // below, when they are read anyway).
     let secret_key =
         regex::bytes::Regex::new("AGE-SECRET-KEY-1[0-9A-Za-z]{20}").expect("valid regex");
-    for (path, id) in &changed {
-        let Ok(blob) = repo.find_blob(*id) else {
-            continue;
-        };
-        let content = blob.content();
+    let scan = |path: &str, content: &[u8], findings: &mut Vec<Finding>| {
         if let Some(m) = secret_key.find(content) {
             let line = content[..m.start()].iter().filter(|&&b| b == b'\n').count() + 1;
-            report.findings.push(Finding {
-                file: path.clone(),
+            findings.push(Finding {
+                file: path.to_string(),
                 line: Some(line),
                 message: "contains an age secret key (AGE-SECRET-KEY-...): an identity must never be committed".into(),
                 fix: format!("`git rm --cached {path}` and keep the key in ~/.config/envv/keys.txt; if it was ever pushed, make a new key with `envv keygen`"),
             });
         }
+    };
+    for (path, id) in &changed {
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+        let is_env = policy.as_ref().and_then(|p| p.env_for_file(rel)).is_some();
+        if is_env || dotenv_kind(path) == Some(DotenvKind::Secret) {
+            continue;
+        }
+        let Ok(blob) = repo.find_blob(*id) else {
+            continue;
+        };
+        scan(path, blob.content(), &mut report.findings);
     }
 
     // Every staged dotenv file and every file an environment names.
@@ -189,6 +200,9 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         }
         report.files_checked += 1;
         let blob = repo.find_blob(entry.id)?;
+        if changed_set.contains(path) {
+            scan(path, blob.content(), &mut report.findings);
+        }
         check_dotenv_blob(
             path,
             blob.content(),

@@ -366,3 +366,70 @@ fn log_lists_the_commits_that_touched_a_key() {
     assert_eq!(commits[1]["changed"], serde_json::json!(["B"]));
     assert_eq!(commits[3]["added"], serde_json::json!(["A", "B", "C"]));
 }
+
+#[test]
+fn log_shows_a_sops_rotation_as_rotated() {
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let s = repo_with_secrets();
+    let out = run_sops(&sops, &s.repo, &s.default_key(), &["rotate", "-i", ".env"]);
+    assert!(
+        out.status.success(),
+        "sops rotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.git(&["commit", "-qam", "rotate"]);
+    let log = s.ok(&["log"]);
+    let first = log.lines().next().unwrap();
+    assert!(
+        first.contains("rotated (new data key; no value changed)") && first.contains("(rotate)"),
+        "{log}"
+    );
+    // A reader knows A did not change in the rotation; someone without a key cannot tell.
+    assert_eq!(s.ok(&["log", "A"]).lines().count(), 1);
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["log", "A"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("re-encrypted"), "{text}");
+}
+
+#[test]
+fn pre_commit_framework_manifest_runs_the_hook() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml"),
+    )
+    .unwrap();
+    let hooks: Vec<serde_json::Value> = serde_saphyr::from_str(&text).unwrap();
+    assert!(hooks.iter().any(|h| h["id"] == "envv"));
+    for h in &hooks {
+        assert_eq!(h["entry"], "envv hook pre-commit");
+        assert_eq!(h["pass_filenames"], false);
+    }
+    let s = Sandbox::new();
+    s.ok(&["hook", "pre-commit"]);
+}
+
+#[test]
+fn hook_install_in_a_worktree_uses_the_shared_hooks() {
+    let s = Sandbox::new();
+    s.write("README", "hi\n");
+    s.git(&["add", "README"]);
+    s.git(&["commit", "-qm", "first"]);
+    s.ok(&["hook", "install"]);
+    let wt = s.tmp.path().join("wt2");
+    s.git(&["worktree", "add", "-q", wt.to_str().unwrap()]);
+    let out = s.envv_in(&wt).args(["hook", "install"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already installed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.repo.join(".git/hooks/pre-commit").is_file());
+}

@@ -248,8 +248,25 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             a.max_count,
         )?);
     }
+    // For rotations, a reader learns which values really changed.
+    let mut ring = ctx.keyring();
+    let mut real: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for c in all.iter().filter(|c| c.is_rotation()) {
+        if let Some(v) = history::rotation_value_changes(&repo, &c.file, &c.commit, &mut ring) {
+            real.insert(format!("{}:{}", c.commit, c.file), v);
+        }
+    }
+    let real_of = |c: &FileChange| real.get(&format!("{}:{}", c.commit, c.file));
     if let Some(k) = &a.key {
-        all.retain(|c| c.touches(k));
+        all.retain(|c| match real_of(c) {
+            Some(v) if c.rotated.contains(k) => {
+                v.contains(k)
+                    || c.added.contains(k)
+                    || c.changed.contains(k)
+                    || c.removed.contains(k)
+            }
+            _ => c.touches(k),
+        });
     }
     all.sort_by_key(|c| std::cmp::Reverse(c.time));
     if a.json {
@@ -260,6 +277,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
                     "commit": c.commit, "author": c.author, "email": c.email, "date": date(c.time),
                     "file": c.file, "summary": c.summary, "added": c.added, "changed": c.changed,
                     "removed": c.removed, "rotated": c.is_rotation(), "reencrypted": c.rotated,
+                    "rotation_value_changes": real_of(c),
                     "recipients_changed": c.recipients_changed,
                 })
             })
@@ -297,10 +315,19 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             what.push(format!("removed {}", removed.join(" ")));
         }
         if c.is_rotation() {
-            what.push(format!(
-                "rotated (new data key; {} value(s) re-encrypted)",
-                c.rotated.len()
-            ));
+            match real_of(c) {
+                Some(v) if v.is_empty() => {
+                    what.push("rotated (new data key; no value changed)".into())
+                }
+                Some(v) => what.push(format!(
+                    "rotated (new data key); values changed: {}",
+                    only(v).join(" ")
+                )),
+                None => what.push(format!(
+                    "rotated (new data key; {} value(s) re-encrypted)",
+                    c.rotated.len()
+                )),
+            }
         }
         if c.recipients_changed && a.key.is_none() {
             what.push("recipients changed".into());
