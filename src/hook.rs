@@ -132,9 +132,13 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
     // Paths whose staged content differs from HEAD (what this commit changes).
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
     let mut changed: Vec<(String, git2::Oid)> = Vec::new();
+    let mut deleted: Vec<String> = Vec::new();
     let diff = repo.diff_tree_to_index(head_tree.as_ref(), Some(&index), None)?;
     for d in diff.deltas() {
         if d.status() == git2::Delta::Deleted {
+            if let Some(p) = d.old_file().path().and_then(Path::to_str) {
+                deleted.push(p.to_string());
+            }
             continue;
         }
         let nf = d.new_file();
@@ -214,32 +218,47 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         // Freeze windows apply to files this commit changes.
         if let (Some(p), Some(e)) = (&policy, &env) {
             if changed_set.contains(path) {
-                let decl = &p.environments[e];
-                for w in &decl.freeze {
-                    let Ok(window) = policy::parse_freeze(w) else {
-                        continue;
-                    };
-                    if !window.contains(opts.minute_of_week) {
-                        continue;
-                    }
-                    if opts.freeze_override.is_some() {
-                        report
-                            .overridden
-                            .push(format!("{path} (environment {e}, freeze \"{w}\")"));
-                    } else {
-                        report.findings.push(Finding {
-                            file: path.to_string(),
-                            line: None,
-                            message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
-                            fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
-                        });
-                    }
-                    break;
-                }
+                check_freeze(p, e, path, opts, &mut report);
+            }
+        }
+    }
+    for path in &deleted {
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+        if let Some(p) = &policy {
+            if let Some(e) = p.env_for_file(rel) {
+                check_freeze(p, e, path, opts, &mut report);
             }
         }
     }
     Ok(report)
+}
+
+/// A finding (or an override note) when `env` is inside one of its freeze windows.
+fn check_freeze(p: &Policy, e: &str, path: &str, opts: &Options, report: &mut Report) {
+    let Some(decl) = p.environments.get(e) else {
+        return;
+    };
+    for w in &decl.freeze {
+        let Ok(window) = policy::parse_freeze(w) else {
+            continue;
+        };
+        if !window.contains(opts.minute_of_week) {
+            continue;
+        }
+        if opts.freeze_override.is_some() {
+            report
+                .overridden
+                .push(format!("{path} (environment {e}, freeze \"{w}\")"));
+        } else {
+            report.findings.push(Finding {
+                file: path.to_string(),
+                line: None,
+                message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
+                fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
+            });
+        }
+        return;
+    }
 }
 
 /// Checks one staged dotenv blob: plaintext values, parse errors, recipients.

@@ -201,6 +201,10 @@ fn freeze_window_refuses_changes_unless_overridden() {
         "{}",
         stderr(&out)
     );
+    // Deleting a frozen environment's file is a change too.
+    s.git(&["rm", "-q", ".env"]);
+    let err = s.fails(&["hook", "pre-commit"], 1);
+    assert!(err.contains(".env: environment default is frozen"), "{err}");
 }
 
 #[test]
