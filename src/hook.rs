@@ -110,7 +110,7 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
     // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
     // blob read here halves the time on large files.
     git2::opts::strict_hash_verification(false);
-    let index = repo.index()?;
+    let index = staged_index(repo)?;
     let mut report = Report::default();
 
     // The staged policy (not the one on disk).
@@ -258,6 +258,24 @@ fn check_freeze(p: &Policy, e: &str, path: &str, opts: &Options, report: &mut Re
             });
         }
         return;
+    }
+}
+
+/// The index a commit is being made from: `$GIT_INDEX_FILE` when git set it (`git commit -a`
+/// and `git commit PATH` stage into a temporary index and run hooks with it), else the
+/// repository's index.
+fn staged_index(repo: &git2::Repository) -> Result<git2::Index> {
+    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            let p = if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir().at(".")?.join(p)
+            };
+            Ok(git2::Index::open(&p)?)
+        }
+        None => Ok(repo.index()?),
     }
 }
 

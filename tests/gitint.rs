@@ -83,6 +83,14 @@ fn hook_checks_the_index_not_the_working_tree() {
     // Staging the encrypted version fixes it.
     s.git(&["add", ".env"]);
     s.ok(&["hook", "pre-commit"]);
+    // `git commit -a` and `git commit FILE` stage into a temporary index (GIT_INDEX_FILE).
+    let enc = s.read(".env");
+    s.write(".env", format!("LATE=plaintext\n{enc}"));
+    for args in [&["commit", "-qam", "all"][..], &["commit", "-qm", "path", ".env"][..]] {
+        let out = git_run(&s, args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("LATE has a plaintext value"), "{}", stderr(&out));
+    }
 }
 
 #[test]
