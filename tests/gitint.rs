@@ -86,10 +86,17 @@ fn hook_checks_the_index_not_the_working_tree() {
     // `git commit -a` and `git commit FILE` stage into a temporary index (GIT_INDEX_FILE).
     let enc = s.read(".env");
     s.write(".env", format!("LATE=plaintext\n{enc}"));
-    for args in [&["commit", "-qam", "all"][..], &["commit", "-qm", "path", ".env"][..]] {
+    for args in [
+        &["commit", "-qam", "all"][..],
+        &["commit", "-qm", "path", ".env"][..],
+    ] {
         let out = git_run(&s, args, &[]);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("LATE has a plaintext value"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("LATE has a plaintext value"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -444,4 +451,36 @@ fn hook_install_in_a_worktree_uses_the_shared_hooks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(s.repo.join(".git/hooks/pre-commit").is_file());
+}
+
+#[test]
+fn merge_driver_without_access_leaves_a_whole_file_conflict() {
+    let s = repo_with_secrets();
+    let base = s.read(".env");
+    s.ok(&["set", "A", "ours"]);
+    let ours = s.read(".env");
+    s.write("O", &base);
+    s.write("A", &ours);
+    s.write("B", &base);
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["merge-driver", "O", "A", "B", ".env"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot merge key by key") && err.contains("ask a reader"),
+        "{err}"
+    );
+    let merged = s.read("A");
+    assert!(
+        merged.starts_with("<<<<<<< ours\n") && merged.contains(&ours) && merged.contains(&base),
+        "{merged}"
+    );
+    // With the key, the same call merges cleanly (theirs did not change anything).
+    s.write("A", &ours);
+    s.ok(&["merge-driver", "O", "A", "B", ".env"]);
+    assert!(!s.read("A").contains("<<<<<<<"));
 }

@@ -29,6 +29,7 @@ fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
 ///   envv hook install          # once per clone
 ///   envv hook pre-commit       # what the hook runs (checks the index, not the working tree)
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct HookArgs {
     #[command(subcommand)]
     pub command: HookCommand,
@@ -207,6 +208,7 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
 ///   envv log DATABASE_URL
 ///   envv log -e production --json
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct LogArgs {
     /// Only commits that touched this key.
     pub key: Option<String>,
