@@ -315,43 +315,43 @@ fn same_key_changed_on_both_sides_conflicts_on_that_key_only() {
         &["A=theirs", "B=theirs", "C=same"],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("conflict on A"), "{}", stderr(&out));
     let text = s.read(".env");
-    assert_eq!(text.matches("<<<<<<< ours").count(), 1, "{text}");
+    // One conflict on A, and the MAC line (one MAC per side).
+    assert_eq!(text.matches("<<<<<<< ours").count(), 2, "{text}");
     let start = text.find("<<<<<<< ours").unwrap();
     let end = text.find(">>>>>>> theirs").unwrap();
     let block = &text[start..end];
     assert_eq!(block.matches("A=ENC[").count(), 2, "both A lines: {block}");
     assert!(!block.contains("B=") && !block.contains("C="), "{block}");
-    // Keeping our line gives a valid file with theirs' B merged in.
-    let resolved: String = text
-        .lines()
-        .scan(0, |state, l| {
-            let keep = match l {
-                "<<<<<<< ours" => {
-                    *state = 1;
-                    false
-                }
-                "=======" => {
-                    *state = 2;
-                    false
-                }
-                ">>>>>>> theirs" => {
-                    *state = 0;
-                    false
-                }
-                _ => *state != 2,
-            };
-            Some(if keep {
-                format!("{l}\n")
-            } else {
-                String::new()
-            })
-        })
-        .collect();
-    s.write(".env", resolved);
-    assert_eq!(s.ok(&["get", "A"]), "ours");
-    assert_eq!(s.ok(&["get", "B"]), "theirs");
-    assert_eq!(s.ok(&["get", "C"]), "same");
+    let mac_block = &text[text.rfind("<<<<<<< ours").unwrap()..];
+    assert_eq!(mac_block.matches("sops_mac=").count(), 2, "{mac_block}");
+    // Keeping one side of every conflict gives a valid file, with theirs' B merged in.
+    for (side, want) in [(1, "ours"), (2, "theirs")] {
+        s.write(".env", resolve(&text, side));
+        assert_eq!(s.ok(&["get", "A"]), want);
+        assert_eq!(s.ok(&["get", "B"]), "theirs");
+        assert_eq!(s.ok(&["get", "C"]), "same");
+    }
+}
+
+/// Keeps side 1 (ours) or 2 (theirs) of every conflict.
+fn resolve(text: &str, side: u8) -> String {
+    let mut state = 0;
+    let mut out = String::new();
+    for l in text.lines() {
+        match l {
+            "<<<<<<< ours" => state = 1,
+            "=======" => state = 2,
+            ">>>>>>> theirs" => state = 0,
+            _ if state == 0 || state == side => {
+                out.push_str(l);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[test]

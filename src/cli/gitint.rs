@@ -145,8 +145,8 @@ pub fn git_cmd(ctx: &Ctx, a: GitArgs) -> anyhow::Result<i32> {
 ///
 /// Installed by `envv git setup`; git calls it as `envv merge-driver %O %A %B %P`. A key
 /// changed on one side takes that side; the same key changed differently on both sides is a
-/// conflict with markers around that key only (exit 1). The result has one data key, a fresh
-/// MAC and valid metadata.
+/// conflict with markers around that key only (and the sops_mac line: one MAC per side), exit 1.
+/// The result has one data key, a fresh MAC and valid metadata.
 ///
 /// Example: git config merge.envv.driver "envv merge-driver %O %A %B %P"
 #[derive(Args, Debug)]
@@ -180,8 +180,8 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
             }
             eprintln!(
                 "envv merge-driver: {name}: conflict on {keys} (changed differently on both sides); every other key is merged\n  \
-                 hint: delete the marker lines and theirs' line(s): the file is then valid with our values (the MAC is \
-                 computed for our side); then `envv set -f {name} KEY` to the value you want, and `git add {name}`",
+                 hint: keep the same side of every conflict, the sops_mac lines included (all ours or all theirs): \
+                 the file is then valid; then `envv set -f {name} KEY` to the value you want, and `git add {name}`",
                 keys = m.conflicts.join(", ")
             );
             Ok(1)
