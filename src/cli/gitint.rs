@@ -276,7 +276,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|c| {
                 serde_json::json!({
-                    "commit": c.commit, "author": c.author, "email": c.email, "date": date(c.time),
+                    "commit": c.commit, "author": c.author, "email": c.email, "date": rfc3339(c.time),
                     "file": c.file, "summary": c.summary, "added": c.added, "changed": c.changed,
                     "removed": c.removed, "rotated": c.is_rotation(), "reencrypted": c.rotated,
                     "rotation_value_changes": real_of(c),
@@ -349,6 +349,16 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         )?;
     }
     Ok(0)
+}
+
+fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn date(ts: i64) -> String {
