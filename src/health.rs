@@ -525,17 +525,23 @@ pub struct AgeQuery {
     pub current: HashMap<String, String>,
 }
 
-/// For each query, the newest commit on HEAD's first-parent chain that changed each key's
-/// stored value. Keys whose working-tree value differs from HEAD's (changed, not committed)
-/// and keys never committed are absent: they are new.
+/// For each query, the commit on HEAD's first-parent chain that set each key's current stored
+/// value. Keys whose working-tree value differs from HEAD's (changed, not committed) and keys
+/// never committed are absent: they are new.
 ///
-/// One walk serves every file; a commit is only looked into when the file's blob id differs
-/// from its parent's, and each blob is parsed once (only the asked keys are kept).
+/// History is read without decrypting and without reading every blob: one walk lists, per
+/// file, the commits where its blob id changed (tree lookups only); then, for each key, a
+/// binary search over those versions finds the oldest one still holding the current
+/// ciphertext. That is exact because an encryption never repeats a ciphertext (random IV),
+/// so a value's versions are contiguous; only a `git revert` back to an old ciphertext breaks
+/// this, and then the age counts from a commit that introduced that same ciphertext. Each blob
+/// read is parsed once, keeping only the asked keys.
 pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
     let mut out: Vec<HashMap<String, crate::git::KeyChange>> = vec![HashMap::new(); queries.len()];
-    let Some(repo) = crate::git::open(root) else {
-        return Ok(out);
-    };
+    let Some(repo) = crate::git::open(root) else { return Ok(out) };
+    // Objects are only read here, to date values: re-hashing every blob read (libgit2's
+    // default) would cost more than the rest of `check`.
+    git2::opts::strict_hash_verification(false);
     let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
     let root_abs = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let workdir_abs = workdir.canonicalize().unwrap_or(workdir);
@@ -546,70 +552,70 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
             abs.strip_prefix(&workdir_abs).map(Path::to_path_buf).unwrap_or_else(|_| PathBuf::from(&q.rel))
         })
         .collect();
-    let Ok(head) = repo.head() else {
-        return Ok(out);
-    };
-    let Some(head) = head.target() else {
-        return Ok(out);
-    };
-
+    let Ok(head) = repo.head() else { return Ok(out) };
+    let Some(head) = head.target() else { return Ok(out) };
     let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
-    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> = HashMap::new();
-    let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
-        let Some(oid) = oid else {
-            return Default::default();
-        };
-        cache
-            .entry((i, oid))
-            .or_insert_with(|| {
-                let bytes = repo.find_blob(oid).map(|b| b.content().to_vec()).unwrap_or_default();
-                std::rc::Rc::new(stored_values(&bytes, &queries[i].current))
-            })
-            .clone()
-    };
 
-    // Keys still to date, per query: those whose HEAD value is the working tree's.
-    let head_commit = repo.find_commit(head)?;
-    let head_tree = head_commit.tree()?;
-    let mut pending: Vec<Vec<String>> = Vec::with_capacity(queries.len());
-    for (i, q) in queries.iter().enumerate() {
-        let at_head = parsed(i, entry_at(&head_tree, i));
-        pending.push(q.current.iter().filter(|(k, v)| at_head.get(*k) == Some(*v)).map(|(k, _)| k.clone()).collect());
-    }
-
+    // Versions of each file, newest first: (blob id, index of the commit that wrote it).
+    let mut commits: Vec<crate::git::KeyChange> = Vec::new();
+    let mut versions: Vec<Vec<(Option<git2::Oid>, usize)>> = vec![Vec::new(); queries.len()];
     let mut walk = repo.revwalk()?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
     walk.push(head)?;
     walk.simplify_first_parent()?;
     for oid in walk {
-        if pending.iter().all(Vec::is_empty) {
-            break;
-        }
         let commit = repo.find_commit(oid?)?;
         let tree = commit.tree()?;
         let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
-        for i in 0..queries.len() {
-            if pending[i].is_empty() {
-                continue;
-            }
+        let mut idx = None;
+        for (i, vs) in versions.iter_mut().enumerate() {
             let now = entry_at(&tree, i);
-            let before = parent_tree.as_ref().and_then(|t| entry_at(t, i));
-            if now == before {
-                continue;
-            }
-            let now_map = parsed(i, now);
-            let before_map = parsed(i, before);
-            pending[i].retain(|k| {
-                let changed = now_map.get(k) != before_map.get(k);
-                if changed {
+            if now != parent_tree.as_ref().and_then(|t| entry_at(t, i)) {
+                let c = *idx.get_or_insert_with(|| {
                     let sig = commit.author();
-                    out[i].insert(
-                        k.clone(),
-                        crate::git::KeyChange { commit: commit.id().to_string(), author: sig.name().unwrap_or("?").to_string(), time: commit.time().seconds() },
-                    );
+                    commits.push(crate::git::KeyChange {
+                        commit: commit.id().to_string(),
+                        author: sig.name().unwrap_or("?").to_string(),
+                        time: commit.time().seconds(),
+                    });
+                    commits.len() - 1
+                });
+                vs.push((now, c));
+            }
+        }
+    }
+
+    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> = HashMap::new();
+    let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
+        let Some(oid) = oid else { return Default::default() };
+        cache
+            .entry((i, oid))
+            .or_insert_with(|| {
+                let map = repo.find_blob(oid).map(|b| stored_values(b.content(), &queries[i].current)).unwrap_or_default();
+                std::rc::Rc::new(map)
+            })
+            .clone()
+    };
+    for (i, q) in queries.iter().enumerate() {
+        let vs = &versions[i];
+        // The newest version must be HEAD's blob; otherwise the file is not committed.
+        let Some(&(Some(head_blob), _)) = vs.first() else { continue };
+        let at_head = parsed(i, Some(head_blob));
+        for (k, current) in &q.current {
+            if at_head.get(k) != Some(current) {
+                continue; // changed in the working tree: new
+            }
+            // First version (from the newest) that no longer holds `current`.
+            let (mut lo, mut hi) = (1, vs.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if parsed(i, vs[mid].0).get(k) == Some(current) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
-                !changed
-            });
+            }
+            out[i].insert(k.clone(), commits[vs[lo - 1].1].clone());
         }
     }
     Ok(out)

@@ -145,18 +145,26 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
         &alice,
         "",
         "    default: { file: .env, readers: [alice] }\n",
-        "  schema:\n    keys:\n      OLD: { max_age: 30d }\n      FRESH: { max_age: 30d }\n      EDITED: { max_age: 30d }\n      NO_LIMIT: {}\n",
+        "  schema:\n    keys:\n      OLD: { max_age: 30d }\n      MID: { max_age: 30d }\n      FRESH: { max_age: 30d }\n      EDITED: { max_age: 30d }\n      NO_LIMIT: {}\n",
     );
-    s.ok(&["set", "OLD=1", "EDITED=1", "NO_LIMIT=1", "FRESH=1"]);
+    s.ok(&["set", "OLD=1", "MID=1", "EDITED=1", "NO_LIMIT=1", "FRESH=1"]);
     let old = commit_at(&s, "2020-01-02T10:00:00Z", "first secrets");
-    // A recent commit that changes FRESH only: OLD keeps its ciphertext, so its age stays.
-    s.ok(&["set", "FRESH=2"]);
-    commit_at(&s, "2026-11-01T10:00:00Z", "rotate FRESH");
+    s.ok(&["set", "MID=2"]);
+    let mid = commit_at(&s, "2021-06-01T10:00:00Z", "rotate MID");
+    // Recent commits that change FRESH only: OLD and MID keep their ciphertext, so their age stays.
+    let recent = format!("{} +0000", time::OffsetDateTime::now_utc().unix_timestamp() - 2 * 86400);
+    for v in ["FRESH=2", "FRESH=3", "FRESH=4"] {
+        s.ok(&["set", v]);
+        commit_at(&s, &recent, "rotate FRESH");
+    }
     // EDITED changed in the working tree, not committed yet: new, not old.
     s.ok(&["set", "EDITED=2"]);
     let v = json(&s, &["check", "--json"], 1);
-    assert_eq!(kinds(&v), vec![("error".into(), "max_age".into(), "default".into(), "OLD".into())], "{v:#}");
-    let f = &v["findings"][0];
+    let max_age = |k: &str| ("error".to_string(), "max_age".to_string(), "default".to_string(), k.to_string());
+    assert_eq!(kinds(&v), vec![max_age("MID"), max_age("OLD")], "{v:#}");
+    assert_eq!(v["findings"][0]["commit"], mid.as_str());
+    assert_eq!(v["findings"][0]["date"], "2021-06-01");
+    let f = &v["findings"][1];
     assert_eq!(f["commit"], old.as_str());
     assert_eq!(f["date"], "2020-01-02");
     let out = s.run(&["check"]);
