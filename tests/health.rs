@@ -182,7 +182,7 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
 fn expired_members_and_files_out_of_sync_with_the_policy() {
     let s = Sandbox::new();
     let alice = s.init_alice();
-    let envs = "    default: { file: .env, readers: [alice, bob] }\n";
+    let envs = "    default: { file: .env, readers: [alice, bob] }\n    archive: { file: .env.archive, readers: [bob] }\n";
     write_policy(&s, &alice, "", envs, "");
     s.ok(&["set", "A=1"]);
     s.ok(&["check"]);
@@ -191,6 +191,7 @@ fn expired_members_and_files_out_of_sync_with_the_policy() {
     let v = json(&s, &["check", "--json"], 1);
     assert!(has(&v, "warning", "expired_member", "", ""), "{v:#}");
     assert!(has(&v, "error", "recipients_out_of_sync", "default", ""), "{v:#}");
+    assert!(has(&v, "error", "no_readers", "archive", ""), "{v:#}");
     let out = String::from_utf8(s.run(&["check"]).stdout).unwrap();
     assert!(out.contains("policy (.sops.yaml)") && out.contains("member bob expired on 2020-01-01"), "{out}");
     assert!(out.contains(".env is out of sync with .sops.yaml: still readable by bob") && out.contains("next: `envv updatekeys`"), "{out}");
