@@ -622,13 +622,22 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
         let vs = &versions[i];
         // The newest version must be HEAD's blob; otherwise the file is not committed.
         let Some(&(Some(head_blob), _)) = vs.first() else { continue };
-        let at_head = parsed(i, Some(head_blob));
+        // When git sees no change in the file (index stat cache), HEAD holds the working values.
+        let clean = repo.status_file(&paths[i]).is_ok_and(|st| st.is_empty());
+        let at_head = if clean { None } else { Some(parsed(i, Some(head_blob))) };
         for (k, current) in &q.current {
-            if at_head.get(k) != Some(current) {
+            if at_head.as_ref().is_some_and(|m| m.get(k) != Some(current)) {
                 continue; // changed in the working tree: new
             }
-            // First version (from the newest) that no longer holds `current`.
-            let (mut lo, mut hi) = (1, vs.len());
+            // First version (from the newest) that no longer holds `current`. Most values never
+            // change: try the oldest version first, then search between.
+            let n = vs.len();
+            let (mut lo, mut hi) = (1, n);
+            if n > 1 && parsed(i, vs[n - 1].0).get(k) == Some(current) {
+                lo = n;
+            } else {
+                hi = n.saturating_sub(1).max(1);
+            }
             while lo < hi {
                 let mid = (lo + hi) / 2;
                 if parsed(i, vs[mid].0).get(k) == Some(current) {

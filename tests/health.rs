@@ -157,10 +157,12 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
         s.ok(&["set", v]);
         commit_at(&s, &recent, "rotate FRESH");
     }
+    let max_age = |k: &str| ("error".to_string(), "max_age".to_string(), "default".to_string(), k.to_string());
+    let v = json(&s, &["check", "--json"], 1);
+    assert_eq!(kinds(&v), vec![max_age("EDITED"), max_age("MID"), max_age("OLD")], "{v:#}");
     // EDITED changed in the working tree, not committed yet: new, not old.
     s.ok(&["set", "EDITED=2"]);
     let v = json(&s, &["check", "--json"], 1);
-    let max_age = |k: &str| ("error".to_string(), "max_age".to_string(), "default".to_string(), k.to_string());
     assert_eq!(kinds(&v), vec![max_age("MID"), max_age("OLD")], "{v:#}");
     assert_eq!(v["findings"][0]["commit"], mid.as_str());
     assert_eq!(v["findings"][0]["date"], "2021-06-01");
