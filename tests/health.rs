@@ -300,6 +300,8 @@ fn status_shows_access_counts_and_next_steps() {
 #[test]
 fn status_for_a_newcomer_without_an_identity() {
     let s = Sandbox::new();
+    let out = s.ok(&["status"]);
+    assert!(out.contains("envv is not set up here") && out.contains("`envv keygen`, then `envv init`"), "{out}");
     s.init_alice();
     std::fs::remove_file(s.default_key()).unwrap();
     let out = s.ok(&["status"]);
