@@ -1,6 +1,5 @@
 //! `envv encrypt` and `envv decrypt`: whole files.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -92,17 +91,7 @@ pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> anyhow::Result<i32> {
     };
     let (f, _dk, plain) = super::values::open_decrypted(ctx, &t, a.ignore_mac)?;
     let out = zeroize::Zeroizing::new(render_dotenv(&f, &plain));
-    match &a.output {
-        Some(p) => {
-            crate::fsutil::write_private(p, &out)?;
-            eprintln!("wrote {} (mode 0600): delete it when done", p.display());
-        }
-        None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(&out)?;
-            so.flush()?;
-        }
-    }
+    super::write_plaintext(a.output.as_deref(), &out)?;
     Ok(0)
 }
 
