@@ -42,24 +42,66 @@ pub fn validate_key(key: &str) -> std::result::Result<(), String> {
     if key.len() > MAX_KEY_LEN {
         return Err(format!("key name longer than {MAX_KEY_LEN} characters"));
     }
-    let printable: String = key.chars().take(40).collect();
+    let printable = || key.chars().take(40).collect::<String>();
     if key.as_bytes()[0].is_ascii_digit() {
         return Err(format!(
-            "invalid key name \"{printable}\": must start with a letter or _ and use only A-Z a-z 0-9 _"
+            "invalid key name \"{}\": must start with a letter or _ and use only A-Z a-z 0-9 _",
+            printable()
         ));
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(format!(
             "invalid key name \"{}\": must start with a letter or _ and use only A-Z a-z 0-9 _",
-            printable.escape_debug()
+            printable().escape_debug()
         ));
     }
     if key.starts_with("sops_") {
         return Err(format!(
-            "key name \"{printable}\" is reserved: names starting with sops_ hold sops metadata"
+            "key name \"{}\" is reserved: names starting with sops_ hold sops metadata",
+            printable()
         ));
     }
     Ok(())
+}
+
+/// Why `key` (the text before `=` on a line of a file) is not a valid key name. The text is
+/// shown only when it is a short word of name characters: text before an `=` can be part of a
+/// secret (base64 padding, a URL with a password). The line number points at it.
+fn key_problem(key: &str) -> String {
+    const RULE: &str = "keys start with a letter or _ and use only A-Z a-z 0-9 _";
+    if key.is_empty() {
+        return "empty key name before `=`".into();
+    }
+    if key.len() > MAX_KEY_LEN {
+        return format!(
+            "the text before `=` is longer than {MAX_KEY_LEN} characters, so it is not a key name"
+        );
+    }
+    // Short words of name characters are shown (`1ST`, `sops_x`): that is a key someone typed.
+    // Anything else may be part of a secret and is only described.
+    if key.len() <= 24 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if let Err(m) = validate_key(key) {
+            return m;
+        }
+    }
+    if key.starts_with("sops_") {
+        return "key names starting with sops_ are reserved for sops metadata".into();
+    }
+    if let Some((col, bad)) = key
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        let bad = if bad.is_ascii_graphic() {
+            format!("`{bad}`")
+        } else {
+            format!("{bad:?}")
+        };
+        return format!(
+            "the text before `=` is not a key name: character {bad} at column {} ({RULE}; the text is not shown as it may be part of a secret)",
+            col + 1
+        );
+    }
+    format!("the key name starts with a digit ({RULE})")
 }
 
 /// Decodes file bytes as UTF-8, naming the line of the first invalid byte.
@@ -173,7 +215,7 @@ impl<'a> Parser<'a> {
             ));
         };
         let key = body[..eq].trim_end_matches([' ', '\t']);
-        validate_key(key).map_err(|m| self.err(line_no, m))?;
+        validate_key(key).map_err(|_| self.err(line_no, key_problem(key)))?;
         let key = key.to_string();
         // Position (in self.s) where the value starts.
         let value_start = self.pos + (first.len() - body.len()) + eq + 1;
@@ -248,6 +290,8 @@ impl<'a> Parser<'a> {
                     b'"' => out.push(b'"'),
                     b'\\' => out.push(b'\\'),
                     b'$' => out.push(b'$'),
+                    // An escaped NUL must not slip past the NUL check below.
+                    0 => return Err(self.err(line_no, "NUL byte in value")),
                     _ => {
                         out.push(b'\\');
                         out.push(n);
@@ -343,7 +387,9 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
         return Ok(lines);
     }
     for (i, raw) in body.split('\n').enumerate() {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        // All trailing CRs go (not just one): a line ending in CR CR LF would otherwise lose
+        // one CR per rewrite.
+        let raw = raw.trim_end_matches('\r');
         let line = i + 1;
         if raw.is_empty() {
             lines.push(Line::Blank);
@@ -465,6 +511,24 @@ mod tests {
         assert!(e.starts_with("x.env:3:"), "{e}");
         let e = parse_plain("x.env", "1ST=a\n").unwrap_err().to_string();
         assert!(e.contains("x.env:1:") && e.contains("1ST"), "{e}");
+        let long = format!("1{}=a\n", "x".repeat(30));
+        let e = parse_plain("x.env", &long).unwrap_err().to_string();
+        assert!(
+            e.contains("starts with a digit") && !e.contains("xxxx"),
+            "{e}"
+        );
+        // Text from the file is never echoed: it may be part of a secret.
+        let e = parse_plain("x.env", "A=1\npostgres://u:hunter2@db/x?a=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.env:2:") && e.contains("column 9") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = parse_plain("x.env", "A=1\nMIIEv+abc/hunter2=\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.env:2:") && !e.contains("hunter2"), "{e}");
         let e = parse_plain("x.env", "A=\"open\nB=2\n")
             .unwrap_err()
             .to_string();
@@ -475,6 +539,20 @@ mod tests {
         assert!(e.contains("x.env:3:") && e.contains("line 1"), "{e}");
         let e = parse_plain("x.env", "A='x' y\n").unwrap_err().to_string();
         assert!(e.contains("after the closing quote"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_findings() {
+        // An escaped NUL inside double quotes was accepted (found by cargo fuzz).
+        let e = parse_plain("x.env", "A=\"a\nb\\\0c\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.env:1:") && e.contains("NUL"), "{e}");
+        // Trailing CRs: reading is a fixed point after one read (found by cargo fuzz).
+        let once = parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\n").unwrap();
+        let mut out = Vec::new();
+        emit_stored(&once, &mut out);
+        assert_eq!(out, b"#c\nA=v\n");
     }
 
     #[test]

@@ -74,11 +74,21 @@ pub fn compare(a: &Side, b: &Side, hash_key: Option<&[u8; 32]>) -> Vec<KeyDiff> 
                 _ => (Status::NotCompared, hb.clone()),
             },
         };
-        out.push(KeyDiff { key: k.clone(), status, hash_a: ha.clone(), hash_b: hb });
+        out.push(KeyDiff {
+            key: k.clone(),
+            status,
+            hash_a: ha.clone(),
+            hash_b: hb,
+        });
     }
     for (k, hb) in &kb {
         if !ka.contains_key(k) {
-            out.push(KeyDiff { key: k.clone(), status: Status::OnlyB, hash_a: None, hash_b: hb.clone() });
+            out.push(KeyDiff {
+                key: k.clone(),
+                status: Status::OnlyB,
+                hash_a: None,
+                hash_b: hb.clone(),
+            });
         }
     }
     out.sort_by(|x, y| x.key.cmp(&y.key));
@@ -88,7 +98,11 @@ pub fn compare(a: &Side, b: &Side, hash_key: Option<&[u8; 32]>) -> Vec<KeyDiff> 
 /// The hash key for a comparison: derived from both data keys, independent of their order, so
 /// `diff A B` and `diff B A` show the same hashes, and a rotation changes them.
 pub fn hash_key(a: &DataKey, b: &DataKey) -> [u8; 32] {
-    let (lo, hi) = if a.bytes() <= b.bytes() { (a.bytes(), b.bytes()) } else { (b.bytes(), a.bytes()) };
+    let (lo, hi) = if a.bytes() <= b.bytes() {
+        (a.bytes(), b.bytes())
+    } else {
+        (b.bytes(), a.bytes())
+    };
     let mut msg = zeroize::Zeroizing::new([0u8; 64]);
     msg[..32].copy_from_slice(lo);
     msg[32..].copy_from_slice(hi);
@@ -97,7 +111,10 @@ pub fn hash_key(a: &DataKey, b: &DataKey) -> [u8; 32] {
 
 /// The first 5 bytes of HMAC-SHA256(key, value), in hex.
 pub fn short_hash(key: &[u8; 32], value: &[u8]) -> String {
-    hmac_sha256(key, value)[..5].iter().map(|b| format!("{b:02x}")).collect()
+    hmac_sha256(key, value)[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// HMAC-SHA256 (RFC 2104).
@@ -128,10 +145,16 @@ mod tests {
 
     #[test]
     fn hmac_matches_rfc4231() {
-        assert_eq!(hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
         let long_key = [0xaau8; 131];
         assert_eq!(
-            hex(&hmac_sha256(&long_key, b"Test Using Larger Than Block-Size Key - Hash Key First")),
+            hex(&hmac_sha256(
+                &long_key,
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
@@ -151,14 +174,50 @@ mod tests {
         let r = crate::keys::Recipient::parse(&id.to_public().to_string()).unwrap();
         let p = std::path::Path::new("x");
         let rule = crate::sops::CryptRule::default;
-        let (fa, da, pa) = EnvFile::encrypt_new(p, ".env.a", "SAME=1\nDIFF=a\nONLY_A=x\n", std::slice::from_ref(&r), rule()).unwrap();
-        let (fb, db, pb) = EnvFile::encrypt_new(p, ".env.b", "SAME=1\nDIFF=b\nONLY_B=y\n", &[r], rule()).unwrap();
+        let (fa, da, pa) = EnvFile::encrypt_new(
+            p,
+            ".env.a",
+            "SAME=1\nDIFF=a\nONLY_A=x\n",
+            std::slice::from_ref(&r),
+            rule(),
+        )
+        .unwrap();
+        let (fb, db, pb) =
+            EnvFile::encrypt_new(p, ".env.b", "SAME=1\nDIFF=b\nONLY_B=y\n", &[r], rule()).unwrap();
         let hk = hash_key(&da, &db);
-        let rows = compare(&Side { file: &fa, plain: Some(&pa) }, &Side { file: &fb, plain: Some(&pb) }, Some(&hk));
+        let rows = compare(
+            &Side {
+                file: &fa,
+                plain: Some(&pa),
+            },
+            &Side {
+                file: &fb,
+                plain: Some(&pb),
+            },
+            Some(&hk),
+        );
         let st: Vec<(&str, Status)> = rows.iter().map(|r| (r.key.as_str(), r.status)).collect();
-        assert_eq!(st, vec![("DIFF", Status::Different), ("ONLY_A", Status::OnlyA), ("ONLY_B", Status::OnlyB), ("SAME", Status::Same)]);
+        assert_eq!(
+            st,
+            vec![
+                ("DIFF", Status::Different),
+                ("ONLY_A", Status::OnlyA),
+                ("ONLY_B", Status::OnlyB),
+                ("SAME", Status::Same)
+            ]
+        );
         assert_eq!(rows[3].hash_a, rows[3].hash_b);
-        let rows = compare(&Side { file: &fa, plain: Some(&pa) }, &Side { file: &fb, plain: None }, None);
+        let rows = compare(
+            &Side {
+                file: &fa,
+                plain: Some(&pa),
+            },
+            &Side {
+                file: &fb,
+                plain: None,
+            },
+            None,
+        );
         assert_eq!(rows[0].status, Status::NotCompared);
         assert!(rows[0].hash_a.is_none());
     }

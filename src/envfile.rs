@@ -95,6 +95,7 @@ impl EnvFile {
             // Plaintext file: parse it with dotenv semantics (errors come with lines). These lines
             // are for listing only; `encrypt` re-reads the text itself.
             let text = dotenv::decode_utf8(name, bytes)?;
+            let mut enc_line = None;
             let lines = dotenv::parse_plain(name, text)?
                 .into_iter()
                 .map(|e| match e {
@@ -103,6 +104,9 @@ impl EnvFile {
                     Entry::Pair {
                         key, value, line, ..
                     } => {
+                        if sops::is_enc(value.expose_str().unwrap_or_default()) {
+                            enc_line.get_or_insert(line);
+                        }
                         let stored = if value.is_empty() {
                             String::new()
                         } else {
@@ -112,6 +116,15 @@ impl EnvFile {
                     }
                 })
                 .collect();
+            // ENC values without metadata: an encrypted file that lost its sops_ lines
+            // (truncated, or deleted by hand). Refused, so it is not read or encrypted as
+            // plaintext.
+            if let Some(line) = enc_line {
+                return Err(Error::format(
+                    name,
+                    format!("line {line} holds an encrypted value but the file has no sops metadata (sops_ lines): it was truncated or its metadata removed; restore it with `git checkout -- {name}`"),
+                ));
+            }
             return Ok(EnvFile {
                 path: path.to_path_buf(),
                 name: name.into(),
@@ -206,6 +219,21 @@ impl EnvFile {
         })?;
         match keyring.unwrap(meta)? {
             Some(k) => Ok(k),
+            None if !keyring.damaged().is_empty() => {
+                let whose: Vec<String> = keyring
+                    .damaged()
+                    .iter()
+                    .map(|r| crate::keys::short_key(r))
+                    .collect();
+                Err(Error::format(
+                    &self.name,
+                    format!(
+                        "the data key wrapped for {} does not open with the matching identity: its sops_age lines were edited or damaged (restore them with `git checkout -- {}`)",
+                        whose.join(", "),
+                        self.name
+                    ),
+                ))
+            }
             None => Err(Error::NoIdentity {
                 file: self.name.clone(),
                 readers: readers(),
@@ -722,6 +750,31 @@ mod tests {
         let p3 = back.decrypt(&dk, true).unwrap();
         assert_eq!(back.get(&p3, "B").unwrap().expose(), b"new");
         assert!(back.get(&p3, "C").is_none());
+    }
+
+    #[test]
+    fn encrypted_values_without_metadata_are_refused() {
+        let (_id, r) = recipient();
+        let (f, _, _) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "A=1\nB=2\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
+        let text = String::from_utf8(f.to_bytes()).unwrap();
+        let data: String = text
+            .lines()
+            .filter(|l| !l.starts_with("sops_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = EnvFile::from_bytes(Path::new("x"), ".env", data.as_bytes()).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+        assert!(e.to_string().contains("no sops metadata"), "{e}");
+        // A truncated last line is refused the same way.
+        let cut = &data[..data.len() - 20];
+        assert!(EnvFile::from_bytes(Path::new("x"), ".env", cut.as_bytes()).is_err());
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub struct Keyring {
     loaded: Vec<Option<Source>>,
     /// Sources that could not be read (reported in errors; other sources are still used).
     pub problems: Vec<String>,
+    /// Recipients whose entry did not open although an X25519 identity with that very public
+    /// key was tried: the wrapped key was damaged or edited (see [`Keyring::damaged`]).
+    damaged: Vec<String>,
 }
 
 /// The user's config folder for envv: `$XDG_CONFIG_HOME/envv` or `~/.config/envv`.
@@ -313,7 +316,12 @@ impl Keyring {
         let explicit_given = !specs.is_empty();
         if explicit_given {
             let n = specs.len();
-            return Keyring { specs, loaded: (0..n).map(|_| None).collect(), problems: Vec::new() };
+            return Keyring {
+                specs,
+                loaded: (0..n).map(|_| None).collect(),
+                problems: Vec::new(),
+                damaged: Vec::new(),
+            };
         }
         if let Some(p) = default_key_file() {
             specs.push(SourceSpec::File {
@@ -342,6 +350,7 @@ impl Keyring {
             specs,
             loaded: (0..n).map(|_| None).collect(),
             problems: Vec::new(),
+            damaged: Vec::new(),
         }
     }
 
@@ -416,6 +425,7 @@ impl Keyring {
         entries: &[&KeyEntry],
         has_ssh: bool,
     ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let mut damaged = Vec::new();
         for i in 0..self.specs.len() {
             if matches!(self.specs[i], SourceSpec::Ssh { .. }) && !has_ssh {
                 continue;
@@ -429,6 +439,11 @@ impl Keyring {
                             if let Some(k) = try_unwrap(id.identity.as_ref(), &e.enc) {
                                 return Some(k);
                             }
+                            // An X25519 identity cannot fail on its own entry (no passphrase,
+                            // no plugin): the entry itself is broken.
+                            if p.starts_with("age1") {
+                                damaged.push(e.recipient.clone());
+                            }
                         }
                     }
                     None => {
@@ -441,7 +456,18 @@ impl Keyring {
                 }
             }
         }
+        for d in damaged {
+            if !self.damaged.contains(&d) {
+                self.damaged.push(d);
+            }
+        }
         None
+    }
+
+    /// Recipients whose wrapped data key failed to open with the matching X25519 identity: the
+    /// file's `sops_age` lines were damaged or edited (not "you are not a reader").
+    pub fn damaged(&self) -> &[String] {
+        &self.damaged
     }
 
     /// Labels of the identities tried so far (for "no identity" errors): `source (age1…)`.

@@ -121,7 +121,10 @@ impl Session {
         crate::fsutil::clean_stale_temps(&policy_path);
         let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
-        let root_dir = policy_path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+        let root_dir = policy_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
         let mut s = Session {
             root: root.to_path_buf(),
             policy_path,
@@ -160,7 +163,10 @@ impl Session {
     /// Whether the `creation_rules` in the policy file differ from the ones the `envv:` section
     /// generates (after a hand edit): plain `sops` would then encrypt for other recipients.
     pub fn creation_rules_stale(&self) -> bool {
-        let rules = |t: &str| t.find("\ncreation_rules:").map(|i| t[i..].trim_end().to_string());
+        let rules = |t: &str| {
+            t.find("\ncreation_rules:")
+                .map(|i| t[i..].trim_end().to_string())
+        };
         rules(&self.policy_text) != rules(&self.policy.to_yaml())
     }
 
@@ -169,16 +175,31 @@ impl Session {
             .get_or_init(|| {
                 let repo = git2::Repository::discover(&self.root).ok()?;
                 let workdir = repo.workdir()?.canonicalize().ok()?;
-                let rel = self.policy_path.canonicalize().ok()?.strip_prefix(&workdir).ok()?.to_path_buf();
+                let rel = self
+                    .policy_path
+                    .canonicalize()
+                    .ok()?
+                    .strip_prefix(&workdir)
+                    .ok()?
+                    .to_path_buf();
                 let tree = repo.head().ok()?.peel_to_tree().ok()?;
-                let blob = tree.get_path(&rel).ok()?.to_object(&repo).ok()?.peel_to_blob().ok()?;
+                let blob = tree
+                    .get_path(&rel)
+                    .ok()?
+                    .to_object(&repo)
+                    .ok()?
+                    .peel_to_blob()
+                    .ok()?;
                 crate::policy::parse(POLICY_FILE, blob.content()).ok()
             })
             .as_ref()
     }
 
     fn lock_folder_of(&mut self, path: &Path) -> Result<()> {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         if !dir.is_dir() || self.locked.contains(&dir) {
             return Ok(());
         }
@@ -225,7 +246,11 @@ impl Session {
             let name = decl.file.trim_start_matches("./").to_string();
             let path = self.root.join(&name);
             let recipients = new.recipients(env);
-            let readers: Vec<String> = new.reader_names(env).into_iter().filter(|n| !new.is_expired(n)).collect();
+            let readers: Vec<String> = new
+                .reader_names(env)
+                .into_iter()
+                .filter(|n| !new.is_expired(n))
+                .collect();
             if recipients.is_empty() && path.exists() {
                 return Err(Error::Usage(format!(
                     "environment {env} ({name}) has no current reader (all expired?): give it one with `envv env readers {env} GROUP|MEMBER,...`"
@@ -262,7 +287,13 @@ impl Session {
             change.removed = drift
                 .extra
                 .iter()
-                .map(|r| if r.starts_with('(') { r.clone() } else { label(r) })
+                .map(|r| {
+                    if r.starts_with('(') {
+                        r.clone()
+                    } else {
+                        label(r)
+                    }
+                })
                 .collect();
             change.action = match mode {
                 Mode::RotateAll => Action::Rotate,
@@ -304,7 +335,12 @@ impl Session {
 
     /// Applies a plan, and writes `new` as the policy when given. All or nothing: see the module
     /// documentation. `keyring` must open every file that changes.
-    pub fn apply(&mut self, plan: &Plan, new: Option<&Policy>, keyring: &mut Keyring) -> Result<()> {
+    pub fn apply(
+        &mut self,
+        plan: &Plan,
+        new: Option<&Policy>,
+        keyring: &mut Keyring,
+    ) -> Result<()> {
         let policy_text = match new {
             Some(p) => {
                 let text = p.to_yaml();
@@ -317,7 +353,11 @@ impl Session {
         // 1. Prepare every file in memory.
         let mut prepared: Vec<(&FileChange, Vec<u8>, Vec<u8>)> = Vec::new();
         let mut locked_out: Vec<(String, Vec<String>)> = Vec::new();
-        for change in plan.files.iter().filter(|c| matches!(c.action, Action::Rewrap | Action::Rotate)) {
+        for change in plan
+            .files
+            .iter()
+            .filter(|c| matches!(c.action, Action::Rewrap | Action::Rotate))
+        {
             let (old_bytes, mut file) = match &change.source {
                 Some((b, f)) => (b.clone(), f.clone()),
                 None => {
@@ -354,7 +394,9 @@ impl Session {
                 Action::Rewrap => {
                     // The key must be the file's own: it opens the MAC.
                     if !opens_mac(&file, &dk) {
-                        return Err(Error::Mac { file: change.name.clone() });
+                        return Err(Error::Mac {
+                            file: change.name.clone(),
+                        });
                     }
                     file.rewrap_incremental(&dk, &change.recipients)?;
                 }
@@ -368,7 +410,10 @@ impl Session {
         }
         if !locked_out.is_empty() {
             let files: Vec<String> = locked_out.iter().map(|(f, _)| f.clone()).collect();
-            let readers: Vec<String> = locked_out.iter().map(|(f, who)| format!("{} ({f})", who.join(", "))).collect();
+            let readers: Vec<String> = locked_out
+                .iter()
+                .map(|(f, who)| format!("{} ({f})", who.join(", ")))
+                .collect();
             return Err(Error::NoIdentity {
                 file: files.join(", "),
                 readers,
@@ -386,7 +431,11 @@ impl Session {
         };
         // fsync them all at once: the file system batches concurrent syncs into one journal
         // commit (21 files: ~6 ms instead of ~130 ms one after the other).
-        let mut all: Vec<(&Path, &tempfile::NamedTempFile)> = prepared.iter().map(|p| p.0.path.as_path()).zip(temps.iter()).collect();
+        let mut all: Vec<(&Path, &tempfile::NamedTempFile)> = prepared
+            .iter()
+            .map(|p| p.0.path.as_path())
+            .zip(temps.iter())
+            .collect();
         if let Some(t) = &policy_temp {
             all.push((self.policy_path.as_path(), t));
         }
@@ -402,7 +451,11 @@ impl Session {
             }
             done.push(i);
         }
-        let deletions: Vec<&FileChange> = plan.files.iter().filter(|c| c.action == Action::Delete).collect();
+        let deletions: Vec<&FileChange> = plan
+            .files
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .collect();
         let mut deleted: Vec<(&FileChange, Vec<u8>)> = Vec::new();
         for change in deletions {
             let old = std::fs::read(&change.path).at(&change.path)?;
@@ -483,15 +536,24 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()))
+        .prefix(&format!(
+            ".{}.",
+            path.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ))
         .suffix(".envv-tmp")
         .tempfile_in(dir)
         .at(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).at(path)?;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .at(path)?;
     }
     tmp.write_all(bytes).at(path)?;
     Ok(tmp)
@@ -505,9 +567,10 @@ fn sync_all_parallel(files: &[(&Path, &tempfile::NamedTempFile)]) -> Result<()> 
                 .iter()
                 .map(|(path, tmp)| scope.spawn(move || tmp.as_file().sync_all().at(path)))
                 .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().unwrap_or_else(|_| Err(Error::Usage("an fsync thread panicked".into()))))
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Usage("an fsync thread panicked".into())))
+            })
         })?;
     }
     Ok(())
@@ -586,7 +649,10 @@ pub fn check_new_key(policy: &Policy, name: &str, key: &str) -> Result<Recipient
         .chain(policy.pending.iter())
         .find(|(n, m)| n.as_str() != name && same_recipient(&m.key, &r.text))
     {
-        return Err(Error::Usage(format!("key of {name}: {other} already has this key ({})", r.short())));
+        return Err(Error::Usage(format!(
+            "key of {name}: {other} already has this key ({})",
+            r.short()
+        )));
     }
     Ok(r)
 }
@@ -594,7 +660,12 @@ pub fn check_new_key(policy: &Policy, name: &str, key: &str) -> Result<Recipient
 /// The encrypted keys (names only, file order) of an environment's file when that file lists
 /// `recipient`: what its holder could read. `None` when the file does not list it (or does not
 /// exist, or is plaintext).
-pub fn readable_secrets(root: &Path, policy: &Policy, env: &str, recipient: &str) -> Result<Option<Vec<String>>> {
+pub fn readable_secrets(
+    root: &Path,
+    policy: &Policy,
+    env: &str,
+    recipient: &str,
+) -> Result<Option<Vec<String>>> {
     let Some(decl) = policy.environments.get(env) else {
         return Ok(None);
     };
@@ -607,7 +678,11 @@ pub fn readable_secrets(root: &Path, policy: &Policy, env: &str, recipient: &str
     let Some(meta) = &f.meta else {
         return Ok(None);
     };
-    if !meta.recipients().iter().any(|r| same_recipient(r, recipient)) {
+    if !meta
+        .recipients()
+        .iter()
+        .any(|r| same_recipient(r, recipient))
+    {
         return Ok(None);
     }
     let plan = f.plan();
@@ -658,8 +733,14 @@ mod tests {
         let old = p.clone();
         assert!(newly_unreadable_envs(&old, &p).is_empty());
         assert!(remove_member(&mut p, "bob"));
-        assert_eq!(p.environments["production"].readers, vec!["ops".to_string()]);
-        assert_eq!(newly_unreadable_envs(&old, &p), vec!["production".to_string()]);
+        assert_eq!(
+            p.environments["production"].readers,
+            vec!["ops".to_string()]
+        );
+        assert_eq!(
+            newly_unreadable_envs(&old, &p),
+            vec!["production".to_string()]
+        );
         drop_envs(&mut p, &["production".into()]);
         assert!(p.validate(POLICY_FILE, &p.to_yaml()).is_ok());
     }
@@ -672,7 +753,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("groups: team"));
-        assert!(check_new_key(&p, "bob", &a).unwrap_err().to_string().contains("alice already has"));
+        assert!(check_new_key(&p, "bob", &a)
+            .unwrap_err()
+            .to_string()
+            .contains("alice already has"));
         assert!(check_new_key(&p, "bob", "age1bad").is_err());
     }
 
@@ -689,13 +773,23 @@ mod tests {
         }
         .save()
         .unwrap();
-        let (f, _, _) = EnvFile::encrypt_new(&root.join(".env"), ".env", "A=1\nB=2\n", &p.recipients("default"), p.crypt_rule()).unwrap();
+        let (f, _, _) = EnvFile::encrypt_new(
+            &root.join(".env"),
+            ".env",
+            "A=1\nB=2\n",
+            &p.recipients("default"),
+            p.crypt_rule(),
+        )
+        .unwrap();
         f.save().unwrap();
         let before = std::fs::read_to_string(root.join(".env")).unwrap();
         let key_file = root.join("alice.key");
         std::fs::write(
             &key_file,
-            format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&ida.to_string())),
+            format!(
+                "{}\n",
+                age::secrecy::ExposeSecret::expose_secret(&ida.to_string())
+            ),
         )
         .unwrap();
         let mut ring = Keyring::new(&[key_file]);
@@ -721,7 +815,11 @@ mod tests {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(data(&before), data(&after), "only recipient lines change on a re-wrap");
+        assert_eq!(
+            data(&before),
+            data(&after),
+            "only recipient lines change on a re-wrap"
+        );
         assert!(s.plan(&new, Mode::Sync, None).unwrap().files[0].action == Action::Unchanged);
 
         let mut newer = s.policy.clone();
@@ -731,6 +829,10 @@ mod tests {
         assert_eq!(plan.files[0].removed, vec!["bob".to_string()]);
         s.apply(&plan, Some(&newer), &mut ring).unwrap();
         let rotated = std::fs::read_to_string(root.join(".env")).unwrap();
-        assert_ne!(rotated.lines().next(), after.lines().next(), "values re-encrypted");
+        assert_ne!(
+            rotated.lines().next(),
+            after.lines().next(),
+            "values re-encrypted"
+        );
     }
 }

@@ -127,18 +127,33 @@ impl Policy {
             schema: Schema::default(),
             expand: false,
         };
-        p.members.insert(name.into(), Member { key: key.into(), email: None, expires: None });
+        p.members.insert(
+            name.into(),
+            Member {
+                key: key.into(),
+                email: None,
+                expires: None,
+            },
+        );
         p.groups.insert(DEFAULT_GROUP.into(), vec![name.into()]);
         p.environments.insert(
             DEFAULT_ENV.into(),
-            Environment { file: ".env".into(), readers: vec![DEFAULT_GROUP.into()], ..Default::default() },
+            Environment {
+                file: ".env".into(),
+                readers: vec![DEFAULT_GROUP.into()],
+                ..Default::default()
+            },
         );
         p
     }
 
     /// Whether a member's `expires` date has passed (today counts as expired).
     pub fn is_expired(&self, name: &str) -> bool {
-        self.members.get(name).and_then(|m| m.expires.as_deref()).and_then(parse_date).is_some_and(|d| d <= today())
+        self.members
+            .get(name)
+            .and_then(|m| m.expires.as_deref())
+            .and_then(parse_date)
+            .is_some_and(|d| d <= today())
     }
 
     /// Member names that read `env` (through groups or directly), sorted, expired included.
@@ -173,7 +188,10 @@ impl Policy {
                 continue;
             }
             if let Ok(r) = Recipient::parse(&self.members[&name].key) {
-                if !out.iter().any(|o| crate::keys::same_recipient(&o.text, &r.text)) {
+                if !out
+                    .iter()
+                    .any(|o| crate::keys::same_recipient(&o.text, &r.text))
+                {
                     out.push(r);
                 }
             }
@@ -183,18 +201,29 @@ impl Policy {
 
     /// Environments a member can read.
     pub fn envs_of(&self, member: &str) -> Vec<String> {
-        self.environments.keys().filter(|e| self.reader_names(e).iter().any(|m| m == member)).cloned().collect()
+        self.environments
+            .keys()
+            .filter(|e| self.reader_names(e).iter().any(|m| m == member))
+            .cloned()
+            .collect()
     }
 
     /// Groups a member belongs to.
     pub fn groups_of(&self, member: &str) -> Vec<String> {
-        self.groups.iter().filter(|(_, ms)| ms.iter().any(|m| m == member)).map(|(g, _)| g.clone()).collect()
+        self.groups
+            .iter()
+            .filter(|(_, ms)| ms.iter().any(|m| m == member))
+            .map(|(g, _)| g.clone())
+            .collect()
     }
 
     /// The environment whose file is `rel` (a path relative to the repository root).
     pub fn env_for_file(&self, rel: &str) -> Option<&str> {
         let rel = rel.trim_start_matches("./");
-        self.environments.iter().find(|(_, e)| e.file.trim_start_matches("./") == rel).map(|(n, _)| n.as_str())
+        self.environments
+            .iter()
+            .find(|(_, e)| e.file.trim_start_matches("./") == rel)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The combined `public` regex, as stored in files (`sops_unencrypted_regex`).
@@ -202,7 +231,13 @@ impl Policy {
         match self.public.len() {
             0 => None,
             1 => Some(self.public[0].clone()),
-            _ => Some(self.public.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|")),
+            _ => Some(
+                self.public
+                    .iter()
+                    .map(|p| format!("(?:{p})"))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
         }
     }
 
@@ -217,40 +252,78 @@ impl Policy {
     /// Checks references, names, keys, dates and regexes. `text` is the file text for line
     /// numbers.
     pub fn validate(&self, file: &str, text: &str) -> Result<()> {
-        let err = |path: &[&str], msg: String| Error::Policy { file: file.into(), line: locate(text, path), msg };
+        let err = |path: &[&str], msg: String| Error::Policy {
+            file: file.into(),
+            line: locate(text, path),
+            msg,
+        };
         if self.version != 1 {
-            return Err(err(&["envv", "version"], format!("envv.version: unsupported version {} (this envv reads version 1)", self.version)));
+            return Err(err(
+                &["envv", "version"],
+                format!(
+                    "envv.version: unsupported version {} (this envv reads version 1)",
+                    self.version
+                ),
+            ));
         }
         for (name, m) in self.members.iter().chain(self.pending.iter()) {
-            let section = if self.members.contains_key(name) { "members" } else { "pending" };
-            check_name(name).map_err(|m| err(&[section, name], format!("envv.{section}.{name}: {m}")))?;
-            Recipient::parse(&m.key).map_err(|e| err(&[section, name], format!("envv.{section}.{name}.key: {e}")))?;
+            let section = if self.members.contains_key(name) {
+                "members"
+            } else {
+                "pending"
+            };
+            check_name(name)
+                .map_err(|m| err(&[section, name], format!("envv.{section}.{name}: {m}")))?;
+            Recipient::parse(&m.key)
+                .map_err(|e| err(&[section, name], format!("envv.{section}.{name}.key: {e}")))?;
             if let Some(d) = &m.expires {
                 if parse_date(d).is_none() {
-                    return Err(err(&[section, name, "expires"], format!("envv.{section}.{name}.expires: \"{d}\" is not a date (YYYY-MM-DD)")));
+                    return Err(err(
+                        &[section, name, "expires"],
+                        format!(
+                            "envv.{section}.{name}.expires: \"{d}\" is not a date (YYYY-MM-DD)"
+                        ),
+                    ));
                 }
             }
         }
         for (g, ms) in &self.groups {
             check_name(g).map_err(|m| err(&["groups", g], format!("envv.groups.{g}: {m}")))?;
             if self.members.contains_key(g) {
-                return Err(err(&["groups", g], format!("envv.groups.{g}: a member has the same name; rename the group")));
+                return Err(err(
+                    &["groups", g],
+                    format!("envv.groups.{g}: a member has the same name; rename the group"),
+                ));
             }
             let mut seen = BTreeSet::new();
             for m in ms {
                 if !self.members.contains_key(m) && !self.groups.contains_key(m) {
-                    return Err(err(&["groups", g, m], format!("envv.groups.{g}: unknown member \"{m}\"")));
+                    return Err(err(
+                        &["groups", g, m],
+                        format!("envv.groups.{g}: unknown member \"{m}\""),
+                    ));
                 }
                 if !seen.insert(m) {
-                    return Err(err(&["groups", g, m], format!("envv.groups.{g}: \"{m}\" is listed twice")));
+                    return Err(err(
+                        &["groups", g, m],
+                        format!("envv.groups.{g}: \"{m}\" is listed twice"),
+                    ));
                 }
             }
         }
         let mut files = BTreeMap::new();
         for (name, e) in &self.environments {
-            check_name(name).map_err(|m| err(&["environments", name], format!("envv.environments.{name}: {m}")))?;
+            check_name(name).map_err(|m| {
+                err(
+                    &["environments", name],
+                    format!("envv.environments.{name}: {m}"),
+                )
+            })?;
             if e.file.is_empty() || e.file.contains("..") || Path::new(&e.file).is_absolute() {
-                return Err(err(&["environments", name, "file"], format!("envv.environments.{name}.file: must be a path inside the repository")));
+                return Err(err(
+                    &["environments", name, "file"],
+                    format!("envv.environments.{name}.file: must be a path inside the repository"),
+                ));
             }
             if e.file.ends_with(".local") {
                 return Err(err(&["environments", name, "file"], format!("envv.environments.{name}.file: .local files are personal and never encrypted")));
@@ -259,51 +332,119 @@ impl Policy {
                 return Err(err(&["environments", name, "file"], format!("envv.environments.{name}.file: {} is already the file of environment {other}", e.file)));
             }
             if e.readers.is_empty() {
-                return Err(err(&["environments", name], format!("envv.environments.{name}.readers: empty; nobody could read it")));
+                return Err(err(
+                    &["environments", name],
+                    format!("envv.environments.{name}.readers: empty; nobody could read it"),
+                ));
             }
             for r in &e.readers {
                 if !self.members.contains_key(r) && !self.groups.contains_key(r) {
-                    return Err(err(&["environments", name, r], format!("envv.environments.{name}.readers: unknown member or group \"{r}\"")));
+                    return Err(err(
+                        &["environments", name, r],
+                        format!(
+                            "envv.environments.{name}.readers: unknown member or group \"{r}\""
+                        ),
+                    ));
                 }
             }
             if self.reader_names(name).is_empty() {
-                return Err(err(&["environments", name], format!("envv.environments.{name}.readers: the groups listed have no members")));
+                return Err(err(
+                    &["environments", name],
+                    format!("envv.environments.{name}.readers: the groups listed have no members"),
+                ));
             }
             for f in &e.freeze {
-                parse_freeze(f).map_err(|m| err(&["environments", name, "freeze"], format!("envv.environments.{name}.freeze: \"{f}\": {m}")))?;
+                parse_freeze(f).map_err(|m| {
+                    err(
+                        &["environments", name, "freeze"],
+                        format!("envv.environments.{name}.freeze: \"{f}\": {m}"),
+                    )
+                })?;
             }
             for k in &e.required {
-                crate::dotenv::validate_key(k).map_err(|m| err(&["environments", name, "required"], format!("envv.environments.{name}.required: {m}")))?;
+                crate::dotenv::validate_key(k).map_err(|m| {
+                    err(
+                        &["environments", name, "required"],
+                        format!("envv.environments.{name}.required: {m}"),
+                    )
+                })?;
             }
         }
         for p in &self.public {
-            Regex::new(p).map_err(|e| err(&["public"], format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e))))?;
+            Regex::new(p).map_err(|e| {
+                err(
+                    &["public"],
+                    format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e)),
+                )
+            })?;
         }
         for k in &self.schema.required {
-            crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "required"], format!("envv.schema.required: {m}")))?;
+            crate::dotenv::validate_key(k).map_err(|m| {
+                err(
+                    &["schema", "required"],
+                    format!("envv.schema.required: {m}"),
+                )
+            })?;
         }
         if let Some(n) = &self.schema.naming {
-            let rx = Regex::new(n).map_err(|e| err(&["schema", "naming"], format!("envv.schema.naming: invalid regex: {}", regex_msg(&e))))?;
+            let rx = Regex::new(n).map_err(|e| {
+                err(
+                    &["schema", "naming"],
+                    format!("envv.schema.naming: invalid regex: {}", regex_msg(&e)),
+                )
+            })?;
             // Keys the schema itself names must follow the project's naming rule.
-            let named = self.schema.required.iter().map(|k| (vec!["schema", "required"], k)).chain(self.schema.keys.keys().map(|k| (vec!["schema", "keys", k.as_str()], k)));
-            let per_env = self.environments.iter().flat_map(|(e, d)| d.required.iter().map(move |k| (vec!["environments", e.as_str(), "required"], k)));
+            let named = self
+                .schema
+                .required
+                .iter()
+                .map(|k| (vec!["schema", "required"], k))
+                .chain(
+                    self.schema
+                        .keys
+                        .keys()
+                        .map(|k| (vec!["schema", "keys", k.as_str()], k)),
+                );
+            let per_env = self.environments.iter().flat_map(|(e, d)| {
+                d.required
+                    .iter()
+                    .map(move |k| (vec!["environments", e.as_str(), "required"], k))
+            });
             for (path, k) in named.chain(per_env) {
                 if !rx.is_match(k) {
-                    return Err(err(&path, format!("envv.{}: key {k} does not match schema.naming \"{n}\"", path.join("."))));
+                    return Err(err(
+                        &path,
+                        format!(
+                            "envv.{}: key {k} does not match schema.naming \"{n}\"",
+                            path.join(".")
+                        ),
+                    ));
                 }
             }
         }
         for (k, s) in &self.schema.keys {
-            crate::dotenv::validate_key(k).map_err(|m| err(&["schema", "keys", k], format!("envv.schema.keys: {m}")))?;
+            crate::dotenv::validate_key(k)
+                .map_err(|m| err(&["schema", "keys", k], format!("envv.schema.keys: {m}")))?;
             if let Some(p) = &s.pattern {
-                Regex::new(p).map_err(|e| err(&["schema", "keys", k, "pattern"], format!("envv.schema.keys.{k}.pattern: invalid regex: {}", regex_msg(&e))))?;
+                Regex::new(p).map_err(|e| {
+                    err(
+                        &["schema", "keys", k, "pattern"],
+                        format!(
+                            "envv.schema.keys.{k}.pattern: invalid regex: {}",
+                            regex_msg(&e)
+                        ),
+                    )
+                })?;
             }
             if let Some(a) = &s.max_age {
                 parse_duration_days(a).ok_or_else(|| err(&["schema", "keys", k, "max_age"], format!("envv.schema.keys.{k}.max_age: \"{a}\" is not a duration like 90d, 12w or 6m")))?;
             }
             for e in &s.environments {
                 if !self.environments.contains_key(e) {
-                    return Err(err(&["schema", "keys", k, "environments"], format!("envv.schema.keys.{k}.environments: unknown environment \"{e}\"")));
+                    return Err(err(
+                        &["schema", "keys", k, "environments"],
+                        format!("envv.schema.keys.{k}.environments: unknown environment \"{e}\""),
+                    ));
                 }
             }
         }
@@ -342,7 +483,12 @@ impl Policy {
         if !self.environments.is_empty() {
             y.push_str("  environments:\n");
             for (n, e) in &self.environments {
-                y.push_str(&format!("    {}:\n      file: {}\n      readers: {}\n", q(n), q(&e.file), flow(&e.readers)));
+                y.push_str(&format!(
+                    "    {}:\n      file: {}\n      readers: {}\n",
+                    q(n),
+                    q(&e.file),
+                    flow(&e.readers)
+                ));
                 if !e.freeze.is_empty() {
                     y.push_str(&format!("      freeze: {}\n", flow(&e.freeze)));
                 }
@@ -371,14 +517,21 @@ impl Policy {
                 for (k, ks) in &s.keys {
                     y.push_str(&format!("      {}:\n", q(k)));
                     let mut any = false;
-                    for (f, v) in [("pattern", &ks.pattern), ("max_age", &ks.max_age), ("description", &ks.description)] {
+                    for (f, v) in [
+                        ("pattern", &ks.pattern),
+                        ("max_age", &ks.max_age),
+                        ("description", &ks.description),
+                    ] {
                         if let Some(v) = v {
                             y.push_str(&format!("        {f}: {}\n", q(v)));
                             any = true;
                         }
                     }
                     if !ks.environments.is_empty() {
-                        y.push_str(&format!("        environments: {}\n", flow(&ks.environments)));
+                        y.push_str(&format!(
+                            "        environments: {}\n",
+                            flow(&ks.environments)
+                        ));
                         any = true;
                     }
                     if !any {
@@ -427,7 +580,10 @@ impl PolicyFile {
         let bytes = std::fs::read(path).at(path)?;
         let shown = display_name(path);
         let policy = parse(&shown, &bytes)?;
-        Ok(PolicyFile { path: path.to_path_buf(), policy })
+        Ok(PolicyFile {
+            path: path.to_path_buf(),
+            policy,
+        })
     }
 
     /// Writes the policy atomically (validated first).
@@ -439,15 +595,28 @@ impl PolicyFile {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Parses policy text (untrusted): limits, duplicate keys refused, then [`Policy::validate`].
 pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
     if bytes.len() > MAX_POLICY_BYTES {
-        return Err(Error::Policy { file: file.into(), line: None, msg: format!("larger than {} KiB; refusing to parse", MAX_POLICY_BYTES / 1024) });
+        return Err(Error::Policy {
+            file: file.into(),
+            line: None,
+            msg: format!(
+                "larger than {} KiB; refusing to parse",
+                MAX_POLICY_BYTES / 1024
+            ),
+        });
     }
-    let text = crate::dotenv::decode_utf8(file, bytes).map_err(|e| Error::Policy { file: file.into(), line: None, msg: e.to_string() })?;
+    let text = crate::dotenv::decode_utf8(file, bytes).map_err(|e| Error::Policy {
+        file: file.into(),
+        line: None,
+        msg: e.to_string(),
+    })?;
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: 32,
@@ -462,7 +631,11 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
     let doc: Document = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let msg = e.to_string();
         let line = e.location().map(|l| l.line() as usize);
-        Error::Policy { file: file.into(), line, msg: first_line(&msg).to_string() }
+        Error::Policy {
+            file: file.into(),
+            line,
+            msg: first_line(&msg).to_string(),
+        }
     })?;
     let policy = doc.envv.ok_or_else(|| Error::Policy {
         file: file.into(),
@@ -476,7 +649,13 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
 /// The useful part of a regex error: its last line (`unclosed group`), not `regex parse error:`.
 fn regex_msg(e: &regex::Error) -> String {
     let text = e.to_string();
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().trim_start_matches("error: ").to_string()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 fn first_line(s: &str) -> &str {
@@ -491,7 +670,12 @@ fn locate(text: &str, path: &[&str]) -> Option<usize> {
     for seg in path {
         let pos = lines[start..].iter().position(|l| {
             let t = l.trim_start().trim_start_matches("- ");
-            t.starts_with(&format!("{seg}:")) || t.starts_with(&format!("\"{seg}\":")) || l.contains(&format!(" {seg},")) || l.contains(&format!("[{seg}")) || l.contains(&format!(" {seg}]")) || t == *seg
+            t.starts_with(&format!("{seg}:"))
+                || t.starts_with(&format!("\"{seg}\":"))
+                || l.contains(&format!(" {seg},"))
+                || l.contains(&format!("[{seg}"))
+                || l.contains(&format!(" {seg}]"))
+                || t == *seg
         });
         if let Some(p) = pos {
             start += p;
@@ -502,11 +686,19 @@ fn locate(text: &str, path: &[&str]) -> Option<usize> {
 }
 
 fn check_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') && !name.starts_with(['-', '.']);
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.']);
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid name \"{}\": use letters, digits, - _ . (at most 64)", name.chars().take(64).collect::<String>().escape_debug()))
+        Err(format!(
+            "invalid name \"{}\": use letters, digits, - _ . (at most 64)",
+            name.chars().take(64).collect::<String>().escape_debug()
+        ))
     }
 }
 
@@ -525,7 +717,11 @@ pub fn slug(name: &str) -> String {
 
 /// `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<time::Date> {
-    time::Date::parse(s.trim(), &time::macros::format_description!("[year]-[month]-[day]")).ok()
+    time::Date::parse(
+        s.trim(),
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
 }
 
 /// Today's date (UTC).
@@ -568,7 +764,9 @@ impl FreezeWindow {
 
 /// Parses `"Fri 18:00 - Sun 23:59"`.
 pub fn parse_freeze(s: &str) -> std::result::Result<FreezeWindow, String> {
-    let (a, b) = s.split_once('-').ok_or("expected \"Day HH:MM - Day HH:MM\"")?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected \"Day HH:MM - Day HH:MM\"")?;
     let point = |p: &str| -> std::result::Result<u32, String> {
         let mut it = p.split_whitespace();
         let day = it.next().ok_or("missing day")?;
@@ -585,15 +783,22 @@ pub fn parse_freeze(s: &str) -> std::result::Result<FreezeWindow, String> {
         }
         Ok(d * 1440 + h * 60 + m)
     };
-    Ok(FreezeWindow { start: point(a)?, end: point(b)? })
+    Ok(FreezeWindow {
+        start: point(a)?,
+        end: point(b)?,
+    })
 }
 
 /// YAML scalar: plain when unambiguous, else double-quoted (JSON escaping is valid YAML).
 fn q(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./@+".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./@+".contains(&b))
         && !s.starts_with(['-', '.', '@'])
-        && !matches!(s.to_ascii_lowercase().as_str(), "true" | "false" | "yes" | "no" | "null" | "on" | "off" | "y" | "n")
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "null" | "on" | "off" | "y" | "n"
+        )
         && s.parse::<f64>().is_err()
         && !s.bytes().all(|b| b.is_ascii_digit() || b == b'-');
     if plain {
@@ -604,7 +809,10 @@ fn q(s: &str) -> String {
 }
 
 fn flow(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -617,15 +825,40 @@ mod tests {
     #[test]
     fn round_trip_yaml() {
         let mut p = Policy::initial("alice", ALICE);
-        p.members.insert("bob".into(), Member { key: BOB.into(), email: Some("b@x.org".into()), expires: Some("2027-03-31".into()) });
+        p.members.insert(
+            "bob".into(),
+            Member {
+                key: BOB.into(),
+                email: Some("b@x.org".into()),
+                expires: Some("2027-03-31".into()),
+            },
+        );
         p.groups.insert("ops".into(), vec!["bob".into()]);
-        p.environments.insert("production".into(), Environment { file: ".env.production".into(), readers: vec!["ops".into()], freeze: vec!["Fri 18:00 - Sun 23:59".into()], required: vec![] });
+        p.environments.insert(
+            "production".into(),
+            Environment {
+                file: ".env.production".into(),
+                readers: vec!["ops".into()],
+                freeze: vec!["Fri 18:00 - Sun 23:59".into()],
+                required: vec![],
+            },
+        );
         p.public = vec!["^PORT$".into(), "^NEXT_PUBLIC_".into()];
-        p.schema.keys.insert("STRIPE".into(), KeySchema { pattern: Some("^sk_".into()), max_age: Some("90d".into()), ..Default::default() });
+        p.schema.keys.insert(
+            "STRIPE".into(),
+            KeySchema {
+                pattern: Some("^sk_".into()),
+                max_age: Some("90d".into()),
+                ..Default::default()
+            },
+        );
         let y = p.to_yaml();
         let back = parse(".sops.yaml", y.as_bytes()).unwrap();
         assert_eq!(back, p);
-        assert!(y.contains("path_regex: \"(^|/)\\\\.env\\\\.production$\""), "{y}");
+        assert!(
+            y.contains("path_regex: \"(^|/)\\\\.env\\\\.production$\""),
+            "{y}"
+        );
     }
 
     #[test]
@@ -639,7 +872,9 @@ mod tests {
         let y = "envv:\n  members:\n    alice: { key: age1bad }\n";
         let e = parse(".sops.yaml", y.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("alice.key") && e.contains(":3"), "{e}");
-        let y = format!("envv:\n  members:\n    alice: {{ key: {ALICE} }}\n    alice: {{ key: {BOB} }}\n");
+        let y = format!(
+            "envv:\n  members:\n    alice: {{ key: {ALICE} }}\n    alice: {{ key: {BOB} }}\n"
+        );
         assert!(parse(".sops.yaml", y.as_bytes()).is_err());
         let y = "envv:\n  memebrs: {}\n";
         let e = parse(".sops.yaml", y.as_bytes()).unwrap_err().to_string();
@@ -649,9 +884,19 @@ mod tests {
     #[test]
     fn schema_errors_name_the_field() {
         let base = format!("envv:\n  members:\n    alice: {{ key: {ALICE} }}\n  environments:\n    default: {{ file: .env, readers: [alice] }}\n");
-        let bad = |schema: &str| parse(".sops.yaml", format!("{base}  schema:\n{schema}").as_bytes()).unwrap_err().to_string();
+        let bad = |schema: &str| {
+            parse(
+                ".sops.yaml",
+                format!("{base}  schema:\n{schema}").as_bytes(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
         let e = bad("    keys:\n      A: { pattern: \"(\" }\n");
-        assert!(e.contains("schema.keys.A.pattern") && e.contains("invalid regex"), "{e}");
+        assert!(
+            e.contains("schema.keys.A.pattern") && e.contains("invalid regex"),
+            "{e}"
+        );
         let e = bad("    keys:\n      A: { environments: [staging] }\n");
         assert!(e.contains("unknown environment \"staging\""), "{e}");
         let e = bad("    keys:\n      A: { max_age: soon }\n");
@@ -659,9 +904,15 @@ mod tests {
         let e = bad("    naming: \"[\"\n");
         assert!(e.contains("schema.naming"), "{e}");
         let e = bad("    naming: \"^[A-Z_]+$\"\n    required: [lower_case]\n");
-        assert!(e.contains("envv.schema.required") && e.contains("lower_case"), "{e}");
+        assert!(
+            e.contains("envv.schema.required") && e.contains("lower_case"),
+            "{e}"
+        );
         let e = bad("    naming: \"^[A-Z_]+$\"\n    keys:\n      bad_one: {}\n");
-        assert!(e.contains("envv.schema.keys.bad_one") && e.contains(":9"), "{e}");
+        assert!(
+            e.contains("envv.schema.keys.bad_one") && e.contains(":9"),
+            "{e}"
+        );
         let ok = format!("{base}  schema:\n    naming: \"^[A-Z_]+$\"\n    required: [GOOD]\n");
         assert!(parse(".sops.yaml", ok.as_bytes()).is_ok());
     }

@@ -516,13 +516,14 @@ impl Metadata {
     /// The metadata as sorted `sops_*` lines (key, stored value).
     pub fn to_lines(&self) -> Vec<Line> {
         let mut kv: Vec<(String, String)> = Vec::new();
+        // Every value is read through `unescape_stored`, so every value is escaped back.
         let esc = |s: &str| s.replace('\n', "\\n");
         if self.key_groups_form {
             for (g, group) in self.groups.iter().enumerate() {
                 for (i, e) in group.iter().enumerate() {
                     let p = format!("sops_key_groups__list_{g}__map_age__list_{i}__map_");
                     kv.push((format!("{p}enc"), esc(&e.enc)));
-                    kv.push((format!("{p}recipient"), e.recipient.clone()));
+                    kv.push((format!("{p}recipient"), esc(&e.recipient)));
                 }
             }
         } else if let Some(group) = self.groups.first() {
@@ -530,13 +531,13 @@ impl Metadata {
                 kv.push((format!("sops_age__list_{i}__map_enc"), esc(&e.enc)));
                 kv.push((
                     format!("sops_age__list_{i}__map_recipient"),
-                    e.recipient.clone(),
+                    esc(&e.recipient),
                 ));
             }
         }
         kv.push(("sops_lastmodified".into(), self.lastmodified.clone()));
         if !self.mac.is_empty() {
-            kv.push(("sops_mac".into(), self.mac.clone()));
+            kv.push(("sops_mac".into(), esc(&self.mac)));
         }
         if self.mac_only_encrypted {
             kv.push(("sops_mac_only_encrypted".into(), "true".into()));
@@ -548,7 +549,7 @@ impl Metadata {
             format!("sops_{}", self.rule.meta_name()),
             esc(self.rule.meta_value()),
         ));
-        kv.push(("sops_version".into(), self.version.clone()));
+        kv.push(("sops_version".into(), esc(&self.version)));
         kv.extend(self.foreign.iter().cloned());
         kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         kv.into_iter()

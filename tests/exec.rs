@@ -739,14 +739,33 @@ fn exec_with_env_skips_a_base_file_the_caller_cannot_read() {
     s.ok(&["member", "add", "bob", &bob_pub, "--to", "production"]);
     let out = s
         .envv()
-        .args(["exec", "-e", "production", "--", "sh", "-c", "printf '%s|%s' \"$P\" \"${BASE-unset}\""])
+        .args([
+            "exec",
+            "-e",
+            "production",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s' \"$P\" \"${BASE-unset}\"",
+        ])
         .env("ENVV_AGE_KEY_FILE", &bob)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "prod value|unset");
-    assert!(String::from_utf8(out.stderr).unwrap().contains("skipped .env"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("skipped .env"));
     // Without -e the base file is the target itself: not readable is an error.
-    let out = s.envv().args(["exec", "--", "true"]).env("ENVV_AGE_KEY_FILE", &bob).output().unwrap();
+    let out = s
+        .envv()
+        .args(["exec", "--", "true"])
+        .env("ENVV_AGE_KEY_FILE", &bob)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }

@@ -8,3 +8,5 @@ mod gitint;
 mod health;
 mod interop;
 mod member;
+mod props;
+mod reliability;

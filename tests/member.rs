@@ -31,7 +31,10 @@ fn ok_as(s: &Sandbox, key: &Path, args: &[&str]) -> String {
 
 fn code_as(s: &Sandbox, key: &Path, args: &[&str]) -> (i32, String) {
     let out = run_as(s, key, args);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs envv as alice; returns (code, stdout, stderr).
@@ -48,22 +51,39 @@ fn run3(s: &Sandbox, args: &[&str]) -> (i32, String, String) {
 fn ssh_identity(s: &Sandbox, name: &str) -> (PathBuf, String) {
     let path = s.tmp.path().join(name);
     let st = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", &format!("{name}@test"), "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            &format!("{name}@test"),
+            "-f",
+        ])
         .arg(&path)
         .status()
         .expect("ssh-keygen is installed");
     assert!(st.success());
-    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string();
+    let public = std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string();
     (path, public)
 }
 
 /// The lines of a file that hold values and the MAC/timestamp (all but the recipient entries).
 fn value_lines(text: &str) -> Vec<String> {
-    text.lines().filter(|l| !l.starts_with("sops_age__")).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| !l.starts_with("sops_age__"))
+        .map(str::to_string)
+        .collect()
 }
 
 fn value_of<'a>(text: &'a str, key: &str) -> &'a str {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap()
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap()
 }
 
 #[test]
@@ -75,7 +95,11 @@ fn add_rewraps_only_and_rm_rotates_and_lists_what_was_readable() {
     let (carol, carol_pub) = ssh_identity(&s, "carol");
     let before = s.read(".env");
 
-    let out = s.envv().args(["member", "add", "bob", &bob_pub]).output().unwrap();
+    let out = s
+        .envv()
+        .args(["member", "add", "bob", &bob_pub])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -100,16 +124,28 @@ fn add_rewraps_only_and_rm_rotates_and_lists_what_was_readable() {
     s.git(&["commit", "-qm", "bob and carol"]);
     let (code, stdout, stderr) = run3(&s, &["member", "rm", "bob"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "default (.env): A, B, C\n", "exactly the keys bob could read");
+    assert_eq!(
+        stdout, "default (.env): A, B, C\n",
+        "exactly the keys bob could read"
+    );
     assert!(
-        stderr.contains("rotate them at their providers") && stderr.contains("default (.env): alice, carol"),
+        stderr.contains("rotate them at their providers")
+            && stderr.contains("default (.env): alice, carol"),
         "{stderr}"
     );
     let rotated = s.read(".env");
     for k in ["A", "B", "C"] {
-        assert_ne!(value_of(&after, k), value_of(&rotated, k), "{k} re-encrypted");
+        assert_ne!(
+            value_of(&after, k),
+            value_of(&rotated, k),
+            "{k} re-encrypted"
+        );
     }
-    assert_eq!(code_as(&s, &bob, &["get", "A"]).0, 1, "bob is locked out of the new file");
+    assert_eq!(
+        code_as(&s, &bob, &["get", "A"]).0,
+        1,
+        "bob is locked out of the new file"
+    );
     std::fs::write(s.repo.join("old.env"), s.git(&["show", "HEAD:.env"])).unwrap();
     assert_eq!(
         ok_as(&s, &bob, &["-f", "old.env", "get", "A"]),
@@ -122,8 +158,15 @@ fn add_rewraps_only_and_rm_rotates_and_lists_what_was_readable() {
 
     if let Some(sops) = sops() {
         let out = run_sops(&sops, &s.repo, &s.default_key(), &["decrypt", ".env"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "A=1\nB=two\nC=three\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "A=1\nB=two\nC=three\n"
+        );
     }
 }
 
@@ -134,17 +177,26 @@ fn environments_groups_expiry_and_updatekeys_check() {
     let (bob, bob_pub) = s.identity("bob");
     s.ok(&["member", "add", "bob", &bob_pub]);
     s.ok(&["group", "add", "ops", "alice"]);
-    let out = s.envv().args(["env", "add", "production", "--readers", "ops"]).output().unwrap();
+    let out = s
+        .envv()
+        .args(["env", "add", "production", "--readers", "ops"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("production (.env.production): alice"));
     s.ok(&["set", "SHARED=dev"]);
     s.ok(&["-e", "production", "set", "STRIPE=sk_live"]);
     assert_eq!(ok_as(&s, &bob, &["get", "SHARED"]), "dev");
     let (code, err) = code_as(&s, &bob, &["-e", "production", "get", "STRIPE"]);
     assert_eq!(code, 1, "a member of team cannot read production");
-    assert!(err.contains("alice") && err.contains(".env.production"), "{err}");
+    assert!(
+        err.contains("alice") && err.contains(".env.production"),
+        "{err}"
+    );
     let err = s.fails(&["-e", "staging", "set", "X=1"], 2);
     assert!(err.contains("envv env add staging"), "{err}");
-    assert!(s.ok(&["env", "ls"]).contains("production  .env.production  readers: ops"));
+    assert!(s
+        .ok(&["env", "ls"])
+        .contains("production  .env.production  readers: ops"));
     assert_eq!(s.ok(&["group", "ls"]), "ops: alice\nteam: alice, bob\n");
     s.ok(&["updatekeys", "--check"]);
 
@@ -155,7 +207,14 @@ fn environments_groups_expiry_and_updatekeys_check() {
     let dropped = policy
         .replace("team: [alice, bob]", "team: [alice]")
         .replace(&format!("    bob:\n      key: {bob_pub}\n"), "");
-    assert!(!dropped.split("\ncreation_rules:").next().unwrap().contains(&bob_pub), "{dropped}");
+    assert!(
+        !dropped
+            .split("\ncreation_rules:")
+            .next()
+            .unwrap()
+            .contains(&bob_pub),
+        "{dropped}"
+    );
     s.write(".sops.yaml", dropped);
     let out = s.run(&["updatekeys", "--check"]);
     assert_eq!(out.status.code(), Some(1));
@@ -183,7 +242,9 @@ fn environments_groups_expiry_and_updatekeys_check() {
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
-        report.contains(".env (default)") && report.contains("extra:   bob") && !report.contains(".env.production"),
+        report.contains(".env (default)")
+            && report.contains("extra:   bob")
+            && !report.contains(".env.production"),
         "{report}"
     );
     let no_identity = s
@@ -192,11 +253,23 @@ fn environments_groups_expiry_and_updatekeys_check() {
         .args(["updatekeys", "--check"])
         .output()
         .unwrap();
-    assert_eq!(no_identity.status.code(), Some(1), "--check needs no identity");
+    assert_eq!(
+        no_identity.status.code(),
+        Some(1),
+        "--check needs no identity"
+    );
     assert_eq!(String::from_utf8_lossy(&no_identity.stdout), report);
-    assert_eq!(ok_as(&s, &bob, &["get", "SHARED"]), "dev", "nothing changed before updatekeys");
+    assert_eq!(
+        ok_as(&s, &bob, &["get", "SHARED"]),
+        "dev",
+        "nothing changed before updatekeys"
+    );
     s.ok(&["updatekeys"]);
-    assert_eq!(code_as(&s, &bob, &["get", "SHARED"]).0, 1, "expired member removed");
+    assert_eq!(
+        code_as(&s, &bob, &["get", "SHARED"]).0,
+        1,
+        "expired member removed"
+    );
     assert_eq!(s.ok(&["get", "SHARED"]), "dev");
     s.ok(&["updatekeys", "--check"]);
 
@@ -204,7 +277,10 @@ fn environments_groups_expiry_and_updatekeys_check() {
     let prod = s.read(".env.production");
     let dev = s.read(".env");
     s.ok(&["rotate", "-e", "production"]);
-    assert_ne!(value_of(&prod, "STRIPE"), value_of(&s.read(".env.production"), "STRIPE"));
+    assert_ne!(
+        value_of(&prod, "STRIPE"),
+        value_of(&s.read(".env.production"), "STRIPE")
+    );
     assert_eq!(dev, s.read(".env"));
     assert_eq!(s.ok(&["-e", "production", "get", "STRIPE"]), "sk_live");
 }
@@ -229,13 +305,29 @@ fn a_refused_change_leaves_every_byte_in_place() {
         err.contains("envv.environments.production.readers") && err.contains("ghost"),
         "{err}"
     );
-    s.fails(&["member", "add", "carol", &carol_pub, "--to", "nowhere"], 2);
+    s.fails(
+        &["member", "add", "carol", &carol_pub, "--to", "nowhere"],
+        2,
+    );
     s.fails(&["member", "add", "carol", &bob_pub], 2);
     assert_eq!(before, snapshot());
 
     // alice cannot open .env.production: the whole change is refused, .env included.
-    let err = s.fails(&["member", "add", "carol", &carol_pub, "--to", "team,production"], 1);
-    assert!(err.contains(".env.production") && err.contains("nothing was changed"), "{err}");
+    let err = s.fails(
+        &[
+            "member",
+            "add",
+            "carol",
+            &carol_pub,
+            "--to",
+            "team,production",
+        ],
+        1,
+    );
+    assert!(
+        err.contains(".env.production") && err.contains("nothing was changed"),
+        "{err}"
+    );
     assert_eq!(before, snapshot());
 
     // A crash after the temp files are written and before any rename changes nothing.
@@ -255,11 +347,16 @@ fn a_refused_change_leaves_every_byte_in_place() {
 
     // Refusals that protect access.
     assert!(s.fails(&["member", "rm", "alice"], 2).contains("is you"));
-    assert!(s.fails(&["member", "rm", "bob"], 2).contains("last current reader of production"));
+    assert!(s
+        .fails(&["member", "rm", "bob"], 2)
+        .contains("last current reader of production"));
     assert_eq!(before[2], s.read(".env.production"));
     let (code, stdout, stderr) = run3(&s, &["member", "rm", "bob", "--force"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "default (.env): A\nproduction (.env.production): P\n");
+    assert_eq!(
+        stdout,
+        "default (.env): A\nproduction (.env.production): P\n"
+    );
     assert!(
         !s.repo.join(".env.production").exists() && !s.read(".sops.yaml").contains("production"),
         "{stderr}"
@@ -278,8 +375,15 @@ fn join_then_approve_or_deny() {
     assert!(err.contains("envv member approve carol"), "{err}");
     ok_as(&s, &dave, &["join", "--name", "dave"]);
     let ls = s.ok(&["member", "ls"]);
-    assert!(ls.contains("pending") && ls.contains("carol") && ls.contains("dave"), "{ls}");
-    assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1, "pending is not a reader");
+    assert!(
+        ls.contains("pending") && ls.contains("carol") && ls.contains("dave"),
+        "{ls}"
+    );
+    assert_eq!(
+        code_as(&s, &carol, &["get", "A"]).0,
+        1,
+        "pending is not a reader"
+    );
     s.ok(&["member", "approve", "carol"]);
     assert_eq!(ok_as(&s, &carol, &["get", "A"]), "1");
     let before = s.read(".env");
@@ -289,11 +393,18 @@ fn join_then_approve_or_deny() {
         stderr.contains("warning: --no-rotate") && stderr.contains("data key kept"),
         "{stderr}"
     );
-    assert_eq!(value_lines(&before), value_lines(&s.read(".env")), "no value re-encrypted");
+    assert_eq!(
+        value_lines(&before),
+        value_lines(&s.read(".env")),
+        "no value re-encrypted"
+    );
     assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1);
     s.ok(&["member", "deny", "dave"]);
     let policy = s.read(".sops.yaml");
-    assert!(!policy.contains("dave") && !policy.contains("pending"), "{policy}");
+    assert!(
+        !policy.contains("dave") && !policy.contains("pending"),
+        "{policy}"
+    );
     assert_eq!(code_as(&s, &dave, &["get", "A"]).0, 1);
 }
 
@@ -307,12 +418,25 @@ fn sops_reads_envv_membership_changes_and_envv_reads_sops_updatekeys() {
     let (bob, bob_pub) = s.identity("bob");
     s.ok(&["member", "add", "bob", &bob_pub]);
     let out = run_sops(&sops, &s.repo, &bob, &["decrypt", ".env"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A sops user re-syncs a file that lacks bob, from the generated creation_rules.
     s.write(".env", &alice_only);
     assert_eq!(s.run(&["updatekeys", "--check"]).status.code(), Some(1));
-    let out = run_sops(&sops, &s.repo, &s.default_key(), &["updatekeys", "-y", ".env"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_sops(
+        &sops,
+        &s.repo,
+        &s.default_key(),
+        &["updatekeys", "-y", ".env"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.ok(&["updatekeys", "--check"]);
     assert_eq!(ok_as(&s, &bob, &["get", "B"]), "2");
     assert_eq!(s.ok(&["get", "A"]), "1");

@@ -127,7 +127,10 @@ pub fn group(ctx: &Ctx, a: GroupArgs) -> anyhow::Result<i32> {
 }
 
 fn clean(list: Vec<String>) -> Vec<String> {
-    list.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect()
+    list.into_iter()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
@@ -198,14 +201,26 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
             match EnvFile::open(&path, rel) {
                 Ok(f) => match &f.meta {
                     None => "plaintext (`envv encrypt`)".into(),
-                    Some(m) if recipient_drift(m, &p.recipients(name)).is_empty() => "in sync".into(),
+                    Some(m) if recipient_drift(m, &p.recipients(name)).is_empty() => {
+                        "in sync".into()
+                    }
                     Some(_) => "out of sync (`envv updatekeys`)".into(),
                 },
                 Err(e) => format!("unreadable: {e}"),
             }
         };
-        let readers: Vec<String> = p.reader_names(name).into_iter().filter(|n| !p.is_expired(n)).collect();
-        rows.push((name.clone(), e.file.clone(), e.readers.clone(), readers, state));
+        let readers: Vec<String> = p
+            .reader_names(name)
+            .into_iter()
+            .filter(|n| !p.is_expired(n))
+            .collect();
+        rows.push((
+            name.clone(),
+            e.file.clone(),
+            e.readers.clone(),
+            readers,
+            state,
+        ));
     }
     if a.json {
         let v: Vec<serde_json::Value> = rows
@@ -216,7 +231,11 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     for (n, f, r, m, st) in rows {
-        println!("{n}  {f}  readers: {}  ({})  {st}", r.join(","), m.join(", "));
+        println!(
+            "{n}  {f}  readers: {}  ({})  {st}",
+            r.join(","),
+            m.join(", ")
+        );
     }
     Ok(0)
 }
@@ -268,7 +287,11 @@ fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
     }
     let orphans = crate::membership::newly_unreadable_envs(&s.policy, &new);
     if !orphans.is_empty() {
-        return Err(Error::Usage(format!("nobody would be left to read {}: add readers first", orphans.join(", "))).into());
+        return Err(Error::Usage(format!(
+            "nobody would be left to read {}: add readers first",
+            orphans.join(", ")
+        ))
+        .into());
     }
     commit(ctx, &mut s, &new, Mode::Sync, None)?;
     Ok(0)

@@ -40,14 +40,29 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
     let only = match (&ctx.file, &ctx.env) {
         (Some(f), _) => {
             let t = ctx.ws.target(None, Some(f))?;
-            Some(t.env.ok_or_else(|| Error::Usage(format!("{} is not the file of any environment in .sops.yaml", t.name)))?)
+            Some(t.env.ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} is not the file of any environment in .sops.yaml",
+                    t.name
+                ))
+            })?)
         }
         (None, e) => e.clone(),
     };
     let mut ring = ctx.keyring();
-    let report = health::check(&ctx.ws.root, &pf.policy, only.as_deref(), &mut ring, crate::policy::today())?;
+    let report = health::check(
+        &ctx.ws.root,
+        &pf.policy,
+        only.as_deref(),
+        &mut ring,
+        crate::policy::today(),
+    )?;
     let failed = report.failed(a.strict);
-    let (errors, warnings, notes) = (report.count(Level::Error), report.count(Level::Warning), report.count(Level::Note));
+    let (errors, warnings, notes) = (
+        report.count(Level::Error),
+        report.count(Level::Warning),
+        report.count(Level::Note),
+    );
     if a.json {
         let findings: Vec<serde_json::Value> = report.findings.iter().map(finding_json).collect();
         let out = json!({
@@ -60,7 +75,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
     let mut groups: Vec<Option<&str>> = vec![None];
     groups.extend(report.environments.iter().map(|e| Some(e.as_str())));
     for g in groups {
-        let items: Vec<&Finding> = report.findings.iter().filter(|f| f.env.as_deref() == g).collect();
+        let items: Vec<&Finding> = report
+            .findings
+            .iter()
+            .filter(|f| f.env.as_deref() == g)
+            .collect();
         match g {
             None if items.is_empty() => continue,
             None => println!("policy ({})", crate::policy::POLICY_FILE),
@@ -87,7 +106,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
             plural(errors, "error"),
             plural(warnings, "warning"),
             plural(notes, "note"),
-            if !failed && warnings > 0 { " (warnings fail only with --strict)" } else { "" }
+            if !failed && warnings > 0 {
+                " (warnings fail only with --strict)"
+            } else {
+                ""
+            }
         );
     }
     Ok(i32::from(failed))
@@ -147,9 +170,14 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
     let fa = EnvFile::open(&ta.path, &ta.name)?;
     let fb = EnvFile::open(&tb.path, &tb.name)?;
     let mut ring = ctx.keyring();
-    let mut unlock = |f: &EnvFile, t: &crate::workspace::Target| -> crate::Result<Option<crate::sops::DataKey>> {
+    let mut unlock = |f: &EnvFile,
+                      t: &crate::workspace::Target|
+     -> crate::Result<Option<crate::sops::DataKey>> {
         if !f.is_encrypted() {
-            return Err(Error::Usage(format!("{} is not encrypted: run `envv encrypt -f {}` first", t.name, t.name)));
+            return Err(Error::Usage(format!(
+                "{} is not encrypted: run `envv encrypt -f {}` first",
+                t.name, t.name
+            )));
         }
         match f.unlock(&mut ring, || ctx.ws.readers(t)) {
             Ok(k) => Ok(Some(k)),
@@ -167,12 +195,26 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
         _ => None,
     };
     let compared = hk.is_some();
-    let rows = envdiff::compare(&Side { file: &fa, plain: pa.as_ref() }, &Side { file: &fb, plain: pb.as_ref() }, hk.as_deref());
+    let rows = envdiff::compare(
+        &Side {
+            file: &fa,
+            plain: pa.as_ref(),
+        },
+        &Side {
+            file: &fb,
+            plain: pb.as_ref(),
+        },
+        hk.as_deref(),
+    );
     let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
     let differs = rows.iter().any(|r| r.status != Status::Same);
     let code = i32::from(a.exit_code && differs);
     if !compared {
-        let cannot: Vec<&str> = [(&dka, &ta), (&dkb, &tb)].iter().filter(|(k, _)| k.is_none()).map(|(_, t)| t.name.as_str()).collect();
+        let cannot: Vec<&str> = [(&dka, &ta), (&dkb, &tb)]
+            .iter()
+            .filter(|(k, _)| k.is_none())
+            .map(|(_, t)| t.name.as_str())
+            .collect();
         eprintln!("warning: values not compared: none of your identities can decrypt {} (only key names are compared)", cannot.join(", "));
     }
     if a.json {
@@ -206,13 +248,30 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
             Status::OnlyB => format!("  {}", h(&r.hash_b)),
             _ => String::new(),
         };
-        println!("  {:width$}  {line}{}", r.key, if compared { tail } else { String::new() });
+        println!(
+            "  {:width$}  {line}{}",
+            r.key,
+            if compared { tail } else { String::new() }
+        );
     }
-    let mut summary = format!("{} only in {}, {} only in {}", count(Status::OnlyA), a.a, count(Status::OnlyB), a.b);
+    let mut summary = format!(
+        "{} only in {}, {} only in {}",
+        count(Status::OnlyA),
+        a.a,
+        count(Status::OnlyB),
+        a.b
+    );
     if compared {
-        summary.push_str(&format!(", {} different, {} same", count(Status::Different), count(Status::Same)));
+        summary.push_str(&format!(
+            ", {} different, {} same",
+            count(Status::Different),
+            count(Status::Same)
+        ));
     } else {
-        summary.push_str(&format!(", {} in both (values not compared)", count(Status::NotCompared)));
+        summary.push_str(&format!(
+            ", {} in both (values not compared)",
+            count(Status::NotCompared)
+        ));
     }
     println!("{summary}");
     Ok(code)
@@ -248,25 +307,49 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let mut ring = ctx.keyring();
     let publics = ring.all_publics();
     let Some(pf) = ctx.ws.policy()? else {
-        let next = if publics.is_empty() { "`envv keygen`, then `envv init`" } else { "`envv init`" };
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&json!({ "root": ctx.ws.root, "policy": false, "next": [next] }))?);
+        let next = if publics.is_empty() {
+            "`envv keygen`, then `envv init`"
         } else {
-            println!("no .sops.yaml in {} or its parents: envv is not set up here", ctx.ws.cwd.display());
+            "`envv init`"
+        };
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "root": ctx.ws.root, "policy": false, "next": [next] })
+                )?
+            );
+        } else {
+            println!(
+                "no .sops.yaml in {} or its parents: envv is not set up here",
+                ctx.ws.cwd.display()
+            );
             println!("next: {next}");
         }
         return Ok(0);
     };
     let policy = &pf.policy;
     let mine = |key: &str| publics.iter().any(|(p, _)| keys::same_recipient(key, p));
-    let me: Vec<String> = policy.members.iter().filter(|(_, m)| mine(&m.key)).map(|(n, _)| n.clone()).collect();
-    let me_pending: Vec<String> = policy.pending.iter().filter(|(_, m)| mine(&m.key)).map(|(n, _)| n.clone()).collect();
+    let me: Vec<String> = policy
+        .members
+        .iter()
+        .filter(|(_, m)| mine(&m.key))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let me_pending: Vec<String> = policy
+        .pending
+        .iter()
+        .filter(|(_, m)| mine(&m.key))
+        .map(|(n, _)| n.clone())
+        .collect();
 
     let mut rows = Vec::new();
     for (name, decl) in &policy.environments {
         let rel = decl.file.trim_start_matches("./").to_string();
         let readers = policy.reader_names(name);
-        let you_read_policy = readers.iter().any(|r| me.contains(r) && !policy.is_expired(r));
+        let you_read_policy = readers
+            .iter()
+            .any(|r| me.contains(r) && !policy.is_expired(r));
         let mut row = EnvRow {
             name: name.clone(),
             file: rel.clone(),
@@ -284,7 +367,9 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
                 row.keys = Some(f.keys().collect::<std::collections::BTreeSet<_>>().len());
                 if let Some(meta) = &f.meta {
                     row.you_read_file = Some(meta.recipients().iter().any(|r| mine(r)));
-                    row.in_sync = Some(crate::envfile::recipient_drift(meta, &policy.recipients(name)).is_empty());
+                    row.in_sync = Some(
+                        crate::envfile::recipient_drift(meta, &policy.recipients(name)).is_empty(),
+                    );
                 } else if row.keys != Some(0) {
                     row.problem = Some("not encrypted".into());
                 }
@@ -300,28 +385,60 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let mut next: Vec<(String, String)> = Vec::new();
     if publics.is_empty() {
         next.push(("envv keygen".into(), "you have no identity yet".into()));
-        next.push(("envv join".into(), "then ask to join; a reader approves with `envv member approve`".into()));
+        next.push((
+            "envv join".into(),
+            "then ask to join; a reader approves with `envv member approve`".into(),
+        ));
     } else if me.is_empty() && me_pending.is_empty() {
-        next.push(("envv join".into(), "your key is not a member of this repository".into()));
+        next.push((
+            "envv join".into(),
+            "your key is not a member of this repository".into(),
+        ));
     } else if !me_pending.is_empty() && me.is_empty() {
-        next.push((format!("envv member approve {}", me_pending[0]), "to be run by a reader: you are waiting for approval".into()));
+        next.push((
+            format!("envv member approve {}", me_pending[0]),
+            "to be run by a reader: you are waiting for approval".into(),
+        ));
     }
-    let out_of_sync: Vec<&str> = rows.iter().filter(|r| r.in_sync == Some(false)).map(|r| r.file.as_str()).collect();
+    let out_of_sync: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.in_sync == Some(false))
+        .map(|r| r.file.as_str())
+        .collect();
     if !out_of_sync.is_empty() {
-        next.push(("envv updatekeys".into(), format!("{} out of sync with .sops.yaml", out_of_sync.join(", "))));
+        next.push((
+            "envv updatekeys".into(),
+            format!("{} out of sync with .sops.yaml", out_of_sync.join(", ")),
+        ));
     }
-    for r in rows.iter().filter(|r| r.problem.as_deref() == Some("not encrypted")) {
-        next.push((format!("envv encrypt -f {}", r.file), format!("{} holds plain text", r.file)));
+    for r in rows
+        .iter()
+        .filter(|r| r.problem.as_deref() == Some("not encrypted"))
+    {
+        next.push((
+            format!("envv encrypt -f {}", r.file),
+            format!("{} holds plain text", r.file),
+        ));
     }
     for r in rows.iter().filter(|r| !r.exists && r.you_read_policy) {
-        next.push((format!("envv set -e {} KEY", r.name), format!("{} does not exist yet", r.file)));
+        next.push((
+            format!("envv set -e {} KEY", r.name),
+            format!("{} does not exist yet", r.file),
+        ));
     }
     if let Some(g) = &git {
         if !g.hook {
-            next.push(("envv hook install".into(), "no pre-commit hook guards against committing plaintext".into()));
+            next.push((
+                "envv hook install".into(),
+                "no pre-commit hook guards against committing plaintext".into(),
+            ));
         }
         if !(g.textconv && g.attributes) {
-            next.push(("envv git setup".into(), "git diff shows ciphertext instead of changed keys; merges are not key by key".into()));
+            next.push((
+                "envv git setup".into(),
+                "git diff shows ciphertext instead of changed keys; merges are not key by key"
+                    .into(),
+            ));
         }
     }
 
@@ -353,17 +470,31 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         (false, false) => println!(
             "you:        {} ({})",
             me.join(", "),
-            publics.iter().map(|(p, s)| format!("{} from {s}", keys::short_key(p))).collect::<Vec<_>>().join("; ")
+            publics
+                .iter()
+                .map(|(p, s)| format!("{} from {s}", keys::short_key(p)))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
         (false, true) if !me_pending.is_empty() => {
             println!("you:        {} (pending approval)", me_pending.join(", "))
         }
-        (false, true) => println!("you:        not a member ({})", publics.iter().map(|(p, _)| keys::short_key(p)).collect::<Vec<_>>().join(", ")),
+        (false, true) => println!(
+            "you:        not a member ({})",
+            publics
+                .iter()
+                .map(|(p, _)| keys::short_key(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
     println!();
     let w_name = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(11);
     let w_file = rows.iter().map(|r| r.file.len()).max().unwrap_or(0).max(4);
-    println!("{:w_name$}  {:w_file$}  {:>5}  {:11}  READERS", "ENVIRONMENT", "FILE", "KEYS", "YOU");
+    println!(
+        "{:w_name$}  {:w_file$}  {:>5}  {:11}  READERS",
+        "ENVIRONMENT", "FILE", "KEYS", "YOU"
+    );
     for r in &rows {
         let keys = r.keys.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
         let you = match (r.exists, r.you_read_file, r.you_read_policy) {
@@ -372,7 +503,18 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
             (false, None, true) => "can read",
             _ => "cannot read",
         };
-        let readers = r.readers.iter().map(|n| if policy.is_expired(n) { format!("{n} (expired)") } else { n.clone() }).collect::<Vec<_>>().join(", ");
+        let readers = r
+            .readers
+            .iter()
+            .map(|n| {
+                if policy.is_expired(n) {
+                    format!("{n} (expired)")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut notes = String::new();
         if !r.exists {
             notes.push_str("  [no file yet]");
@@ -383,14 +525,27 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         if let Some(p) = &r.problem {
             notes.push_str(&format!("  [{p}]"));
         }
-        println!("{:w_name$}  {:w_file$}  {keys:>5}  {you:11}  {readers}{notes}", r.name, r.file);
+        println!(
+            "{:w_name$}  {:w_file$}  {keys:>5}  {you:11}  {readers}{notes}",
+            r.name, r.file
+        );
     }
     println!();
     match &git {
         None => println!("git:        not a git repository"),
         Some(g) => {
-            println!("pre-commit hook:  {}", if g.hook { "installed" } else { "not installed" });
-            println!("git diff/merge:   {}", if g.textconv && g.attributes { "set up" } else { "not set up" });
+            println!(
+                "pre-commit hook:  {}",
+                if g.hook { "installed" } else { "not installed" }
+            );
+            println!(
+                "git diff/merge:   {}",
+                if g.textconv && g.attributes {
+                    "set up"
+                } else {
+                    "not set up"
+                }
+            );
         }
     }
     println!();

@@ -131,7 +131,11 @@ pub fn run(ctx: &Ctx, a: MemberArgs) -> anyhow::Result<i32> {
 }
 
 fn targets(policy: &Policy, to: Vec<String>) -> crate::Result<Vec<String>> {
-    let to: Vec<String> = to.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    let to: Vec<String> = to
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
     if !to.is_empty() {
         return Ok(to);
     }
@@ -214,7 +218,10 @@ fn deny(ctx: &Ctx, a: DenyArgs) -> anyhow::Result<i32> {
         .into());
     }
     s.apply(&Plan::default(), Some(&new), &mut ctx.keyring())?;
-    eprintln!("denied the join request of {}; commit {POLICY_FILE}", a.name);
+    eprintln!(
+        "denied the join request of {}; commit {POLICY_FILE}",
+        a.name
+    );
     Ok(0)
 }
 
@@ -228,11 +235,19 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             eprintln!("removed the pending request of {}", a.name);
             return Ok(0);
         }
-        return Err(Error::Usage(format!("{} is not a member (members: {})", a.name, names(old.members.keys()))).into());
+        return Err(Error::Usage(format!(
+            "{} is not a member (members: {})",
+            a.name,
+            names(old.members.keys())
+        ))
+        .into());
     }
     let key = old.members[&a.name].key.clone();
     let mut ring = ctx.keyring();
-    let mine = ring.all_publics().iter().any(|(p, _)| same_recipient(p, &key));
+    let mine = ring
+        .all_publics()
+        .iter()
+        .any(|(p, _)| same_recipient(p, &key));
     if mine && !a.force {
         return Err(Error::Usage(format!(
             "{} is you (one of your identities has this key): removing yourself locks you out; pass --force to do it anyway",
@@ -253,7 +268,10 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     let orphans = membership::newly_unreadable_envs(&old, &new);
     if !orphans.is_empty() {
         if !a.force {
-            let list: Vec<String> = orphans.iter().map(|e| format!("{e} ({})", old.environments[e].file)).collect();
+            let list: Vec<String> = orphans
+                .iter()
+                .map(|e| format!("{e} ({})", old.environments[e].file))
+                .collect();
             return Err(Error::Usage(format!(
                 "{} is the last current reader of {}: add another reader first (`envv env readers ENV GROUP,...` or `envv member add ... --to ENV`), or pass --force to remove the environment and delete its file",
                 a.name,
@@ -267,7 +285,11 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             orphans.join(", ")
         );
     }
-    let mode = if a.no_rotate { Mode::NoRotate } else { Mode::Sync };
+    let mode = if a.no_rotate {
+        Mode::NoRotate
+    } else {
+        Mode::Sync
+    };
     if a.no_rotate {
         eprintln!(
             "warning: --no-rotate keeps the data keys: {} can still decrypt new values with a data key from an old revision; run `envv rotate` soon",
@@ -313,14 +335,25 @@ fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "members": members, "pending": pending, "groups": p.groups }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "members": members, "pending": pending, "groups": p.groups })
+            )?
         );
         return Ok(0);
     }
-    let w = p.members.keys().chain(p.pending.keys()).map(String::len).max().unwrap_or(4).max(4);
+    let w = p
+        .members
+        .keys()
+        .chain(p.pending.keys())
+        .map(String::len)
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for (n, m) in &p.members {
         let expiry = match &m.expires {
-            Some(d) if p.is_expired(n) => format!("  EXPIRED {d} (`envv updatekeys` removes their access)"),
+            Some(d) if p.is_expired(n) => {
+                format!("  EXPIRED {d} (`envv updatekeys` removes their access)")
+            }
             Some(d) => format!("  expires {d}"),
             None => String::new(),
         };
@@ -329,8 +362,16 @@ fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
         println!(
             "{n:w$}  {}  groups: {}  reads: {}{expiry}",
             short_key(&m.key),
-            if groups.is_empty() { "-".into() } else { groups.join(",") },
-            if envs.is_empty() { "-".into() } else { envs.join(",") },
+            if groups.is_empty() {
+                "-".into()
+            } else {
+                groups.join(",")
+            },
+            if envs.is_empty() {
+                "-".into()
+            } else {
+                envs.join(",")
+            },
         );
     }
     if !p.pending.is_empty() {
@@ -351,10 +392,18 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
             let mut ring = ctx.keyring();
             keys::my_public_key(&mut ring)
                 .or_else(|| ring.all_publics().into_iter().next().map(|(p, _)| p))
-                .ok_or_else(|| Error::Usage("no identity found: run `envv keygen` first (or pass --key)".into()))?
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "no identity found: run `envv keygen` first (or pass --key)".into(),
+                    )
+                })?
         }
     };
-    if let Some((n, _)) = new.members.iter().find(|(_, m)| same_recipient(&m.key, &key)) {
+    if let Some((n, _)) = new
+        .members
+        .iter()
+        .find(|(_, m)| same_recipient(&m.key, &key))
+    {
         eprintln!("your key is already member {n}; nothing to do");
         return Ok(0);
     }
@@ -364,7 +413,9 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
             let from_git = crate::git::config_string(&ctx.ws.root, "user.name")
                 .map(|n| policy::slug(&n))
                 .filter(|s| !s.is_empty());
-            let user = std::env::var("USER").map(|u| policy::slug(&u)).unwrap_or_default();
+            let user = std::env::var("USER")
+                .map(|u| policy::slug(&u))
+                .unwrap_or_default();
             from_git
                 .or(Some(user))
                 .filter(|s| !s.is_empty())
@@ -372,7 +423,10 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
         }
     };
     if new.members.contains_key(&name) || new.groups.contains_key(&name) {
-        return Err(Error::Usage(format!("the name {name} is taken in {POLICY_FILE}: pass --name OTHER")).into());
+        return Err(Error::Usage(format!(
+            "the name {name} is taken in {POLICY_FILE}: pass --name OTHER"
+        ))
+        .into());
     }
     let r = membership::check_new_key(&new, &name, &key)?;
     new.pending.insert(
@@ -399,7 +453,13 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Plans and applies a policy change with the caller's identities, then reports it.
-pub(crate) fn commit(ctx: &Ctx, s: &mut Session, new: &Policy, mode: Mode, only: Option<&[String]>) -> crate::Result<Plan> {
+pub(crate) fn commit(
+    ctx: &Ctx,
+    s: &mut Session,
+    new: &Policy,
+    mode: Mode,
+    only: Option<&[String]>,
+) -> crate::Result<Plan> {
     commit_with(s, new, mode, only, &mut ctx.keyring())
 }
 
@@ -428,9 +488,16 @@ pub(crate) fn commit_with(
 pub(crate) fn report(plan: &Plan, policy_written: bool) {
     for c in &plan.files {
         let what = match c.action {
-            Action::Rewrap if c.removed.is_empty() => format!("re-wrapped for {} (values unchanged)", c.added.join(", ")),
-            Action::Rewrap => format!("re-wrapped without {} (data key kept: not rotated)", c.removed.join(", ")),
-            Action::Rotate if c.removed.is_empty() && c.added.is_empty() => "rotated: new data key, all values re-encrypted".into(),
+            Action::Rewrap if c.removed.is_empty() => {
+                format!("re-wrapped for {} (values unchanged)", c.added.join(", "))
+            }
+            Action::Rewrap => format!(
+                "re-wrapped without {} (data key kept: not rotated)",
+                c.removed.join(", ")
+            ),
+            Action::Rotate if c.removed.is_empty() && c.added.is_empty() => {
+                "rotated: new data key, all values re-encrypted".into()
+            }
             Action::Rotate => {
                 let mut parts = Vec::new();
                 if !c.removed.is_empty() {
@@ -439,7 +506,10 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
                 if !c.added.is_empty() {
                     parts.push(format!("added {}", c.added.join(", ")));
                 }
-                format!("rotated ({}): new data key, all values re-encrypted", parts.join("; "))
+                format!(
+                    "rotated ({}): new data key, all values re-encrypted",
+                    parts.join("; ")
+                )
             }
             Action::Delete => "deleted (nobody may read it any more; still in git history)".into(),
             _ => continue,
@@ -454,7 +524,11 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
 
 /// `readers: ENV (FILE): a, b` for every environment of a plan.
 pub(crate) fn print_readers(plan: &Plan) {
-    let rows: Vec<&membership::FileChange> = plan.files.iter().filter(|c| c.action != Action::Delete).collect();
+    let rows: Vec<&membership::FileChange> = plan
+        .files
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .collect();
     if rows.is_empty() {
         return;
     }

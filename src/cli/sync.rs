@@ -64,19 +64,29 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
         }
         for c in plan.changing() {
             out += 1;
-            println!("{} ({}): recipients differ from {POLICY_FILE}", c.name, c.env);
+            println!(
+                "{} ({}): recipients differ from {POLICY_FILE}",
+                c.name, c.env
+            );
             if !c.added.is_empty() {
                 println!("  missing: {}  (a re-wrap adds them)", c.added.join(", "));
             }
             if !c.removed.is_empty() {
-                println!("  extra:   {}  (their removal rotates the data key)", c.removed.join(", "));
+                println!(
+                    "  extra:   {}  (their removal rotates the data key)",
+                    c.removed.join(", ")
+                );
             }
         }
         if out > 0 {
             eprintln!("{out} file(s) out of sync with {POLICY_FILE}: a reader of them runs `envv updatekeys`");
             return Ok(1);
         }
-        let n = plan.files.iter().filter(|c| c.action == Action::Unchanged).count();
+        let n = plan
+            .files
+            .iter()
+            .filter(|c| c.action == Action::Unchanged)
+            .count();
         eprintln!("all {n} encrypted file(s) match {POLICY_FILE}");
         return Ok(0);
     }
