@@ -115,16 +115,15 @@ impl EncValue {
         let rest = s
             .strip_prefix(ENC_PREFIX)
             .ok_or("not an ENC[AES256_GCM,...] value")?;
-        let iv_at = rest.find(",iv:").ok_or("ENC value has no iv field")?;
-        let data = &rest[..iv_at];
-        let rest = &rest[iv_at + 4..];
-        let tag_at = rest.find(",tag:").ok_or("ENC value has no tag field")?;
-        let iv = &rest[..tag_at];
-        let rest = &rest[tag_at + 5..];
-        let ty_at = rest.find(",type:").ok_or("ENC value has no type field")?;
-        let tag = &rest[..ty_at];
-        let rest = &rest[ty_at + 6..];
-        let end = rest.find(']').ok_or("ENC value is not closed by ]")?;
+        // Base64 has no `,`: each field ends at the next comma (a byte search; no substring
+        // searcher is built per value, and this runs once per value of a file).
+        let (data, rest) = next_field(rest, "iv:").ok_or("ENC value has no iv field")?;
+        let (iv, rest) = next_field(rest, "tag:").ok_or("ENC value has no tag field")?;
+        let (tag, rest) = next_field(rest, "type:").ok_or("ENC value has no type field")?;
+        let end = rest
+            .bytes()
+            .position(|b| b == b']')
+            .ok_or("ENC value is not closed by ]")?;
         let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
         let dec = |field: &str, what: &str| {
             B64.decode(field)
@@ -140,6 +139,19 @@ impl EncValue {
             .map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
         Ok(EncValue { data, iv, tag, ty })
     }
+}
+
+/// Splits `field,name:rest` at the first comma followed by `name`, as `(field, rest)`.
+fn next_field<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    let mut from = 0;
+    while let Some(at) = s.as_bytes()[from..].iter().position(|&b| b == b',') {
+        let comma = from + at;
+        if let Some(rest) = s[comma + 1..].strip_prefix(name) {
+            return Some((&s[..comma], rest));
+        }
+        from = comma + 1;
+    }
+    None
 }
 
 /// AES-256-GCM with sops's 32-byte IVs, bound to one data key.
@@ -779,6 +791,16 @@ mod tests {
         assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==")
             .unwrap_err()
             .contains("tag"));
+        assert!(
+            EncValue::parse("ENC[AES256_GCM,data:AA==,tag:AA==,type:str]")
+                .unwrap_err()
+                .contains("iv")
+        );
+        assert!(EncValue::parse(
+            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str"
+        )
+        .unwrap_err()
+        .contains("closed"));
         assert!(EncValue::parse(
             "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]"
         )
