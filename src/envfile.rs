@@ -235,7 +235,7 @@ impl EnvFile {
                     if plan[i] && sops::is_enc(text) {
                         let enc = EncValue::parse(text)
                             .map_err(|m| self.line_err(i, format!("encrypted comment: {m}")))?;
-                        let v = cipher.decrypt(&enc, b":").ok_or_else(|| Error::Tampered {
+                        let v = cipher.open(enc, b":").ok_or_else(|| Error::Tampered {
                             file: self.name.clone(),
                             line: self.line_no(i),
                             key: "a comment".into(),
@@ -256,15 +256,16 @@ impl EnvFile {
                             aad.clear();
                             aad.extend_from_slice(k.as_bytes());
                             aad.push(b':');
-                            let v = cipher.decrypt(&enc, &aad).ok_or_else(|| Error::Tampered {
+                            let ty = enc.ty;
+                            let v = cipher.open(enc, &aad).ok_or_else(|| Error::Tampered {
                                 file: self.name.clone(),
                                 line: self.line_no(i),
                                 key: k.clone(),
                             })?;
-                            if enc.ty != ValueType::Str {
+                            if ty != ValueType::Str {
                                 mac.add(v.expose());
                                 plain.retype.push(i);
-                                plain.values.push(Some(sops::display_typed(enc.ty, v)));
+                                plain.values.push(Some(sops::display_typed(ty, v)));
                                 continue;
                             }
                             v

@@ -178,12 +178,15 @@ impl ValueCipher {
 
     /// Decrypts; `None` when authentication fails (wrong key, wrong AAD, edited bytes).
     pub fn decrypt(&self, enc: &EncValue, aad: &[u8]) -> Option<Secret> {
-        if enc.iv.len() != 32 {
-            // Only sops's 32-byte IVs are produced by any known writer.
-            return None;
-        }
-        let mut buf = enc.data.clone();
+        self.open(enc.clone(), aad)
+    }
+
+    /// Like [`ValueCipher::decrypt`] (AEAD "open"), but decrypts in the value's own buffer (no
+    /// copy). The tag is checked before anything is decrypted: on failure it holds ciphertext.
+    pub fn open(&self, enc: EncValue, aad: &[u8]) -> Option<Secret> {
+        // Only sops's 32-byte IVs are produced by any known writer.
         let iv: &[u8; 32] = enc.iv.as_slice().try_into().ok()?;
+        let mut buf = enc.data;
         match self
             .0
             .decrypt_in_place_detached(iv.into(), aad, &mut buf, (&enc.tag).into())
