@@ -157,11 +157,20 @@ impl EnvFile {
 
     /// The file as bytes: data lines, then sorted metadata lines.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.lines.len() * 96 + 2048);
+        let meta = self
+            .meta
+            .as_ref()
+            .map(Metadata::to_lines)
+            .unwrap_or_default();
+        // Exact size: one allocation, no copy while growing.
+        let size = |l: &Line| match l {
+            Line::Blank => 1,
+            Line::Comment(c) => c.len() + 2,
+            Line::Pair { key, stored, .. } => key.len() + stored.len() + 2,
+        };
+        let mut out = Vec::with_capacity(self.lines.iter().chain(&meta).map(size).sum());
         dotenv::emit_stored(&self.lines, &mut out);
-        if let Some(m) = &self.meta {
-            dotenv::emit_stored(&m.to_lines(), &mut out);
-        }
+        dotenv::emit_stored(&meta, &mut out);
         out
     }
 
@@ -723,6 +732,17 @@ mod tests {
         let p3 = back.decrypt(&dk, true).unwrap();
         assert_eq!(back.get(&p3, "B").unwrap().expose(), b"new");
         assert!(back.get(&p3, "C").is_none());
+    }
+
+    #[test]
+    fn to_bytes_allocates_exactly_once() {
+        let (_id, r) = recipient();
+        let text = "# c\nA=1\n\nB=two\nP_unencrypted=x\n";
+        let (f, _, _) =
+            EnvFile::encrypt_new(Path::new("x"), ".env", text, &[r], CryptRule::default()).unwrap();
+        let bytes = f.to_bytes();
+        assert_eq!(bytes.len(), bytes.capacity());
+        assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"));
     }
 
     #[test]

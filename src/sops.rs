@@ -631,10 +631,12 @@ impl MacBuilder {
     }
 
     pub fn finish(self) -> String {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let d = self.0.finalize();
         let mut s = String::with_capacity(128);
         for b in d {
-            s.push_str(&format!("{b:02X}"));
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
         }
         s
     }
