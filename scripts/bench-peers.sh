@@ -160,7 +160,7 @@ log "exec (100 keys, 5 recipients)"
 if [ $has_exec = 1 ]; then bench "exec 100 keys / 5 recipients" envv "$s" -- "$envv exec -- true"
 else printf '%s\t%s\tn/a\t\n' "exec 100 keys / 5 recipients" envv >>"$results"; fi
 bench "exec 100 keys / 5 recipients" sops "$s" -- "sops exec-env .env true"
-bench "exec 100 keys / 5 recipients" dotenvx "$sdx" -- "dotenvx run -q -f .env -- true"
+bench "exec 100 keys / 5 recipients" dotenvx "$sdx" -- "dotenvx run -f .env -- true"
 
 log "decrypt / get (100 keys, 5 recipients)"
 bench "decrypt 100 keys / 5 recipients" envv "$s" -- "$envv decrypt"
@@ -171,7 +171,7 @@ log "10,000 keys, 1 recipient"
 if [ $has_exec = 1 ]; then bench "exec 10,000 keys" envv "$b" -- "$envv exec -- true"
 else printf '%s\t%s\tn/a\t\n' "exec 10,000 keys" envv >>"$results"; fi
 bench "exec 10,000 keys" sops "$b" -- "sops exec-env .env true"
-bench "exec 10,000 keys" dotenvx "$bdx" -- "dotenvx run -q -f .env -- true"
+bench "exec 10,000 keys" dotenvx "$bdx" -- "dotenvx run -f .env -- true"
 bench "decrypt 10,000 keys" envv "$b" -- "$envv decrypt"
 bench "decrypt 10,000 keys" sops "$b" -- "sops decrypt .env"
 bench "decrypt 10,000 keys" dotenvx "$bdx" -- "dotenvx decrypt --stdout -f .env"

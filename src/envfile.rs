@@ -88,8 +88,9 @@ impl EnvFile {
                 msg: "NUL byte: this is not a text file".into(),
             });
         }
+        // From the end: sops writes its metadata last, so an encrypted file answers at once.
         let is_sops = bytes
-            .split(|&b| b == b'\n')
+            .rsplit(|&b| b == b'\n')
             .any(|l| l.starts_with(b"sops_") && l.contains(&b'='));
         if !is_sops {
             // Plaintext file: parse it with dotenv semantics (errors come with lines). These lines
