@@ -134,7 +134,13 @@ impl EncValue {
         if iv.is_empty() {
             return Err("ENC value has an empty iv".into());
         }
-        let tag: [u8; 16] = dec(tag, "tag")?
+        // The tag is decoded on the stack (room for any 24-character field), not into a Vec.
+        let mut buf = [0u8; 18];
+        let n = B64.decode_slice(tag, &mut buf).map_err(|e| match e {
+            base64::DecodeSliceError::OutputSliceTooSmall => "ENC value tag is not 16 bytes",
+            base64::DecodeSliceError::DecodeError(_) => "ENC value has invalid base64 in tag",
+        })?;
+        let tag: [u8; 16] = buf[..n]
             .try_into()
             .map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
         Ok(EncValue { data, iv, tag, ty })
@@ -806,6 +812,21 @@ mod tests {
         )
         .unwrap_err()
         .contains("closed"));
+        let long_tag = format!(
+            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:{},type:str]",
+            "A".repeat(44)
+        );
+        assert!(EncValue::parse(&long_tag)
+            .unwrap_err()
+            .contains("not 16 bytes"));
+        let short_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAA,type:str]";
+        assert!(EncValue::parse(short_tag)
+            .unwrap_err()
+            .contains("not 16 bytes"));
+        let bad_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:!!!!,type:str]";
+        assert!(EncValue::parse(bad_tag)
+            .unwrap_err()
+            .contains("base64 in tag"));
         assert!(EncValue::parse(
             "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]"
         )
