@@ -147,10 +147,11 @@ impl EncValue {
     }
 }
 
-/// Splits `field,name:rest` at the first comma followed by `name`, as `(field, rest)`.
+/// Splits `field,name:rest` at the first comma followed by `name`, as `(field, rest)`
+/// (memchr: SIMD search, the same crate regex uses).
 fn next_field<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
     let mut from = 0;
-    while let Some(at) = s.as_bytes()[from..].iter().position(|&b| b == b',') {
+    while let Some(at) = memchr::memchr(b',', &s.as_bytes()[from..]) {
         let comma = from + at;
         if let Some(rest) = s[comma + 1..].strip_prefix(name) {
             return Some((&s[..comma], rest));
