@@ -33,6 +33,12 @@ impl Fixture {
             format!("{}\n", id.to_string().expose_secret()),
         )
         .expect("write identity");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&identity_file, private).expect("chmod identity");
+        }
         let recipient = Recipient::parse(&id.to_public().to_string()).expect("recipient");
         Fixture {
             _dir: dir,
