@@ -200,6 +200,37 @@ diffstat "lines changed by set 1 of 10,000 keys (git diff)" envv "$b" "$envv" se
 diffstat "lines changed by set 1 of 10,000 keys (git diff)" sops "$b" sops set .env '["KEY_05000"]' '"changed-value"'
 diffstat "lines changed by set 1 of 10,000 keys (git diff)" dotenvx "$bdx" dotenvx set KEY_05000 changed-value -f .env
 
+# member add / rm over 20 files of 1,000 keys: envv only (sops and dotenvx have no member
+# policy; with sops it is a .sops.yaml edit plus `sops updatekeys` / `sops rotate` per file).
+if "$envv" member --help >/dev/null 2>&1; then
+  log "member add / rm (20 files x 1,000 keys)"
+  m="$work/members"
+  mkdir -p "$m"
+  python3 - 1000 >"$m/plain.env" <<'PY'
+import random, string, sys
+rnd = random.Random(11)
+alphabet = string.ascii_letters + string.digits
+for i in range(int(sys.argv[1])):
+    print(f"KEY_{i:05d}={''.join(rnd.choice(alphabet) for _ in range(32))}")
+PY
+  {
+    echo "envv:"
+    echo "  version: 1"
+    echo "  members:"
+    echo "    m1: { key: $(pub 1) }"
+    echo "    m2: { key: $(pub 2) }"
+    echo "  groups:"
+    echo "    team: [m1, m2]"
+    echo "  environments:"
+    for i in $(seq -w 1 20); do echo "    e$i: { file: .env.e$i, readers: [team] }"; done
+  } >"$m/.sops.yaml"
+  (cd "$m" && git init -q && for i in $(seq -w 1 20); do
+     cp plain.env ".env.e$i" && "$envv" encrypt ".env.e$i" >/dev/null 2>&1; done && git add -A && git commit -qm data)
+  bench "member add over 20 files x 1,000 keys (re-wrap)" envv "$m" --prepare "git checkout -q -- ." -- "$envv member add m3 $(pub 3)"
+  bench "member rm over 20 files x 1,000 keys (rotate)" envv "$m" --prepare "git checkout -q -- ." -- "$envv member rm m2"
+  (cd "$m" && git checkout -q -- .)
+fi
+
 log "peak memory"
 if [ $has_exec = 1 ]; then rss "peak RSS, exec 100 keys / 5 recipients (MiB)" envv "$s" "$envv" exec -- true
 else printf '%s\t%s\tn/a\t\n' "peak RSS, exec 100 keys / 5 recipients (MiB)" envv >>"$results"; fi
