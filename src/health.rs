@@ -109,7 +109,17 @@ pub struct Finding {
 
 impl Finding {
     fn new(level: Level, kind: Kind, env: Option<&str>, message: String) -> Self {
-        Finding { level, kind, env: env.map(str::to_string), file: None, key: None, message, hint: None, commit: None, date: None }
+        Finding {
+            level,
+            kind,
+            env: env.map(str::to_string),
+            file: None,
+            key: None,
+            message,
+            hint: None,
+            commit: None,
+            date: None,
+        }
     }
     fn file(mut self, f: &str) -> Self {
         self.file = Some(f.to_string());
@@ -157,17 +167,33 @@ struct Loaded {
 /// Checks the repository at `root` against `policy`: every environment, or only `only`.
 /// `keyring` decrypts files for pattern checks; environments it cannot open get a
 /// [`Kind::NotChecked`] warning instead of silence. `today` is the date ages are measured at.
-pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Keyring, today: time::Date) -> Result<Report> {
+pub fn check(
+    root: &Path,
+    policy: &Policy,
+    only: Option<&str>,
+    keyring: &mut Keyring,
+    today: time::Date,
+) -> Result<Report> {
     if let Some(e) = only {
         if !policy.environments.contains_key(e) {
             return Err(Error::Usage(format!(
                 "environment \"{e}\" is not declared in {POLICY_FILE} (declared: {})",
-                policy.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                policy
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
     let mut report = Report::default();
-    let selected: Vec<&str> = policy.environments.keys().map(String::as_str).filter(|e| only.is_none_or(|o| o == *e)).collect();
+    let selected: Vec<&str> = policy
+        .environments
+        .keys()
+        .map(String::as_str)
+        .filter(|e| only.is_none_or(|o| o == *e))
+        .collect();
     report.environments = selected.iter().map(|s| s.to_string()).collect();
 
     // Policy-level findings.
@@ -182,18 +208,29 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                     format!(
                         "member {name} expired on {} and no longer receives new data keys{}",
                         m.expires.as_deref().unwrap_or("?"),
-                        if envs.is_empty() { String::new() } else { format!(" (was a reader of {})", envs.join(", ")) }
+                        if envs.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (was a reader of {})", envs.join(", "))
+                        }
                     ),
                 )
-                .hint(format!("`envv member rm {name}` removes them and rotates what they could read")),
+                .hint(format!(
+                    "`envv member rm {name}` removes them and rotates what they could read"
+                )),
             );
         }
     }
     if only.is_none() {
         for name in policy.pending.keys() {
             report.findings.push(
-                Finding::new(Level::Note, Kind::PendingMember, None, format!("{name} asked to join and waits for approval"))
-                    .hint(format!("a reader runs `envv member approve {name}`")),
+                Finding::new(
+                    Level::Note,
+                    Kind::PendingMember,
+                    None,
+                    format!("{name} asked to join and waits for approval"),
+                )
+                .hint(format!("a reader runs `envv member approve {name}`")),
             );
         }
     }
@@ -203,7 +240,12 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
     for (name, decl) in &policy.environments {
         let rel = decl.file.trim_start_matches("./").to_string();
         let want = only.is_none_or(|o| o == name);
-        let mut l = Loaded { name: name.clone(), rel: rel.clone(), file: None, stored: HashMap::new() };
+        let mut l = Loaded {
+            name: name.clone(),
+            rel: rel.clone(),
+            file: None,
+            stored: HashMap::new(),
+        };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
                 for line in &f.lines {
@@ -216,23 +258,40 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             Err(Error::MissingFile { .. }) => {
                 if want {
                     report.findings.push(
-                        Finding::new(Level::Warning, Kind::MissingFile, Some(name), format!("{rel} does not exist yet"))
-                            .file(&rel)
-                            .hint(format!("`envv set -e {name} KEY` creates it")),
+                        Finding::new(
+                            Level::Warning,
+                            Kind::MissingFile,
+                            Some(name),
+                            format!("{rel} does not exist yet"),
+                        )
+                        .file(&rel)
+                        .hint(format!("`envv set -e {name} KEY` creates it")),
                     );
                 }
             }
             Err(e) => {
                 if want {
-                    report.findings.push(Finding::new(Level::Error, Kind::InvalidFile, Some(name), e.to_string()).file(&rel));
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::InvalidFile, Some(name), e.to_string())
+                            .file(&rel),
+                    );
                 }
             }
         }
         loaded.push(l);
     }
 
-    let naming = policy.schema.naming.as_deref().and_then(|n| Regex::new(n).ok());
-    let applies = |key: &str, env: &str| policy.schema.keys.get(key).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+    let naming = policy
+        .schema
+        .naming
+        .as_deref()
+        .and_then(|n| Regex::new(n).ok());
+    let applies =
+        |key: &str, env: &str| {
+            policy.schema.keys.get(key).is_none_or(|s| {
+                s.environments.is_empty() || s.environments.iter().any(|e| e == env)
+            })
+        };
     let mut age_queries: Vec<AgeQuery> = Vec::new();
     let mut age_meta: Vec<(String, Vec<(String, u64)>)> = Vec::new();
 
@@ -244,16 +303,28 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             .keys
             .iter()
             .filter(|(k, _)| l.stored.contains_key(*k) && applies(k, env))
-            .filter_map(|(k, s)| s.max_age.as_deref().and_then(parse_duration_days).map(|d| (k.clone(), d)))
+            .filter_map(|(k, s)| {
+                s.max_age
+                    .as_deref()
+                    .and_then(parse_duration_days)
+                    .map(|d| (k.clone(), d))
+            })
             .collect();
         if !aged.is_empty() {
-            age_queries.push(AgeQuery { rel: l.rel.clone(), current: aged.iter().map(|(k, _)| (k.clone(), l.stored[k].clone())).collect() });
+            age_queries.push(AgeQuery {
+                rel: l.rel.clone(),
+                current: aged
+                    .iter()
+                    .map(|(k, _)| (k.clone(), l.stored[k].clone()))
+                    .collect(),
+            });
             age_meta.push((env.to_string(), aged));
         }
     }
     let in_git = crate::git::open(root).is_some();
     let history = std::thread::scope(|scope| {
-        let walk = (in_git && !age_queries.is_empty()).then(|| scope.spawn(|| last_value_changes(root, &age_queries)));
+        let walk = (in_git && !age_queries.is_empty())
+            .then(|| scope.spawn(|| last_value_changes(root, &age_queries)));
         for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
             let env = l.name.as_str();
             if policy.recipients(env).is_empty() {
@@ -270,10 +341,15 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             let Some(f) = &l.file else {
                 for k in required_keys(policy, env) {
                     report.findings.push(
-                        Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing ({} does not exist)", l.rel))
-                            .file(&l.rel)
-                            .key(&k)
-                            .hint(format!("`envv set -e {env} {k}`")),
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is missing ({} does not exist)", l.rel),
+                        )
+                        .file(&l.rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
                     );
                 }
                 continue;
@@ -281,15 +357,25 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             let rel = l.rel.as_str();
             match &f.meta {
                 None if !l.stored.is_empty() => report.findings.push(
-                    Finding::new(Level::Error, Kind::NotEncrypted, Some(env), format!("{rel} holds plain text: it is not encrypted"))
-                        .file(rel)
-                        .hint(format!("`envv encrypt -f {rel}`")),
+                    Finding::new(
+                        Level::Error,
+                        Kind::NotEncrypted,
+                        Some(env),
+                        format!("{rel} holds plain text: it is not encrypted"),
+                    )
+                    .file(rel)
+                    .hint(format!("`envv encrypt -f {rel}`")),
                 ),
                 None => {}
                 Some(meta) => {
                     let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
                     if !drift.is_empty() {
-                        let who = |keys: &[String]| keys.iter().map(|k| member_name(policy, k)).collect::<Vec<_>>().join(", ");
+                        let who = |keys: &[String]| {
+                            keys.iter()
+                                .map(|k| member_name(policy, k))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
                         let mut parts = Vec::new();
                         if !drift.missing.is_empty() {
                             parts.push(format!("not readable yet by {}", who(&drift.missing)));
@@ -302,7 +388,10 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                                 Level::Error,
                                 Kind::RecipientsOutOfSync,
                                 Some(env),
-                                format!("{rel} is out of sync with {POLICY_FILE}: {}", parts.join("; ")),
+                                format!(
+                                    "{rel} is out of sync with {POLICY_FILE}: {}",
+                                    parts.join("; ")
+                                ),
                             )
                             .file(rel)
                             .hint("`envv updatekeys`".into()),
@@ -320,7 +409,10 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                 let problem = match dotenv::validate_key(key) {
                     Err(m) => Some(m),
                     Ok(()) => match &naming {
-                        Some(rx) if !rx.is_match(key) => Some(format!("key name {key} does not match schema.naming \"{}\"", rx.as_str())),
+                        Some(rx) if !rx.is_match(key) => Some(format!(
+                            "key name {key} does not match schema.naming \"{}\"",
+                            rx.as_str()
+                        )),
                         _ => None,
                     },
                 };
@@ -343,16 +435,26 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
             for k in required_keys(policy, env) {
                 match l.stored.get(&k) {
                     None => report.findings.push(
-                        Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is missing from {rel}"))
-                            .file(rel)
-                            .key(&k)
-                            .hint(format!("`envv set -e {env} {k}`")),
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is missing from {rel}"),
+                        )
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
                     ),
                     Some(s) if s.is_empty() => report.findings.push(
-                        Finding::new(Level::Error, Kind::MissingRequired, Some(env), format!("required key {k} is empty in {rel}"))
-                            .file(rel)
-                            .key(&k)
-                            .hint(format!("`envv set -e {env} {k}`")),
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is empty in {rel}"),
+                        )
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
                     ),
                     Some(_) => {}
                 }
@@ -363,19 +465,32 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
                 .schema
                 .keys
                 .iter()
-                .filter(|(k, s)| s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env))
-                .filter_map(|(k, s)| Regex::new(s.pattern.as_deref().unwrap_or_default()).ok().map(|r| (k, r)))
+                .filter(|(k, s)| {
+                    s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env)
+                })
+                .filter_map(|(k, s)| {
+                    Regex::new(s.pattern.as_deref().unwrap_or_default())
+                        .ok()
+                        .map(|r| (k, r))
+                })
                 .collect();
             if !patterned.is_empty() {
                 check_patterns(&mut report, policy, env, f, &patterned, keyring);
             }
         }
-        walk.map(|h| h.join().unwrap_or_else(|_| Err(Error::Git("the history walk failed".into()))))
+        walk.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Git("the history walk failed".into())))
+        })
     });
 
     if !age_queries.is_empty() && !in_git {
         for (env, aged) in &age_meta {
-            let keys = aged.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            let keys = aged
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             report.findings.push(Finding::new(
                 Level::Note,
                 Kind::NotChecked,
@@ -415,10 +530,23 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
 
     drift(&mut report, policy, &loaded, only);
 
-    let env_rank: BTreeMap<&str, usize> = policy.environments.keys().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+    let env_rank: BTreeMap<&str, usize> = policy
+        .environments
+        .keys()
+        .enumerate()
+        .map(|(i, e)| (e.as_str(), i))
+        .collect();
     report.findings.sort_by(|a, b| {
-        let ra = a.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
-        let rb = b.env.as_deref().map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1).unwrap_or(0);
+        let ra = a
+            .env
+            .as_deref()
+            .map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1)
+            .unwrap_or(0);
+        let rb = b
+            .env
+            .as_deref()
+            .map(|e| env_rank.get(e).copied().unwrap_or(usize::MAX - 1) + 1)
+            .unwrap_or(0);
         (ra, a.level, a.kind).cmp(&(rb, b.level, b.kind))
     });
     Ok(report)
@@ -427,9 +555,16 @@ pub fn check(root: &Path, policy: &Policy, only: Option<&str>, keyring: &mut Key
 /// `schema.required` plus the environment's own `required`, in order, each once.
 pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let own = policy.environments.get(env).map(|e| e.required.as_slice()).unwrap_or_default();
+    let own = policy
+        .environments
+        .get(env)
+        .map(|e| e.required.as_slice())
+        .unwrap_or_default();
     for k in policy.schema.required.iter().chain(own) {
-        let applies = policy.schema.keys.get(k).is_none_or(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == env));
+        let applies =
+            policy.schema.keys.get(k).is_none_or(|s| {
+                s.environments.is_empty() || s.environments.iter().any(|e| e == env)
+            });
         let explicit = own.contains(k);
         if (applies || explicit) && !out.contains(k) {
             out.push(k.clone());
@@ -448,7 +583,14 @@ fn member_name(policy: &Policy, recipient: &str) -> String {
         .unwrap_or_else(|| crate::keys::short_key(recipient))
 }
 
-fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, patterned: &[(&String, Regex)], keyring: &mut Keyring) {
+fn check_patterns(
+    report: &mut Report,
+    policy: &Policy,
+    env: &str,
+    f: &EnvFile,
+    patterned: &[(&String, Regex)],
+    keyring: &mut Keyring,
+) {
     let rel = f.name.as_str();
     let Some(meta) = &f.meta else {
         return;
@@ -456,7 +598,11 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
     let dk = match keyring.unwrap(meta) {
         Ok(Some(dk)) => dk,
         Ok(None) | Err(_) => {
-            let keys = patterned.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+            let keys = patterned
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             report.findings.push(
                 Finding::new(
                     Level::Warning,
@@ -473,9 +619,11 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
     let plain = match f.decrypt(&dk, true) {
         Ok(p) => p,
         Err(e) => {
-            report
-                .findings
-                .push(Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string()).file(rel).hint(format!("`git diff {rel}` shows what changed")));
+            report.findings.push(
+                Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string())
+                    .file(rel)
+                    .hint(format!("`git diff {rel}` shows what changed")),
+            );
             return;
         }
     };
@@ -483,12 +631,26 @@ fn check_patterns(report: &mut Report, policy: &Policy, env: &str, f: &EnvFile, 
         let Some(v) = f.get(&plain, k) else { continue };
         let matches = std::str::from_utf8(v.expose()).is_ok_and(|s| rx.is_match(s));
         if !matches {
-            let desc = policy.schema.keys[*k].description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+            let desc = policy.schema.keys[*k]
+                .description
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             report.findings.push(
-                Finding::new(Level::Error, Kind::Pattern, Some(env), format!("the value of {k} does not match its pattern \"{}\"{desc}", rx.as_str()))
-                    .file(rel)
-                    .key(k)
-                    .hint(format!("`envv set -e {env} {k}` with a value of the right form")),
+                Finding::new(
+                    Level::Error,
+                    Kind::Pattern,
+                    Some(env),
+                    format!(
+                        "the value of {k} does not match its pattern \"{}\"{desc}",
+                        rx.as_str()
+                    ),
+                )
+                .file(rel)
+                .key(k)
+                .hint(format!(
+                    "`envv set -e {env} {k}` with a value of the right form"
+                )),
             );
         }
     }
@@ -514,20 +676,41 @@ fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&
             if l.stored.contains_key(*k) || required.contains(*k) {
                 continue;
             }
-            let scope = policy.schema.keys.get(*k).map(|s| s.environments.as_slice()).unwrap_or_default();
+            let scope = policy
+                .schema
+                .keys
+                .get(*k)
+                .map(|s| s.environments.as_slice())
+                .unwrap_or_default();
             if !scope.is_empty() && !scope.contains(&l.name) {
                 continue;
             }
-            let holders: Vec<&str> = holders.iter().copied().filter(|h| scope.is_empty() || scope.iter().any(|e| e == h)).collect();
+            let holders: Vec<&str> = holders
+                .iter()
+                .copied()
+                .filter(|h| scope.is_empty() || scope.iter().any(|e| e == h))
+                .collect();
             if holders.is_empty() {
                 continue;
             }
-            let shown = if holders.len() > 4 { format!("{} and {} more", holders[..3].join(", "), holders.len() - 3) } else { holders.join(", ") };
+            let shown = if holders.len() > 4 {
+                format!("{} and {} more", holders[..3].join(", "), holders.len() - 3)
+            } else {
+                holders.join(", ")
+            };
             report.findings.push(
-                Finding::new(Level::Warning, Kind::Drift, Some(&l.name), format!("{k} is set in {shown} but not in {}", l.rel))
-                    .file(&l.rel)
-                    .key(k)
-                    .hint(format!("`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments", l.name)),
+                Finding::new(
+                    Level::Warning,
+                    Kind::Drift,
+                    Some(&l.name),
+                    format!("{k} is set in {shown} but not in {}", l.rel),
+                )
+                .file(&l.rel)
+                .key(k)
+                .hint(format!(
+                    "`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments",
+                    l.name
+                )),
             );
         }
     }
@@ -535,7 +718,8 @@ fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&
 
 /// `YYYY-MM-DD`.
 pub fn format_date(d: time::Date) -> String {
-    d.format(&time::macros::format_description!("[year]-[month]-[day]")).unwrap_or_default()
+    d.format(&time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
 }
 
 /// Which keys of one file to date, with their current (working tree) stored text.
@@ -557,9 +741,14 @@ pub struct AgeQuery {
 /// so a value's versions are contiguous; only a `git revert` back to an old ciphertext breaks
 /// this, and then the age counts from a commit that introduced that same ciphertext. Each blob
 /// read is parsed once, keeping only the asked keys.
-pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
+pub fn last_value_changes(
+    root: &Path,
+    queries: &[AgeQuery],
+) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
     let mut out: Vec<HashMap<String, crate::git::KeyChange>> = vec![HashMap::new(); queries.len()];
-    let Some(repo) = crate::git::open(root) else { return Ok(out) };
+    let Some(repo) = crate::git::open(root) else {
+        return Ok(out);
+    };
     // Objects are only read here, to date values: re-hashing every blob read (libgit2's
     // default) would cost more than the rest of `check`.
     git2::opts::strict_hash_verification(false);
@@ -570,11 +759,17 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
         .iter()
         .map(|q| {
             let abs = root_abs.join(&q.rel);
-            abs.strip_prefix(&workdir_abs).map(Path::to_path_buf).unwrap_or_else(|_| PathBuf::from(&q.rel))
+            abs.strip_prefix(&workdir_abs)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| PathBuf::from(&q.rel))
         })
         .collect();
-    let Ok(head) = repo.head() else { return Ok(out) };
-    let Some(head) = head.target() else { return Ok(out) };
+    let Ok(head) = repo.head() else {
+        return Ok(out);
+    };
+    let Some(head) = head.target() else {
+        return Ok(out);
+    };
     let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
 
     // Versions of each file, newest first: (blob id, index of the commit that wrote it).
@@ -606,14 +801,21 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
         }
     }
 
-    let finders: Vec<Option<regex::bytes::Regex>> = queries.iter().map(|q| key_finder(&q.current)).collect();
-    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> = HashMap::new();
+    let finders: Vec<Option<regex::bytes::Regex>> =
+        queries.iter().map(|q| key_finder(&q.current)).collect();
+    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> =
+        HashMap::new();
     let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
-        let Some(oid) = oid else { return Default::default() };
+        let Some(oid) = oid else {
+            return Default::default();
+        };
         cache
             .entry((i, oid))
             .or_insert_with(|| {
-                let map = repo.find_blob(oid).map(|b| stored_values(b.content(), &queries[i].current, finders[i].as_ref())).unwrap_or_default();
+                let map = repo
+                    .find_blob(oid)
+                    .map(|b| stored_values(b.content(), &queries[i].current, finders[i].as_ref()))
+                    .unwrap_or_default();
                 std::rc::Rc::new(map)
             })
             .clone()
@@ -621,10 +823,16 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
     for (i, q) in queries.iter().enumerate() {
         let vs = &versions[i];
         // The newest version must be HEAD's blob; otherwise the file is not committed.
-        let Some(&(Some(head_blob), _)) = vs.first() else { continue };
+        let Some(&(Some(head_blob), _)) = vs.first() else {
+            continue;
+        };
         // When git sees no change in the file (index stat cache), HEAD holds the working values.
         let clean = repo.status_file(&paths[i]).is_ok_and(|st| st.is_empty());
-        let at_head = if clean { None } else { Some(parsed(i, Some(head_blob))) };
+        let at_head = if clean {
+            None
+        } else {
+            Some(parsed(i, Some(head_blob)))
+        };
         for (k, current) in &q.current {
             if at_head.as_ref().is_some_and(|m| m.get(k) != Some(current)) {
                 continue; // changed in the working tree: new
@@ -654,13 +862,24 @@ pub fn last_value_changes(root: &Path, queries: &[AgeQuery]) -> Result<Vec<HashM
 
 /// A regex finding the lines `KEY=` of the wanted keys, or `None` when too large to build.
 fn key_finder(wanted: &HashMap<String, String>) -> Option<regex::bytes::Regex> {
-    let alternation = wanted.keys().map(|k| regex::escape(k)).collect::<Vec<_>>().join("|");
-    regex::bytes::RegexBuilder::new(&format!("(?m)^(?:{alternation})=")).unicode(false).build().ok()
+    let alternation = wanted
+        .keys()
+        .map(|k| regex::escape(k))
+        .collect::<Vec<_>>()
+        .join("|");
+    regex::bytes::RegexBuilder::new(&format!("(?m)^(?:{alternation})="))
+        .unicode(false)
+        .build()
+        .ok()
 }
 
 /// The stored text of the `wanted` keys in a blob of an encrypted dotenv file, read the way
 /// [`dotenv::parse_stored`] reads lines (last occurrence wins), without parsing other lines.
-fn stored_values(bytes: &[u8], wanted: &HashMap<String, String>, finder: Option<&regex::bytes::Regex>) -> HashMap<String, String> {
+fn stored_values(
+    bytes: &[u8],
+    wanted: &HashMap<String, String>,
+    finder: Option<&regex::bytes::Regex>,
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
     if let Some(rx) = finder {
         // Fast path: jump straight to the wanted keys' lines (literal prefilter).
@@ -685,7 +904,10 @@ fn stored_values(bytes: &[u8], wanted: &HashMap<String, String>, finder: Option<
             continue;
         };
         if wanted.contains_key(key) {
-            out.insert(key.to_string(), String::from_utf8_lossy(&raw[eq + 1..]).into_owned());
+            out.insert(
+                key.to_string(),
+                String::from_utf8_lossy(&raw[eq + 1..]).into_owned(),
+            );
         }
     }
     out
@@ -707,7 +929,10 @@ pub struct GitIntegration {
 /// The git integration state of the repository containing `root`, or `None` outside git.
 pub fn git_integration(root: &Path) -> Option<GitIntegration> {
     let repo = crate::git::open(root)?;
-    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let workdir = repo
+        .workdir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf());
     let hooks_dir = match crate::git::config_string(root, "core.hooksPath") {
         Some(p) if !p.trim().is_empty() => {
             let p = expand_tilde(p.trim());
@@ -719,11 +944,20 @@ pub fn git_integration(root: &Path) -> Option<GitIntegration> {
         }
         _ => repo.commondir().join("hooks"),
     };
-    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit")).is_ok_and(|t| t.contains("envv hook pre-commit"));
-    let textconv = crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
-    let attributes =
-        std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv")));
-    Some(GitIntegration { hooks_dir, hook, textconv, attributes })
+    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit"))
+        .is_ok_and(|t| t.contains("envv hook pre-commit"));
+    let textconv =
+        crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
+    let attributes = std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| {
+        t.lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv"))
+    });
+    Some(GitIntegration {
+        hooks_dir,
+        hook,
+        textconv,
+        attributes,
+    })
 }
 
 fn expand_tilde(p: &str) -> PathBuf {
@@ -750,7 +984,11 @@ mod tests {
             assert!(!got.contains_key("C"));
         }
         wanted.insert("AB".to_string(), String::new());
-        let got = stored_values(b"ABC=1\nAB=2\n#AB=3\n", &wanted, key_finder(&wanted).as_ref());
+        let got = stored_values(
+            b"ABC=1\nAB=2\n#AB=3\n",
+            &wanted,
+            key_finder(&wanted).as_ref(),
+        );
         assert_eq!(got.get("AB").map(String::as_str), Some("2"));
         assert!(!got.contains_key("A"));
     }
@@ -763,17 +1001,30 @@ mod tests {
         );
         let p = crate::policy::parse(".sops.yaml", text.as_bytes()).unwrap();
         assert_eq!(required_keys(&p, "default"), vec!["DB"]);
-        assert_eq!(required_keys(&p, "production"), vec!["DB", "ONLY_PROD", "STRIPE"]);
+        assert_eq!(
+            required_keys(&p, "production"),
+            vec!["DB", "ONLY_PROD", "STRIPE"]
+        );
     }
 
     #[test]
     fn report_fails_on_errors_and_strict_warnings() {
         let mut r = Report::default();
         assert!(!r.failed(true));
-        r.findings.push(Finding::new(Level::Warning, Kind::Drift, Some("x"), "m".into()));
+        r.findings.push(Finding::new(
+            Level::Warning,
+            Kind::Drift,
+            Some("x"),
+            "m".into(),
+        ));
         assert!(!r.failed(false));
         assert!(r.failed(true));
-        r.findings.push(Finding::new(Level::Error, Kind::Pattern, Some("x"), "m".into()));
+        r.findings.push(Finding::new(
+            Level::Error,
+            Kind::Pattern,
+            Some("x"),
+            "m".into(),
+        ));
         assert!(r.failed(false));
     }
 }

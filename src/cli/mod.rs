@@ -184,7 +184,10 @@ pub fn report(e: &anyhow::Error) {
 }
 
 /// Writes plaintext output to `output` (a 0600 file, with a reminder) or to stdout.
-pub(crate) fn write_plaintext(output: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_plaintext(
+    output: Option<&std::path::Path>,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     use std::io::Write;
     match output {
         Some(p) => {
