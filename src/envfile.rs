@@ -88,8 +88,9 @@ impl EnvFile {
                 msg: "NUL byte: this is not a text file".into(),
             });
         }
+        // From the end: sops writes its metadata last, so an encrypted file answers at once.
         let is_sops = bytes
-            .split(|&b| b == b'\n')
+            .rsplit(|&b| b == b'\n')
             .any(|l| l.starts_with(b"sops_") && l.contains(&b'='));
         if !is_sops {
             // Plaintext file: parse it with dotenv semantics (errors come with lines). These lines
@@ -170,11 +171,20 @@ impl EnvFile {
 
     /// The file as bytes: data lines, then sorted metadata lines.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.lines.len() * 96 + 2048);
+        let meta = self
+            .meta
+            .as_ref()
+            .map(Metadata::to_lines)
+            .unwrap_or_default();
+        // Exact size: one allocation, no copy while growing.
+        let size = |l: &Line| match l {
+            Line::Blank => 1,
+            Line::Comment(c) => c.len() + 2,
+            Line::Pair { key, stored, .. } => key.len() + stored.len() + 2,
+        };
+        let mut out = Vec::with_capacity(self.lines.iter().chain(&meta).map(size).sum());
         dotenv::emit_stored(&self.lines, &mut out);
-        if let Some(m) = &self.meta {
-            dotenv::emit_stored(&m.to_lines(), &mut out);
-        }
+        dotenv::emit_stored(&meta, &mut out);
         out
     }
 
@@ -263,7 +273,7 @@ impl EnvFile {
                     if plan[i] && sops::is_enc(text) {
                         let enc = EncValue::parse(text)
                             .map_err(|m| self.line_err(i, format!("encrypted comment: {m}")))?;
-                        let v = cipher.decrypt(&enc, b":").ok_or_else(|| Error::Tampered {
+                        let v = cipher.open(enc, b":").ok_or_else(|| Error::Tampered {
                             file: self.name.clone(),
                             line: self.line_no(i),
                             key: "a comment".into(),
@@ -284,15 +294,16 @@ impl EnvFile {
                             aad.clear();
                             aad.extend_from_slice(k.as_bytes());
                             aad.push(b':');
-                            let v = cipher.decrypt(&enc, &aad).ok_or_else(|| Error::Tampered {
+                            let ty = enc.ty;
+                            let v = cipher.open(enc, &aad).ok_or_else(|| Error::Tampered {
                                 file: self.name.clone(),
                                 line: self.line_no(i),
                                 key: k.clone(),
                             })?;
-                            if enc.ty != ValueType::Str {
+                            if ty != ValueType::Str {
                                 mac.add(v.expose());
                                 plain.retype.push(i);
-                                plain.values.push(Some(sops::display_typed(enc.ty, v)));
+                                plain.values.push(Some(sops::display_typed(ty, v)));
                                 continue;
                             }
                             v
@@ -775,6 +786,17 @@ mod tests {
         // A truncated last line is refused the same way.
         let cut = &data[..data.len() - 20];
         assert!(EnvFile::from_bytes(Path::new("x"), ".env", cut.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn to_bytes_allocates_exactly_once() {
+        let (_id, r) = recipient();
+        let text = "# c\nA=1\n\nB=two\nP_unencrypted=x\n";
+        let (f, _, _) =
+            EnvFile::encrypt_new(Path::new("x"), ".env", text, &[r], CryptRule::default()).unwrap();
+        let bytes = f.to_bytes();
+        assert_eq!(bytes.len(), bytes.capacity());
+        assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"));
     }
 
     #[test]

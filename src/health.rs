@@ -43,6 +43,8 @@ pub enum Kind {
     ExpiredMember,
     /// A member asked to join and waits for approval.
     PendingMember,
+    /// Every reader of the environment has expired: nobody can be given its data key.
+    NoReaders,
     /// The environment's file does not exist.
     MissingFile,
     /// The file cannot be read (bad line, bad metadata).
@@ -72,6 +74,7 @@ impl Kind {
         match self {
             Kind::ExpiredMember => "expired_member",
             Kind::PendingMember => "pending_member",
+            Kind::NoReaders => "no_readers",
             Kind::MissingFile => "missing_file",
             Kind::InvalidFile => "invalid_file",
             Kind::NotEncrypted => "not_encrypted",
@@ -292,147 +295,9 @@ pub fn check(
     let mut age_queries: Vec<AgeQuery> = Vec::new();
     let mut age_meta: Vec<(String, Vec<(String, u64)>)> = Vec::new();
 
+    // Ages are resolved by a walk over git history, in a thread while the files are decrypted.
     for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
         let env = l.name.as_str();
-        let Some(f) = &l.file else {
-            for k in required_keys(policy, env) {
-                report.findings.push(
-                    Finding::new(
-                        Level::Error,
-                        Kind::MissingRequired,
-                        Some(env),
-                        format!("required key {k} is missing ({} does not exist)", l.rel),
-                    )
-                    .file(&l.rel)
-                    .key(&k)
-                    .hint(format!("`envv set -e {env} {k}`")),
-                );
-            }
-            continue;
-        };
-        let rel = l.rel.as_str();
-        match &f.meta {
-            None if !l.stored.is_empty() => report.findings.push(
-                Finding::new(
-                    Level::Error,
-                    Kind::NotEncrypted,
-                    Some(env),
-                    format!("{rel} holds plain text: it is not encrypted"),
-                )
-                .file(rel)
-                .hint(format!("`envv encrypt -f {rel}`")),
-            ),
-            None => {}
-            Some(meta) => {
-                let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
-                if !drift.is_empty() {
-                    let who = |keys: &[String]| {
-                        keys.iter()
-                            .map(|k| member_name(policy, k))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    let mut parts = Vec::new();
-                    if !drift.missing.is_empty() {
-                        parts.push(format!("not readable yet by {}", who(&drift.missing)));
-                    }
-                    if !drift.extra.is_empty() {
-                        parts.push(format!("still readable by {}", who(&drift.extra)));
-                    }
-                    report.findings.push(
-                        Finding::new(
-                            Level::Error,
-                            Kind::RecipientsOutOfSync,
-                            Some(env),
-                            format!(
-                                "{rel} is out of sync with {POLICY_FILE}: {}",
-                                parts.join("; ")
-                            ),
-                        )
-                        .file(rel)
-                        .hint("`envv updatekeys`".into()),
-                    );
-                }
-            }
-        }
-
-        // Naming, in file order, each key once.
-        let mut seen = HashSet::new();
-        for key in f.keys() {
-            if !seen.insert(key) {
-                continue;
-            }
-            let problem = match dotenv::validate_key(key) {
-                Err(m) => Some(m),
-                Ok(()) => match &naming {
-                    Some(rx) if !rx.is_match(key) => Some(format!(
-                        "key name {key} does not match schema.naming \"{}\"",
-                        rx.as_str()
-                    )),
-                    _ => None,
-                },
-            };
-            if let Some(m) = problem {
-                let line = f.lines.iter().find_map(|x| match x {
-                    Line::Pair { key: k, line, .. } if k == key => Some(*line),
-                    _ => None,
-                });
-                let at = line.map(|n| format!("{rel}:{n}: ")).unwrap_or_default();
-                report.findings.push(
-                    Finding::new(Level::Error, Kind::Naming, Some(env), format!("{at}{m}"))
-                        .file(rel)
-                        .key(key)
-                        .hint(format!("rename it: `envv set -e {env} NEW_NAME` then `envv rm -e {env} OLD_NAME`")),
-                );
-            }
-        }
-
-        // Required keys.
-        for k in required_keys(policy, env) {
-            match l.stored.get(&k) {
-                None => report.findings.push(
-                    Finding::new(
-                        Level::Error,
-                        Kind::MissingRequired,
-                        Some(env),
-                        format!("required key {k} is missing from {rel}"),
-                    )
-                    .file(rel)
-                    .key(&k)
-                    .hint(format!("`envv set -e {env} {k}`")),
-                ),
-                Some(s) if s.is_empty() => report.findings.push(
-                    Finding::new(
-                        Level::Error,
-                        Kind::MissingRequired,
-                        Some(env),
-                        format!("required key {k} is empty in {rel}"),
-                    )
-                    .file(rel)
-                    .key(&k)
-                    .hint(format!("`envv set -e {env} {k}`")),
-                ),
-                Some(_) => {}
-            }
-        }
-
-        // Patterns (need the values).
-        let patterned: Vec<(&String, Regex)> = policy
-            .schema
-            .keys
-            .iter()
-            .filter(|(k, s)| s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env))
-            .filter_map(|(k, s)| {
-                Regex::new(s.pattern.as_deref().unwrap_or_default())
-                    .ok()
-                    .map(|r| (k, r))
-            })
-            .collect();
-        if !patterned.is_empty() {
-            check_patterns(&mut report, policy, env, f, &patterned, keyring);
-        }
-
-        // Ages: gathered here, resolved below in one walk over history.
         let aged: Vec<(String, u64)> = policy
             .schema
             .keys
@@ -447,7 +312,7 @@ pub fn check(
             .collect();
         if !aged.is_empty() {
             age_queries.push(AgeQuery {
-                rel: rel.to_string(),
+                rel: l.rel.clone(),
                 current: aged
                     .iter()
                     .map(|(k, _)| (k.clone(), l.stored[k].clone()))
@@ -456,8 +321,170 @@ pub fn check(
             age_meta.push((env.to_string(), aged));
         }
     }
+    let in_git = crate::git::open(root).is_some();
+    let history = std::thread::scope(|scope| {
+        let walk = (in_git && !age_queries.is_empty())
+            .then(|| scope.spawn(|| last_value_changes(root, &age_queries)));
+        for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
+            let env = l.name.as_str();
+            if policy.recipients(env).is_empty() {
+                report.findings.push(
+                    Finding::new(
+                        Level::Error,
+                        Kind::NoReaders,
+                        Some(env),
+                        format!("every reader of {env} has expired ({}): nobody can receive its data key", policy.reader_names(env).join(", ")),
+                    )
+                    .hint(format!("extend an `expires:` date or add a reader to environments.{env}.readers in {POLICY_FILE}")),
+                );
+            }
+            let Some(f) = &l.file else {
+                for k in required_keys(policy, env) {
+                    report.findings.push(
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is missing ({} does not exist)", l.rel),
+                        )
+                        .file(&l.rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                    );
+                }
+                continue;
+            };
+            let rel = l.rel.as_str();
+            match &f.meta {
+                None if !l.stored.is_empty() => report.findings.push(
+                    Finding::new(
+                        Level::Error,
+                        Kind::NotEncrypted,
+                        Some(env),
+                        format!("{rel} holds plain text: it is not encrypted"),
+                    )
+                    .file(rel)
+                    .hint(format!("`envv encrypt -f {rel}`")),
+                ),
+                None => {}
+                Some(meta) => {
+                    let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
+                    if !drift.is_empty() {
+                        let who = |keys: &[String]| {
+                            keys.iter()
+                                .map(|k| member_name(policy, k))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        let mut parts = Vec::new();
+                        if !drift.missing.is_empty() {
+                            parts.push(format!("not readable yet by {}", who(&drift.missing)));
+                        }
+                        if !drift.extra.is_empty() {
+                            parts.push(format!("still readable by {}", who(&drift.extra)));
+                        }
+                        report.findings.push(
+                            Finding::new(
+                                Level::Error,
+                                Kind::RecipientsOutOfSync,
+                                Some(env),
+                                format!(
+                                    "{rel} is out of sync with {POLICY_FILE}: {}",
+                                    parts.join("; ")
+                                ),
+                            )
+                            .file(rel)
+                            .hint("`envv updatekeys`".into()),
+                        );
+                    }
+                }
+            }
 
-    if !age_queries.is_empty() && crate::git::open(root).is_none() {
+            // Naming, in file order, each key once.
+            let mut seen = HashSet::new();
+            for key in f.keys() {
+                if !seen.insert(key) {
+                    continue;
+                }
+                let problem = match dotenv::validate_key(key) {
+                    Err(m) => Some(m),
+                    Ok(()) => match &naming {
+                        Some(rx) if !rx.is_match(key) => Some(format!(
+                            "key name {key} does not match schema.naming \"{}\"",
+                            rx.as_str()
+                        )),
+                        _ => None,
+                    },
+                };
+                if let Some(m) = problem {
+                    let line = f.lines.iter().find_map(|x| match x {
+                        Line::Pair { key: k, line, .. } if k == key => Some(*line),
+                        _ => None,
+                    });
+                    let at = line.map(|n| format!("{rel}:{n}: ")).unwrap_or_default();
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::Naming, Some(env), format!("{at}{m}"))
+                            .file(rel)
+                            .key(key)
+                            .hint(format!("rename it: `envv set -e {env} NEW_NAME` then `envv rm -e {env} OLD_NAME`")),
+                    );
+                }
+            }
+
+            // Required keys.
+            for k in required_keys(policy, env) {
+                match l.stored.get(&k) {
+                    None => report.findings.push(
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is missing from {rel}"),
+                        )
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                    ),
+                    Some(s) if s.is_empty() => report.findings.push(
+                        Finding::new(
+                            Level::Error,
+                            Kind::MissingRequired,
+                            Some(env),
+                            format!("required key {k} is empty in {rel}"),
+                        )
+                        .file(rel)
+                        .key(&k)
+                        .hint(format!("`envv set -e {env} {k}`")),
+                    ),
+                    Some(_) => {}
+                }
+            }
+
+            // Patterns (need the values).
+            let patterned: Vec<(&String, Regex)> = policy
+                .schema
+                .keys
+                .iter()
+                .filter(|(k, s)| {
+                    s.pattern.is_some() && l.stored.contains_key(*k) && applies(k, env)
+                })
+                .filter_map(|(k, s)| {
+                    Regex::new(s.pattern.as_deref().unwrap_or_default())
+                        .ok()
+                        .map(|r| (k, r))
+                })
+                .collect();
+            if !patterned.is_empty() {
+                check_patterns(&mut report, policy, env, f, &patterned, keyring);
+            }
+        }
+        walk.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Git("the history walk failed".into())))
+        })
+    });
+
+    if !age_queries.is_empty() && !in_git {
         for (env, aged) in &age_meta {
             let keys = aged
                 .iter()
@@ -472,7 +499,7 @@ pub fn check(
             ));
         }
     } else if !age_queries.is_empty() {
-        let changes = last_value_changes(root, &age_queries)?;
+        let changes = history.transpose()?.unwrap_or_default();
         for ((q, (env, aged)), found) in age_queries.iter().zip(&age_meta).zip(changes) {
             for (k, days) in aged {
                 let Some(c) = found.get(k) else { continue };
@@ -703,12 +730,17 @@ pub struct AgeQuery {
     pub current: HashMap<String, String>,
 }
 
-/// For each query, the newest commit on HEAD's first-parent chain that changed each key's
-/// stored value. Keys whose working-tree value differs from HEAD's (changed, not committed)
-/// and keys never committed are absent: they are new.
+/// For each query, the commit on HEAD's first-parent chain that set each key's current stored
+/// value. Keys whose working-tree value differs from HEAD's (changed, not committed) and keys
+/// never committed are absent: they are new.
 ///
-/// One walk serves every file; a commit is only looked into when the file's blob id differs
-/// from its parent's, and each blob is parsed once (only the asked keys are kept).
+/// History is read without decrypting and without reading every blob: one walk lists, per
+/// file, the commits where its blob id changed (tree lookups only); then, for each key, a
+/// binary search over those versions finds the oldest one still holding the current
+/// ciphertext. That is exact because an encryption never repeats a ciphertext (random IV),
+/// so a value's versions are contiguous; only a `git revert` back to an old ciphertext breaks
+/// this, and then the age counts from a commit that introduced that same ciphertext. Each blob
+/// read is parsed once, keeping only the asked keys.
 pub fn last_value_changes(
     root: &Path,
     queries: &[AgeQuery],
@@ -717,6 +749,9 @@ pub fn last_value_changes(
     let Some(repo) = crate::git::open(root) else {
         return Ok(out);
     };
+    // Objects are only read here, to date values: re-hashing every blob read (libgit2's
+    // default) would cost more than the rest of `check`.
+    git2::opts::strict_hash_verification(false);
     let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
     let root_abs = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let workdir_abs = workdir.canonicalize().unwrap_or(workdir);
@@ -735,8 +770,39 @@ pub fn last_value_changes(
     let Some(head) = head.target() else {
         return Ok(out);
     };
-
     let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
+
+    // Versions of each file, newest first: (blob id, index of the commit that wrote it).
+    let mut commits: Vec<crate::git::KeyChange> = Vec::new();
+    let mut versions: Vec<Vec<(Option<git2::Oid>, usize)>> = vec![Vec::new(); queries.len()];
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    walk.push(head)?;
+    walk.simplify_first_parent()?;
+    for oid in walk {
+        let commit = repo.find_commit(oid?)?;
+        let tree = commit.tree()?;
+        let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
+        let mut idx = None;
+        for (i, vs) in versions.iter_mut().enumerate() {
+            let now = entry_at(&tree, i);
+            if now != parent_tree.as_ref().and_then(|t| entry_at(t, i)) {
+                let c = *idx.get_or_insert_with(|| {
+                    let sig = commit.author();
+                    commits.push(crate::git::KeyChange {
+                        commit: commit.id().to_string(),
+                        author: sig.name().unwrap_or("?").to_string(),
+                        time: commit.time().seconds(),
+                    });
+                    commits.len() - 1
+                });
+                vs.push((now, c));
+            }
+        }
+    }
+
+    let finders: Vec<Option<regex::bytes::Regex>> =
+        queries.iter().map(|q| key_finder(&q.current)).collect();
     let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> =
         HashMap::new();
     let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
@@ -746,76 +812,86 @@ pub fn last_value_changes(
         cache
             .entry((i, oid))
             .or_insert_with(|| {
-                let bytes = repo
+                let map = repo
                     .find_blob(oid)
-                    .map(|b| b.content().to_vec())
+                    .map(|b| stored_values(b.content(), &queries[i].current, finders[i].as_ref()))
                     .unwrap_or_default();
-                std::rc::Rc::new(stored_values(&bytes, &queries[i].current))
+                std::rc::Rc::new(map)
             })
             .clone()
     };
-
-    // Keys still to date, per query: those whose HEAD value is the working tree's.
-    let head_commit = repo.find_commit(head)?;
-    let head_tree = head_commit.tree()?;
-    let mut pending: Vec<Vec<String>> = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
-        let at_head = parsed(i, entry_at(&head_tree, i));
-        pending.push(
-            q.current
-                .iter()
-                .filter(|(k, v)| at_head.get(*k) == Some(*v))
-                .map(|(k, _)| k.clone())
-                .collect(),
-        );
-    }
-
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
-    walk.push(head)?;
-    walk.simplify_first_parent()?;
-    for oid in walk {
-        if pending.iter().all(Vec::is_empty) {
-            break;
-        }
-        let commit = repo.find_commit(oid?)?;
-        let tree = commit.tree()?;
-        let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
-        for i in 0..queries.len() {
-            if pending[i].is_empty() {
-                continue;
+        let vs = &versions[i];
+        // The newest version must be HEAD's blob; otherwise the file is not committed.
+        let Some(&(Some(head_blob), _)) = vs.first() else {
+            continue;
+        };
+        // When git sees no change in the file (index stat cache), HEAD holds the working values.
+        let clean = repo.status_file(&paths[i]).is_ok_and(|st| st.is_empty());
+        let at_head = if clean {
+            None
+        } else {
+            Some(parsed(i, Some(head_blob)))
+        };
+        for (k, current) in &q.current {
+            if at_head.as_ref().is_some_and(|m| m.get(k) != Some(current)) {
+                continue; // changed in the working tree: new
             }
-            let now = entry_at(&tree, i);
-            let before = parent_tree.as_ref().and_then(|t| entry_at(t, i));
-            if now == before {
-                continue;
+            // First version (from the newest) that no longer holds `current`. Most values never
+            // change: try the oldest version first, then search between.
+            let n = vs.len();
+            let (mut lo, mut hi) = (1, n);
+            if n > 1 && parsed(i, vs[n - 1].0).get(k) == Some(current) {
+                lo = n;
+            } else {
+                hi = n.saturating_sub(1).max(1);
             }
-            let now_map = parsed(i, now);
-            let before_map = parsed(i, before);
-            pending[i].retain(|k| {
-                let changed = now_map.get(k) != before_map.get(k);
-                if changed {
-                    let sig = commit.author();
-                    out[i].insert(
-                        k.clone(),
-                        crate::git::KeyChange {
-                            commit: commit.id().to_string(),
-                            author: sig.name().unwrap_or("?").to_string(),
-                            time: commit.time().seconds(),
-                        },
-                    );
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if parsed(i, vs[mid].0).get(k) == Some(current) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
-                !changed
-            });
+            }
+            out[i].insert(k.clone(), commits[vs[lo - 1].1].clone());
         }
     }
     Ok(out)
 }
 
+/// A regex finding the lines `KEY=` of the wanted keys, or `None` when too large to build.
+fn key_finder(wanted: &HashMap<String, String>) -> Option<regex::bytes::Regex> {
+    let alternation = wanted
+        .keys()
+        .map(|k| regex::escape(k))
+        .collect::<Vec<_>>()
+        .join("|");
+    regex::bytes::RegexBuilder::new(&format!("(?m)^(?:{alternation})="))
+        .unicode(false)
+        .build()
+        .ok()
+}
+
 /// The stored text of the `wanted` keys in a blob of an encrypted dotenv file, read the way
 /// [`dotenv::parse_stored`] reads lines (last occurrence wins), without parsing other lines.
-fn stored_values(bytes: &[u8], wanted: &HashMap<String, String>) -> HashMap<String, String> {
+fn stored_values(
+    bytes: &[u8],
+    wanted: &HashMap<String, String>,
+    finder: Option<&regex::bytes::Regex>,
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
+    if let Some(rx) = finder {
+        // Fast path: jump straight to the wanted keys' lines (literal prefilter).
+        for m in rx.find_iter(bytes) {
+            let key = String::from_utf8_lossy(&m.as_bytes()[..m.len() - 1]).into_owned();
+            let rest = &bytes[m.end()..];
+            let line = &rest[..rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            out.insert(key, String::from_utf8_lossy(line).into_owned());
+        }
+        return out;
+    }
     for raw in bytes.split(|&b| b == b'\n') {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.first().is_none_or(|&b| b == b'#') {
@@ -901,10 +977,20 @@ mod tests {
         wanted.insert("A".to_string(), String::new());
         wanted.insert("B".to_string(), String::new());
         let blob = b"#ENC[AES256_GCM,data:x=,type:comment]\nA=1\r\nC=3\nB=first\nB=second\nsops_version=3.11.0\n";
-        let got = stored_values(blob, &wanted);
-        assert_eq!(got.get("A").map(String::as_str), Some("1"));
-        assert_eq!(got.get("B").map(String::as_str), Some("second"));
-        assert!(!got.contains_key("C"));
+        for finder in [None, key_finder(&wanted)] {
+            let got = stored_values(blob, &wanted, finder.as_ref());
+            assert_eq!(got.get("A").map(String::as_str), Some("1"));
+            assert_eq!(got.get("B").map(String::as_str), Some("second"));
+            assert!(!got.contains_key("C"));
+        }
+        wanted.insert("AB".to_string(), String::new());
+        let got = stored_values(
+            b"ABC=1\nAB=2\n#AB=3\n",
+            &wanted,
+            key_finder(&wanted).as_ref(),
+        );
+        assert_eq!(got.get("AB").map(String::as_str), Some("2"));
+        assert!(!got.contains_key("A"));
     }
 
     #[test]

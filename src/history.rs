@@ -190,6 +190,44 @@ pub fn file_history(repo: &git2::Repository, path: &str, limit: usize) -> Result
     Ok(out)
 }
 
+/// For a rotation commit, the keys whose values really changed, when `ring` can open both the
+/// commit's and its first parent's version of `path` (`None` otherwise). MACs are not checked:
+/// this only compares values.
+pub fn rotation_value_changes(
+    repo: &git2::Repository,
+    path: &str,
+    commit: &str,
+    ring: &mut crate::keys::Keyring,
+) -> Option<Vec<String>> {
+    let commit = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    let parent = commit.parent(0).ok()?;
+    let read = |c: &git2::Commit| -> Option<Vec<u8>> {
+        let id = c.tree().ok()?.get_path(Path::new(path)).ok()?.id();
+        Some(repo.find_blob(id).ok()?.content().to_vec())
+    };
+    let mut open = |bytes: Vec<u8>| -> Option<BTreeMap<String, crate::secret::Secret>> {
+        let f = crate::envfile::EnvFile::from_bytes(Path::new(path), path, &bytes).ok()?;
+        let dk = f.unlock(ring, Vec::new).ok()?;
+        let plain = f.decrypt(&dk, false).ok()?;
+        let mut m = BTreeMap::new();
+        for (i, l) in f.lines.iter().enumerate() {
+            if let Line::Pair { key, .. } = l {
+                m.insert(key.clone(), plain.values[i].clone().unwrap_or_default());
+            }
+        }
+        Some(m)
+    };
+    let before = open(read(&parent)?)?;
+    let after = open(read(&commit)?)?;
+    Some(
+        after
+            .iter()
+            .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+            .map(|(k, _)| k.clone())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

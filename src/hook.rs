@@ -107,7 +107,14 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         .workdir()
         .ok_or_else(|| Error::Usage("a bare repository has no index to check".into()))?;
     let prefix = relative_prefix(workdir, root);
-    let index = repo.index()?;
+    // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
+    // blob read here halves the time on large files.
+    git2::opts::strict_hash_verification(false);
+    let index = staged_index(repo)?;
+    let index_mtime = index
+        .path()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.modified().ok());
     let mut report = Report::default();
 
     // The staged policy (not the one on disk).
@@ -129,9 +136,13 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
     // Paths whose staged content differs from HEAD (what this commit changes).
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
     let mut changed: Vec<(String, git2::Oid)> = Vec::new();
+    let mut deleted: Vec<String> = Vec::new();
     let diff = repo.diff_tree_to_index(head_tree.as_ref(), Some(&index), None)?;
     for d in diff.deltas() {
         if d.status() == git2::Delta::Deleted {
+            if let Some(p) = d.old_file().path().and_then(Path::to_str) {
+                deleted.push(p.to_string());
+            }
             continue;
         }
         let nf = d.new_file();
@@ -142,23 +153,31 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
     let changed_set: std::collections::HashSet<&str> =
         changed.iter().map(|(p, _)| p.as_str()).collect();
 
-    // An identity anywhere in what this commit adds or changes.
+    // An identity anywhere in what this commit adds or changes (dotenv files are scanned
+    // below, when they are read anyway).
     let secret_key =
         regex::bytes::Regex::new("AGE-SECRET-KEY-1[0-9A-Za-z]{20}").expect("valid regex");
-    for (path, id) in &changed {
-        let Ok(blob) = repo.find_blob(*id) else {
-            continue;
-        };
-        let content = blob.content();
+    let scan = |path: &str, content: &[u8], findings: &mut Vec<Finding>| {
         if let Some(m) = secret_key.find(content) {
             let line = content[..m.start()].iter().filter(|&&b| b == b'\n').count() + 1;
-            report.findings.push(Finding {
-                file: path.clone(),
+            findings.push(Finding {
+                file: path.to_string(),
                 line: Some(line),
                 message: "contains an age secret key (AGE-SECRET-KEY-...): an identity must never be committed".into(),
                 fix: format!("`git rm --cached {path}` and keep the key in ~/.config/envv/keys.txt; if it was ever pushed, make a new key with `envv keygen`"),
             });
         }
+    };
+    for (path, id) in &changed {
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+        let is_env = policy.as_ref().and_then(|p| p.env_for_file(rel)).is_some();
+        if is_env || dotenv_kind(path) == Some(DotenvKind::Secret) {
+            continue;
+        }
+        let Ok(blob) = repo.find_blob(*id) else {
+            continue;
+        };
+        scan(path, blob.content(), &mut report.findings);
     }
 
     // Every staged dotenv file and every file an environment names.
@@ -188,10 +207,13 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
             continue;
         }
         report.files_checked += 1;
-        let blob = repo.find_blob(entry.id)?;
+        let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
+        if changed_set.contains(path) {
+            scan(path, &content, &mut report.findings);
+        }
         check_dotenv_blob(
             path,
-            blob.content(),
+            &content,
             policy.as_ref(),
             env.as_deref(),
             &mut report.findings,
@@ -200,32 +222,116 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         // Freeze windows apply to files this commit changes.
         if let (Some(p), Some(e)) = (&policy, &env) {
             if changed_set.contains(path) {
-                let decl = &p.environments[e];
-                for w in &decl.freeze {
-                    let Ok(window) = policy::parse_freeze(w) else {
-                        continue;
-                    };
-                    if !window.contains(opts.minute_of_week) {
-                        continue;
-                    }
-                    if opts.freeze_override.is_some() {
-                        report
-                            .overridden
-                            .push(format!("{path} (environment {e}, freeze \"{w}\")"));
-                    } else {
-                        report.findings.push(Finding {
-                            file: path.to_string(),
-                            line: None,
-                            message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
-                            fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
-                        });
-                    }
-                    break;
-                }
+                check_freeze(p, e, path, opts, &mut report);
+            }
+        }
+    }
+    for path in &deleted {
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+        if let Some(p) = &policy {
+            if let Some(e) = p.env_for_file(rel) {
+                check_freeze(p, e, path, opts, &mut report);
             }
         }
     }
     Ok(report)
+}
+
+/// A finding (or an override note) when `env` is inside one of its freeze windows.
+fn check_freeze(p: &Policy, e: &str, path: &str, opts: &Options, report: &mut Report) {
+    let Some(decl) = p.environments.get(e) else {
+        return;
+    };
+    for w in &decl.freeze {
+        let Ok(window) = policy::parse_freeze(w) else {
+            continue;
+        };
+        if !window.contains(opts.minute_of_week) {
+            continue;
+        }
+        if opts.freeze_override.is_some() {
+            report
+                .overridden
+                .push(format!("{path} (environment {e}, freeze \"{w}\")"));
+        } else {
+            report.findings.push(Finding {
+                file: path.to_string(),
+                line: None,
+                message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
+                fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
+            });
+        }
+        return;
+    }
+}
+
+/// The staged content of an index entry. When the working-tree file still has the size, inode
+/// and modification time recorded in the index (what `git status` trusts), was not modified in
+/// the same instant the index was written ("racily clean"), and no clean filter applies, the
+/// file holds exactly the staged bytes and is read from disk; otherwise the object is read
+/// from the object database (inflating it is most of the hook's time on large files).
+fn staged_bytes(
+    repo: &git2::Repository,
+    workdir: &Path,
+    entry: &git2::IndexEntry,
+    index_mtime: Option<std::time::SystemTime>,
+) -> Result<Vec<u8>> {
+    #[cfg(unix)]
+    if let (Some(index_mtime), Ok(path)) = (index_mtime, std::str::from_utf8(&entry.path)) {
+        use std::os::unix::fs::MetadataExt;
+        let file = workdir.join(path);
+        let regular = entry.mode & 0o170000 == 0o100000;
+        let entry_mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                entry.mtime.seconds().max(0) as u64,
+                entry.mtime.nanoseconds(),
+            );
+        let filtered = repo
+            .get_attr(
+                Path::new(path),
+                "filter",
+                git2::AttrCheckFlags::FILE_THEN_INDEX,
+            )
+            .ok()
+            .flatten()
+            .is_some();
+        if regular && !filtered && entry_mtime < index_mtime {
+            if let Ok(m) = std::fs::symlink_metadata(&file) {
+                let same = m.is_file()
+                    && m.len() == u64::from(entry.file_size)
+                    && m.mtime() == i64::from(entry.mtime.seconds())
+                    && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
+                    && m.ino() as u32 == entry.ino;
+                if same {
+                    if let Ok(bytes) = std::fs::read(&file) {
+                        if bytes.len() as u64 == m.len() {
+                            return Ok(bytes);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = (workdir, index_mtime);
+    Ok(repo.find_blob(entry.id)?.content().to_vec())
+}
+
+/// The index a commit is being made from: `$GIT_INDEX_FILE` when git set it (`git commit -a`
+/// and `git commit PATH` stage into a temporary index and run hooks with it), else the
+/// repository's index.
+fn staged_index(repo: &git2::Repository) -> Result<git2::Index> {
+    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            let p = if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir().at(".")?.join(p)
+            };
+            Ok(git2::Index::open(&p)?)
+        }
+        None => Ok(repo.index()?),
+    }
 }
 
 /// Checks one staged dotenv blob: plaintext values, parse errors, recipients.

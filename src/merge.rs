@@ -228,7 +228,48 @@ pub fn merge(
             recipients.len()
         ));
     }
-    f.seal(&mut plain, &final_dk)?;
+    // With conflicts, the MAC line is a conflict too: ours is valid when every conflict keeps
+    // our side, theirs when every conflict keeps their side (both under one timestamp).
+    let theirs_mac = if theirs_lines.is_empty() {
+        f.seal(&mut plain, &final_dk)?;
+        None
+    } else {
+        let mut attempt = 0;
+        loop {
+            let mut t = f.clone();
+            let mut tp = Plain {
+                values: plain.values.clone(),
+                pending: plain.pending.clone(),
+                retype: plain.retype.clone(),
+            };
+            for (k, stored) in &theirs_lines {
+                match (stored, b.values.get(k)) {
+                    (Some(st), Some(v)) => {
+                        let i = t.find(k).expect("conflicted keys have a line");
+                        t.lines[i] = Line::Pair {
+                            key: k.clone(),
+                            stored: st.clone(),
+                            line: 0,
+                        };
+                        tp.values[i] = Some(v.clone());
+                    }
+                    _ => {
+                        t.remove(&mut tp, k);
+                    }
+                }
+            }
+            t.seal(&mut tp, &final_dk)?;
+            f.seal(&mut plain, &final_dk)?;
+            let (tm, fm) = (
+                t.meta.as_ref().expect("encrypted"),
+                f.meta.as_ref().expect("encrypted"),
+            );
+            if tm.lastmodified == fm.lastmodified || attempt == 3 {
+                break Some(tm.mac.clone());
+            }
+            attempt += 1;
+        }
+    };
 
     let mut bytes = Vec::with_capacity(ours.len() + theirs.len() / 4);
     for l in &f.lines {
@@ -256,7 +297,23 @@ pub fn merge(
         dotenv::emit_stored(std::slice::from_ref(l), &mut bytes);
     }
     if let Some(m) = &f.meta {
-        dotenv::emit_stored(&m.to_lines(), &mut bytes);
+        for l in m.to_lines() {
+            match (&l, &theirs_mac) {
+                (Line::Pair { key, .. }, Some(tmac)) if key == "sops_mac" => {
+                    bytes.extend_from_slice(b"<<<<<<< ours\n");
+                    dotenv::emit_stored(std::slice::from_ref(&l), &mut bytes);
+                    bytes.extend_from_slice(b"=======\n");
+                    let theirs_line = Line::Pair {
+                        key: key.clone(),
+                        stored: tmac.clone(),
+                        line: 0,
+                    };
+                    dotenv::emit_stored(std::slice::from_ref(&theirs_line), &mut bytes);
+                    bytes.extend_from_slice(b">>>>>>> theirs\n");
+                }
+                _ => dotenv::emit_stored(std::slice::from_ref(&l), &mut bytes),
+            }
+        }
     }
     Ok(Merged {
         bytes,

@@ -115,16 +115,15 @@ impl EncValue {
         let rest = s
             .strip_prefix(ENC_PREFIX)
             .ok_or("not an ENC[AES256_GCM,...] value")?;
-        let iv_at = rest.find(",iv:").ok_or("ENC value has no iv field")?;
-        let data = &rest[..iv_at];
-        let rest = &rest[iv_at + 4..];
-        let tag_at = rest.find(",tag:").ok_or("ENC value has no tag field")?;
-        let iv = &rest[..tag_at];
-        let rest = &rest[tag_at + 5..];
-        let ty_at = rest.find(",type:").ok_or("ENC value has no type field")?;
-        let tag = &rest[..ty_at];
-        let rest = &rest[ty_at + 6..];
-        let end = rest.find(']').ok_or("ENC value is not closed by ]")?;
+        // Base64 has no `,`: each field ends at the next comma (a byte search; no substring
+        // searcher is built per value, and this runs once per value of a file).
+        let (data, rest) = next_field(rest, "iv:").ok_or("ENC value has no iv field")?;
+        let (iv, rest) = next_field(rest, "tag:").ok_or("ENC value has no tag field")?;
+        let (tag, rest) = next_field(rest, "type:").ok_or("ENC value has no type field")?;
+        let end = rest
+            .bytes()
+            .position(|b| b == b']')
+            .ok_or("ENC value is not closed by ]")?;
         let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
         let dec = |field: &str, what: &str| {
             B64.decode(field)
@@ -135,11 +134,31 @@ impl EncValue {
         if iv.is_empty() {
             return Err("ENC value has an empty iv".into());
         }
-        let tag: [u8; 16] = dec(tag, "tag")?
+        // The tag is decoded on the stack (room for any 24-character field), not into a Vec.
+        let mut buf = [0u8; 18];
+        let n = B64.decode_slice(tag, &mut buf).map_err(|e| match e {
+            base64::DecodeSliceError::OutputSliceTooSmall => "ENC value tag is not 16 bytes",
+            base64::DecodeSliceError::DecodeError(_) => "ENC value has invalid base64 in tag",
+        })?;
+        let tag: [u8; 16] = buf[..n]
             .try_into()
             .map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
         Ok(EncValue { data, iv, tag, ty })
     }
+}
+
+/// Splits `field,name:rest` at the first comma followed by `name`, as `(field, rest)`
+/// (memchr: SIMD search, the same crate regex uses).
+fn next_field<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(b',', &s.as_bytes()[from..]) {
+        let comma = from + at;
+        if let Some(rest) = s[comma + 1..].strip_prefix(name) {
+            return Some((&s[..comma], rest));
+        }
+        from = comma + 1;
+    }
+    None
 }
 
 /// AES-256-GCM with sops's 32-byte IVs, bound to one data key.
@@ -166,12 +185,15 @@ impl ValueCipher {
 
     /// Decrypts; `None` when authentication fails (wrong key, wrong AAD, edited bytes).
     pub fn decrypt(&self, enc: &EncValue, aad: &[u8]) -> Option<Secret> {
-        if enc.iv.len() != 32 {
-            // Only sops's 32-byte IVs are produced by any known writer.
-            return None;
-        }
-        let mut buf = enc.data.clone();
+        self.open(enc.clone(), aad)
+    }
+
+    /// Like [`ValueCipher::decrypt`] (AEAD "open"), but decrypts in the value's own buffer (no
+    /// copy). The tag is checked before anything is decrypted: on failure it holds ciphertext.
+    pub fn open(&self, enc: EncValue, aad: &[u8]) -> Option<Secret> {
+        // Only sops's 32-byte IVs are produced by any known writer.
         let iv: &[u8; 32] = enc.iv.as_slice().try_into().ok()?;
+        let mut buf = enc.data;
         match self
             .0
             .decrypt_in_place_detached(iv.into(), aad, &mut buf, (&enc.tag).into())
@@ -617,10 +639,12 @@ impl MacBuilder {
     }
 
     pub fn finish(self) -> String {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let d = self.0.finalize();
         let mut s = String::with_capacity(128);
         for b in d {
-            s.push_str(&format!("{b:02X}"));
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
         }
         s
     }
@@ -780,6 +804,31 @@ mod tests {
         assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==")
             .unwrap_err()
             .contains("tag"));
+        assert!(
+            EncValue::parse("ENC[AES256_GCM,data:AA==,tag:AA==,type:str]")
+                .unwrap_err()
+                .contains("iv")
+        );
+        assert!(EncValue::parse(
+            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str"
+        )
+        .unwrap_err()
+        .contains("closed"));
+        let long_tag = format!(
+            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:{},type:str]",
+            "A".repeat(44)
+        );
+        assert!(EncValue::parse(&long_tag)
+            .unwrap_err()
+            .contains("not 16 bytes"));
+        let short_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAA,type:str]";
+        assert!(EncValue::parse(short_tag)
+            .unwrap_err()
+            .contains("not 16 bytes"));
+        let bad_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:!!!!,type:str]";
+        assert!(EncValue::parse(bad_tag)
+            .unwrap_err()
+            .contains("base64 in tag"));
         assert!(EncValue::parse(
             "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]"
         )

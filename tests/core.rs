@@ -175,7 +175,13 @@ fn encrypt_plaintext_file_keeps_comments_blank_lines_and_is_idempotent() {
     s.write(".env", plain);
     s.ok(&["encrypt"]);
     let enc = s.read(".env");
-    for secret in ["postgres://", " database", "lit $HOME", "note here", "l1\nl2"] {
+    for secret in [
+        "postgres://",
+        " database",
+        "lit $HOME",
+        "note here",
+        "l1\nl2",
+    ] {
         assert!(!enc.contains(secret), "{secret} in {enc}");
     }
     assert!(enc.contains("\n\nQUOTED=ENC["), "blank line kept: {enc}");
@@ -428,10 +434,21 @@ fn identity_sources_in_order() {
     assert_eq!(s.ok(&["get", "A"]), "1");
     // A wrong key in an earlier explicit source does not hide a right one in a later one...
     let (wrong, _) = s.identity("wrong");
-    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).env("SOPS_AGE_KEY_FILE", &moved).output().unwrap();
+    let out = s
+        .envv()
+        .args(["get", "A"])
+        .env("ENVV_AGE_KEY_FILE", &wrong)
+        .env("SOPS_AGE_KEY_FILE", &moved)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     // ...but an explicit identity replaces the default key files.
-    let out = s.envv().args(["get", "A"]).env("ENVV_AGE_KEY_FILE", &wrong).output().unwrap();
+    let out = s
+        .envv()
+        .args(["get", "A"])
+        .env("ENVV_AGE_KEY_FILE", &wrong)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -559,6 +576,11 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }

@@ -83,6 +83,21 @@ fn hook_checks_the_index_not_the_working_tree() {
     // Staging the encrypted version fixes it.
     s.git(&["add", ".env"]);
     s.ok(&["hook", "pre-commit"]);
+    // `git commit -a` and `git commit FILE` stage into a temporary index (GIT_INDEX_FILE).
+    let enc = s.read(".env");
+    s.write(".env", format!("LATE=plaintext\n{enc}"));
+    for args in [
+        &["commit", "-qam", "all"][..],
+        &["commit", "-qm", "path", ".env"][..],
+    ] {
+        let out = git_run(&s, args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("LATE has a plaintext value"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
@@ -201,6 +216,10 @@ fn freeze_window_refuses_changes_unless_overridden() {
         "{}",
         stderr(&out)
     );
+    // Deleting a frozen environment's file is a change too.
+    s.git(&["rm", "-q", ".env"]);
+    let err = s.fails(&["hook", "pre-commit"], 1);
+    assert!(err.contains(".env: environment default is frozen"), "{err}");
 }
 
 #[test]
@@ -296,43 +315,43 @@ fn same_key_changed_on_both_sides_conflicts_on_that_key_only() {
         &["A=theirs", "B=theirs", "C=same"],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("conflict on A"), "{}", stderr(&out));
     let text = s.read(".env");
-    assert_eq!(text.matches("<<<<<<< ours").count(), 1, "{text}");
+    // One conflict on A, and the MAC line (one MAC per side).
+    assert_eq!(text.matches("<<<<<<< ours").count(), 2, "{text}");
     let start = text.find("<<<<<<< ours").unwrap();
     let end = text.find(">>>>>>> theirs").unwrap();
     let block = &text[start..end];
     assert_eq!(block.matches("A=ENC[").count(), 2, "both A lines: {block}");
     assert!(!block.contains("B=") && !block.contains("C="), "{block}");
-    // Keeping our line gives a valid file with theirs' B merged in.
-    let resolved: String = text
-        .lines()
-        .scan(0, |state, l| {
-            let keep = match l {
-                "<<<<<<< ours" => {
-                    *state = 1;
-                    false
-                }
-                "=======" => {
-                    *state = 2;
-                    false
-                }
-                ">>>>>>> theirs" => {
-                    *state = 0;
-                    false
-                }
-                _ => *state != 2,
-            };
-            Some(if keep {
-                format!("{l}\n")
-            } else {
-                String::new()
-            })
-        })
-        .collect();
-    s.write(".env", resolved);
-    assert_eq!(s.ok(&["get", "A"]), "ours");
-    assert_eq!(s.ok(&["get", "B"]), "theirs");
-    assert_eq!(s.ok(&["get", "C"]), "same");
+    let mac_block = &text[text.rfind("<<<<<<< ours").unwrap()..];
+    assert_eq!(mac_block.matches("sops_mac=").count(), 2, "{mac_block}");
+    // Keeping one side of every conflict gives a valid file, with theirs' B merged in.
+    for (side, want) in [(1, "ours"), (2, "theirs")] {
+        s.write(".env", resolve(&text, side));
+        assert_eq!(s.ok(&["get", "A"]), want);
+        assert_eq!(s.ok(&["get", "B"]), "theirs");
+        assert_eq!(s.ok(&["get", "C"]), "same");
+    }
+}
+
+/// Keeps side 1 (ours) or 2 (theirs) of every conflict.
+fn resolve(text: &str, side: u8) -> String {
+    let mut state = 0;
+    let mut out = String::new();
+    for l in text.lines() {
+        match l {
+            "<<<<<<< ours" => state = 1,
+            "=======" => state = 2,
+            ">>>>>>> theirs" => state = 0,
+            _ if state == 0 || state == side => {
+                out.push_str(l);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[test]
@@ -365,4 +384,103 @@ fn log_lists_the_commits_that_touched_a_key() {
     assert_eq!(commits.len(), 4);
     assert_eq!(commits[1]["changed"], serde_json::json!(["B"]));
     assert_eq!(commits[3]["added"], serde_json::json!(["A", "B", "C"]));
+}
+
+#[test]
+fn log_shows_a_sops_rotation_as_rotated() {
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let s = repo_with_secrets();
+    let out = run_sops(&sops, &s.repo, &s.default_key(), &["rotate", "-i", ".env"]);
+    assert!(
+        out.status.success(),
+        "sops rotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.git(&["commit", "-qam", "rotate"]);
+    let log = s.ok(&["log"]);
+    let first = log.lines().next().unwrap();
+    assert!(
+        first.contains("rotated (new data key; no value changed)") && first.contains("(rotate)"),
+        "{log}"
+    );
+    // A reader knows A did not change in the rotation; someone without a key cannot tell.
+    assert_eq!(s.ok(&["log", "A"]).lines().count(), 1);
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["log", "A"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("re-encrypted"), "{text}");
+}
+
+#[test]
+fn pre_commit_framework_manifest_runs_the_hook() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml"),
+    )
+    .unwrap();
+    let hooks: Vec<serde_json::Value> = serde_saphyr::from_str(&text).unwrap();
+    assert!(hooks.iter().any(|h| h["id"] == "envv"));
+    for h in &hooks {
+        assert_eq!(h["entry"], "envv hook pre-commit");
+        assert_eq!(h["pass_filenames"], false);
+    }
+    let s = Sandbox::new();
+    s.ok(&["hook", "pre-commit"]);
+}
+
+#[test]
+fn hook_install_in_a_worktree_uses_the_shared_hooks() {
+    let s = Sandbox::new();
+    s.write("README", "hi\n");
+    s.git(&["add", "README"]);
+    s.git(&["commit", "-qm", "first"]);
+    s.ok(&["hook", "install"]);
+    let wt = s.tmp.path().join("wt2");
+    s.git(&["worktree", "add", "-q", wt.to_str().unwrap()]);
+    let out = s.envv_in(&wt).args(["hook", "install"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already installed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.repo.join(".git/hooks/pre-commit").is_file());
+}
+
+#[test]
+fn merge_driver_without_access_leaves_a_whole_file_conflict() {
+    let s = repo_with_secrets();
+    let base = s.read(".env");
+    s.ok(&["set", "A", "ours"]);
+    let ours = s.read(".env");
+    s.write("O", &base);
+    s.write("A", &ours);
+    s.write("B", &base);
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["merge-driver", "O", "A", "B", ".env"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot merge key by key") && err.contains("ask a reader"),
+        "{err}"
+    );
+    let merged = s.read("A");
+    assert!(
+        merged.starts_with("<<<<<<< ours\n") && merged.contains(&ours) && merged.contains(&base),
+        "{merged}"
+    );
+    // With the key, the same call merges cleanly (theirs did not change anything).
+    s.write("A", &ours);
+    s.ok(&["merge-driver", "O", "A", "B", ".env"]);
+    assert!(!s.read("A").contains("<<<<<<<"));
 }

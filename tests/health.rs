@@ -222,27 +222,42 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
         &alice,
         "",
         "    default: { file: .env, readers: [alice] }\n",
-        "  schema:\n    keys:\n      OLD: { max_age: 30d }\n      FRESH: { max_age: 30d }\n      EDITED: { max_age: 30d }\n      NO_LIMIT: {}\n",
+        "  schema:\n    keys:\n      OLD: { max_age: 30d }\n      MID: { max_age: 30d }\n      FRESH: { max_age: 30d }\n      EDITED: { max_age: 30d }\n      NO_LIMIT: {}\n",
     );
-    s.ok(&["set", "OLD=1", "EDITED=1", "NO_LIMIT=1", "FRESH=1"]);
+    s.ok(&["set", "OLD=1", "MID=1", "EDITED=1", "NO_LIMIT=1", "FRESH=1"]);
     let old = commit_at(&s, "2020-01-02T10:00:00Z", "first secrets");
-    // A recent commit that changes FRESH only: OLD keeps its ciphertext, so its age stays.
-    s.ok(&["set", "FRESH=2"]);
-    commit_at(&s, "2026-11-01T10:00:00Z", "rotate FRESH");
-    // EDITED changed in the working tree, not committed yet: new, not old.
-    s.ok(&["set", "EDITED=2"]);
+    s.ok(&["set", "MID=2"]);
+    let mid = commit_at(&s, "2021-06-01T10:00:00Z", "rotate MID");
+    // Recent commits that change FRESH only: OLD and MID keep their ciphertext, so their age stays.
+    let recent = format!(
+        "{} +0000",
+        time::OffsetDateTime::now_utc().unix_timestamp() - 2 * 86400
+    );
+    for v in ["FRESH=2", "FRESH=3", "FRESH=4"] {
+        s.ok(&["set", v]);
+        commit_at(&s, &recent, "rotate FRESH");
+    }
+    let max_age = |k: &str| {
+        (
+            "error".to_string(),
+            "max_age".to_string(),
+            "default".to_string(),
+            k.to_string(),
+        )
+    };
     let v = json(&s, &["check", "--json"], 1);
     assert_eq!(
         kinds(&v),
-        vec![(
-            "error".into(),
-            "max_age".into(),
-            "default".into(),
-            "OLD".into()
-        )],
+        vec![max_age("EDITED"), max_age("MID"), max_age("OLD")],
         "{v:#}"
     );
-    let f = &v["findings"][0];
+    // EDITED changed in the working tree, not committed yet: new, not old.
+    s.ok(&["set", "EDITED=2"]);
+    let v = json(&s, &["check", "--json"], 1);
+    assert_eq!(kinds(&v), vec![max_age("MID"), max_age("OLD")], "{v:#}");
+    assert_eq!(v["findings"][0]["commit"], mid.as_str());
+    assert_eq!(v["findings"][0]["date"], "2021-06-01");
+    let f = &v["findings"][1];
     assert_eq!(f["commit"], old.as_str());
     assert_eq!(f["date"], "2020-01-02");
     let out = s.run(&["check"]);
@@ -278,7 +293,7 @@ fn max_age_uses_the_commit_that_last_changed_each_value() {
 fn expired_members_and_files_out_of_sync_with_the_policy() {
     let s = Sandbox::new();
     let alice = s.init_alice();
-    let envs = "    default: { file: .env, readers: [alice, bob] }\n";
+    let envs = "    default: { file: .env, readers: [alice, bob] }\n    archive: { file: .env.archive, readers: [bob] }\n";
     write_policy(&s, &alice, "", envs, "");
     s.ok(&["set", "A=1"]);
     s.ok(&["check"]);
@@ -290,6 +305,7 @@ fn expired_members_and_files_out_of_sync_with_the_policy() {
         has(&v, "error", "recipients_out_of_sync", "default", ""),
         "{v:#}"
     );
+    assert!(has(&v, "error", "no_readers", "archive", ""), "{v:#}");
     let out = String::from_utf8(s.run(&["check"]).stdout).unwrap();
     assert!(
         out.contains("policy (.sops.yaml)") && out.contains("member bob expired on 2020-01-01"),
@@ -497,6 +513,11 @@ fn status_shows_access_counts_and_next_steps() {
 #[test]
 fn status_for_a_newcomer_without_an_identity() {
     let s = Sandbox::new();
+    let out = s.ok(&["status"]);
+    assert!(
+        out.contains("envv is not set up here") && out.contains("`envv keygen`, then `envv init`"),
+        "{out}"
+    );
     s.init_alice();
     std::fs::remove_file(s.default_key()).unwrap();
     let out = s.ok(&["status"]);

@@ -1,6 +1,5 @@
 //! `envv encrypt` and `envv decrypt`: whole files.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -93,23 +92,23 @@ pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> anyhow::Result<i32> {
     };
     let (f, _dk, plain) = super::values::open_decrypted(ctx, &t, a.ignore_mac)?;
     let out = zeroize::Zeroizing::new(render_dotenv(&f, &plain));
-    match &a.output {
-        Some(p) => {
-            crate::fsutil::write_private(p, &out)?;
-            eprintln!("wrote {} (mode 0600): delete it when done", p.display());
-        }
-        None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(&out)?;
-            so.flush()?;
-        }
-    }
+    super::write_plaintext(a.output.as_deref(), &out)?;
     Ok(0)
 }
 
 /// The decrypted file as dotenv text: comments, blank lines, quoted values.
 pub(crate) fn render_dotenv(f: &EnvFile, plain: &crate::envfile::Plain) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for the worst case (every value double-quoted with every byte escaped), so the buffer
+    // never grows: growing would leave un-zeroized copies of the plaintext on the heap.
+    let cap = f.lines.iter().zip(&plain.values).map(|(l, v)| {
+        let key = if let Line::Pair { key, .. } = l {
+            key.len()
+        } else {
+            0
+        };
+        key + v.as_ref().map_or(0, |v| 2 * v.len()) + 4
+    });
+    let mut out = Vec::with_capacity(cap.sum());
     for (i, l) in f.lines.iter().enumerate() {
         match l {
             Line::Blank => out.push(b'\n'),
@@ -129,7 +128,7 @@ pub(crate) fn render_dotenv(f: &EnvFile, plain: &crate::envfile::Plain) -> Vec<u
                 out.extend_from_slice(key.as_bytes());
                 out.push(b'=');
                 if let Some(v) = &plain.values[i] {
-                    out.extend_from_slice(&dotenv::quote(v.expose()));
+                    out.extend_from_slice(&zeroize::Zeroizing::new(dotenv::quote(v.expose())));
                 }
                 out.push(b'\n');
             }

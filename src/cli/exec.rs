@@ -194,17 +194,7 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
     });
-    match &a.output {
-        Some(p) => {
-            crate::fsutil::write_private(p, &out)?;
-            eprintln!("wrote {} (mode 0600): delete it when done", p.display());
-        }
-        None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(&out)?;
-            so.flush()?;
-        }
-    }
+    super::write_plaintext(a.output.as_deref(), &out)?;
     Ok(0)
 }
 

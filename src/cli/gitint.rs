@@ -29,6 +29,7 @@ fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
 ///   envv hook install          # once per clone
 ///   envv hook pre-commit       # what the hook runs (checks the index, not the working tree)
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct HookArgs {
     #[command(subcommand)]
     pub command: HookCommand,
@@ -144,8 +145,8 @@ pub fn git_cmd(ctx: &Ctx, a: GitArgs) -> anyhow::Result<i32> {
 ///
 /// Installed by `envv git setup`; git calls it as `envv merge-driver %O %A %B %P`. A key
 /// changed on one side takes that side; the same key changed differently on both sides is a
-/// conflict with markers around that key only (exit 1). The result has one data key, a fresh
-/// MAC and valid metadata.
+/// conflict with markers around that key only (and the sops_mac line: one MAC per side), exit 1.
+/// The result has one data key, a fresh MAC and valid metadata.
 ///
 /// Example: git config merge.envv.driver "envv merge-driver %O %A %B %P"
 #[derive(Args, Debug)]
@@ -179,8 +180,8 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
             }
             eprintln!(
                 "envv merge-driver: {name}: conflict on {keys} (changed differently on both sides); every other key is merged\n  \
-                 hint: delete the marker lines and theirs' line(s): the file is then valid with our values (the MAC is \
-                 computed for our side); then `envv set -f {name} KEY` to the value you want, and `git add {name}`",
+                 hint: keep the same side of every conflict, the sops_mac lines included (all ours or all theirs): \
+                 the file is then valid; then `envv set -f {name} KEY` to the value you want, and `git add {name}`",
                 keys = m.conflicts.join(", ")
             );
             Ok(1)
@@ -207,6 +208,7 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
 ///   envv log DATABASE_URL
 ///   envv log -e production --json
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct LogArgs {
     /// Only commits that touched this key.
     pub key: Option<String>,
@@ -248,8 +250,25 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             a.max_count,
         )?);
     }
+    // For rotations, a reader learns which values really changed.
+    let mut ring = ctx.keyring();
+    let mut real: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for c in all.iter().filter(|c| c.is_rotation()) {
+        if let Some(v) = history::rotation_value_changes(&repo, &c.file, &c.commit, &mut ring) {
+            real.insert(format!("{}:{}", c.commit, c.file), v);
+        }
+    }
+    let real_of = |c: &FileChange| real.get(&format!("{}:{}", c.commit, c.file));
     if let Some(k) = &a.key {
-        all.retain(|c| c.touches(k));
+        all.retain(|c| match real_of(c) {
+            Some(v) if c.rotated.contains(k) => {
+                v.contains(k)
+                    || c.added.contains(k)
+                    || c.changed.contains(k)
+                    || c.removed.contains(k)
+            }
+            _ => c.touches(k),
+        });
     }
     all.sort_by_key(|c| std::cmp::Reverse(c.time));
     if a.json {
@@ -257,9 +276,10 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|c| {
                 serde_json::json!({
-                    "commit": c.commit, "author": c.author, "email": c.email, "date": date(c.time),
+                    "commit": c.commit, "author": c.author, "email": c.email, "date": rfc3339(c.time),
                     "file": c.file, "summary": c.summary, "added": c.added, "changed": c.changed,
                     "removed": c.removed, "rotated": c.is_rotation(), "reencrypted": c.rotated,
+                    "rotation_value_changes": real_of(c),
                     "recipients_changed": c.recipients_changed,
                 })
             })
@@ -297,10 +317,19 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             what.push(format!("removed {}", removed.join(" ")));
         }
         if c.is_rotation() {
-            what.push(format!(
-                "rotated (new data key; {} value(s) re-encrypted)",
-                c.rotated.len()
-            ));
+            match real_of(c) {
+                Some(v) if v.is_empty() => {
+                    what.push("rotated (new data key; no value changed)".into())
+                }
+                Some(v) => what.push(format!(
+                    "rotated (new data key); values changed: {}",
+                    only(v).join(" ")
+                )),
+                None => what.push(format!(
+                    "rotated (new data key; {} value(s) re-encrypted)",
+                    c.rotated.len()
+                )),
+            }
         }
         if c.recipients_changed && a.key.is_none() {
             what.push("recipients changed".into());
@@ -320,6 +349,16 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         )?;
     }
     Ok(0)
+}
+
+fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn date(ts: i64) -> String {

@@ -10,7 +10,9 @@ use crate::error::Error;
 use crate::health::{self, Finding, Level};
 use crate::keys;
 
-/// Check secrets against the policy: required keys, value patterns and key naming
+/// Check secrets against the policy: schema, drift, age, expiry, recipients
+///
+/// Finds required keys that are missing, values not matching their pattern and bad key names
 /// (`schema` in .sops.yaml), drift between environments, secrets older than their `max_age`
 /// (from git history), expired members, and files out of sync with the policy.
 ///
@@ -23,6 +25,7 @@ use crate::keys;
 ///   envv check
 ///   envv check -e production --json --strict     # in CI, with the CI identity
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct CheckArgs {
     /// Print JSON (shape above).
     #[arg(long)]
@@ -127,9 +130,11 @@ fn finding_json(f: &Finding) -> serde_json::Value {
     })
 }
 
-/// Compare two environments: keys only in one of them and keys whose values differ. Values
-/// are never shown: each gets a short keyed hash, so equal values show equal hashes (the hash
-/// key is derived from both files' data keys; it reveals nothing without them).
+/// Compare two environments by key, showing keyed hashes, never values
+///
+/// Lists keys only in one of them and keys whose values differ. Values are never shown:
+/// each gets a short keyed hash, so equal values show equal hashes (the hash key is derived
+/// from both files' data keys; it reveals nothing without them).
 ///
 /// Without access to both files only key names are compared. `--json` prints
 /// {"a","b","values_compared","keys":[{"key","status","hash_a","hash_b"}],"summary":{...}}
@@ -139,6 +144,7 @@ fn finding_json(f: &Finding) -> serde_json::Value {
 ///   envv diff staging production
 ///   envv diff default production --json --exit-code
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct DiffArgs {
     /// First environment.
     #[arg(value_name = "ENV1")]
@@ -271,6 +277,8 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// Where this repository stands and what to run next.
+///
 /// One screen for a newcomer: the environments, their files, who reads each, whether you
 /// can, how many keys, whether the git hook and diff setup are installed, and the next
 /// command to run for anything missing. Needs no decryption.

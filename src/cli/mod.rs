@@ -183,6 +183,26 @@ pub fn report(e: &anyhow::Error) {
     }
 }
 
+/// Writes plaintext output to `output` (a 0600 file, with a reminder) or to stdout.
+pub(crate) fn write_plaintext(
+    output: Option<&std::path::Path>,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match output {
+        Some(p) => {
+            crate::fsutil::write_private(p, bytes)?;
+            eprintln!("wrote {} (mode 0600): delete it when done", p.display());
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(bytes)?;
+            so.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether stdin is an interactive terminal.
 pub fn stdin_is_tty() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdin())
