@@ -67,7 +67,7 @@ pub fn validate_key(key: &str) -> std::result::Result<(), String> {
 /// Why `key` (the text before `=` on a line of a file) is not a valid key name. The text is
 /// shown only when it is a short word of name characters: text before an `=` can be part of a
 /// secret (base64 padding, a URL with a password). The line number points at it.
-fn key_problem(key: &str) -> String {
+pub fn key_problem(key: &str) -> String {
     const RULE: &str = "keys start with a letter or _ and use only A-Z a-z 0-9 _";
     if key.is_empty() {
         return "empty key name before `=`".into();

@@ -253,7 +253,19 @@ impl EnvFile {
     }
 
     /// Decrypts every value and comment and verifies the MAC (unless `verify_mac` is false).
+    /// A value in plain text where the file's rule wants ciphertext (a line added by hand, not
+    /// covered by the MAC) is refused when the MAC is verified: it could override a real value.
     pub fn decrypt(&self, key: &DataKey, verify_mac: bool) -> Result<Plain> {
+        self.decrypt_inner(key, verify_mac, !verify_mac)
+    }
+
+    /// Like [`EnvFile::decrypt`] with the MAC verified over the encrypted values only, keeping
+    /// plaintext lines added by hand as pending (for `envv encrypt`, which encrypts them).
+    pub fn decrypt_allowing_pending(&self, key: &DataKey) -> Result<Plain> {
+        self.decrypt_inner(key, true, true)
+    }
+
+    fn decrypt_inner(&self, key: &DataKey, verify_mac: bool, allow_pending: bool) -> Result<Plain> {
         let meta = self
             .meta
             .as_ref()
@@ -309,6 +321,16 @@ impl EnvFile {
                             v
                         } else {
                             // Plaintext typed in by hand: dotenv-parse it; the next seal encrypts it.
+                            if !allow_pending {
+                                return Err(Error::Parse {
+                                    file: self.name.clone(),
+                                    line: self.line_no(i),
+                                    msg: format!(
+                                        "{k} is in plain text in an encrypted file and not covered by its MAC (added by hand?); refusing to use it: `envv encrypt -f {}` encrypts it if it is yours",
+                                        self.name
+                                    ),
+                                });
+                            }
                             plain.pending.push(i);
                             let parsed = parse_plain_value(&self.name, self.line_no(i), k, stored)?;
                             plain.values.push(Some(parsed));

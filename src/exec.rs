@@ -197,7 +197,24 @@ fn read_layer(
     let plan = f.plan();
     let mut out = Vec::with_capacity(f.lines.len());
     for (i, (line, value)) in f.lines.iter().zip(plain.values).enumerate() {
-        if let (Line::Pair { key, stored, .. }, Some(value)) = (line, value) {
+        if let (
+            Line::Pair {
+                key,
+                stored,
+                line: n,
+            },
+            Some(value),
+        ) = (line, value)
+        {
+            // Keys come from the file as stored (a sops file may hold any text before `=`, and
+            // keys are not in the MAC): only real names reach an environment or a shell.
+            if dotenv::validate_key(key).is_err() {
+                return Err(Error::Parse {
+                    file: layer.name.clone(),
+                    line: if *n > 0 { *n } else { i + 1 },
+                    msg: dotenv::key_problem(key),
+                });
+            }
             let secret = plan[i] && !stored.is_empty();
             out.push((key.clone(), value, secret));
         }

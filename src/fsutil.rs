@@ -27,6 +27,11 @@ pub(crate) fn fault(step: &str) {
 /// Writes `bytes` to `path` atomically. The mode of an existing file is kept; a new file gets
 /// `new_mode` (Unix).
 pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
+    write_with_mode(path, bytes, new_mode, true)
+}
+
+/// The atomic write; `keep_mode` copies an existing file's mode, else `mode` is used.
+fn write_with_mode(path: &Path, bytes: &[u8], new_mode: u32, keep_mode: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -45,9 +50,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(new_mode);
+        let mode = match std::fs::metadata(path) {
+            Ok(m) if keep_mode => m.permissions().mode() & 0o7777,
+            _ => new_mode,
+        };
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))
             .at(path)?;
@@ -67,15 +73,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Writes a private file (0600) that must not exist yet or is replaced atomically.
+/// Writes a private file (0600) atomically. The temp file is 0600 before any byte is written,
+/// whatever the mode of a file it replaces.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, bytes, 0o600)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).at(path)?;
-    }
-    Ok(())
+    write_with_mode(path, bytes, 0o600, false)
 }
 
 /// An exclusive advisory lock on a folder, released on drop.

@@ -370,7 +370,18 @@ pub fn check_dotenv_blob(
     }
     let encrypt_cmd = match env {
         Some(e) => format!("envv encrypt -e {e} && git add {path}"),
-        None => format!("envv encrypt {path} && git add {path}"),
+        None => {
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match name.strip_prefix(".env.") {
+                Some(env_name) if !env_name.is_empty() => format!(
+                    "envv env add {env_name} -f {path} && envv encrypt {path} && git add {path}"
+                ),
+                _ => format!("envv encrypt {path} && git add {path}"),
+            }
+        }
     };
     if meta_pairs.is_empty() {
         // Wholly plaintext: every value the policy would encrypt is a finding.
@@ -386,7 +397,8 @@ pub fn check_dotenv_blob(
                 file: path.to_string(),
                 line: Some(*first_line),
                 message: format!(
-                    "not encrypted: {first_key}{more} would be committed in plain text"
+                    "not encrypted: {}{more} would be committed in plain text",
+                    shown_key(first_key)
                 ),
                 fix: encrypt_cmd,
             });
@@ -416,7 +428,8 @@ pub fn check_dotenv_blob(
             file: path.to_string(),
             line: Some(line),
             message: format!(
-                "{key} has a plaintext value (the file's rule {} encrypts it)",
+                "{} has a plaintext value (the file's rule {} encrypts it)",
+                shown_key(&key),
                 meta.rule.describe()
             ),
             fix: encrypt_cmd.clone(),
@@ -591,6 +604,16 @@ fn set_executable(p: &Path) -> Result<()> {
 #[cfg(not(unix))]
 fn set_executable(_p: &Path) -> Result<()> {
     Ok(())
+}
+
+/// A key for a message: the name when it is a valid key name, else a description (the text
+/// before `=` of a pasted line may be part of a secret).
+fn shown_key(key: &str) -> String {
+    if crate::dotenv::validate_key(key).is_ok() {
+        key.to_string()
+    } else {
+        "a line whose text before `=` is not a key name".to_string()
+    }
 }
 
 #[cfg(test)]

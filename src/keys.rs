@@ -269,8 +269,8 @@ fn nonempty_env(name: &str) -> Option<String> {
 }
 
 impl Keyring {
-    /// The lookup order of DESIGN §3, with `explicit` (`--identity`) files first. When any
-    /// identity is given explicitly (`--identity` or a variable), only those are used.
+    /// The lookup order of DESIGN §3, with `explicit` (`--identity`) files first. When
+    /// `--identity`, `ENVV_AGE_KEY` or `ENVV_AGE_KEY_FILE` is given, only those are used.
     pub fn new(explicit: &[PathBuf]) -> Self {
         let mut specs = Vec::new();
         for p in explicit {
@@ -293,6 +293,10 @@ impl Keyring {
                 explicit: true,
             });
         }
+        // envv's own explicit identities (flag, ENVV_* variables) replace every other source: a
+        // CI job or a test that sets ENVV_AGE_KEY_FILE gets exactly that identity. sops's
+        // variables join the default files instead (sops users often export them globally).
+        let exclusive = !specs.is_empty();
         if nonempty_env("SOPS_AGE_KEY").is_some() {
             specs.push(SourceSpec::Text {
                 label: "$SOPS_AGE_KEY".into(),
@@ -311,10 +315,7 @@ impl Keyring {
                 label: "$SOPS_AGE_KEY_CMD".into(),
             });
         }
-        // Identities named explicitly (flags, variables) replace the default files: a CI job or a
-        // test that sets ENVV_AGE_KEY_FILE gets exactly that identity, not also the user's own.
-        let explicit_given = !specs.is_empty();
-        if explicit_given {
+        if exclusive {
             let n = specs.len();
             return Keyring {
                 specs,

@@ -432,21 +432,31 @@ fn identity_sources_in_order() {
     std::fs::create_dir_all(sops_file.parent().unwrap()).unwrap();
     std::fs::copy(&moved, &sops_file).unwrap();
     assert_eq!(s.ok(&["get", "A"]), "1");
-    // A wrong key in an earlier explicit source does not hide a right one in a later one...
+    // A wrong key in a sops variable does not hide the right one in a default key file
+    // (sops users often export SOPS_AGE_KEY_FILE globally)...
     let (wrong, _) = s.identity("wrong");
     let out = s
         .envv()
         .args(["get", "A"])
-        .env("ENVV_AGE_KEY_FILE", &wrong)
-        .env("SOPS_AGE_KEY_FILE", &moved)
+        .env("SOPS_AGE_KEY_FILE", &wrong)
         .output()
         .unwrap();
-    assert!(out.status.success());
-    // ...but an explicit identity replaces the default key files.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...but envv's own explicit identity replaces every other source.
     let out = s
         .envv()
         .args(["get", "A"])
         .env("ENVV_AGE_KEY_FILE", &wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = s
+        .envv()
+        .args(["get", "--identity", wrong.to_str().unwrap(), "A"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -583,4 +593,111 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn plaintext_line_added_to_an_encrypted_file_is_not_used() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "DATABASE_URL", "postgres://real"]);
+    let text = s.read(".env");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("DATABASE_URL="))
+        .unwrap()
+        .to_string();
+    // A pull request appends an override in plain text below the real value.
+    s.write(
+        ".env",
+        text.replacen(&line, &format!("{line}\nDATABASE_URL=postgres://evil"), 1),
+    );
+    let err = s.fails(&["get", "DATABASE_URL"], 2);
+    assert!(
+        err.contains(".env:2:") && err.contains("plain text"),
+        "{err}"
+    );
+    assert!(!err.contains("evil"), "{err}");
+    s.fails(&["exec", "--", "true"], 2);
+    s.fails(&["set", "OTHER", "x"], 2);
+    // `envv encrypt` is the explicit way to accept it.
+    s.ok(&["encrypt"]);
+    assert_eq!(s.ok(&["get", "DATABASE_URL"]), "postgres://evil");
+}
+
+#[test]
+fn keys_that_are_not_names_never_reach_a_shell() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A", "1"]);
+    // An empty value adds nothing to the MAC and keys are not hashed: a crafted key line.
+    let text = s.read(".env");
+    s.write(".env", text.replacen("A=", "X;touch pwned;Y=\nA=", 1));
+    let out = s
+        .envv()
+        .args(["export", "--format", "shell"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".env:1:"));
+    assert!(!s.repo.join("pwned").exists());
+}
+
+#[test]
+fn set_refuses_a_file_readable_by_someone_the_policy_dropped() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let (bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    s.ok(&["set", "A", "1"]);
+    // A hand edit (or a merged pull request) drops bob from the policy.
+    let policy = s.read(".sops.yaml");
+    let cut: String = policy
+        .lines()
+        .filter(|l| !l.contains(&bob_pub) && !l.trim_start().starts_with("bob:"))
+        .map(|l| format!("{}\n", l.replace("[alice, bob]", "[alice]")))
+        .collect();
+    s.write(".sops.yaml", cut);
+    let err = s.fails(&["set", "NEW", "secret"], 2);
+    assert!(err.contains("envv updatekeys"), "{err}");
+    let out = s
+        .envv()
+        .args(["get", "NEW"])
+        .env("ENVV_AGE_KEY_FILE", &bob)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    s.ok(&["updatekeys"]);
+    s.ok(&["set", "NEW", "secret"]);
+    let out = s
+        .envv()
+        .args(["get", "NEW"])
+        .env("ENVV_AGE_KEY_FILE", &bob)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn decrypt_output_over_a_readable_file_is_private_from_the_start() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A", "1"]);
+    let out = s.tmp.path().join("out.env");
+    std::fs::write(&out, "old").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.ok(&["decrypt", "-o", out.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 }

@@ -34,7 +34,7 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
         eprintln!("encrypted {} for {}", t.name, ctx.ws.readers(&t).join(", "));
         return Ok(0);
     }
-    let n = super::values::update(ctx, &t, false, |_f, plain, _dk| {
+    let n = super::values::update_with(ctx, &t, false, true, |_f, plain, _dk| {
         let n = plain.pending.len();
         Ok((n > 0, n))
     })?;

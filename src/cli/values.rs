@@ -39,6 +39,18 @@ pub(crate) fn update<T>(
     create: bool,
     change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
 ) -> crate::Result<T> {
+    update_with(ctx, t, create, false, change)
+}
+
+/// [`update`], optionally keeping plaintext lines added by hand to an encrypted file as pending
+/// (only `envv encrypt` asks for that: it encrypts them).
+pub(crate) fn update_with<T>(
+    ctx: &Ctx,
+    t: &Target,
+    create: bool,
+    allow_pending: bool,
+    change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
+) -> crate::Result<T> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     crate::fsutil::clean_stale_temps(&t.path);
     let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
@@ -48,8 +60,15 @@ pub(crate) fn update<T>(
             EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
         }
         Err(e) => return Err(e),
+        Ok(f) if allow_pending && f.is_encrypted() => {
+            let mut ring = ctx.keyring();
+            let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
+            let plain = f.decrypt_allowing_pending(&dk)?;
+            (f, dk, plain)
+        }
         Ok(_) => open_decrypted(ctx, t, false)?,
     };
+    refuse_stale_readers(ctx, t, &f)?;
     let existed = t.path.exists();
     let (changed, out) = change(&mut f, &mut plain, &dk)?;
     if changed || !existed {
@@ -57,6 +76,42 @@ pub(crate) fn update<T>(
         f.save()?;
     }
     Ok(out)
+}
+
+/// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
+/// (a member removed or expired by a hand edit or a pull): `envv updatekeys` rotates it first.
+fn refuse_stale_readers(ctx: &Ctx, t: &Target, f: &EnvFile) -> crate::Result<()> {
+    let (Some(meta), Some(env)) = (&f.meta, &t.env) else {
+        return Ok(());
+    };
+    // Read the policy again, now that the folder lock is held: a concurrent `member add`
+    // writes the files and then the policy under the same lock.
+    let path = ctx.ws.policy_path();
+    if !path.is_file() {
+        return Ok(());
+    }
+    let pf = crate::policy::PolicyFile::load(&path)?;
+    let drift = crate::envfile::recipient_drift(meta, &pf.policy.recipients(env));
+    if drift.extra.is_empty() {
+        return Ok(());
+    }
+    let who: Vec<String> = drift
+        .extra
+        .iter()
+        .map(|r| {
+            pf.policy
+                .members
+                .iter()
+                .find(|(_, m)| crate::keys::same_recipient(&m.key, r))
+                .map(|(n, _)| n.clone())
+                .unwrap_or_else(|| crate::keys::short_key(r))
+        })
+        .collect();
+    Err(Error::Usage(format!(
+        "{} can still be decrypted by {} whom .sops.yaml no longer lists as readers: run `envv updatekeys` (rotates its data key) before changing it",
+        t.name,
+        who.join(", ")
+    )))
 }
 
 /// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
