@@ -195,6 +195,13 @@ pub fn merge(
         }
     } else {
         let meta_a = f.meta.clone().expect("encrypted");
+        if meta_a.has_foreign_master_keys() || meta_b.has_foreign_master_keys() {
+            // A new data key could not be wrapped for the pgp/kms/... entries: their holders
+            // would lose the file. Leave it to a person (and sops).
+            return Err(Error::Usage(
+                "the two sides use different data keys and the file also has pgp/kms keys envv cannot re-wrap: resolve this merge with sops".into(),
+            ));
+        }
         let shared: Vec<Recipient> = meta_a
             .recipients()
             .into_iter()

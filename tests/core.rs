@@ -367,8 +367,12 @@ fn init_writes_policy_gitignore_and_offers_encryption() {
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("envv encrypt"),
+        err.contains("`envv encrypt .env`"),
         "no prompt without a TTY, but a hint: {err}"
+    );
+    assert!(
+        err.contains("`envv env add production && envv encrypt .env.production`"),
+        "{err}"
     );
     assert_eq!(
         s.read(".env"),
@@ -387,6 +391,11 @@ fn init_writes_policy_gitignore_and_offers_encryption() {
     // Running again is harmless.
     s.ok(&["init"]);
     assert_eq!(s.read(".gitignore"), ignore);
+    // The hints work as printed.
+    s.ok(&["encrypt", ".env"]);
+    s.ok(&["env", "add", "production"]);
+    s.ok(&["encrypt", ".env.production"]);
+    assert_eq!(s.ok(&["get", "-e", "production", "TOKEN"]), "prod");
 
     let s = Sandbox::new();
     s.write(".env", "TOKEN=plain\n");

@@ -375,7 +375,12 @@ fn diff_lists_keys_and_keyed_hashes_never_values() {
     let s = Sandbox::new();
     let alice = s.init_alice();
     write_policy(&s, &alice, "", "    default: { file: .env, readers: [alice] }\n    staging: { file: .env.staging, readers: [alice, bob] }\n", "");
-    s.ok(&["set", "SAME=shared-secret", "DIFF=value-one", "ONLY_A=only-in-a"]);
+    s.ok(&[
+        "set",
+        "SAME=shared-secret",
+        "DIFF=value-one",
+        "ONLY_A=only-in-a",
+    ]);
     s.ok(&[
         "set",
         "-e",
@@ -385,7 +390,13 @@ fn diff_lists_keys_and_keyed_hashes_never_values() {
         "ONLY_B=only-in-b",
     ]);
     let out = s.ok(&["diff", "default", "staging"]);
-    for v in ["shared-secret", "value-one", "value-two", "only-in-a", "only-in-b"] {
+    for v in [
+        "shared-secret",
+        "value-one",
+        "value-two",
+        "only-in-a",
+        "only-in-b",
+    ] {
         assert!(!out.contains(v), "value {v} shown: {out}");
     }
     assert!(

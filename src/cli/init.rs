@@ -159,7 +159,13 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
             eprintln!("encrypted {n} for {}", ctx.ws.readers(&t).join(", "));
         }
     } else if !plain_files.is_empty() {
-        eprintln!("plaintext files found: {} — encrypt them with `envv encrypt FILE` (or `envv init` on a terminal)", plain_files.join(", "));
+        eprintln!("plaintext files found, not encrypted yet:");
+        for n in &plain_files {
+            match n.strip_prefix(".env.") {
+                Some(env) => eprintln!("  {n}: `envv env add {env} && envv encrypt {n}`"),
+                None => eprintln!("  {n}: `envv encrypt {n}`"),
+            }
+        }
     }
     eprintln!("environment default (.env) is read by: {name}");
     eprintln!("next: `envv set KEY` to add a secret, `envv hook install` to guard commits");
