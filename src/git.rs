@@ -126,6 +126,15 @@ pub fn last_changes(root: &Path, rel: &str, keys: &[String]) -> Result<HashMap<S
         if before.as_deref() == Some(now.as_slice()) {
             continue;
         }
+        // A data-key rotation changes every ciphertext but no value: not a change of any key.
+        let snap_now = crate::history::Snapshot::parse(&now);
+        let snap_before = before.as_deref().map(crate::history::Snapshot::parse);
+        if !crate::history::compare(snap_before.as_ref(), &snap_now)
+            .3
+            .is_empty()
+        {
+            continue;
+        }
         let now_map = stored_map(&now);
         let before_map = before.map(|b| stored_map(&b)).unwrap_or_default();
         pending.retain(|k| {

@@ -820,6 +820,23 @@ pub fn last_value_changes(
             })
             .clone()
     };
+    // Whether the version `after` (written over `before`) is a data-key rotation.
+    let mut rotations: HashMap<(git2::Oid, git2::Oid), bool> = HashMap::new();
+    let mut is_rotation =
+        |_i: usize, before: Option<git2::Oid>, after: Option<git2::Oid>| -> bool {
+            let (Some(b), Some(a)) = (before, after) else {
+                return false;
+            };
+            *rotations.entry((b, a)).or_insert_with(|| {
+                let snap = |oid| {
+                    repo.find_blob(oid)
+                        .map(|blob| crate::history::Snapshot::parse(blob.content()))
+                        .unwrap_or_default()
+                };
+                let (sb, sa) = (snap(b), snap(a));
+                !crate::history::compare(Some(&sb), &sa).3.is_empty()
+            })
+        };
     for (i, q) in queries.iter().enumerate() {
         let vs = &versions[i];
         // The newest version must be HEAD's blob; otherwise the file is not committed.
@@ -853,6 +870,22 @@ pub fn last_value_changes(
                 } else {
                     hi = mid;
                 }
+            }
+            // A data-key rotation re-encrypts every value without changing it: date the value
+            // from before the rotation (conservatively: a value changed in the same commit as a
+            // rotation counts as older), else `member rm` would hide every stale secret.
+            let mut guard = 0;
+            while lo < n && guard < 64 && is_rotation(i, vs[lo].0, vs[lo - 1].0) {
+                guard += 1;
+                let before = parsed(i, vs[lo].0);
+                let Some(old) = before.get(k).cloned() else {
+                    break;
+                };
+                let mut j = lo + 1;
+                while j < n && parsed(i, vs[j].0).get(k) == Some(&old) {
+                    j += 1;
+                }
+                lo = j;
             }
             out[i].insert(k.clone(), commits[vs[lo - 1].1].clone());
         }

@@ -539,3 +539,44 @@ fn status_for_a_newcomer_without_an_identity() {
         "{out}"
     );
 }
+
+#[test]
+fn a_data_key_rotation_does_not_reset_secret_age() {
+    let s = Sandbox::new();
+    let alice = s.init_alice();
+    write_policy(
+        &s,
+        &alice,
+        "",
+        "    default: { file: .env, readers: [alice] }\n",
+        "  schema:\n    keys:\n      TOKEN: { max_age: 30d }\n",
+    );
+    s.ok(&["set", "TOKEN=old", "OTHER=x"]);
+    let first = commit_at(&s, "2020-01-02T10:00:00Z", "secrets");
+    json(&s, &["check", "--json"], 1);
+    // Rotation (as `member rm` does): every ciphertext changes, no value does.
+    s.ok(&["rotate"]);
+    let recent = format!(
+        "{} +0000",
+        time::OffsetDateTime::now_utc().unix_timestamp() - 86400
+    );
+    commit_at(&s, &recent, "rotate");
+    let v = json(&s, &["check", "--json"], 1);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "max_age")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(f["commit"], first.as_str());
+    let ls = s.ok(&["ls"]);
+    assert!(
+        ls.contains("2020-01-02"),
+        "ls dates TOKEN from before the rotation: {ls}"
+    );
+    // A real change afterwards makes it fresh.
+    s.ok(&["set", "TOKEN=new"]);
+    commit_at(&s, &recent, "new token");
+    let v = json(&s, &["check", "--json"], 0);
+    assert!(!v.to_string().contains("max_age\""), "{v:#}");
+}
