@@ -441,3 +441,25 @@ fn sops_reads_envv_membership_changes_and_envv_reads_sops_updatekeys() {
     assert_eq!(ok_as(&s, &bob, &["get", "B"]), "2");
     assert_eq!(s.ok(&["get", "A"]), "1");
 }
+
+#[test]
+fn narrowing_readers_lists_the_secrets_to_rotate_at_providers() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let (_bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    s.ok(&["env", "add", "production"]);
+    s.ok(&["set", "-e", "production", "P=1", "Q=2"]);
+    s.ok(&["group", "add", "ops", "alice"]);
+    let out = s.run(&["env", "readers", "production", "ops"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bob could read: P, Q") && err.contains("rotate these at their providers"),
+        "{err}"
+    );
+}

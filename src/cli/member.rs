@@ -515,11 +515,39 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
             _ => continue,
         };
         eprintln!("{} ({}): {what}", c.name, c.env);
+        if c.action == Action::Rotate && !c.removed.is_empty() {
+            // Whoever lost access may have copied these: they need new values at their source.
+            let keys = encrypted_keys(&c.path, &c.name);
+            if !keys.is_empty() {
+                eprintln!(
+                    "  {} could read: {} — rotate these at their providers (new passwords, API keys)",
+                    c.removed.join(", "),
+                    keys.join(", ")
+                );
+            }
+        }
     }
     if policy_written {
         eprintln!("updated {POLICY_FILE}");
     }
     print_readers(plan);
+}
+
+/// Names of the encrypted keys of a file (empty when it cannot be read).
+fn encrypted_keys(path: &std::path::Path, name: &str) -> Vec<String> {
+    let Ok(f) = crate::envfile::EnvFile::open(path, name) else {
+        return Vec::new();
+    };
+    let plan = f.plan();
+    let mut out: Vec<String> = Vec::new();
+    for (i, l) in f.lines.iter().enumerate() {
+        if let crate::dotenv::Line::Pair { key, stored, .. } = l {
+            if plan[i] && crate::sops::is_enc(stored) && !out.contains(key) {
+                out.push(key.clone());
+            }
+        }
+    }
+    out
 }
 
 /// `readers: ENV (FILE): a, b` for every environment of a plan.
