@@ -769,3 +769,25 @@ fn exec_with_env_skips_a_base_file_the_caller_cannot_read() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn exec_loads_several_files_in_order() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=base", "B=base"]);
+    s.write("extra.env", "B=extra\nC=extra\n");
+    let out = s.ok(&[
+        "exec",
+        "-f",
+        ".env",
+        "-f",
+        "extra.env",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s %s %s' \"$A\" \"$B\" \"$C\"",
+    ]);
+    assert_eq!(out, "base extra extra");
+    let err = s.fails(&["get", "-f", ".env", "-f", "extra.env", "A"], 2);
+    assert!(err.contains("once"), "{err}");
+}

@@ -56,7 +56,14 @@ fn is_set(key: &str) -> bool {
 
 /// Loads the merged variables for `-e`/`-f`.
 fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
-    let layers = exec::layers(&ctx.ws, ctx.env.as_deref(), ctx.file.as_deref())?;
+    let mut layers = Vec::new();
+    if ctx.files.len() > 1 {
+        for f in &ctx.files {
+            layers.extend(exec::layers(&ctx.ws, ctx.env.as_deref(), Some(f))?);
+        }
+    } else {
+        layers = exec::layers(&ctx.ws, ctx.env.as_deref(), ctx.file.as_deref())?;
+    }
     if ctx.file.is_none() {
         if let Some(e) = ctx.env.as_deref() {
             let t = ctx.ws.target(Some(e), None)?;

@@ -48,9 +48,10 @@ pub struct Cli {
     )]
     pub env: Option<String>,
 
-    /// Dotenv file to use instead of an environment's file.
+    /// Dotenv file to use instead of an environment's file (`exec` and `export` take several,
+    /// loaded in order, later wins).
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
 
     /// Age, SSH or passphrase-protected identity file to decrypt with (repeatable; tried first).
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
@@ -97,6 +98,8 @@ pub struct Ctx {
     pub ws: Workspace,
     pub env: Option<String>,
     pub file: Option<PathBuf>,
+    /// Every `-f` given, in order (only `exec` and `export` accept more than one).
+    pub files: Vec<PathBuf>,
     pub identities: Vec<PathBuf>,
 }
 
@@ -131,10 +134,17 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let ws = Workspace::discover()?;
+    if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
+        return Err(Error::Usage(
+            "-f/--file may be given once for this command (exec and export take several)".into(),
+        )
+        .into());
+    }
     let ctx = Ctx {
         ws,
         env: cli.env.filter(|e| !e.is_empty()),
-        file: cli.file,
+        file: cli.file.first().cloned(),
+        files: cli.file,
         identities: cli.identity,
     };
     match cli.command {
