@@ -30,8 +30,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
     write_with_mode(path, bytes, new_mode, true)
 }
 
-/// The atomic write; `keep_mode` copies an existing file's mode, else `mode` is used.
+/// The atomic write; `keep_mode` copies an existing file's mode, else `new_mode` is used.
 fn write_with_mode(path: &Path, bytes: &[u8], new_mode: u32, keep_mode: bool) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = temp_beside(path, bytes, new_mode, keep_mode)?;
+    tmp.as_file().sync_all().at(path)?;
+    fault("after-fsync");
+    fault("before-rename");
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    fault("after-rename");
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new temp file beside `path` (`.NAME.*.envv-tmp`), with `path`'s mode when
+/// `keep_mode` and it exists, else `new_mode`; set before any byte is written. Not synced, not
+/// renamed: [`write_atomic`] does both, and multi-file transactions rename all files at the end.
+pub fn temp_beside(
+    path: &Path,
+    bytes: &[u8],
+    new_mode: u32,
+    keep_mode: bool,
+) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -59,18 +84,10 @@ fn write_with_mode(path: &Path, bytes: &[u8], new_mode: u32, keep_mode: bool) ->
             .at(path)?;
     }
     #[cfg(not(unix))]
-    let _ = new_mode;
+    let _ = (new_mode, keep_mode);
     tmp.write_all(bytes).at(path)?;
     fault("after-write");
-    tmp.as_file().sync_all().at(path)?;
-    fault("after-fsync");
-    fault("before-rename");
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    fault("after-rename");
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(tmp)
 }
 
 /// Writes a private file (0600) atomically. The temp file is 0600 before any byte is written,

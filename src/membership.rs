@@ -13,7 +13,6 @@
 //! every environment file for its whole life.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::envfile::{recipient_drift, EnvFile};
@@ -531,32 +530,7 @@ fn opens_mac(file: &EnvFile, dk: &crate::sops::DataKey) -> bool {
 
 /// Writes `bytes` to a temp file beside `path` (mode of `path` kept), not yet renamed.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            path.file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default()
-        ))
-        .suffix(".envv-tmp")
-        .tempfile_in(dir)
-        .at(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .at(path)?;
-    }
-    tmp.write_all(bytes).at(path)?;
-    Ok(tmp)
+    crate::fsutil::temp_beside(path, bytes, 0o644, true)
 }
 
 /// fsyncs temp files concurrently (at most 32 at a time).
