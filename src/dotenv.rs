@@ -178,16 +178,15 @@ impl<'a> Parser<'a> {
         if adv > line.len() {
             self.line += 1;
         }
-        line.strip_suffix('\r').unwrap_or(line)
+        // Every trailing CR goes (CRLF input, and stray CRs a rewrite could not reproduce).
+        line.trim_end_matches('\r')
     }
 
     fn entry(&mut self) -> Result<Entry> {
         let line_no = self.line;
         let rest = &self.s[self.pos..];
         let first_line_end = rest.find('\n').unwrap_or(rest.len());
-        let first = rest[..first_line_end]
-            .strip_suffix('\r')
-            .unwrap_or(&rest[..first_line_end]);
+        let first = rest[..first_line_end].trim_end_matches('\r');
         let trimmed = first.trim_start_matches([' ', '\t']);
         if trimmed.trim_end().is_empty() {
             self.take_line();
@@ -553,6 +552,18 @@ mod tests {
         let mut out = Vec::new();
         emit_stored(&once, &mut out);
         assert_eq!(out, b"#c\nA=v\n");
+    }
+
+    #[test]
+    fn stray_carriage_returns_at_line_ends_are_dropped() {
+        // Found by fuzzing: `#\r\r` read as a comment "\r", written back as "#\r\n", read again
+        // as an empty comment.
+        assert_eq!(
+            parse_plain("f", "#\r\r").unwrap(),
+            vec![Entry::Comment(String::new())]
+        );
+        let p = pairs("A=1\r\r\nB='x'\r\r\n");
+        assert_eq!((p[0].1.as_str(), p[1].1.as_str()), ("1", "x"));
     }
 
     #[test]
