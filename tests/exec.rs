@@ -71,31 +71,6 @@ fn add_env(s: &Sandbox, name: &str) {
     s.write(".sops.yaml", policy.replacen("  environments:\n", &decl, 1));
 }
 
-/// A std Command for envv with the sandbox environment (for spawn/pid/signals).
-fn std_envv(s: &Sandbox) -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("envv"));
-    for v in [
-        "ENVV_ENV",
-        "ENVV_AGE_KEY",
-        "ENVV_AGE_KEY_FILE",
-        "SOPS_AGE_KEY",
-        "SOPS_AGE_KEY_FILE",
-        "SOPS_AGE_KEY_CMD",
-        "VISUAL",
-        "EDITOR",
-        "XDG_CONFIG_HOME",
-        "GITHUB_ENV",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("TMPDIR", s.tmp_dir())
-        .current_dir(&s.repo);
-    c
-}
-
 fn write_script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -198,7 +173,8 @@ fn exec_exit_codes_propagate() {
 fn exec_replaces_the_process_and_signals_reach_cmd() {
     let s = with_tricky();
     // Same pid: envv became the command.
-    let child = std_envv(&s)
+    let child = s
+        .std_envv()
         .args(["exec", "--", "sh", "-c", "echo $$"])
         .stdout(Stdio::piped())
         .spawn()
@@ -217,7 +193,8 @@ fn exec_replaces_the_process_and_signals_reach_cmd() {
         "trap 'echo term > {}; exit 7' TERM; echo ready; while :; do sleep 0.02; done",
         marker.display()
     );
-    let mut child = std_envv(&s)
+    let mut child = s
+        .std_envv()
         .args(["exec", "--", "sh", "-c", &script])
         .stdout(Stdio::piped())
         .spawn()
@@ -546,7 +523,8 @@ fn edit_removes_the_temp_file_on_sigterm() {
     s.ok(&["set", "A=1"]);
     let before = s.read(".env");
     let ed = editor(&s, "echo 'A=2' > \"$f\"\necho ready\nexec sleep 30");
-    let mut child = std_envv(&s)
+    let mut child = s
+        .std_envv()
         .arg("edit")
         .env("EDITOR", &ed)
         .stdout(Stdio::piped())
@@ -689,7 +667,7 @@ fn edit_on_a_terminal_reopens_the_editor_after_a_bad_line() {
         ),
     );
     let bin = assert_cmd::cargo::cargo_bin("envv");
-    let c = std_envv(&s);
+    let c = s.std_envv();
     let out = std::process::Command::new(script)
         .args(["-qec", &format!("{} edit", bin.display()), "/dev/null"])
         .envs(

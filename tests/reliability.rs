@@ -286,27 +286,8 @@ fn crash_while_creating_the_first_file_leaves_no_file() {
 /// The envv binary as a std Command (assert_cmd cannot spawn without waiting), with the
 /// sandbox environment.
 fn spawnable(s: &Sandbox) -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("envv"));
-    for v in [
-        "ENVV_ENV",
-        "ENVV_AGE_KEY",
-        "ENVV_AGE_KEY_FILE",
-        "SOPS_AGE_KEY",
-        "SOPS_AGE_KEY_FILE",
-        "SOPS_AGE_KEY_CMD",
-        "XDG_CONFIG_HOME",
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-    ] {
-        c.env_remove(v);
-    }
-    c.current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("TMPDIR", s.tmp_dir())
-        .stdin(Stdio::null())
+    let mut c = s.std_envv();
+    c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c

@@ -78,6 +78,22 @@ impl Sandbox {
         c
     }
 
+    /// The envv binary as a std Command (for spawning without waiting: pids, signals,
+    /// concurrency), with the same environment as [`Sandbox::envv`], run in `repo/`.
+    pub fn std_envv(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("envv"));
+        for v in CLEARED {
+            c.env_remove(v);
+        }
+        c.env("HOME", &self.home)
+            .env("GIT_CONFIG_GLOBAL", self.tmp.path().join("gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("TMPDIR", self.tmp_dir())
+            .env("NO_COLOR", "1")
+            .current_dir(&self.repo);
+        c
+    }
+
     /// Applies the sandbox environment to any command.
     pub fn hermetic(&self, c: &mut Command) {
         for v in CLEARED {
