@@ -677,22 +677,30 @@ fn parse_identity_text(
 /// Generates a new X25519 identity into `path` (0600, parent 0700), never overwriting.
 /// Returns the public key.
 pub fn keygen(path: &Path) -> Result<String> {
-    if path.exists() {
+    let id = age::x25519::Identity::generate();
+    let secret = id.to_string();
+    write_identity(path, secret.expose_secret(), "created")
+}
+
+/// Writes one X25519 identity line to a new key file `path` (0600, parent 0700), never
+/// overwriting, with `# <verb>: <date>` and `# public key:` comments. Returns the public key.
+pub fn write_identity(path: &Path, identity: &str, verb: &str) -> Result<String> {
+    let id: age::x25519::Identity = identity
+        .parse()
+        .map_err(|_| Error::Usage("not an age X25519 identity".into()))?;
+    if path.exists() || path.is_symlink() {
         return Err(Error::Usage(format!(
-            "{} already exists; envv never overwrites a key file (its public key: `envv whoami`)",
+            "{} already exists; envv never overwrites a key file (its public key: `envv whoami`; write elsewhere with -o FILE)",
             path.display()
         )));
     }
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
-    let id = age::x25519::Identity::generate();
     let public = id.to_public().to_string();
     let now = crate::sops::now_timestamp();
-    let secret = id.to_string();
     let body = zeroize::Zeroizing::new(format!(
-        "# created: {now}\n# public key: {public}\n{}\n",
-        secret.expose_secret()
+        "# {verb}: {now}\n# public key: {public}\n{identity}\n"
     ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -702,6 +710,18 @@ pub fn keygen(path: &Path) -> Result<String> {
     f.write_all(body.as_bytes()).at(path)?;
     f.sync_all().at(path)?;
     Ok(public)
+}
+
+/// The X25519 identity lines (`AGE-SECRET-KEY-1…`) of a plain key file, in file order.
+/// Passphrase-protected and plugin identities are not included.
+pub fn x25519_lines(path: &Path) -> Result<Vec<zeroize::Zeroizing<String>>> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).at(path)?);
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .map(|l| zeroize::Zeroizing::new(l.to_string()))
+        .collect())
 }
 
 /// Creates a folder (and parents) with mode 0700 on Unix.

@@ -556,7 +556,7 @@ fn corrupt_metadata_is_an_error_naming_the_file() {
 fn help_has_examples() {
     let s = Sandbox::new();
     for cmd in [
-        "set", "get", "rm", "ls", "encrypt", "decrypt", "init", "keygen", "whoami",
+        "set", "get", "rm", "ls", "encrypt", "decrypt", "init", "keygen", "whoami", "recover",
     ] {
         let out = s.ok(&[cmd, "--help"]);
         assert!(

@@ -66,6 +66,7 @@ pub struct Cli {
 pub enum Command {
     Keygen(keys::KeygenArgs),
     Whoami(keys::WhoamiArgs),
+    Recover(keys::RecoverArgs),
     Init(init::InitArgs),
     Set(values::SetArgs),
     Get(values::GetArgs),
@@ -150,6 +151,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Keygen(a) => keys::keygen(&ctx, a),
         Command::Whoami(a) => keys::whoami(&ctx, a),
+        Command::Recover(a) => keys::recover(&ctx, a),
         Command::Init(a) => init::run(ctx, a),
         Command::Set(a) => values::set(&ctx, a),
         Command::Get(a) => values::get(&ctx, a),
