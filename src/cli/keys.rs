@@ -141,10 +141,9 @@ pub fn recover(_ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<i32> {
     } else {
         let mut buf = Zeroizing::new(Vec::new());
         std::io::Read::read_to_end(&mut std::io::stdin().take(4096), &mut buf)?;
-        Zeroizing::new(
-            String::from_utf8(buf.to_vec())
-                .map_err(|_| anyhow::anyhow!("the phrase on stdin is not text"))?,
-        )
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| anyhow::anyhow!("the phrase on stdin is not text"))?;
+        Zeroizing::new(text.to_string())
     };
     let identity = phrase::identity_of(&typed)?;
     let public = keys::write_identity(&path, &identity, "recovered")?;
