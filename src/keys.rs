@@ -152,6 +152,11 @@ pub fn same_recipient(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
+/// Set when a passphrase-protected identity needed its passphrase and there was no terminal to
+/// ask on: a fact about this process, reported by [`Keyring::tried`].
+static NO_TERMINAL_FOR_PASSPHRASE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Callbacks for plugins and passphrase-protected identities: prompts on the terminal when
 /// there is one, declines otherwise.
 #[derive(Clone, Copy)]
@@ -183,9 +188,15 @@ impl age::Callbacks for TermCallbacks {
     }
 
     fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
-        rpassword::prompt_password(format!("{description}: "))
-            .ok()
-            .map(age::secrecy::SecretString::from)
+        // rpassword asks on /dev/tty; without a controlling terminal it fails at once (no
+        // hang), and the "cannot decrypt" error then says why.
+        match rpassword::prompt_password(format!("{description}: ")) {
+            Ok(p) => Some(age::secrecy::SecretString::from(p)),
+            Err(_) => {
+                NO_TERMINAL_FOR_PASSPHRASE.store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+        }
     }
 }
 
@@ -194,6 +205,19 @@ struct LoadedIdentity {
     identity: Box<dyn age::Identity>,
     /// Its recipient text when known without unlocking (X25519, unencrypted SSH).
     public: Option<String>,
+    /// What kind of identity it is, for messages about identities without a known public key.
+    kind: IdentityKind,
+}
+
+/// Kinds of identity, as far as messages need to tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IdentityKind {
+    /// An `age -p` (scrypt) encrypted identity file.
+    Passphrase,
+    /// An `AGE-PLUGIN-NAME-1…` identity handled by `age-plugin-NAME`.
+    Plugin(String),
+    /// X25519 and SSH keys.
+    Other,
 }
 
 /// A place identities come from, for messages.
@@ -477,11 +501,18 @@ impl Keyring {
         for i in 0..self.specs.len() {
             if let Some(Some(src)) = self.loaded.get(i) {
                 for id in &src.identities {
-                    let key = id
-                        .public
-                        .as_deref()
-                        .map(short_key)
-                        .unwrap_or_else(|| "locked or plugin identity".into());
+                    let key = match (&id.public, &id.kind) {
+                        (Some(p), _) => short_key(p),
+                        (None, IdentityKind::Passphrase)
+                            if NO_TERMINAL_FOR_PASSPHRASE
+                                .load(std::sync::atomic::Ordering::Relaxed) =>
+                        {
+                            "passphrase-protected, and there is no terminal to type the passphrase on: in CI pass the identity itself in $ENVV_AGE_KEY".into()
+                        }
+                        (None, IdentityKind::Passphrase) => "passphrase-protected".into(),
+                        (None, IdentityKind::Plugin(name)) => format!("age-plugin-{name}"),
+                        (None, IdentityKind::Other) => "locked identity".into(),
+                    };
                     out.push(format!("{} ({key})", src.label));
                 }
             }
@@ -617,6 +648,7 @@ fn parse_identity_text(
         identities.push(LoadedIdentity {
             identity: Box::new(id),
             public: None,
+            kind: IdentityKind::Passphrase,
         });
     } else if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
         || head.starts_with("-----BEGIN RSA PRIVATE KEY-----")
@@ -637,6 +669,7 @@ fn parse_identity_text(
         identities.push(LoadedIdentity {
             identity: Box::new(id.with_callbacks(TermCallbacks)),
             public,
+            kind: IdentityKind::Other,
         });
     } else {
         for (n, line) in text.lines().enumerate() {
@@ -651,6 +684,7 @@ fn parse_identity_text(
                 identities.push(LoadedIdentity {
                     identity: Box::new(id),
                     public: Some(public),
+                    kind: IdentityKind::Other,
                 });
             } else if line.starts_with("AGE-PLUGIN-") {
                 let id = age::plugin::Identity::from_str(line)
@@ -660,6 +694,7 @@ fn parse_identity_text(
                     Ok(p) => identities.push(LoadedIdentity {
                         identity: Box::new(p),
                         public: None,
+                        kind: IdentityKind::Plugin(name.clone()),
                     }),
                     Err(_) => return Err(format!("{label}: age-plugin-{name} is not on PATH")),
                 }

@@ -40,50 +40,6 @@ fn recover(s: &Sandbox, args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
-/// Runs envv under a pseudo-terminal (util-linux `script`), typing `input`; returns the
-/// terminal transcript, or None when `script` is not installed.
-fn on_pty(s: &Sandbox, args: &str, input: &str) -> Option<(bool, String)> {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "util-linux `script` is needed for the pty tests under CI=true"
-        );
-        eprintln!("skipping the pty part: util-linux `script` is not installed");
-        return None;
-    }
-    let bin = assert_cmd::cargo::cargo_bin("envv");
-    let mut c = std::process::Command::new("script");
-    c.args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"]);
-    // same environment as the sandbox's envv
-    let probe = s.std_envv();
-    for (k, v) in probe.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.current_dir(&s.repo)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Some((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
-    ))
-}
-
 #[test]
 fn keygen_phrase_recovers_the_same_identity() {
     let s = Sandbox::new();
@@ -139,8 +95,7 @@ fn phrases_match_the_reference_implementation() {
         assert_eq!(stdout.trim(), public);
         assert_eq!(secret_line(&out), secret_line(&fixtures().join(key)));
 
-        let Some((ok, screen)) = on_pty(
-            &s,
+        let Some((ok, screen)) = s.pty(
             &format!(
                 "keygen --show-phrase {}",
                 fixtures().join(key).to_str().unwrap()
@@ -173,11 +128,8 @@ fn age_keygen_identities_have_a_phrase() {
             return;
         }
     }
-    let Some((ok, screen)) = on_pty(
-        &s,
-        &format!("keygen --show-phrase {}", key.display()),
-        "yes\n",
-    ) else {
+    let Some((ok, screen)) = s.pty(&format!("keygen --show-phrase {}", key.display()), "yes\n")
+    else {
         return;
     };
     assert!(ok, "{screen}");
@@ -213,11 +165,7 @@ fn show_phrase_asks_first_and_needs_a_terminal() {
     assert!(!all.contains(words.split(' ').next().unwrap()), "{all}");
 
     // On a terminal, anything but "yes" shows nothing.
-    if let Some((ok, screen)) = on_pty(
-        &s,
-        &format!("keygen --show-phrase {}", key.display()),
-        "no\n",
-    ) {
+    if let Some((ok, screen)) = s.pty(&format!("keygen --show-phrase {}", key.display()), "no\n") {
         assert!(!ok);
         assert!(screen.contains("nothing shown"), "{screen}");
         assert!(!screen.contains(words.trim()), "{screen}");

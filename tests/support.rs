@@ -196,6 +196,61 @@ impl Sandbox {
         public
     }
 
+    /// Runs `envv ARGS` on a pseudo-terminal (util-linux `script`) with the sandbox's
+    /// environment, typing `input`. Returns (success, transcript without CRs), or None when
+    /// `script` is not installed (a failure under `CI=true`).
+    pub fn pty(&self, args: &str, input: &str) -> Option<(bool, String)> {
+        self.pty_with(args, input, &[])
+    }
+
+    /// [`Sandbox::pty`] with extra environment variables.
+    pub fn pty_with(
+        &self,
+        args: &str,
+        input: &str,
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Option<(bool, String)> {
+        use std::io::Write;
+        if std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "util-linux `script` is needed for the terminal tests under CI=true"
+            );
+            eprintln!("skipping the terminal part: util-linux `script` is not installed");
+            return None;
+        }
+        let bin = assert_cmd::cargo::cargo_bin("envv");
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"]);
+        for (k, v) in self.std_envv().get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.envs(envs.iter().copied());
+        c.current_dir(&self.repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+        ))
+    }
+
     /// The default key file of the sandbox user.
     pub fn default_key(&self) -> PathBuf {
         self.home.join(".config/envv/keys.txt")
