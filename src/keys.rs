@@ -81,13 +81,8 @@ impl Recipient {
                     .map_err(|e| Error::Crypto(e.to_string()))?;
                 let name = r.plugin().to_string();
                 Box::new(
-                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks).map_err(
-                        |e| {
-                            Error::Crypto(format!(
-                                "age plugin age-plugin-{name} not found on PATH: {e:?}"
-                            ))
-                        },
-                    )?,
+                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks)
+                        .map_err(|_| Error::Crypto(plugin_missing(&name)))?,
                 )
             }
         };
@@ -150,6 +145,18 @@ pub fn same_recipient(a: &str, b: &str) -> bool {
         }
     };
     norm(a) == norm(b)
+}
+
+/// What to say when the binary of an age plugin is not found.
+fn plugin_missing(name: &str) -> String {
+    let example = if name == "yubikey" {
+        "`cargo install age-plugin-yubikey`, or your package manager's age-plugin-yubikey"
+    } else {
+        "the plugin's release binary or package"
+    };
+    format!(
+        "the age plugin `age-plugin-{name}` is not on PATH: install it ({example}) and run again"
+    )
 }
 
 /// Set when a passphrase-protected identity needed its passphrase and there was no terminal to
@@ -696,7 +703,7 @@ fn parse_identity_text(
                         public: None,
                         kind: IdentityKind::Plugin(name.clone()),
                     }),
-                    Err(_) => return Err(format!("{label}: age-plugin-{name} is not on PATH")),
+                    Err(_) => return Err(format!("{label}: {}", plugin_missing(&name))),
                 }
             } else {
                 return Err(format!("{label}:{}: not an age identity line", n + 1));
