@@ -67,6 +67,8 @@ pub enum Kind {
     MaxAge,
     /// A key set in other environments is missing here.
     Drift,
+    /// Values proposed by non-readers wait to be accepted or rejected.
+    PendingProposals,
 }
 
 impl Kind {
@@ -86,6 +88,7 @@ impl Kind {
             Kind::Tampered => "tampered",
             Kind::MaxAge => "max_age",
             Kind::Drift => "drift",
+            Kind::PendingProposals => "pending_proposals",
         }
     }
 }
@@ -277,6 +280,9 @@ pub fn check(
                     );
                 }
             }
+        }
+        if want {
+            pending_proposals(&mut report, root, name, &rel);
         }
         loaded.push(l);
     }
@@ -553,6 +559,36 @@ pub fn check(
 }
 
 /// `schema.required` plus the environment's own `required`, in order, each once.
+/// Proposals waiting beside an environment's file (a note), or a proposal file that does not
+/// parse (an error).
+fn pending_proposals(report: &mut Report, root: &Path, env: &str, rel: &str) {
+    let file = format!("{rel}{}", crate::proposals::SUFFIX);
+    match crate::proposals::load(&root.join(rel), rel) {
+        Ok(props) if props.is_empty() => {}
+        Ok(props) => {
+            let list: Vec<String> = props
+                .iter()
+                .map(|p| format!("{} (by {})", p.key, p.by_shown()))
+                .collect();
+            report.findings.push(
+                Finding::new(
+                    Level::Note,
+                    Kind::PendingProposals,
+                    Some(env),
+                    format!("{} proposals pending in {file}: {}", props.len(), list.join(", ")),
+                )
+                .file(&file)
+                .hint(format!("a reader runs `envv accept -e {env}` (or `envv reject -e {env} KEY`)")),
+            );
+        }
+        Err(e) => report.findings.push(
+            Finding::new(Level::Error, Kind::InvalidFile, Some(env), e.to_string())
+                .file(&file)
+                .hint(format!("proposals are written by `envv propose -e {env} KEY`; remove {file} if it holds anything else")),
+        ),
+    }
+}
+
 pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let own = policy

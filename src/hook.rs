@@ -80,6 +80,8 @@ pub enum DotenvKind {
     Local,
     /// `.env.example`, `.env.sample`, `.env.template`: documentation, plaintext on purpose.
     Example,
+    /// `<env file>.proposals`: values proposed by non-readers, each an age file.
+    Proposals,
 }
 
 /// Classifies a file name (`None`: not a dotenv file).
@@ -90,6 +92,9 @@ pub fn dotenv_kind(path: &str) -> Option<DotenvKind> {
     }
     if name.ends_with(".local") {
         return Some(DotenvKind::Local);
+    }
+    if crate::proposals::is_proposal_path(name) {
+        return Some(DotenvKind::Proposals);
     }
     if [".example", ".sample", ".template", ".dist", ".defaults"]
         .iter()
@@ -194,6 +199,19 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
             .and_then(|p| p.env_for_file(rel))
             .map(str::to_string);
         let kind = dotenv_kind(path);
+        if kind == Some(DotenvKind::Proposals) {
+            report.files_checked += 1;
+            let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
+            if let Some(problem) = crate::proposals::staged_problem(path, &content) {
+                report.findings.push(Finding {
+                    file: path.to_string(),
+                    line: None,
+                    message: format!("not a valid proposal file (values must be age-encrypted): {problem}"),
+                    fix: format!("write proposals with `envv propose`; `git rm --cached {path}` if it holds plaintext"),
+                });
+            }
+            continue;
+        }
         if env.is_none() && !matches!(kind, Some(DotenvKind::Secret) | Some(DotenvKind::Local)) {
             continue;
         }

@@ -67,7 +67,12 @@ impl Recipient {
     /// Wraps `secret` (a data key or Shamir share) for this recipient as an armored age file
     /// with LF line endings.
     pub fn wrap(&self, secret: &[u8]) -> Result<String> {
-        let boxed: Box<dyn age::Recipient + Send> = match self.kind {
+        encrypt_armored(std::slice::from_ref(self), secret)
+    }
+
+    /// This recipient as an age recipient (starting its plugin binary for plugin recipients).
+    fn to_age(&self) -> Result<Box<dyn age::Recipient + Send>> {
+        Ok(match self.kind {
             RecipientKind::X25519 => Box::new(
                 age::x25519::Recipient::from_str(&self.text)
                     .map_err(|e| Error::Crypto(e.to_string()))?,
@@ -85,32 +90,42 @@ impl Recipient {
                         .map_err(|_| Error::Crypto(plugin_missing(&name)))?,
                 )
             }
-        };
-        let enc =
-            age::Encryptor::with_recipients(std::iter::once(boxed.as_ref() as &dyn age::Recipient))
-                .map_err(|e| {
-                    Error::Crypto(format!(
-                        "cannot wrap the data key for {}: {e}",
-                        self.short()
-                    ))
-                })?;
-        let mut out = Vec::with_capacity(512);
-        let armor =
-            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|e| Error::Crypto(e.to_string()))?;
-        let mut w = enc
-            .wrap_output(armor)
-            .map_err(|e| Error::Crypto(e.to_string()))?;
-        w.write_all(secret)
-            .map_err(|e| Error::Crypto(e.to_string()))?;
-        w.finish()
-            .and_then(|a| a.finish())
-            .map_err(|e| Error::Crypto(e.to_string()))?;
-        let s = String::from_utf8(out)
-            .expect("armor is ASCII")
-            .replace("\r\n", "\n");
-        Ok(s)
+        })
     }
+}
+
+/// Encrypts `secret` to every recipient in one armored age file (LF line endings): any one of
+/// them can open it.
+pub fn encrypt_armored(recipients: &[Recipient], secret: &[u8]) -> Result<String> {
+    let boxed = recipients
+        .iter()
+        .map(Recipient::to_age)
+        .collect::<Result<Vec<_>>>()?;
+    let short = || {
+        recipients
+            .iter()
+            .map(Recipient::short)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let enc =
+        age::Encryptor::with_recipients(boxed.iter().map(|b| b.as_ref() as &dyn age::Recipient))
+            .map_err(|e| Error::Crypto(format!("cannot encrypt for {}: {e}", short())))?;
+    let mut out = Vec::with_capacity(512);
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let mut w = enc
+        .wrap_output(armor)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    w.write_all(secret)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    w.finish()
+        .and_then(|a| a.finish())
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let s = String::from_utf8(out)
+        .expect("armor is ASCII")
+        .replace("\r\n", "\n");
+    Ok(s)
 }
 
 /// `age1abcd…wxyz` or `ssh-ed25519 AAAA…wxyz`.
@@ -496,6 +511,24 @@ impl Keyring {
         None
     }
 
+    /// Opens an armored age file of at most `max` plaintext bytes (not a file's data key: a
+    /// proposal, say) with any identity, in lookup order. `None` when no identity opens it.
+    pub fn open_armored(
+        &mut self,
+        armored: &str,
+        max: usize,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        for i in 0..self.specs.len() {
+            let Some(src) = self.load(i) else { continue };
+            for id in &src.identities {
+                if let Some(v) = try_open(id.identity.as_ref(), armored, max) {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    }
+
     /// Recipients whose wrapped data key failed to open with the matching X25519 identity: the
     /// file's `sops_age` lines were damaged or edited (not "you are not a reader").
     pub fn damaged(&self) -> &[String] {
@@ -547,13 +580,23 @@ impl Keyring {
 }
 
 fn try_unwrap(identity: &dyn age::Identity, armored: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    try_open(identity, armored, 33)
+}
+
+/// Decrypts an armored age file with one identity, reading at most `max` bytes into a buffer
+/// allocated once (so no unzeroized copy is left behind by growth). More than `max` is `None`.
+fn try_open(
+    identity: &dyn age::Identity,
+    armored: &str,
+    max: usize,
+) -> Option<zeroize::Zeroizing<Vec<u8>>> {
     let trimmed = armored.trim_start();
     let reader = age::armor::ArmoredReader::new(trimmed.as_bytes());
     let dec = age::Decryptor::new(reader).ok()?;
-    let mut r = dec.decrypt(std::iter::once(identity)).ok()?;
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(33));
-    r.read_to_end(&mut out).ok()?;
-    Some(out)
+    let r = dec.decrypt(std::iter::once(identity)).ok()?;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(max + 1));
+    r.take(max as u64 + 1).read_to_end(&mut out).ok()?;
+    (out.len() <= max).then_some(out)
 }
 
 fn tilde(p: &Path) -> String {

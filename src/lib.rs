@@ -23,6 +23,7 @@ pub mod membership;
 pub mod merge;
 pub mod phrase;
 pub mod policy;
+pub mod proposals;
 pub mod secret;
 pub mod sops;
 pub mod workspace;

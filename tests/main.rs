@@ -10,5 +10,6 @@ mod identities;
 mod interop;
 mod member;
 mod phrase;
+mod proposals;
 mod props;
 mod reliability;

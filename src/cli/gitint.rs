@@ -168,6 +168,9 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
         .path
         .clone()
         .unwrap_or_else(|| a.ours.display().to_string());
+    if crate::proposals::is_proposal_path(&name) {
+        return super::propose::merge_driver(ctx, &name, &base, &ours, &theirs, &a.ours);
+    }
     let mut ring = ctx.keyring();
     match merge::merge(&name, &base, &ours, &theirs, &mut ring) {
         Ok(m) => {
@@ -393,6 +396,11 @@ pub fn textconv(ctx: &Ctx, path: &Path) -> anyhow::Result<i32> {
 
 fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
     let name = path.display().to_string();
+    if crate::proposals::is_proposal_path(&name) {
+        if let Some(out) = super::propose::textconv(ctx, &name, bytes) {
+            return out;
+        }
+    }
     let Ok(f) = EnvFile::from_bytes(path, &name, bytes) else {
         return zeroize::Zeroizing::new(bytes.to_vec());
     };

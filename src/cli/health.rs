@@ -301,6 +301,8 @@ struct EnvRow {
     you_read_file: Option<bool>,
     in_sync: Option<bool>,
     problem: Option<String>,
+    /// Proposals waiting in `<file>.proposals`.
+    proposals: usize,
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
@@ -360,6 +362,9 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
             you_read_file: None,
             in_sync: None,
             problem: None,
+            proposals: crate::proposals::load(&ctx.ws.root.join(&rel), &rel)
+                .map(|p| p.len())
+                .unwrap_or(0),
         };
         match EnvFile::open(&ctx.ws.root.join(&rel), &rel) {
             Ok(f) => {
@@ -426,6 +431,17 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
             format!("{} does not exist yet", r.file),
         ));
     }
+    for r in rows.iter().filter(|r| r.proposals > 0) {
+        let who = if r.you_read_file.unwrap_or(r.you_read_policy) {
+            "review them"
+        } else {
+            "to be run by a reader"
+        };
+        next.push((
+            format!("envv accept -e {}", r.name),
+            format!("{} proposals pending for {} ({who})", r.proposals, r.file),
+        ));
+    }
     if let Some(g) = &git {
         if !g.hook {
             next.push((
@@ -448,7 +464,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
             .map(|r| {
                 json!({
                     "name": r.name, "file": r.file, "exists": r.exists, "keys": r.keys, "readers": r.readers,
-                    "you_can_read": r.you_read_file.unwrap_or(r.you_read_policy), "in_sync": r.in_sync, "problem": r.problem,
+                    "you_can_read": r.you_read_file.unwrap_or(r.you_read_policy), "in_sync": r.in_sync, "problem": r.problem, "proposals": r.proposals,
                 })
             })
             .collect();
@@ -524,6 +540,9 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         }
         if let Some(p) = &r.problem {
             notes.push_str(&format!("  [{p}]"));
+        }
+        if r.proposals > 0 {
+            notes.push_str(&format!("  [{} proposals]", r.proposals));
         }
         println!(
             "{:w_name$}  {:w_file$}  {keys:>5}  {you:11}  {readers}{notes}",

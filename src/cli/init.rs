@@ -98,6 +98,7 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
                 || n.ends_with(".sample")
                 || n.ends_with(".template")
                 || n.ends_with(".envv-tmp")
+                || n.ends_with(crate::proposals::SUFFIX)
             {
                 continue;
             }

@@ -22,6 +22,7 @@ mod health;
 mod init;
 mod keys;
 mod member;
+mod propose;
 mod sync;
 mod values;
 
@@ -77,6 +78,9 @@ pub enum Command {
     Exec(exec::ExecArgs),
     Export(exec::ExportArgs),
     Edit(edit::EditArgs),
+    Propose(propose::ProposeArgs),
+    Accept(propose::AcceptArgs),
+    Reject(propose::RejectArgs),
     Completions(docs::CompletionsArgs),
     Man(docs::ManArgs),
     Member(member::MemberArgs),
@@ -162,6 +166,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => exec::exec(&ctx, a),
         Command::Export(a) => exec::export(&ctx, a),
         Command::Edit(a) => edit::edit(&ctx, a),
+        Command::Propose(a) => propose::propose(&ctx, a),
+        Command::Accept(a) => propose::accept(&ctx, a),
+        Command::Reject(a) => propose::reject(&ctx, a),
         Command::Completions(a) => docs::completions(&ctx, a),
         Command::Man(a) => docs::man(&ctx, a),
         Command::Member(a) => member::run(&ctx, a),

@@ -193,13 +193,13 @@ fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
     Ok(vec![(key.clone(), value)])
 }
 
-fn warn_history() {
+pub(crate) fn warn_history() {
     if super::stdin_is_tty() {
         eprintln!("warning: a value on the command line is saved in your shell history; `envv set KEY` prompts for it instead");
     }
 }
 
-fn read_value(key: &str) -> crate::Result<Secret> {
+pub(crate) fn read_value(key: &str) -> crate::Result<Secret> {
     if super::stdin_is_tty() {
         let v = rpassword::prompt_password(format!("value for {key} (hidden): "))
             .map_err(|e| Error::io("terminal", e))?;
