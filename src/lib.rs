@@ -24,6 +24,7 @@ pub mod merge;
 pub mod policy;
 pub mod secret;
 pub mod sops;
+pub mod trust;
 pub mod workspace;
 
 pub use error::{Error, Result};
