@@ -158,8 +158,9 @@ impl Introduced {
 
 /// For each `(environment, recipient)`, the newest commit on HEAD's first-parent history from
 /// which `.sops.yaml` (in `root`) has made that recipient a reader of that environment without
-/// interruption. `None`: HEAD's policy does not do so (only the working tree does: not
-/// committed), or there is no git history.
+/// interruption (for an environment HEAD does not declare yet: a member). `None`: HEAD's
+/// policy does not do so (only the working tree does: not committed), or there is no git
+/// history.
 pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<Introduced>> {
     let mut out = vec![None; queries.len()];
     if queries.is_empty() {
@@ -184,6 +185,7 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
     // Per query: the oldest commit seen so far that still gives the recipient; done when an
     // older commit does not.
     let mut done = vec![false; queries.len()];
+    let mut by_member = vec![false; queries.len()];
     for (n, oid) in walk.enumerate() {
         if n >= MAX_COMMITS || done.iter().all(|d| *d) {
             break;
@@ -205,14 +207,27 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
                     })
                     .clone()
             });
+        if n == 0 {
+            // An environment HEAD does not declare (a new one in the working tree): ask since
+            // when the key is a member at all.
+            for (i, (env, _)) in queries.iter().enumerate() {
+                by_member[i] = !policy
+                    .as_ref()
+                    .is_some_and(|p| p.environments.contains_key(env));
+            }
+        }
         for (i, (env, key)) in queries.iter().enumerate() {
             if done[i] {
                 continue;
             }
             let gives = policy.as_ref().is_some_and(|p| {
-                p.recipients(env)
-                    .iter()
-                    .any(|r| same_recipient(&r.text, key))
+                if by_member[i] {
+                    p.members.values().any(|m| same_recipient(&m.key, key))
+                } else {
+                    p.recipients(env)
+                        .iter()
+                        .any(|r| same_recipient(&r.text, key))
+                }
             });
             if gives {
                 out[i] = Some(Introduced {

@@ -10,3 +10,4 @@ mod interop;
 mod member;
 mod props;
 mod reliability;
+mod trust;
