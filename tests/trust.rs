@@ -293,3 +293,80 @@ fn a_yes_typed_on_a_terminal_confirms() {
         .unwrap()
         .contains("mallory"));
 }
+
+/// Puts `schema` (YAML under `envv:`, indented by two) into the policy.
+fn with_schema(s: &Sandbox, schema: &str) {
+    let policy = s.read(".sops.yaml");
+    let (head, rules) = policy.split_once("# creation_rules").unwrap();
+    s.write(
+        ".sops.yaml",
+        format!("{head}{schema}# creation_rules{rules}"),
+    );
+}
+
+#[test]
+fn check_with_a_trusted_ref_is_no_pattern_oracle() {
+    let s = Sandbox::new();
+    s.init_alice();
+    with_schema(
+        &s,
+        "  schema:\n    keys:\n      API_KEY: { pattern: \"^sk_\" }\n",
+    );
+    s.ok(&["set", "API_KEY=sk_live_b7"]);
+    commit_as(&s, "Test User <test@example.com>", "secrets and schema");
+    s.git(&["checkout", "-q", "-b", "pr"]);
+
+    // The pull request guesses the value one character at a time through the pattern.
+    let guess = |prefix: &str, trusted: bool| {
+        let policy = s.git(&["show", "main:.sops.yaml"]);
+        s.write(
+            ".sops.yaml",
+            policy
+                .replace("\"^sk_\"", &format!("\"^{prefix}\""))
+                .replace("  schema:\n", "  schema:\n    required: [PR_ONLY_KEY]\n"),
+        );
+        commit_as(&s, "Mallory <mallory@example.com>", "tweak schema");
+        let mut args = vec!["check", "--json"];
+        if trusted {
+            args.extend(["--trusted-ref", "main"]);
+        }
+        let out = s.run(&args);
+        (out.status.code(), text(&out.stdout))
+    };
+    let (hit, miss) = (guess("sk_live_b", false), guess("sk_live_a", false));
+    assert_ne!(
+        hit, miss,
+        "without a trusted ref the working tree's pattern decides"
+    );
+    let (hit, miss) = (guess("sk_live_b", true), guess("sk_live_a", true));
+    assert_eq!(
+        hit, miss,
+        "with a trusted ref the pull request's pattern is not used"
+    );
+    assert_eq!(hit.0, Some(0), "{}", hit.1);
+    let v: serde_json::Value = serde_json::from_str(&hit.1).unwrap();
+    assert_eq!(v["summary"]["policy"], "main:.sops.yaml");
+    assert!(
+        !hit.1.contains("PR_ONLY_KEY"),
+        "the working tree's schema is not reported"
+    );
+
+    // main's own pattern still applies.
+    s.git(&["checkout", "-q", "main"]);
+    s.ok(&["set", "API_KEY=not_a_stripe_key"]);
+    let out = s.run(&["check", "--trusted-ref", "main"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("the value of API_KEY does not match its pattern \"^sk_\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let err = s.fails(&["check", "--trusted-ref", "no-such-branch"], 2);
+    assert!(
+        err.contains("no-such-branch") && err.contains("git fetch"),
+        "{err}"
+    );
+    let help = s.ok(&["check", "--help"]);
+    assert!(help.contains("working tree's .sops.yaml"), "{help}");
+}
