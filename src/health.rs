@@ -418,11 +418,10 @@ pub fn check(
                             ),
                         )
                         .file(rel)
-                        .hint(if drift.missing.is_empty() {
-                            "`envv updatekeys`".into()
-                        } else {
-                            "make sure you know them (`git show COMMIT`), then `envv updatekeys`"
-                                .into()
+                        .hint(match intros.iter().flatten().next() {
+                            _ if drift.missing.is_empty() => "`envv updatekeys`".into(),
+                            Some(i) => format!("make sure you know them (`git show {} -- {POLICY_FILE}`), then `envv updatekeys`", i.short()),
+                            None => format!("make sure you know them (`git diff -- {POLICY_FILE}`), then `envv updatekeys`"),
                         });
                         if let Some(i) = intros.iter().flatten().next() {
                             finding.commit = Some(i.commit.clone());

@@ -232,7 +232,15 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
             if gives {
                 out[i] = Some(Introduced {
                     commit: commit.id().to_string(),
-                    author: commit.author().name().unwrap_or("?").to_string(),
+                    // The name is the pusher's text: no terminal control characters.
+                    author: commit
+                        .author()
+                        .name()
+                        .unwrap_or("?")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(100)
+                        .collect(),
                     time: commit.time().seconds(),
                 });
             } else {

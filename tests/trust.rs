@@ -33,6 +33,11 @@ fn commit_as(s: &Sandbox, author: &str, msg: &str) -> String {
 /// members and to group `team` (what every file of the repository is read by). Returns
 /// mallory's identity, public key and the short id of her commit.
 fn poisoned(s: &Sandbox) -> (PathBuf, String, String) {
+    poisoned_by(s, "Mallory <mallory@example.com>")
+}
+
+/// [`poisoned`] with the given commit author.
+fn poisoned_by(s: &Sandbox, author: &str) -> (PathBuf, String, String) {
     s.init_alice();
     s.ok(&["set", "API_KEY=sk_live_0123456789"]);
     commit_as(s, "Test User <test@example.com>", "secrets");
@@ -46,7 +51,7 @@ fn poisoned(s: &Sandbox) -> (PathBuf, String, String) {
         .replace("team: [alice]", "team: [alice, mallory]");
     assert_ne!(policy, poisoned);
     s.write(".sops.yaml", poisoned);
-    let c = commit_as(s, "Mallory <mallory@example.com>", "docs: typo");
+    let c = commit_as(s, author, "docs: typo");
     (mallory, mallory_pub, c)
 }
 
@@ -425,4 +430,15 @@ fn committed_local_files_and_policy_expansion_import_no_attacker_text() {
         "https://api.example/?k=sk_live_0123456789"
     );
     assert_eq!(url(&[], Some("0")), "https://api.example/?k=${API_KEY}");
+}
+
+#[test]
+fn the_author_name_shown_cannot_drive_the_terminal() {
+    let s = Sandbox::new();
+    poisoned_by(&s, "Mal\u{1b}[2J\u{1b}]0;owned\u{7}lory <m@example.com>");
+    let err = s.fails(&["updatekeys"], 1);
+    assert!(err.contains("by Mal[2J]0;ownedlory"), "{err:?}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    let out = s.run(&["updatekeys", "--check"]);
+    assert!(!text(&out.stdout).contains('\u{1b}'));
 }
