@@ -828,6 +828,53 @@ mod tests {
     }
 
     #[test]
+    fn narrow_keeps_only_the_change_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (_, a) = key();
+        let (_, m) = key();
+        let (_, b) = key();
+        let mut p = Policy::initial("alice", &a);
+        let (f, _, _) = EnvFile::encrypt_new(
+            &root.join(".env"),
+            ".env",
+            "A=1\n",
+            &p.recipients("default"),
+            p.crypt_rule(),
+        )
+        .unwrap();
+        f.save().unwrap();
+        // A hand edit (or a pull) added mallory to the policy; the file does not wrap for her.
+        let member = |k: &str| crate::policy::Member {
+            key: k.into(),
+            ..Default::default()
+        };
+        p.members.insert("mallory".into(), member(&m));
+        add_to(&mut p, "mallory", &["team".into()]).unwrap();
+        PolicyFile {
+            path: root.join(POLICY_FILE),
+            policy: p.clone(),
+        }
+        .save()
+        .unwrap();
+        let s = Session::read_only(root).unwrap();
+        let mut new = s.policy.clone();
+        new.members.insert("bob".into(), member(&b));
+        add_to(&mut new, "bob", &["team".into()]).unwrap();
+        let full = s.plan(&new, Mode::Sync, None).unwrap();
+        assert_eq!(full.files[0].added, vec!["bob", "mallory"]);
+        let narrow = s.narrow(full, &new, Mode::Sync);
+        let c = &narrow.files[0];
+        assert_eq!(
+            (c.action, c.added.clone()),
+            (Action::Rewrap, vec!["bob".into()])
+        );
+        assert_eq!(c.readers, vec!["alice", "bob"]);
+        let wrapped: Vec<&str> = c.new_recipients().iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(wrapped, vec![b.as_str()]);
+    }
+
+    #[test]
     fn plan_and_apply_rewrap_then_rotate() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
