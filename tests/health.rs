@@ -77,7 +77,7 @@ fn clean_repository_passes_with_a_stable_json_shape() {
     assert_eq!(v["findings"], serde_json::json!([]));
     assert_eq!(
         v["summary"],
-        serde_json::json!({ "errors": 0, "warnings": 0, "notes": 0, "environments": ["default"], "ok": true })
+        serde_json::json!({ "errors": 0, "warnings": 0, "notes": 0, "environments": ["default"], "ok": true, "policy": ".sops.yaml" })
     );
     assert!(s
         .fails(&["check", "-e", "nope"], 2)
