@@ -82,6 +82,41 @@ pub fn layers(ws: &Workspace, env: Option<&str>, file: Option<&Path>) -> Result<
     Ok(wanted.into_iter().filter(|l| l.path.is_file()).collect())
 }
 
+/// Removes the `.local` layers that git tracks and returns their names. A personal override is
+/// by definition not in git: one that is came from whoever committed it, and loading it would
+/// let them put text next to the secrets (with expansion, around them).
+pub fn drop_tracked_locals(root: &Path, layers: &mut Vec<Layer>) -> Vec<String> {
+    if !layers.iter().any(|l| l.local) {
+        return Vec::new();
+    }
+    let Some(repo) = crate::git::open(root) else {
+        return Vec::new();
+    };
+    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else {
+        return Vec::new();
+    };
+    let Ok(index) = repo.index() else {
+        return Vec::new();
+    };
+    let tracked = |l: &Layer| {
+        l.path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.strip_prefix(&workdir).ok().map(Path::to_path_buf))
+            .is_some_and(|rel| index.get_path(&rel, 0).is_some())
+    };
+    let mut dropped = Vec::new();
+    layers.retain(|l| {
+        if l.local && tracked(l) {
+            dropped.push(l.name.clone());
+            false
+        } else {
+            true
+        }
+    });
+    dropped
+}
+
 fn layer_of(t: Target, local: bool) -> Layer {
     Layer {
         path: t.path,

@@ -105,7 +105,8 @@ pub struct Finding {
     pub message: String,
     /// The next command to run, when there is one.
     pub hint: Option<String>,
-    /// For `max_age`: the commit that last changed the value, and its date (`YYYY-MM-DD`).
+    /// For `max_age`: the commit that last changed the value, and its date (`YYYY-MM-DD`);
+    /// for `recipients_out_of_sync`: the commit that made a missing reader a reader.
     pub commit: Option<String>,
     pub date: Option<String>,
 }
@@ -383,25 +384,56 @@ pub fn check(
                                 .join(", ")
                         };
                         let mut parts = Vec::new();
+                        // Readers the file does not wrap for: where each came from, so that a
+                        // reviewer sees who asked for access (nobody gets it until a reader
+                        // confirms them with `envv updatekeys`).
+                        let queries: Vec<(String, String)> = drift
+                            .missing
+                            .iter()
+                            .map(|k| (env.to_string(), k.clone()))
+                            .collect();
+                        let intros = crate::trust::introductions(root, &queries);
                         if !drift.missing.is_empty() {
-                            parts.push(format!("not readable yet by {}", who(&drift.missing)));
+                            let named: Vec<String> = drift
+                                .missing
+                                .iter()
+                                .zip(&intros)
+                                .map(|(k, i)| match i {
+                                    Some(i) => format!(
+                                        "{} (made a reader in commit {} by {} on {})",
+                                        member_name(policy, k),
+                                        i.short(),
+                                        i.author,
+                                        i.date()
+                                    ),
+                                    None => format!("{} (not committed)", member_name(policy, k)),
+                                })
+                                .collect();
+                            parts.push(format!("not readable yet by {}", named.join(", ")));
                         }
                         if !drift.extra.is_empty() {
                             parts.push(format!("still readable by {}", who(&drift.extra)));
                         }
-                        report.findings.push(
-                            Finding::new(
-                                Level::Error,
-                                Kind::RecipientsOutOfSync,
-                                Some(env),
-                                format!(
-                                    "{rel} is out of sync with {POLICY_FILE}: {}",
-                                    parts.join("; ")
-                                ),
-                            )
-                            .file(rel)
-                            .hint("`envv updatekeys`".into()),
-                        );
+                        let mut finding = Finding::new(
+                            Level::Error,
+                            Kind::RecipientsOutOfSync,
+                            Some(env),
+                            format!(
+                                "{rel} is out of sync with {POLICY_FILE}: {}",
+                                parts.join("; ")
+                            ),
+                        )
+                        .file(rel)
+                        .hint(match intros.iter().flatten().next() {
+                            _ if drift.missing.is_empty() => "`envv updatekeys`".into(),
+                            Some(i) => format!("make sure you know them (`git show {} -- {POLICY_FILE}`), then `envv updatekeys`", i.short()),
+                            None => format!("make sure you know them (`git diff -- {POLICY_FILE}`), then `envv updatekeys`"),
+                        });
+                        if let Some(i) = intros.iter().flatten().next() {
+                            finding.commit = Some(i.commit.clone());
+                            finding.date = Some(i.date());
+                        }
+                        report.findings.push(finding);
                     }
                 }
             }

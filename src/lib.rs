@@ -26,6 +26,7 @@ pub mod policy;
 pub mod proposals;
 pub mod secret;
 pub mod sops;
+pub mod trust;
 pub mod workspace;
 
 pub use error::{Error, Result};

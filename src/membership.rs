@@ -294,13 +294,7 @@ impl Session {
                     }
                 })
                 .collect();
-            change.action = match mode {
-                Mode::RotateAll => Action::Rotate,
-                _ if drift.is_empty() => Action::Unchanged,
-                Mode::Sync if !drift.extra.is_empty() => Action::Rotate,
-                Mode::NoRotate if drift.extra.iter().any(|e| e.starts_with('(')) => Action::Rotate,
-                _ => Action::Rewrap,
-            };
+            change.action = decide(mode, &drift);
             if change.action.writes() {
                 change.source = Some((bytes, file));
             }
@@ -500,6 +494,105 @@ impl Session {
                 .map(|(n, _)| n.clone())
         };
         new.and_then(find).or_else(|| find(&self.policy))
+    }
+}
+
+/// What a file's recipient drift means under `mode`.
+fn decide(mode: Mode, drift: &crate::envfile::RecipientDrift) -> Action {
+    match mode {
+        Mode::RotateAll => Action::Rotate,
+        _ if drift.is_empty() => Action::Unchanged,
+        Mode::Sync if !drift.extra.is_empty() => Action::Rotate,
+        Mode::NoRotate if drift.extra.iter().any(|e| e.starts_with('(')) => Action::Rotate,
+        _ => Action::Rewrap,
+    }
+}
+
+impl FileChange {
+    /// The recipients this change wraps the data key for that the file does not wrap it for
+    /// yet.
+    pub fn new_recipients(&self) -> Vec<&Recipient> {
+        match (&self.source, self.action) {
+            (Some((_, f)), Action::Rewrap | Action::Rotate) => {
+                let have = f.meta.as_ref().map(|m| m.recipients()).unwrap_or_default();
+                self.recipients
+                    .iter()
+                    .filter(|r| !have.iter().any(|h| same_recipient(h, &r.text)))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Session {
+    /// Narrows `plan` (made by [`Session::plan`] for `new`) to what the change from the
+    /// session's policy to `new` does: each file keeps the recipients it has, gains those `new`
+    /// adds to its environment and loses those `new` takes away. Drift that was there before (a
+    /// hand edit, a pull) is left alone; `envv updatekeys` shows and resolves it.
+    pub fn narrow(&self, mut plan: Plan, new: &Policy, mode: Mode) -> Plan {
+        let has = |list: &[Recipient], key: &str| list.iter().any(|r| same_recipient(&r.text, key));
+        for c in plan.files.iter_mut() {
+            let Some((_, file)) = &c.source else { continue };
+            let Some(meta) = &file.meta else { continue };
+            let old = if self.policy.environments.contains_key(&c.env) {
+                self.policy.recipients(&c.env)
+            } else {
+                Vec::new()
+            };
+            let wanted = new.recipients(&c.env);
+            let mut target: Vec<Recipient> = meta
+                .recipients()
+                .iter()
+                // Kept unless this change takes it away.
+                .filter(|k| !has(&old, k) || has(&wanted, k))
+                .filter_map(|k| Recipient::parse(k).ok())
+                .collect();
+            for r in &wanted {
+                if !has(&old, &r.text) && !has(&target, &r.text) {
+                    target.push(r.clone());
+                }
+            }
+            let drift = recipient_drift(meta, &target);
+            c.action = decide(mode, &drift);
+            c.added = drift.missing.iter().map(|r| self.label(new, r)).collect();
+            c.removed = drift
+                .extra
+                .iter()
+                .map(|r| {
+                    if r.starts_with('(') {
+                        r.clone()
+                    } else {
+                        self.label(new, r)
+                    }
+                })
+                .collect();
+            let mut readers: Vec<String> =
+                target.iter().map(|r| self.label(new, &r.text)).collect();
+            readers.sort();
+            c.readers = readers;
+            c.recipients = target;
+            if !c.action.writes() {
+                c.source = None;
+            }
+        }
+        plan
+    }
+
+    /// A member name for a recipient (from `new`, the session's policy or the committed one),
+    /// else its short key.
+    pub fn label(&self, new: &Policy, r: &str) -> String {
+        let named = |p: &Policy| {
+            p.members
+                .iter()
+                .chain(p.pending.iter())
+                .find(|(_, m)| same_recipient(&m.key, r))
+                .map(|(n, _)| n.clone())
+        };
+        named(new)
+            .or_else(|| named(&self.policy))
+            .or_else(|| self.committed_policy().and_then(named))
+            .unwrap_or_else(|| short_key(r))
     }
 }
 
@@ -732,6 +825,53 @@ mod tests {
             .to_string()
             .contains("alice already has"));
         assert!(check_new_key(&p, "bob", "age1bad").is_err());
+    }
+
+    #[test]
+    fn narrow_keeps_only_the_change_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (_, a) = key();
+        let (_, m) = key();
+        let (_, b) = key();
+        let mut p = Policy::initial("alice", &a);
+        let (f, _, _) = EnvFile::encrypt_new(
+            &root.join(".env"),
+            ".env",
+            "A=1\n",
+            &p.recipients("default"),
+            p.crypt_rule(),
+        )
+        .unwrap();
+        f.save().unwrap();
+        // A hand edit (or a pull) added mallory to the policy; the file does not wrap for her.
+        let member = |k: &str| crate::policy::Member {
+            key: k.into(),
+            ..Default::default()
+        };
+        p.members.insert("mallory".into(), member(&m));
+        add_to(&mut p, "mallory", &["team".into()]).unwrap();
+        PolicyFile {
+            path: root.join(POLICY_FILE),
+            policy: p.clone(),
+        }
+        .save()
+        .unwrap();
+        let s = Session::read_only(root).unwrap();
+        let mut new = s.policy.clone();
+        new.members.insert("bob".into(), member(&b));
+        add_to(&mut new, "bob", &["team".into()]).unwrap();
+        let full = s.plan(&new, Mode::Sync, None).unwrap();
+        assert_eq!(full.files[0].added, vec!["bob", "mallory"]);
+        let narrow = s.narrow(full, &new, Mode::Sync);
+        let c = &narrow.files[0];
+        assert_eq!(
+            (c.action, c.added.clone()),
+            (Action::Rewrap, vec!["bob".into()])
+        );
+        assert_eq!(c.readers, vec!["alice", "bob"]);
+        let wrapped: Vec<&str> = c.new_recipients().iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(wrapped, vec![b.as_str()]);
     }
 
     #[test]

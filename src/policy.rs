@@ -95,7 +95,8 @@ pub struct Policy {
     pub public: Vec<String>,
     #[serde(default)]
     pub schema: Schema,
-    /// Turn on `${VAR}` expansion in `exec` for everyone.
+    /// Read so that older policies still load, and ignored (with a warning): expansion is
+    /// chosen by whoever runs envv, never by a committed file.
     #[serde(default)]
     pub expand: bool,
 }

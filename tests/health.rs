@@ -77,7 +77,7 @@ fn clean_repository_passes_with_a_stable_json_shape() {
     assert_eq!(v["findings"], serde_json::json!([]));
     assert_eq!(
         v["summary"],
-        serde_json::json!({ "errors": 0, "warnings": 0, "notes": 0, "environments": ["default"], "ok": true })
+        serde_json::json!({ "errors": 0, "warnings": 0, "notes": 0, "environments": ["default"], "ok": true, "policy": ".sops.yaml" })
     );
     assert!(s
         .fails(&["check", "-e", "nope"], 2)
@@ -295,7 +295,7 @@ fn expired_members_and_files_out_of_sync_with_the_policy() {
     let alice = s.init_alice();
     let envs = "    default: { file: .env, readers: [alice, bob] }\n    archive: { file: .env.archive, readers: [bob] }\n";
     write_policy(&s, &alice, "", envs, "");
-    s.ok(&["set", "A=1"]);
+    s.ok(&["set", "--yes", "A=1"]);
     s.ok(&["check"]);
     // bob's access ends: the policy says so, the file still has him.
     write_policy(&s, &alice, ", expires: 2020-01-01", envs, "");
@@ -331,7 +331,7 @@ fn an_environment_the_caller_cannot_read_is_reported_not_skipped() {
     );
     s.ok(&["set", "TOKEN=tok_1"]);
     // alice can create production's file (for bob) but not read it back.
-    s.ok(&["set", "-e", "production", "TOKEN=bad"]);
+    s.ok(&["set", "--yes", "-e", "production", "TOKEN=bad"]);
     let v = json(&s, &["check", "--json"], 0);
     assert_eq!(
         kinds(&v),
@@ -383,6 +383,7 @@ fn diff_lists_keys_and_keyed_hashes_never_values() {
     ]);
     s.ok(&[
         "set",
+        "--yes",
         "-e",
         "staging",
         "SAME=shared-secret",
@@ -470,7 +471,7 @@ fn status_shows_access_counts_and_next_steps() {
         "",
     );
     s.ok(&["set", "A=1", "B=2"]);
-    s.ok(&["set", "-e", "production", "P=1"]);
+    s.ok(&["set", "--yes", "-e", "production", "P=1"]);
     let out = s.ok(&["status"]);
     assert!(out.contains("you:        alice"), "{out}");
     let line = |env: &str| {

@@ -13,3 +13,4 @@ mod phrase;
 mod proposals;
 mod props;
 mod reliability;
+mod trust;

@@ -15,6 +15,7 @@ const CLEARED: &[&str] = &[
     "ENVV_ENV",
     "ENVV_AGE_KEY",
     "ENVV_AGE_KEY_FILE",
+    "ENVV_EXPAND",
     "SOPS_AGE_KEY",
     "SOPS_AGE_KEY_FILE",
     "SOPS_AGE_KEY_CMD",

@@ -53,9 +53,12 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     let bytes = std::fs::read(&t.path).map_err(|e| crate::Error::io(&t.path, e))?;
     let text = dotenv::decode_utf8(&t.name, &bytes)?;
     let recipients = ctx.ws.recipients(t)?;
+    let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;
     let rule = ctx.ws.require_policy()?.policy.crypt_rule();
     let (f, _dk, _plain) = EnvFile::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
-    f.save()
+    f.save()?;
+    confirmed.remember(ctx);
+    Ok(())
 }
 
 /// Print the decrypted file as dotenv (quoted so dotenv parsers read the same values).

@@ -158,6 +158,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
         }
         readers.push(DEFAULT_GROUP.into());
     }
+    let named = super::confirm::named_members(&new, &readers);
     new.environments.insert(
         a.name.clone(),
         Environment {
@@ -166,7 +167,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
             ..Default::default()
         },
     );
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     eprintln!(
         "added environment {} ({file}); `envv set -e {} KEY` adds its first secret",
         a.name, a.name
@@ -185,7 +186,8 @@ fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
         .into());
     };
     e.readers = clean(a.readers);
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    let named = super::confirm::named_members(&new, &new.environments[&a.name].readers);
+    commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     Ok(0)
 }
 
@@ -243,13 +245,15 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
 fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
     let mut s = Session::begin(&ctx.ws.root)?;
     let mut new = s.policy.clone();
+    let members = clean(a.members);
     let g = new.groups.entry(a.group.clone()).or_default();
-    for m in clean(a.members) {
-        if !g.contains(&m) {
-            g.push(m);
+    for m in &members {
+        if !g.contains(m) {
+            g.push(m.clone());
         }
     }
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    let named = super::confirm::named_members(&new, &members);
+    commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     eprintln!("group {}: {}", a.group, new.groups[&a.group].join(", "));
     Ok(0)
 }
@@ -293,7 +297,7 @@ fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    commit(ctx, &mut s, &new, Mode::Sync, &[])?;
     Ok(0)
 }
 

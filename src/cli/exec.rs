@@ -18,7 +18,9 @@ use crate::exec::{self, LoadOptions, Var};
 /// `.env.<env>.local` (each if present; a later file wins), decrypts in memory and, on Unix,
 /// replaces envv with CMD: CMD keeps the pid, receives signals directly and its exit code is
 /// envv's. Variables already set in the environment win unless --override. Values are literal
-/// unless --expand (or `expand: true` in .sops.yaml). With -f FILE only that file is loaded.
+/// unless --expand (or ENVV_EXPAND=1 in your environment; `expand:` in .sops.yaml is ignored).
+/// A .local file that git tracks is not loaded (warned about). With -f FILE only that file is
+/// loaded.
 /// Exit codes: CMD's own; 127 when CMD is not found, 126 when it cannot be executed.
 ///
 /// Examples:
@@ -35,7 +37,7 @@ pub struct ExecArgs {
     #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
     pub only: Vec<String>,
     /// Expand `$VAR` and `${VAR}` in values (loaded values first, then the environment).
-    #[arg(long)]
+    #[arg(long, env = "ENVV_EXPAND", value_parser = clap::builder::BoolishValueParser::new())]
     pub expand: bool,
     /// Skip the MAC check (recovery only).
     #[arg(long)]
@@ -72,7 +74,13 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
             }
         }
     }
-    let expand = expand || ctx.ws.policy()?.is_some_and(|p| p.policy.expand);
+    for name in exec::drop_tracked_locals(&ctx.ws.root, &mut layers) {
+        eprintln!("warning: not loading {name}: git tracks it, so it is not a personal override but text from whoever committed it; `git rm --cached {name}` if it is yours");
+    }
+    // Expansion is the caller's choice: a committed policy must not splice values into text.
+    if ctx.ws.policy()?.is_some_and(|p| p.policy.expand) && !expand {
+        eprintln!("warning: ignoring `expand: true` in {}: expansion is chosen by whoever runs envv (--expand or ENVV_EXPAND=1)", crate::policy::POLICY_FILE);
+    }
     let mut ring = ctx.keyring();
     let readers = |l: &exec::Layer| match (&l.env, ctx.ws.policy()) {
         (Some(e), Ok(Some(p))) => p.policy.reader_names(e),
@@ -155,7 +163,7 @@ pub struct ExportArgs {
     #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
     pub only: Vec<String>,
     /// Expand `$VAR` and `${VAR}` in values.
-    #[arg(long)]
+    #[arg(long, env = "ENVV_EXPAND", value_parser = clap::builder::BoolishValueParser::new())]
     pub expand: bool,
     /// Write to this file (mode 0600) instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]

@@ -19,11 +19,17 @@ use crate::keys;
 /// Exit 0 when clean, 1 on any error-level finding (warnings too with --strict). Pattern
 /// checks need to decrypt: an environment you cannot read gets a warning, never silence.
 /// `--json` prints {"findings":[{"level","kind","env","file","key","message","hint","commit",
-/// "date"}],"summary":{"errors","warnings","notes","environments","ok"}}.
+/// "date"}],"summary":{"errors","warnings","notes","environments","ok","policy"}}.
+///
+/// Without --trusted-ref, the schema (patterns included), readers and environments come from
+/// the working tree's .sops.yaml: on a pull request that is the author's text, and a pattern
+/// they edit learns something about a value from each run. On pull requests pass
+/// --trusted-ref with the base branch: the policy is then read from that commit.
 ///
 /// Examples:
 ///   envv check
 ///   envv check -e production --json --strict     # in CI, with the CI identity
+///   envv check --trusted-ref origin/main         # CI on pull requests
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct CheckArgs {
@@ -33,26 +39,47 @@ pub struct CheckArgs {
     /// Fail on warnings too (drift, missing files, expired members, unchecked patterns).
     #[arg(long)]
     pub strict: bool,
+    /// Take schema, readers and freeze windows from .sops.yaml at this commit or branch (e.g.
+    /// origin/main), not from the working tree; its own schema findings are not reported.
+    #[arg(long, value_name = "REF")]
+    pub trusted_ref: Option<String>,
 }
 
 pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
-    let pf = ctx.ws.require_policy()?;
+    let (policy, source) = match &a.trusted_ref {
+        Some(r) => {
+            let p = crate::trust::policy_at(&ctx.ws.root, r)?;
+            eprintln!(
+                "policy from {r}:{} (the working tree's copy is not used for this check)",
+                crate::policy::POLICY_FILE
+            );
+            (p, format!("{r}:{}", crate::policy::POLICY_FILE))
+        }
+        None => (
+            ctx.ws.require_policy()?.policy.clone(),
+            crate::policy::POLICY_FILE.to_string(),
+        ),
+    };
     let only = match (&ctx.file, &ctx.env) {
         (Some(f), _) => {
-            let t = ctx.ws.target(None, Some(f))?;
-            Some(t.env.ok_or_else(|| {
-                Error::Usage(format!(
-                    "{} is not the file of any environment in .sops.yaml",
-                    t.name
-                ))
-            })?)
+            let rel = ctx.ws.rel(f);
+            Some(
+                policy
+                    .env_for_file(&rel)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "{rel} is not the file of any environment in {source}"
+                        ))
+                    })?,
+            )
         }
         (None, e) => e.clone(),
     };
     let mut ring = ctx.keyring();
     let report = health::check(
         &ctx.ws.root,
-        &pf.policy,
+        &policy,
         only.as_deref(),
         &mut ring,
         crate::policy::today(),
@@ -67,7 +94,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
         let findings: Vec<serde_json::Value> = report.findings.iter().map(finding_json).collect();
         let out = json!({
             "findings": findings,
-            "summary": { "errors": errors, "warnings": warnings, "notes": notes, "environments": report.environments, "ok": !failed },
+            "summary": { "errors": errors, "warnings": warnings, "notes": notes, "environments": report.environments, "ok": !failed, "policy": source },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(i32::from(failed));
@@ -82,8 +109,8 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
             .collect();
         match g {
             None if items.is_empty() => continue,
-            None => println!("policy ({})", crate::policy::POLICY_FILE),
-            Some(e) => println!("{e} ({})", pf.policy.environments[e].file),
+            None => println!("policy ({source})"),
+            Some(e) => println!("{e} ({})", policy.environments[e].file),
         }
         if items.is_empty() {
             println!("  ok");

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::Ctx;
+use super::{confirm, Ctx};
 use crate::error::Error;
 use crate::keys::{self, same_recipient, short_key};
 use crate::membership::{self, Action, Mode, Plan, Session};
@@ -174,7 +174,13 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
     );
     let to = targets(&new, a.to)?;
     membership::add_to(&mut new, &a.name, &to)?;
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    commit(
+        ctx,
+        &mut s,
+        &new,
+        Mode::Sync,
+        &[(a.name.clone(), r.text.clone())],
+    )?;
     eprintln!("added {} ({}) to {}", a.name, r.short(), to.join(", "));
     Ok(0)
 }
@@ -201,7 +207,13 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
     new.members.insert(a.name.clone(), m);
     let to = targets(&new, a.to)?;
     membership::add_to(&mut new, &a.name, &to)?;
-    commit(ctx, &mut s, &new, Mode::Sync, None)?;
+    commit(
+        ctx,
+        &mut s,
+        &new,
+        Mode::Sync,
+        &[(a.name.clone(), r.text.clone())],
+    )?;
     eprintln!("approved {} ({}) into {}", a.name, r.short(), to.join(", "));
     Ok(0)
 }
@@ -296,7 +308,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             a.name
         );
     }
-    commit_with(&mut s, &new, mode, None, &mut ring)?;
+    commit_with(ctx, &mut s, &new, mode, &[], &mut ring)?;
     eprintln!("removed {}", a.name);
     let any = could_read.iter().any(|(_, _, k)| !k.is_empty());
     if any {
@@ -453,26 +465,34 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Plans and applies a policy change with the caller's identities, then reports it.
+///
+/// Only the change from the policy as it was to `new` is applied (see
+/// [`Session::narrow`]); other differences between files and policy are left alone and
+/// listed. Readers the command gives a data key to must be confirmed (`named` by the command,
+/// or see [`confirm::confirm`]).
 pub(crate) fn commit(
     ctx: &Ctx,
     s: &mut Session,
     new: &Policy,
     mode: Mode,
-    only: Option<&[String]>,
+    named: &[(String, String)],
 ) -> crate::Result<Plan> {
-    commit_with(s, new, mode, only, &mut ctx.keyring())
+    commit_with(ctx, s, new, mode, named, &mut ctx.keyring())
 }
 
 /// [`commit`] with a given keyring.
 pub(crate) fn commit_with(
+    ctx: &Ctx,
     s: &mut Session,
     new: &Policy,
     mode: Mode,
-    only: Option<&[String]>,
+    named: &[(String, String)],
     ring: &mut keys::Keyring,
 ) -> crate::Result<Plan> {
     membership::check_policy(new)?;
-    let plan = s.plan(new, mode, only)?;
+    let plan = s.plan(new, mode, None)?;
+    let plan = s.narrow(plan, new, mode);
+    let confirmed = confirm::confirm(ctx, new, &confirm::grants_of(&plan), named)?;
     if let Err(e) = s.apply(&plan, Some(new), ring) {
         eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
         if let crate::Error::NoIdentity { file, .. } = &e {
@@ -480,8 +500,38 @@ pub(crate) fn commit_with(
         }
         return Err(e);
     }
+    confirmed.remember(ctx);
     report(&plan, true);
+    report_left_alone(s);
     Ok(plan)
+}
+
+/// Lists files whose recipients still differ from the (just written) policy: drift this
+/// command did not cause and did not touch.
+fn report_left_alone(s: &Session) {
+    let Ok(plan) = s.plan(&s.policy, Mode::Sync, None) else {
+        return;
+    };
+    let rows: Vec<_> = plan.changing().collect();
+    if rows.is_empty() {
+        return;
+    }
+    eprintln!("left alone (not part of this change; review, then `envv updatekeys`):");
+    for c in rows {
+        let mut parts = Vec::new();
+        if !c.added.is_empty() {
+            parts.push(format!("not wrapped for {}", c.added.join(", ")));
+        }
+        if !c.removed.is_empty() {
+            parts.push(format!("still wrapped for {}", c.removed.join(", ")));
+        }
+        eprintln!(
+            "  {} ({}): {} as {POLICY_FILE} asks",
+            c.name,
+            c.env,
+            parts.join("; ")
+        );
+    }
 }
 
 /// Prints what a plan did, then the resulting readers of each environment.

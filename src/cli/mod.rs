@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
+mod confirm;
 mod crypt;
 mod docs;
 mod edit;
@@ -57,6 +58,10 @@ pub struct Cli {
     /// Age, SSH or passphrase-protected identity file to decrypt with (repeatable; tried first).
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
+
+    /// Give the data key to readers you have not confirmed yet (listed first), without asking.
+    #[arg(short = 'y', long = "yes", global = true)]
+    pub yes: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -106,6 +111,8 @@ pub struct Ctx {
     /// Every `-f` given, in order (only `exec` and `export` accept more than one).
     pub files: Vec<PathBuf>,
     pub identities: Vec<PathBuf>,
+    /// `--yes`: readers not confirmed yet are confirmed without asking.
+    pub yes: bool,
 }
 
 impl Ctx {
@@ -151,6 +158,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         file: cli.file.first().cloned(),
         files: cli.file,
         identities: cli.identity,
+        yes: cli.yes,
     };
     match cli.command {
         Command::Keygen(a) => keys::keygen(&ctx, a),

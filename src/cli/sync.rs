@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::member::report;
-use super::Ctx;
+use super::{confirm, Ctx};
 use crate::error::Error;
 use crate::membership::{Action, Mode, Session};
 use crate::policy::{Policy, POLICY_FILE};
@@ -11,8 +11,11 @@ use crate::policy::{Policy, POLICY_FILE};
 /// Make every encrypted file's recipients match .sops.yaml (after a hand edit or a git pull).
 ///
 /// Readers added get the data key wrapped for them (values untouched); readers removed or
-/// expired cause a rotation (new data key, all values re-encrypted). --check changes nothing,
-/// needs no identity, lists each file out of sync and exits 1 (for CI and pre-commit).
+/// expired cause a rotation (new data key, all values re-encrypted). A reader you have not
+/// confirmed in this clone is listed first (key, and the commit that made them a reader): the
+/// change goes on only with --yes or a yes typed on a terminal. --check changes nothing, needs
+/// no identity, lists each file out of sync with the commit that added each missing reader,
+/// and exits 1 (for CI and pre-commit).
 ///
 /// Example: envv updatekeys --check
 #[derive(Args, Debug)]
@@ -24,7 +27,8 @@ pub struct UpdatekeysArgs {
 
 /// Give the file(s) a new data key: every value re-encrypted, wrapped for the policy's readers.
 ///
-/// Without -e/-f every environment file is rotated.
+/// Without -e/-f every environment file is rotated. Readers you have not confirmed are listed
+/// first and need --yes (or a yes on a terminal), as for `envv updatekeys`.
 ///
 /// Example: envv rotate -e production
 #[derive(Args, Debug)]
@@ -70,6 +74,28 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
             );
             if !c.added.is_empty() {
                 println!("  missing: {}  (a re-wrap adds them)", c.added.join(", "));
+                let queries: Vec<(String, String)> = c
+                    .new_recipients()
+                    .into_iter()
+                    .map(|r| (c.env.clone(), r.text.clone()))
+                    .collect();
+                let intros = crate::trust::introductions(&s.root, &queries);
+                for ((_, key), intro) in queries.iter().zip(intros) {
+                    let who = s.label(&s.policy, key);
+                    match intro {
+                        Some(i) => println!(
+                            "    {who} ({}) made a reader in commit {} by {} on {}",
+                            crate::keys::short_key(key),
+                            i.short(),
+                            i.author,
+                            i.date()
+                        ),
+                        None => println!(
+                            "    {who} ({}) not committed: only the working tree's {POLICY_FILE} names them",
+                            crate::keys::short_key(key)
+                        ),
+                    }
+                }
             }
             if !c.removed.is_empty() {
                 println!(
@@ -99,10 +125,12 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
         eprintln!("every file already matches {POLICY_FILE}; nothing to do");
         return Ok(0);
     }
+    let confirmed = confirm::confirm(ctx, &policy, &confirm::grants_of(&plan), &[])?;
     if let Err(e) = s.apply(&plan, stale.then_some(&policy), &mut ctx.keyring()) {
         eprintln!("nothing was changed");
         return Err(e.into());
     }
+    confirmed.remember(ctx);
     if stale {
         eprintln!("regenerated the creation_rules of {POLICY_FILE} from its envv: section");
     }
@@ -119,10 +147,12 @@ pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> anyhow::Result<i32> {
         eprintln!("no encrypted file to rotate");
         return Ok(0);
     }
+    let confirmed = confirm::confirm(ctx, &policy, &confirm::grants_of(&plan), &[])?;
     if let Err(e) = s.apply(&plan, None, &mut ctx.keyring()) {
         eprintln!("nothing was changed");
         return Err(e.into());
     }
+    confirmed.remember(ctx);
     report(&plan, false);
     Ok(0)
 }

@@ -53,9 +53,11 @@ pub(crate) fn update_with<T>(
 ) -> crate::Result<T> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     crate::fsutil::clean_stale_temps(&t.path);
+    let mut confirmed = None;
     let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) if create => {
             let recipients = ctx.ws.recipients(t)?;
+            confirmed = Some(super::confirm::confirm_new_file(ctx, t, &recipients)?);
             let rule = ctx.ws.require_policy()?.policy.crypt_rule();
             EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
         }
@@ -74,6 +76,9 @@ pub(crate) fn update_with<T>(
     if changed || !existed {
         f.seal(&mut plain, &dk)?;
         f.save()?;
+        if let Some(c) = confirmed {
+            c.remember(ctx);
+        }
     }
     Ok(out)
 }

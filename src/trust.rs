@@ -1,0 +1,312 @@
+//! Who the person running envv has confirmed as a recipient, and who put a recipient into the
+//! policy.
+//!
+//! Anyone who can push can add a member to `.sops.yaml`: a policy that names a recipient is no
+//! reason to wrap a data key for them. A recipient is confirmed when a file already wraps its
+//! data key for them, when the command names them, or when this person confirmed them before in
+//! this clone. [`TrustStore`] is that record: `<git common dir>/envv/trusted`, outside the work
+//! tree and never committed, like ssh's `known_hosts`. [`introductions`] walks the policy's git
+//! history to say which commit made a recipient a reader of an environment, so that a person
+//! (or CI) can see where an unconfirmed reader came from. Nothing here prints.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::keys::same_recipient;
+use crate::policy::{Policy, POLICY_FILE};
+
+/// Largest trust file read (a bigger one is ignored: nothing is trusted).
+const MAX_TRUST_BYTES: u64 = 1 << 20;
+/// Commits walked at most by [`introductions`].
+const MAX_COMMITS: usize = 10_000;
+
+/// One confirmed recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trusted {
+    /// The recipient text (`age1...`, `ssh-ed25519 AAAA...`).
+    pub key: String,
+    /// The member name it had when confirmed (for people reading the file).
+    pub name: String,
+    /// `YYYY-MM-DD` of the confirmation.
+    pub date: String,
+}
+
+/// The recipients confirmed in this clone.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    /// `None` outside a git repository: nothing is remembered there.
+    path: Option<PathBuf>,
+    entries: Vec<Trusted>,
+}
+
+impl TrustStore {
+    /// The trust file of the clone holding `root` (`.git/envv/trusted`, shared by its worktrees).
+    pub fn path_for(root: &Path) -> Option<PathBuf> {
+        let repo = git2::Repository::discover(root).ok()?;
+        Some(repo.commondir().join("envv").join("trusted"))
+    }
+
+    /// Reads the trust file of the clone holding `root` (empty when there is none).
+    pub fn open(root: &Path) -> Self {
+        let path = Self::path_for(root);
+        let entries = path.as_deref().map(read_entries).unwrap_or_default();
+        TrustStore { path, entries }
+    }
+
+    /// Where the store lives, if anywhere.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether `key` was confirmed.
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| same_recipient(&e.key, key))
+    }
+
+    /// The confirmed recipients.
+    pub fn entries(&self) -> &[Trusted] {
+        &self.entries
+    }
+
+    /// Records `(name, key)` pairs as confirmed today and writes the file (atomically, 0600).
+    /// Outside git nothing is written.
+    pub fn record(&mut self, confirmed: &[(String, String)]) -> Result<()> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        let date = crate::policy::today().to_string();
+        let mut changed = false;
+        for (name, key) in confirmed {
+            // Tabs and line breaks would break the format; keys and names never hold them.
+            if key.contains(['\t', '\n', '\r']) || name.contains(['\t', '\n', '\r']) {
+                continue;
+            }
+            if !self.contains(key) {
+                self.entries.push(Trusted {
+                    key: key.trim().to_string(),
+                    name: name.clone(),
+                    date: date.clone(),
+                });
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        let mut text = String::from(
+            "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE. Delete a line to be asked about that key again.\n",
+        );
+        for e in &self.entries {
+            text.push_str(&format!("{}\t{}\t{}\n", e.key, e.name, e.date));
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        crate::fsutil::write_private(&path, text.as_bytes())
+    }
+}
+
+fn read_entries(path: &Path) -> Vec<Trusted> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_TRUST_BYTES {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            let key = parts.next()?.trim().to_string();
+            crate::keys::Recipient::parse(&key).ok()?;
+            Some(Trusted {
+                key,
+                name: parts.next().unwrap_or("").to_string(),
+                date: parts.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The commit that made a recipient a reader of an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introduced {
+    /// Full commit id.
+    pub commit: String,
+    pub author: String,
+    /// Commit time (seconds since the epoch).
+    pub time: i64,
+}
+
+impl Introduced {
+    /// The commit id shortened for messages.
+    pub fn short(&self) -> &str {
+        &self.commit[..self.commit.len().min(8)]
+    }
+
+    /// `YYYY-MM-DD` of the commit.
+    pub fn date(&self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.time)
+            .map(|t| t.date().to_string())
+            .unwrap_or_else(|_| "?".into())
+    }
+}
+
+/// For each `(environment, recipient)`, the newest commit on HEAD's first-parent history from
+/// which `.sops.yaml` (in `root`) has made that recipient a reader of that environment without
+/// interruption (for an environment HEAD does not declare yet: a member). `None`: HEAD's
+/// policy does not do so (only the working tree does: not committed), or there is no git
+/// history.
+pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<Introduced>> {
+    let mut out = vec![None; queries.len()];
+    if queries.is_empty() {
+        return out;
+    }
+    let Some(repo) = crate::git::open(root) else {
+        return out;
+    };
+    let Some(rel) = policy_path_in_repo(&repo, root) else {
+        return out;
+    };
+    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+        return out;
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return out;
+    };
+    if walk.push(head).is_err() || walk.simplify_first_parent().is_err() {
+        return out;
+    }
+    let mut cache: HashMap<git2::Oid, Option<Policy>> = HashMap::new();
+    // Per query: the oldest commit seen so far that still gives the recipient; done when an
+    // older commit does not.
+    let mut done = vec![false; queries.len()];
+    let mut by_member = vec![false; queries.len()];
+    for (n, oid) in walk.enumerate() {
+        if n >= MAX_COMMITS || done.iter().all(|d| *d) {
+            break;
+        }
+        let Some(commit) = oid.ok().and_then(|o| repo.find_commit(o).ok()) else {
+            break;
+        };
+        let policy = commit
+            .tree()
+            .ok()
+            .and_then(|t| t.get_path(&rel).ok())
+            .map(|e| e.id())
+            .and_then(|id| {
+                cache
+                    .entry(id)
+                    .or_insert_with(|| {
+                        let blob = repo.find_blob(id).ok()?;
+                        crate::policy::parse(POLICY_FILE, blob.content()).ok()
+                    })
+                    .clone()
+            });
+        if n == 0 {
+            // An environment HEAD does not declare (a new one in the working tree): ask since
+            // when the key is a member at all.
+            for (i, (env, _)) in queries.iter().enumerate() {
+                by_member[i] = !policy
+                    .as_ref()
+                    .is_some_and(|p| p.environments.contains_key(env));
+            }
+        }
+        for (i, (env, key)) in queries.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let gives = policy.as_ref().is_some_and(|p| {
+                if by_member[i] {
+                    p.members.values().any(|m| same_recipient(&m.key, key))
+                } else {
+                    p.recipients(env)
+                        .iter()
+                        .any(|r| same_recipient(&r.text, key))
+                }
+            });
+            if gives {
+                out[i] = Some(Introduced {
+                    commit: commit.id().to_string(),
+                    // The name is the pusher's text: no terminal control characters.
+                    author: commit
+                        .author()
+                        .name()
+                        .unwrap_or("?")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(100)
+                        .collect(),
+                    time: commit.time().seconds(),
+                });
+            } else {
+                done[i] = true;
+            }
+        }
+    }
+    out
+}
+
+/// `.sops.yaml` of `root` as a path inside the repository.
+pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let root = root.canonicalize().ok()?;
+    Some(root.strip_prefix(&workdir).ok()?.join(POLICY_FILE))
+}
+
+/// The policy as committed at `rev` (a branch, tag or commit), for `check --trusted-ref`.
+pub fn policy_at(root: &Path, rev: &str) -> Result<Policy> {
+    use crate::error::Error;
+    let repo = crate::git::open(root)
+        .ok_or_else(|| Error::Usage("--trusted-ref needs a git repository".into()))?;
+    let rel = policy_path_in_repo(&repo, root)
+        .ok_or_else(|| Error::Usage(format!("cannot place {POLICY_FILE} in the repository")))?;
+    let tree = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_tree())
+        .map_err(|_| {
+            Error::Usage(format!(
+                "--trusted-ref {rev}: no such commit or branch here (fetch it first, e.g. `git fetch origin main`)"
+            ))
+        })?;
+    let entry = tree.get_path(&rel).map_err(|_| {
+        Error::Usage(format!(
+            "--trusted-ref {rev}: {} does not exist at {rev}",
+            rel.display()
+        ))
+    })?;
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|e| Error::Git(e.message().to_string()))?;
+    crate::policy::parse(&format!("{rev}:{}", rel.display()), blob.content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38";
+
+    #[test]
+    fn store_round_trips_and_ignores_junk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envv/trusted");
+        let mut s = TrustStore {
+            path: Some(path.clone()),
+            entries: Vec::new(),
+        };
+        assert!(!s.contains(ALICE));
+        s.record(&[("alice".into(), ALICE.into())]).unwrap();
+        s.record(&[("alice".into(), ALICE.into())]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches(ALICE).count(), 1, "{text}");
+        std::fs::write(&path, format!("{text}not-a-key\tx\t1\n")).unwrap();
+        let back = read_entries(&path);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].name, "alice");
+    }
+}
