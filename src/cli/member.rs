@@ -493,6 +493,7 @@ pub(crate) fn commit_with(
     let plan = s.plan(new, mode, None)?;
     let plan = s.narrow(plan, new, mode);
     let confirmed = confirm::confirm(ctx, new, &confirm::grants_of(&plan), named)?;
+    let old = s.policy.clone();
     if let Err(e) = s.apply(&plan, Some(new), ring) {
         eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
         if let crate::Error::NoIdentity { file, .. } = &e {
@@ -500,7 +501,7 @@ pub(crate) fn commit_with(
         }
         return Err(e);
     }
-    confirmed.remember(ctx);
+    confirmed.settle(ctx, &plan, Some(&old), new);
     report(&plan, true);
     report_left_alone(s);
     Ok(plan)
