@@ -31,7 +31,9 @@ pub enum MemberCommand {
 ///
 /// No value is re-encrypted: only recipient entries are added. You must be able to decrypt each
 /// affected file. Without --to the member joins the group `team`. --to takes groups or
-/// environments (repeatable or comma-separated).
+/// environments (repeatable or comma-separated). Only this member is added: other differences
+/// between the files and .sops.yaml (a hand edit, a pull) are left alone and listed for
+/// `envv updatekeys`.
 ///
 /// Example: envv member add bob "ssh-ed25519 AAAA... bob@laptop" --to ops,staging
 #[derive(Args, Debug)]
