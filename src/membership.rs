@@ -525,6 +525,22 @@ impl FileChange {
     }
 }
 
+impl FileChange {
+    /// The recipients the file wraps for now and will not after this change.
+    pub fn dropped_recipients(&self) -> Vec<String> {
+        let Some((_, f)) = &self.source else {
+            return Vec::new();
+        };
+        let have = f.meta.as_ref().map(|m| m.recipients()).unwrap_or_default();
+        have.into_iter()
+            .filter(|h| {
+                !h.starts_with('(') && !self.recipients.iter().any(|r| same_recipient(h, &r.text))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Session {
     /// Narrows `plan` (made by [`Session::plan`] for `new`) to what the change from the
     /// session's policy to `new` does: each file keeps the recipients it has, gains those `new`

@@ -72,9 +72,9 @@ impl TrustStore {
     /// Records `(name, key)` pairs as confirmed today and writes the file (atomically, 0600).
     /// Outside git nothing is written.
     pub fn record(&mut self, confirmed: &[(String, String)]) -> Result<()> {
-        let Some(path) = self.path.clone() else {
+        if self.path.is_none() {
             return Ok(());
-        };
+        }
         let date = crate::policy::today().to_string();
         let mut changed = false;
         for (name, key) in confirmed {
@@ -94,6 +94,13 @@ impl TrustStore {
         if !changed {
             return Ok(());
         }
+        self.write()
+    }
+
+    fn write(&self) -> Result<()> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
         let mut text = String::from(
             "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE. Delete a line to be asked about that key again.\n",
         );
@@ -104,6 +111,20 @@ impl TrustStore {
             std::fs::create_dir_all(dir).at(dir)?;
         }
         crate::fsutil::write_private(&path, text.as_bytes())
+    }
+}
+
+impl TrustStore {
+    /// Forgets `keys` (a removed or expired reader is asked about again if a commit brings
+    /// them back) and writes the file when that changed it.
+    pub fn forget(&mut self, keys: &[String]) -> Result<()> {
+        let before = self.entries.len();
+        self.entries
+            .retain(|e| !keys.iter().any(|k| same_recipient(&e.key, k)));
+        if self.entries.len() == before {
+            return Ok(());
+        }
+        self.write()
     }
 }
 

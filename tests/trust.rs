@@ -442,3 +442,42 @@ fn the_author_name_shown_cannot_drive_the_terminal() {
     let out = s.run(&["updatekeys", "--check"]);
     assert!(!text(&out.stdout).contains('\u{1b}'));
 }
+
+#[test]
+fn a_removed_or_expired_member_brought_back_by_a_commit_is_asked_about_again() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "API_KEY=sk_live_0123456789"]);
+    let (bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    commit_as(&s, "Test User <test@example.com>", "bob joins");
+    let with_bob = s.read(".sops.yaml");
+    let trusted = || std::fs::read_to_string(s.repo.join(".git/envv/trusted")).unwrap_or_default();
+    assert!(trusted().contains(&bob_pub));
+
+    // Removed: forgotten. His own commit putting himself back is a question, not a re-grant.
+    s.ok(&["member", "rm", "bob"]);
+    commit_as(&s, "Test User <test@example.com>", "bob leaves");
+    assert!(!trusted().contains(&bob_pub), "{}", trusted());
+    s.write(".sops.yaml", &with_bob);
+    let c = commit_as(&s, "Bob <bob@example.com>", "restore config");
+    let err = s.fails(&["updatekeys"], 1);
+    assert!(err.contains("bob") && err.contains(&c), "{err}");
+    assert!(!run_as(&s, &bob, &["get", "API_KEY"]).status.success());
+
+    // Expired: rotated out by updatekeys and forgotten; an extended date is a question too.
+    s.ok(&["updatekeys", "--yes"]);
+    assert!(run_as(&s, &bob, &["get", "API_KEY"]).status.success());
+    let expired = s.read(".sops.yaml").replace(
+        &format!("      key: {bob_pub}\n"),
+        &format!("      key: {bob_pub}\n      expires: 2020-01-01\n"),
+    );
+    s.write(".sops.yaml", &expired);
+    s.ok(&["updatekeys"]);
+    assert!(!run_as(&s, &bob, &["get", "API_KEY"]).status.success());
+    assert!(!trusted().contains(&bob_pub), "{}", trusted());
+    s.write(".sops.yaml", expired.replace("2020-01-01", "2099-01-01"));
+    let err = s.fails(&["updatekeys"], 1);
+    assert!(err.contains("bob"), "{err}");
+    assert!(!run_as(&s, &bob, &["get", "API_KEY"]).status.success());
+}

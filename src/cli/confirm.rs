@@ -49,6 +49,40 @@ impl Confirmed {
             eprintln!("warning: could not remember the confirmed readers: {e}");
         }
     }
+
+    /// [`Confirmed::remember`], after which the readers that are gone (removed from a file by
+    /// `plan`, or readers under `old`, and readers of nothing under `new`) are forgotten: a
+    /// commit that brings a removed or expired member back is asked about again.
+    pub fn settle(self, ctx: &Ctx, plan: &Plan, old: Option<&Policy>, new: &Policy) {
+        let readers: Vec<String> = new
+            .environments
+            .keys()
+            .flat_map(|e| new.recipients(e))
+            .map(|r| r.text)
+            .collect();
+        let mut gone: Vec<String> = plan
+            .files
+            .iter()
+            .flat_map(|c| c.dropped_recipients())
+            .collect();
+        if let Some(old) = old {
+            gone.extend(
+                old.environments
+                    .keys()
+                    .flat_map(|e| old.recipients(e))
+                    .map(|r| r.text),
+            );
+        }
+        gone.retain(|k| !readers.iter().any(|r| same_recipient(r, k)));
+        self.remember(ctx);
+        if gone.is_empty() {
+            return;
+        }
+        let mut store = TrustStore::open(&ctx.ws.root);
+        if let Err(e) = store.forget(&gone) {
+            eprintln!("warning: could not update the confirmed readers: {e}");
+        }
+    }
 }
 
 /// Checks that every grant goes to a confirmed recipient: one `named` by this command (member

@@ -51,6 +51,9 @@ pub struct EnvLsArgs {
 
 /// Set who reads an environment (replaces its readers); files are re-wrapped or rotated.
 ///
+/// Members you name are confirmed by this command; members reached through a group whom you
+/// have not confirmed yet are listed and need --yes (or a yes on a terminal).
+///
 /// Example: envv env readers production ops,ci
 #[derive(Args, Debug)]
 pub struct EnvReadersArgs {

@@ -31,7 +31,9 @@ pub enum MemberCommand {
 ///
 /// No value is re-encrypted: only recipient entries are added. You must be able to decrypt each
 /// affected file. Without --to the member joins the group `team`. --to takes groups or
-/// environments (repeatable or comma-separated).
+/// environments (repeatable or comma-separated). Only this member is added: other differences
+/// between the files and .sops.yaml (a hand edit, a pull) are left alone and listed for
+/// `envv updatekeys`.
 ///
 /// Example: envv member add bob "ssh-ed25519 AAAA... bob@laptop" --to ops,staging
 #[derive(Args, Debug)]
@@ -493,6 +495,7 @@ pub(crate) fn commit_with(
     let plan = s.plan(new, mode, None)?;
     let plan = s.narrow(plan, new, mode);
     let confirmed = confirm::confirm(ctx, new, &confirm::grants_of(&plan), named)?;
+    let old = s.policy.clone();
     if let Err(e) = s.apply(&plan, Some(new), ring) {
         eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
         if let crate::Error::NoIdentity { file, .. } = &e {
@@ -500,7 +503,7 @@ pub(crate) fn commit_with(
         }
         return Err(e);
     }
-    confirmed.remember(ctx);
+    confirmed.settle(ctx, &plan, Some(&old), new);
     report(&plan, true);
     report_left_alone(s);
     Ok(plan)

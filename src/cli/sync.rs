@@ -130,7 +130,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
         eprintln!("nothing was changed");
         return Err(e.into());
     }
-    confirmed.remember(ctx);
+    confirmed.settle(ctx, &plan, None, &policy);
     if stale {
         eprintln!("regenerated the creation_rules of {POLICY_FILE} from its envv: section");
     }
@@ -152,7 +152,7 @@ pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> anyhow::Result<i32> {
         eprintln!("nothing was changed");
         return Err(e.into());
     }
-    confirmed.remember(ctx);
+    confirmed.settle(ctx, &plan, None, &policy);
     report(&plan, false);
     Ok(0)
 }
