@@ -236,6 +236,7 @@ impl<'a> Parser<'a> {
                 let (value, end) = self.quoted(vpos, q, line_no)?;
                 // Rest of the closing line: whitespace and an optional comment.
                 self.advance_to(end);
+                let close_line = self.line;
                 let tail = self.take_line();
                 let t = tail.trim_start_matches([' ', '\t']);
                 let comment = if t.is_empty() {
@@ -244,7 +245,7 @@ impl<'a> Parser<'a> {
                     Some(c.to_string())
                 } else {
                     return Err(self.err(
-                        self.line - 1,
+                        close_line,
                         format!("unexpected text after the closing quote of {key} (quote the whole value, or start a comment with ` #`)"),
                     ));
                 };

@@ -8,5 +8,6 @@ mod gitint;
 mod health;
 mod interop;
 mod member;
+mod peers;
 mod props;
 mod reliability;

@@ -155,9 +155,16 @@ pub(crate) fn render_dotenv(
                 if dotenv::validate_key(key).is_err() {
                     let why = dotenv::key_problem(key);
                     match mode {
-                        Render::Decrypt => warnings.push(format!("{}:{n}: left out: {why}", f.name)),
-                        Render::Edit => warnings.push(format!("{}:{n}: not shown, and removed when you save: {why}", f.name)),
-                        Render::Textconv => out.extend_from_slice(format!("# envv: line {n} left out: not a key name\n").as_bytes()),
+                        Render::Decrypt => {
+                            warnings.push(format!("{}:{n}: left out: {why}", f.name))
+                        }
+                        Render::Edit => warnings.push(format!(
+                            "{}:{n}: not shown, and removed when you save: {why}",
+                            f.name
+                        )),
+                        Render::Textconv => out.extend_from_slice(
+                            format!("# envv: line {n} left out: not a key name\n").as_bytes(),
+                        ),
                     }
                     continue;
                 }
@@ -167,7 +174,11 @@ pub(crate) fn render_dotenv(
                     let s = dotenv::spell(v.expose(), mode != Render::Edit);
                     out.extend_from_slice(&s.text);
                     if mode == Render::Decrypt && !s.misread_by.is_empty() {
-                        warnings.push(format!("{}: {}", f.name, misread_warning(key, s.misread_by)));
+                        warnings.push(format!(
+                            "{}: {}",
+                            f.name,
+                            misread_warning(key, s.misread_by)
+                        ));
                     }
                 }
                 out.push(b'\n');

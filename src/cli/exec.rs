@@ -212,7 +212,10 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
 /// KEY=value lines spelled for the dotenv readers; a warning names each value that no spelling
 /// carries to all of them.
 fn render_dotenv(vars: &[Var]) -> Vec<u8> {
-    let cap: usize = vars.iter().map(|v| v.key.len() + 2 * v.value.len() + 8).sum();
+    let cap: usize = vars
+        .iter()
+        .map(|v| v.key.len() + 2 * v.value.len() + 8)
+        .sum();
     let mut out = Vec::with_capacity(cap);
     for v in vars {
         out.extend_from_slice(v.key.as_bytes());
