@@ -834,10 +834,11 @@ mod tests {
         assert!(e.contains("x.env:1:") && e.contains("NUL"), "{e}");
         // Trailing CRs: reading is a fixed point after one read (found by cargo fuzz). A
         // plaintext value keeps its CRs (sops's MAC covers them), a comment does not.
-        let once = parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\nB=ENC[x]\r\n").unwrap();
+        let once =
+            parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\nB=ENC[AES256_GCM,data:x]\r\n").unwrap();
         let mut out = Vec::new();
         emit_stored(&once, &mut out);
-        assert_eq!(out, b"#c\nA=v\r\r\r\nB=ENC[x]\n");
+        assert_eq!(out, b"#c\nA=v\r\r\r\nB=ENC[AES256_GCM,data:x]\n");
         let twice = parse_stored("x.env", &out).unwrap();
         assert_eq!(twice, once);
     }
@@ -877,10 +878,65 @@ mod tests {
             "tab\tx",
             "ü",
         ] {
-            let line = format!("K={}\n", String::from_utf8(quote(v.as_bytes())).unwrap());
+            let line = format!(
+                "K={}\n",
+                String::from_utf8(quote(v.as_bytes()).to_vec()).unwrap()
+            );
             let p = pairs(&line);
             assert_eq!(p[0].1, v, "line {line:?}");
         }
+    }
+
+    #[test]
+    fn every_spelling_reads_back_in_envv() {
+        // The edit scratch file and `encrypt` of decrypt's output rely on this.
+        for v in [
+            "it's \"fine\"",
+            "C:\\Users\\me\\",
+            "\\\\server\\share",
+            "it's $(x) `y` ${Z} \\",
+            "a\rb\nc",
+            "\u{a0}pad\u{2003}",
+            "'\"`$\\",
+            "{\n  \"a\": 1\n}",
+            "x #y",
+            "#x",
+            "\\n",
+            "$",
+            "it's \\",
+        ] {
+            for portable in [true, false] {
+                let s = spell(v.as_bytes(), portable);
+                let line = format!("K={}\n", String::from_utf8(s.text.to_vec()).unwrap());
+                let p = pairs(&line);
+                assert_eq!(p[0].1, v, "line {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn spellings_by_value() {
+        let sp = |v: &str| String::from_utf8(spell(v.as_bytes(), true).text.to_vec()).unwrap();
+        assert_eq!(sp("plain"), "plain");
+        assert_eq!(sp("\\\\server\\share"), "\\\\server\\share");
+        assert_eq!(sp("C:\\Users\\me\\"), "C:\\Users\\me\\");
+        assert_eq!(sp("a b"), "'a b'");
+        assert_eq!(sp("$HOME"), "'$HOME'");
+        assert_eq!(sp("it's"), "\"it's\"");
+        assert_eq!(sp("a\nb"), "\"a\\nb\"");
+        assert_eq!(sp("it's $(x)"), "\"it's \\$\\(x)\"");
+        assert_eq!(sp("it's \\"), "\"it's \\\\\" #\"");
+        let m = spell(b"it's \"fine\"", true).misread_by;
+        assert_eq!(m.names(), "node dotenv, godotenv, dotenvx");
+        assert!(spell(b"${A}", true)
+            .misread_by
+            .contains(Reader::PythonInterpolate));
+    }
+
+    #[test]
+    fn comments_never_span_lines() {
+        let c = comment_text("a\rB=1\nC=2\u{2028}D\u{85}E\x0bF".as_bytes());
+        assert_eq!(&c[..], "a B=1 C=2 D E F".as_bytes());
     }
 
     #[test]
