@@ -779,4 +779,13 @@ fn sops_keys_from_naive_files_are_left_out_with_a_warning() {
     let out = s.run(&["export", "-f", "naive.env", "--identity", id]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "GOOD=3\n");
+    let out = s.run(&["decrypt", "-f", "naive.env", "--identity", id]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "export FOO=1\nGOOD=3\n"
+    );
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("naive.env:2: left out"));
 }

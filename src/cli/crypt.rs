@@ -152,7 +152,10 @@ pub(crate) fn render_dotenv(
             }
             Line::Pair { key, line, .. } => {
                 let n = if *line > 0 { *line } else { i + 1 };
-                if dotenv::validate_key(key).is_err() {
+                // sops keeps `export ` in a key it read from `export KEY=v`; every dotenv
+                // reader and shell takes that line as written.
+                let name = key.strip_prefix("export ").unwrap_or(key);
+                if dotenv::validate_key(name).is_err() {
                     let why = dotenv::key_problem(key);
                     match mode {
                         Render::Decrypt => {
