@@ -537,7 +537,11 @@ pub fn spell(value: &[u8], portable: bool) -> Spelling {
     let escaped_misread = {
         let mut m = Readers::NONE;
         if v.contains(['"', '\\', '$', '`']) {
-            m = m.with(Reader::Node).with(Reader::Dotenvx);
+            m = m.with(Reader::Node);
+        }
+        // dotenvx takes `\$` as a `$` (but runs `$(` even so, hence `\(`).
+        if v.contains(['"', '\\', '`']) || v.contains("$(") {
+            m = m.with(Reader::Dotenvx);
         }
         if v.contains(['$', '`']) {
             m = m.with(Reader::Python).with(Reader::PythonInterpolate);
