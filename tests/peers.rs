@@ -825,3 +825,54 @@ fn sops_keys_from_naive_files_are_left_out_with_a_warning() {
         .unwrap()
         .contains("naive.env:2: left out"));
 }
+
+#[test]
+fn edit_shows_every_hard_value_so_that_saving_changes_nothing() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let marks = s.tmp.path().join("marks");
+    let values = corpus(&marks);
+    for (i, v) in values.iter().enumerate() {
+        s.ok(&["set", &format!("V{i:03}"), v]);
+    }
+    let before = s.read(".env");
+    let out = s.envv().arg("edit").env("EDITOR", "true").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.read(".env"),
+        before,
+        "an edit without changes rewrote the file"
+    );
+    // Adding a line keeps every other value and its ciphertext.
+    let ed = s.tmp.path().join("append.sh");
+    std::fs::write(&ed, "#!/bin/sh\necho 'NEW=1' >> \"$1\"\n").unwrap();
+    let out = s
+        .envv()
+        .arg("edit")
+        .env("EDITOR", format!("sh {}", ed.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = s.read(".env");
+    for line in before.lines().filter(|l| l.starts_with('V')) {
+        assert!(after.contains(line), "ciphertext changed: {line}");
+    }
+    let json = s.ok(&["export", "--format", "json"]);
+    let got: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(
+            got[&format!("V{i:03}")].as_str(),
+            Some(v.as_str()),
+            "V{i:03}"
+        );
+    }
+    assert_eq!(got["NEW"], "1");
+}
