@@ -3,10 +3,12 @@
 //! Two grammars live here, because a file is read two ways:
 //!
 //! * **Plaintext dotenv** ([`parse_plain`]): what people type. `export KEY=`, single quotes
-//!   (literal), double quotes (escapes `\n \r \t \" \\`, real newlines allowed), backticks
-//!   (literal), unquoted values with ` #` inline comments. Used by `encrypt`, `edit`,
-//!   `set KEY=VALUE` and imports. [`quote`] is its inverse: it writes a value so that this parser
-//!   (and other dotenv parsers) read the same bytes back.
+//!   (literal), double quotes (escapes `\n \r \t \" \\ \$ \` \(`, real newlines allowed),
+//!   backticks (literal), unquoted values with ` #` inline comments; a CR ends a line. Used by
+//!   `encrypt`, `edit`, `set KEY=VALUE` and imports. [`spell`] is its inverse for output: it
+//!   writes each value so that this parser and the common dotenv readers ([`Reader`]) read the
+//!   same bytes back without expanding or running anything, and says which cannot when no
+//!   spelling suits them all.
 //! * **Stored lines** ([`parse_stored`], [`emit_stored`]): the sops v3 dotenv store, which splits
 //!   each line at the first `=` and gives the value no quoting semantics (only `\n` is an escape).
 //!   Encrypted files are read and written this way, keeping blank lines and order so rewrites
@@ -125,7 +127,18 @@ pub fn parse_plain(file: &str, text: &str) -> Result<Vec<Entry>> {
     // python-dotenv read it: a CR never hides a line inside another line's value.
     let normalized;
     let text = if text.contains('\r') {
-        normalized = zeroize::Zeroizing::new(text.replace("\r\n", "\n").replace('\r', "\n"));
+        // One pass into a buffer of the final size: no un-zeroized intermediate copy.
+        let mut n = zeroize::Zeroizing::new(String::with_capacity(text.len()));
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\r' {
+                chars.next_if_eq(&'\n');
+                n.push('\n');
+            } else {
+                n.push(c);
+            }
+        }
+        normalized = n;
         normalized.as_str()
     } else {
         text

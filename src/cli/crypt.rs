@@ -58,7 +58,7 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     f.save()
 }
 
-/// Print the decrypted file as dotenv (quoted so dotenv parsers read the same values).
+/// Print the decrypted file as dotenv, spelled so dotenv parsers read the same values.
 ///
 /// Encrypted comments and blank lines come back; `-o FILE` writes a 0600 file instead of stdout.
 /// Values are spelled so that dotenv parsers read them literally; a warning names the key when
@@ -194,7 +194,7 @@ pub(crate) fn render_dotenv(
 /// The warning for a value that no dotenv spelling carries to every reader.
 pub(crate) fn misread_warning(key: &str, by: dotenv::Readers) -> String {
     format!(
-        "{key} has no dotenv spelling that every reader takes literally; {} would read it differently (`--format json` and `envv exec` carry it exactly)",
+        "{key} has no dotenv spelling that every reader takes literally; {} would read it differently (`envv export --format json` and `envv exec` carry it exactly)",
         by.names()
     )
 }
