@@ -41,7 +41,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 /// One real dotenv reader: a command that prints a file's values as a JSON object.
 struct Peer {
+    /// The reader's name as envv's warnings spell it.
     name: &'static str,
+    /// How the report names this run of it.
+    label: &'static str,
     cmd: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -80,6 +83,7 @@ fn node_peer() -> Option<Peer> {
     }
     Some(Peer {
         name: "node dotenv",
+        label: "node dotenv",
         cmd: vec!["node".into(), "-e".into(), NODE_READER.into()],
         env: vec![("NODE_PATH".into(), node_path.display().to_string())],
     })
@@ -101,11 +105,13 @@ fn python_peers() -> Vec<Peer> {
     vec![
         Peer {
             name: "python-dotenv",
+            label: "python-dotenv",
             cmd: vec![p.clone(), "-c".into(), PY_READER.into(), "0".into()],
             env: vec![],
         },
         Peer {
             name: "python-dotenv (interpolate=True)",
+            label: "python-dotenv (interpolate=True)",
             cmd: vec![p, "-c".into(), PY_READER.into(), "1".into()],
             env: vec![],
         },
@@ -140,6 +146,7 @@ fn godotenv_peer() -> Option<Peer> {
     );
     Some(Peer {
         name: "godotenv",
+        label: "godotenv",
         cmd: vec![bin.display().to_string()],
         env: vec![],
     })
@@ -171,6 +178,7 @@ fn dotenvx_peer(home: &Path) -> Option<Peer> {
     .unwrap();
     Some(Peer {
         name: "dotenvx",
+        label: "dotenvx run",
         cmd: vec!["sh".into(), wrapper.display().to_string()],
         env: vec![("HOME".into(), home.display().to_string())],
     })
@@ -179,6 +187,15 @@ fn dotenvx_peer(home: &Path) -> Option<Peer> {
 /// Every reader available here (each missing one skipped with a note, or failing under CI).
 fn all_peers(home: &Path) -> Vec<Peer> {
     let mut peers: Vec<Peer> = node_peer().into_iter().collect();
+    // dotenv 17+ also has a hand-written parser behind `{fast: true}`; it must agree.
+    if let Some(mut fast) = node_peer() {
+        fast.label = "node dotenv (fast: true)";
+        fast.cmd[2] = NODE_READER.replace(
+            "fs.readFileSync(process.argv[1])",
+            "fs.readFileSync(process.argv[1]),{fast:true}",
+        );
+        peers.push(fast);
+    }
     peers.extend(python_peers());
     peers.extend(godotenv_peer());
     peers.extend(dotenvx_peer(home));
@@ -389,7 +406,7 @@ fn output_reads_back_exactly_in_the_real_parsers_or_warns() {
         for p in &peers {
             let got = p
                 .read(file)
-                .unwrap_or_else(|e| panic!("{} could not read {}: {e}", p.name, file.display()));
+                .unwrap_or_else(|e| panic!("{} could not read {}: {e}", p.label, file.display()));
             let extra: Vec<&String> = got.keys().filter(|k| !k.starts_with('V')).collect();
             if p.name != "dotenvx" {
                 assert!(
@@ -411,7 +428,7 @@ fn output_reads_back_exactly_in_the_real_parsers_or_warns() {
                     right != named,
                     "{}: {} reads {k} as {:?} (value {v:?}); the warning names {:?}",
                     file.display(),
-                    p.name,
+                    p.label,
                     got.get(&k),
                     warned.get(&k)
                 );
@@ -419,7 +436,7 @@ fn output_reads_back_exactly_in_the_real_parsers_or_warns() {
             report.push(format!(
                 "{}: {} {exact}/{} exact",
                 file.file_name().unwrap().to_string_lossy(),
-                p.name,
+                p.label,
                 values.len()
             ));
         }
