@@ -681,8 +681,8 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
         return Ok(lines);
     }
     for (i, untrimmed) in body.split('\n').enumerate() {
-        // Trailing CRs go from comments, blank lines and ciphertexts (all of them, so that a
-        // rewrite is a fixed point). A plaintext value keeps them: sops reads a CRLF file's
+        // Trailing CRs go from comments, blank lines, ciphertexts and metadata (all of them, so
+        // that a rewrite is a fixed point). A plaintext value keeps them: sops reads a CRLF file's
         // value with its CR, and its MAC covers it.
         let raw = untrimmed.trim_end_matches('\r');
         let line = i + 1;
@@ -699,11 +699,12 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
                 });
             }
             let trimmed = &raw[eq + 1..];
-            let stored = if trimmed.is_empty() || crate::sops::is_enc(trimmed) {
-                trimmed
-            } else {
-                &untrimmed[eq + 1..]
-            };
+            let stored =
+                if trimmed.is_empty() || crate::sops::is_enc(trimmed) || raw.starts_with("sops_") {
+                    trimmed
+                } else {
+                    &untrimmed[eq + 1..]
+                };
             lines.push(Line::Pair {
                 key: raw[..eq].to_string(),
                 stored: stored.to_string(),

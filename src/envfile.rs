@@ -857,6 +857,30 @@ mod tests {
     }
 
     #[test]
+    fn crlf_public_values_verify_with_or_without_their_cr() {
+        let (_id, r) = recipient();
+        let (f, dk, _) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "A=1\nP_unencrypted=x\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
+        // Converted to CRLF after sops or envv wrote it (git autocrlf): the MAC covered `x`.
+        let crlf = String::from_utf8(f.to_bytes())
+            .unwrap()
+            .replace('\n', "\r\n");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", crlf.as_bytes()).unwrap();
+        let p = g.decrypt(&dk, true).unwrap();
+        assert_eq!(g.get(&p, "P_unencrypted").unwrap().expose(), b"x");
+        // A CR the MAC does not cover either way is tampering.
+        let edited = crlf.replace("P_unencrypted=x\r", "P_unencrypted=x\r\r\ry");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();
+        assert!(matches!(g.decrypt(&dk, true), Err(Error::Mac { .. })));
+    }
+
+    #[test]
     fn mac_detects_plaintext_edit_and_swap() {
         let (_id, r) = recipient();
         let (f, dk, _) = EnvFile::encrypt_new(

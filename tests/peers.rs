@@ -893,3 +893,18 @@ fn edit_shows_every_hard_value_so_that_saving_changes_nothing() {
     }
     assert_eq!(got["NEW"], "1");
 }
+
+#[test]
+fn an_encrypted_file_converted_to_crlf_still_reads() {
+    // git with core.autocrlf on Windows checks files out with CRLF.
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A", "1"]);
+    s.ok(&["set", "PUB_unencrypted", "visible"]);
+    let crlf = s.read(".env").replace('\n', "\r\n");
+    s.write(".env", crlf);
+    assert_eq!(s.ok(&["get", "A"]), "1");
+    assert_eq!(s.ok(&["get", "PUB_unencrypted"]), "visible");
+    s.ok(&["set", "B", "2"]);
+    assert_eq!(s.ok(&["get", "PUB_unencrypted"]), "visible");
+}
