@@ -908,3 +908,58 @@ fn an_encrypted_file_converted_to_crlf_still_reads() {
     s.ok(&["set", "B", "2"]);
     assert_eq!(s.ok(&["get", "PUB_unencrypted"]), "visible");
 }
+
+#[test]
+fn edit_stores_keys_from_naive_sops_files_under_their_names() {
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let s = Sandbox::new();
+    let alice = s.init_alice();
+    // Outside the repository: sops would apply envv's .sops.yaml to plain.env.
+    let dir = s.tmp.path().join("sops");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plain.env"), "export FOO=1\n SPACED =2\nGOOD=3\n").unwrap();
+    let out = run_sops(
+        &sops,
+        &dir,
+        &s.default_key(),
+        &[
+            "encrypt",
+            "--age",
+            &alice,
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            "plain.env",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.write(".env", &out.stdout);
+    let out = s.envv().arg("edit").env("EDITOR", "true").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(".env:2: shown as SPACED"), "{err}");
+    let out = s.run(&["export", "--format", "json"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"FOO": "1", "SPACED": "2", "GOOD": "3"})
+    );
+}

@@ -155,23 +155,34 @@ pub(crate) fn render_dotenv(
                 // sops keeps `export ` in a key it read from `export KEY=v`; every dotenv
                 // reader and shell takes that line as written.
                 let name = key.strip_prefix("export ").unwrap_or(key);
+                let mut shown = key.as_str();
                 if dotenv::validate_key(name).is_err() {
                     let why = dotenv::key_problem(key);
-                    match mode {
-                        Render::Decrypt => {
-                            warnings.push(format!("{}:{n}: left out: {why}", f.name))
+                    match (mode, edit_name(f, key)) {
+                        (Render::Edit, Some(fixed)) => {
+                            warnings.push(format!("{}:{n}: shown as {fixed} (the file stores it with `export ` or spaces); saving stores it under that name", f.name));
+                            shown = fixed;
                         }
-                        Render::Edit => warnings.push(format!(
-                            "{}:{n}: not shown, and removed when you save: {why}",
-                            f.name
-                        )),
-                        Render::Textconv => out.extend_from_slice(
-                            format!("# envv: line {n} left out: not a key name\n").as_bytes(),
-                        ),
+                        (Render::Edit, None) => {
+                            warnings.push(format!(
+                                "{}:{n}: not shown, and removed when you save: {why}",
+                                f.name
+                            ));
+                            continue;
+                        }
+                        (Render::Decrypt, _) => {
+                            warnings.push(format!("{}:{n}: left out: {why}", f.name));
+                            continue;
+                        }
+                        (Render::Textconv, _) => {
+                            out.extend_from_slice(
+                                format!("# envv: line {n} left out: not a key name\n").as_bytes(),
+                            );
+                            continue;
+                        }
                     }
-                    continue;
                 }
-                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(shown.as_bytes());
                 out.push(b'=');
                 if let Some(v) = &plain.values[i] {
                     let s = dotenv::spell(v.expose(), mode != Render::Edit);
@@ -189,6 +200,17 @@ pub(crate) fn render_dotenv(
         }
     }
     (out, warnings)
+}
+
+/// The name a stored key written by hand means (`export FOO`, ` FOO `), when it is a valid name
+/// no other line of the file uses.
+fn edit_name<'a>(f: &EnvFile, key: &'a str) -> Option<&'a str> {
+    let t = key.trim();
+    let t = match t.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
+        _ => t,
+    };
+    (dotenv::validate_key(t).is_ok() && f.find(t).is_none()).then_some(t)
 }
 
 /// The warning for a value that no dotenv spelling carries to every reader.
