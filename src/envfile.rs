@@ -277,6 +277,15 @@ impl EnvFile {
             ..Default::default()
         };
         let mut mac = MacBuilder::new(meta.mac_only_encrypted);
+        // A plaintext value ending in CR: sops covers the CR in its MAC when it encrypted a CRLF
+        // file; a file converted to CRLF afterwards (git autocrlf) was covered without it. The
+        // second MAC is built only when such a value exists.
+        let mut mac_lf = self
+            .lines
+            .iter()
+            .any(|l| matches!(l, Line::Pair { stored, .. } if stored.ends_with('\r')))
+            .then(|| MacBuilder::new(meta.mac_only_encrypted));
+        let mut cr_values = Vec::new();
         let mut aad = Vec::with_capacity(64);
         for (i, line) in self.lines.iter().enumerate() {
             let v = match line {
@@ -314,6 +323,9 @@ impl EnvFile {
                             })?;
                             if ty != ValueType::Str {
                                 mac.add(v.expose());
+                                if let Some(m) = &mut mac_lf {
+                                    m.add(v.expose());
+                                }
                                 plain.retype.push(i);
                                 plain.values.push(Some(sops::display_typed(ty, v)));
                                 continue;
@@ -341,6 +353,17 @@ impl EnvFile {
                     };
                     if !meta.mac_only_encrypted || plan[i] {
                         mac.add(value.expose());
+                        if let Some(m) = &mut mac_lf {
+                            let v = value.expose();
+                            let mut lf = v.len();
+                            if !sops::is_enc(stored) {
+                                lf -= v.iter().rev().take_while(|&&b| b == b'\r').count();
+                                if lf < v.len() {
+                                    cr_values.push((i, lf));
+                                }
+                            }
+                            m.add(&v[..lf]);
+                        }
                     }
                     Some(value)
                 }
@@ -353,8 +376,20 @@ impl EnvFile {
                 let enc = EncValue::parse(&meta.mac).ok()?;
                 cipher.decrypt(&enc, aad.as_bytes())
             });
+            let mut lf_ok = |stored: &Secret| {
+                mac_lf
+                    .take()
+                    .is_some_and(|m| stored.expose() == m.finish().as_bytes())
+            };
             match ok {
                 Some(stored) if stored.expose() == computed.as_bytes() => {}
+                Some(stored) if lf_ok(&stored) => {
+                    for (i, lf) in cr_values {
+                        if let Some(v) = &plain.values[i] {
+                            plain.values[i] = Some(Secret::new(v.expose()[..lf].to_vec()));
+                        }
+                    }
+                }
                 _ => {
                     return Err(Error::Mac {
                         file: self.name.clone(),
@@ -819,6 +854,30 @@ mod tests {
         let bytes = f.to_bytes();
         assert_eq!(bytes.len(), bytes.capacity());
         assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn crlf_public_values_verify_with_or_without_their_cr() {
+        let (_id, r) = recipient();
+        let (f, dk, _) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "A=1\nP_unencrypted=x\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
+        // Converted to CRLF after sops or envv wrote it (git autocrlf): the MAC covered `x`.
+        let crlf = String::from_utf8(f.to_bytes())
+            .unwrap()
+            .replace('\n', "\r\n");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", crlf.as_bytes()).unwrap();
+        let p = g.decrypt(&dk, true).unwrap();
+        assert_eq!(g.get(&p, "P_unencrypted").unwrap().expose(), b"x");
+        // A CR the MAC does not cover either way is tampering.
+        let edited = crlf.replace("P_unencrypted=x\r", "P_unencrypted=x\r\r\ry");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();
+        assert!(matches!(g.decrypt(&dk, true), Err(Error::Mac { .. })));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod health;
 mod identities;
 mod interop;
 mod member;
+mod peers;
 mod phrase;
 mod proposals;
 mod props;

@@ -35,7 +35,11 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
     let left_empty = Cell::new(false);
     let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
         let scratch = {
-            let text = zeroize::Zeroizing::new(super::crypt::render_dotenv(f, plain));
+            let (text, warnings) =
+                super::crypt::render_dotenv(f, plain, super::crypt::Render::Edit);
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             Scratch::create(&t.name, &text)?
         };
         loop {

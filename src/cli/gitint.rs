@@ -418,7 +418,8 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
     match decrypted {
         Some((plain, mac_ok)) => {
-            out.extend_from_slice(&super::crypt::render_dotenv(&f, &plain));
+            let (text, _) = super::crypt::render_dotenv(&f, &plain, super::crypt::Render::Textconv);
+            out.extend_from_slice(&text);
             if !mac_ok {
                 out.extend_from_slice(
                     b"# envv: the MAC does not match (edited outside envv/sops?)\n",
@@ -437,15 +438,26 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
                     }
                     Line::Comment(t) => {
                         out.push(b'#');
-                        out.extend_from_slice(t.as_bytes());
+                        out.extend_from_slice(&dotenv::comment_text(t.as_bytes()));
                         out.push(b'\n');
+                    }
+                    Line::Pair { key, line, .. } if dotenv::validate_key(key).is_err() => {
+                        let n = if *line > 0 { *line } else { i + 1 };
+                        out.extend_from_slice(
+                            format!("# envv: line {n} left out: not a key name\n").as_bytes(),
+                        );
                     }
                     Line::Pair { key, stored, .. } if crate::sops::is_enc(stored) => {
                         out.extend_from_slice(
                             format!("{key}=<encrypted: {}>\n", fingerprint(stored)).as_bytes(),
                         );
                     }
-                    Line::Pair { .. } => dotenv::emit_stored(std::slice::from_ref(l), &mut out),
+                    Line::Pair { key, stored, .. } => {
+                        out.extend_from_slice(key.as_bytes());
+                        out.push(b'=');
+                        out.extend_from_slice(&dotenv::quote(&dotenv::unescape_stored(stored)));
+                        out.push(b'\n');
+                    }
                 }
             }
         }
