@@ -67,6 +67,9 @@ pub enum Kind {
     MaxAge,
     /// A key set in other environments is missing here.
     Drift,
+    /// The file's own rule lines leave plain what the policy encrypts (or public values
+    /// outside the MAC).
+    WeakRule,
 }
 
 impl Kind {
@@ -86,6 +89,7 @@ impl Kind {
             Kind::Tampered => "tampered",
             Kind::MaxAge => "max_age",
             Kind::Drift => "drift",
+            Kind::WeakRule => "weak_rule",
         }
     }
 }
@@ -248,6 +252,13 @@ pub fn check(
         };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
+                if let Some(c) = f.rule_conflict(&policy.crypt_rule()).filter(|_| want) {
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::WeakRule, Some(name), c.message())
+                            .file(&rel)
+                            .hint(c.fix(&rel)),
+                    );
+                }
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {
                         l.stored.insert(key.clone(), stored.clone());

@@ -231,6 +231,8 @@ pub struct Keyring {
     /// Recipients whose entry did not open although an X25519 identity with that very public
     /// key was tried: the wrapped key was damaged or edited (see [`Keyring::damaged`]).
     damaged: Vec<String>,
+    /// For the last file with key groups that did not open: how many groups opened.
+    groups_opened: Option<usize>,
 }
 
 /// The user's config folder for envv: `$XDG_CONFIG_HOME/envv` or `~/.config/envv`.
@@ -321,6 +323,7 @@ impl Keyring {
                 specs,
                 loaded: (0..n).map(|_| None).collect(),
                 problems: Vec::new(),
+                groups_opened: None,
                 damaged: Vec::new(),
             };
         }
@@ -351,6 +354,7 @@ impl Keyring {
             specs,
             loaded: (0..n).map(|_| None).collect(),
             problems: Vec::new(),
+            groups_opened: None,
             damaged: Vec::new(),
         }
     }
@@ -408,6 +412,7 @@ impl Keyring {
                 .filter(|t| *t > 0)
                 .unwrap_or(meta.groups.len() as u64);
             if (shares.len() as u64) < threshold.max(2) {
+                self.groups_opened = Some(shares.len());
                 return Ok(None);
             }
             let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
@@ -469,6 +474,12 @@ impl Keyring {
     /// file's `sops_age` lines were damaged or edited (not "you are not a reader").
     pub fn damaged(&self) -> &[String] {
         &self.damaged
+    }
+
+    /// After [`Keyring::unwrap`] found too few shares of a file with key groups: how many of its
+    /// groups the identities opened.
+    pub fn groups_opened(&self) -> Option<usize> {
+        self.groups_opened
     }
 
     /// Labels of the identities tried so far (for "no identity" errors): `source (age1…)`.

@@ -57,6 +57,11 @@ pub struct Cli {
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 
+    /// Let a re-wrap or rotation (member add/rm, env readers, updatekeys, rotate) replace a
+    /// file's key groups by one group that any single reader opens (lowers its threshold).
+    #[arg(long, global = true)]
+    pub flatten: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,12 +106,21 @@ pub struct Ctx {
     /// Every `-f` given, in order (only `exec` and `export` accept more than one).
     pub files: Vec<PathBuf>,
     pub identities: Vec<PathBuf>,
+    /// `--flatten`: key groups may be replaced by one group.
+    pub flatten: bool,
 }
 
 impl Ctx {
     /// The file selected by `-e`/`-f` (or the default environment).
     pub fn target(&self) -> crate::Result<Target> {
         self.ws.target(self.env.as_deref(), self.file.as_deref())
+    }
+
+    /// Starts a membership change (locks, policy) with `--flatten` applied.
+    pub fn session(&self) -> crate::Result<crate::membership::Session> {
+        let mut s = crate::membership::Session::begin(&self.ws.root)?;
+        s.flatten = self.flatten;
+        Ok(s)
     }
 
     /// A keyring with `--identity` files first.
@@ -146,6 +160,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         file: cli.file.first().cloned(),
         files: cli.file,
         identities: cli.identity,
+        flatten: cli.flatten,
     };
     match cli.command {
         Command::Keygen(a) => keys::keygen(&ctx, a),

@@ -68,6 +68,7 @@ pub(crate) fn update_with<T>(
         }
         Ok(_) => open_decrypted(ctx, t, false)?,
     };
+    f.refuse_rule_conflict(&policy_rule(ctx)?)?;
     refuse_stale_readers(ctx, t, &f)?;
     let existed = t.path.exists();
     let (changed, out) = change(&mut f, &mut plain, &dk)?;
@@ -76,6 +77,15 @@ pub(crate) fn update_with<T>(
         f.save()?;
     }
     Ok(out)
+}
+
+/// What the policy leaves in plain text (its `public` patterns; sops's default without a policy).
+pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::sops::CryptRule> {
+    Ok(ctx
+        .ws
+        .policy()?
+        .map(|p| p.policy.crypt_rule())
+        .unwrap_or_default())
 }
 
 /// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
