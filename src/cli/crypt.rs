@@ -59,7 +59,7 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
 fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     let rule = super::values::policy_rule(ctx)?;
-    let (mut f, dk, mut plain) = super::values::open_decrypted(ctx, t, false)?;
+    let mut f = EnvFile::open(&t.path, &t.name)?;
     if f.rule_conflict(&rule).is_none() {
         eprintln!(
             "{} already follows the policy's rule; nothing to do",
@@ -67,10 +67,26 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    let meta = f
-        .meta
-        .as_mut()
-        .expect("open_decrypted returns encrypted files");
+    let dk = f.unlock(&mut ctx.keyring(), || ctx.ws.readers(t))?;
+    // The values are authenticated under the file's own rule (a file sops wrote under other
+    // creation_rules) or, when only the rule line was swapped, under the policy's.
+    let mut plain = match f.decrypt(&dk, true) {
+        Ok(p) => p,
+        Err(own) => {
+            let mut g = f.clone();
+            let meta = g.meta.as_mut().expect("encrypted");
+            meta.rule = rule.clone();
+            meta.mac_only_encrypted = false;
+            match g.decrypt(&dk, true) {
+                Ok(p) => {
+                    f = g;
+                    p
+                }
+                Err(_) => return Err(own.into()),
+            }
+        }
+    };
+    let meta = f.meta.as_mut().expect("encrypted");
     meta.rule = rule;
     meta.mac_only_encrypted = false;
     let plan = f.plan();

@@ -60,15 +60,20 @@ pub(crate) fn update_with<T>(
             EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
         }
         Err(e) => return Err(e),
-        Ok(f) if allow_pending && f.is_encrypted() => {
+        Ok(f) if f.is_encrypted() => {
+            // Before decrypting: under a swapped rule line the MAC may not even verify.
+            f.refuse_rule_conflict(&policy_rule(ctx)?)?;
             let mut ring = ctx.keyring();
             let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
-            let plain = f.decrypt_allowing_pending(&dk)?;
+            let plain = if allow_pending {
+                f.decrypt_allowing_pending(&dk)?
+            } else {
+                f.decrypt(&dk, true)?
+            };
             (f, dk, plain)
         }
         Ok(_) => open_decrypted(ctx, t, false)?,
     };
-    f.refuse_rule_conflict(&policy_rule(ctx)?)?;
     refuse_stale_readers(ctx, t, &f)?;
     let existed = t.path.exists();
     let (changed, out) = change(&mut f, &mut plain, &dk)?;
