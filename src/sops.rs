@@ -1019,6 +1019,78 @@ mod tests {
     }
 
     #[test]
+    fn typed_values_as_sops_hashes_and_prints_them() {
+        let t = |ty, s: &str| {
+            decode_typed(ty, &Secret::from_str(s))
+                .map(|t| {
+                    (
+                        t.mac.expose_str().unwrap().to_string(),
+                        t.shown.expose_str().unwrap().to_string(),
+                    )
+                })
+                .map_err(|_| ())
+        };
+        let pair = |a: &str, b: &str| Ok((a.to_string(), b.to_string()));
+        // Go's FormatFloat(f, 'f', -1) for the MAC, sops's %G (+ ".0") for dotenv output.
+        for (input, mac, shown) in [
+            ("123", "123", "123.0"),
+            ("1.5", "1.5", "1.5"),
+            ("0.00001", "0.00001", "1E-05"),
+            ("0.0001", "0.0001", "0.0001"),
+            ("1e21", "1000000000000000000000", "1E+21"),
+            ("1234567", "1234567", "1.234567E+06"),
+            ("123456", "123456", "123456.0"),
+            ("-2.50", "-2.5", "-2.5"),
+            ("0", "0", "0.0"),
+            ("-0", "-0", "-0.0"),
+            ("NaN", "NaN", "NaN"),
+            ("-Inf", "-Inf", "-Inf"),
+            ("infinity", "+Inf", "+Inf"),
+            (".5", "0.5", "0.5"),
+        ] {
+            assert_eq!(t(ValueType::Float, input), pair(mac, shown), "{input}");
+        }
+        for bad in ["", "1e400", "+nan", "0x1p3", "1_000", "abc", "1.2.3"] {
+            assert!(t(ValueType::Float, bad).is_err(), "{bad}");
+        }
+        assert_eq!(t(ValueType::Bool, "true"), pair("True", "true"));
+        assert_eq!(t(ValueType::Bool, "0"), pair("False", "false"));
+        assert!(t(ValueType::Bool, "yes").is_err());
+        assert_eq!(t(ValueType::Int, "+007"), pair("7", "7"));
+        assert_eq!(t(ValueType::Int, "-42"), pair("-42", "-42"));
+        assert!(t(ValueType::Int, "1.0").is_err());
+        assert!(t(ValueType::Int, "99999999999999999999").is_err());
+        assert_eq!(
+            t(ValueType::Time, "2026-11-21T22:44:12.500Z"),
+            pair("2026-11-21T22:44:12.5Z", "2026-11-21T22:44:12Z")
+        );
+        assert_eq!(t(ValueType::Bytes, "raw"), pair("raw", "raw"));
+    }
+
+    #[test]
+    fn rule_cover() {
+        let def = CryptRule::default();
+        assert!(def.covers(&def));
+        assert!(CryptRule::UnencryptedSuffix("_x_unencrypted".into()).covers(&def));
+        assert!(!CryptRule::UnencryptedSuffix("_KEY".into()).covers(&def));
+        let r = |s: &str| CryptRule::UnencryptedRegex(Regex::new(s).unwrap());
+        assert!(r("^PORT$").covers(&r("^PORT$")));
+        assert!(!r("^(GITHUB|AWS)_").covers(&def));
+        assert!(!r("^P").covers(&r("^PORT$")));
+        assert!(!CryptRule::EncryptedRegex(Regex::new(".").unwrap()).covers(&def));
+    }
+
+    #[test]
+    fn enc_text_after_the_bracket_is_refused() {
+        let k = DataKey::generate();
+        let s = k.cipher().encrypt(b"v", b"A:", ValueType::Str);
+        assert!(EncValue::parse(&s).is_ok());
+        assert!(EncValue::parse(&format!("{s} # note"))
+            .unwrap_err()
+            .contains("after the closing ]"));
+    }
+
+    #[test]
     fn canonical_times() {
         assert_eq!(
             canonical_time("2026-11-21T22:44:12Z").unwrap(),

@@ -255,6 +255,13 @@ fn a_swapped_rule_line_never_stores_a_secret_in_plain_text() {
     s.git(&["add", ".env"]);
     let err = s.fails(&["hook", "pre-commit"], 1);
     assert!(err.contains("sops_unencrypted_regex"), "{err}");
+    // The merge driver does not merge into (or from) such a side.
+    for (n, t) in [("O", &text), ("A", &text), ("B", &swapped)] {
+        std::fs::write(s.repo.join(n), t).unwrap();
+    }
+    let out = s.run(&["merge-driver", "O", "A", "B", ".env"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sops_unencrypted_regex"));
     // The fix puts the policy's rule back; new keys are then encrypted.
     s.ok(&["encrypt", "--fix-rule"]);
     s.ok(&["set", "GITHUB_TOKEN", "ghp_secret"]);
@@ -532,5 +539,46 @@ fn lowering_a_threshold_needs_flatten() {
     assert_eq!(
         s.ok(&["get", "-f", GROUPS, "--identity", &a, "API_KEY"]),
         "three groups, any two"
+    );
+}
+
+#[test]
+fn merges_keep_key_groups() {
+    let s = groups_repo();
+    let (a, b) = (key("keys.txt"), key("keys_b.txt"));
+    let ids = ["--identity", a.as_str(), "--identity", b.as_str()];
+    let base = s.read(GROUPS);
+    let with = |args: &[&str]| {
+        let mut v: Vec<&str> = ids.to_vec();
+        v.extend_from_slice(args);
+        s.ok(&v);
+        s.read(GROUPS)
+    };
+    let ours = with(&["set", "-f", GROUPS, "OURS", "1"]);
+    s.write(GROUPS, &base);
+    let theirs = with(&["set", "-f", GROUPS, "THEIRS", "2"]);
+    for (n, t) in [("O", &base), ("A", &ours), ("B", &theirs)] {
+        std::fs::write(s.repo.join(n), t).unwrap();
+    }
+    let mut v: Vec<&str> = ids.to_vec();
+    v.extend_from_slice(&["merge-driver", "O", "A", "B", GROUPS]);
+    s.ok(&v);
+    std::fs::copy(s.repo.join("A"), s.repo.join(GROUPS)).unwrap();
+    assert_eq!(groups_of(&s), (3, "2".into()));
+    let mut v: Vec<&str> = ids.to_vec();
+    v.extend_from_slice(&["get", "-f", GROUPS, "THEIRS"]);
+    assert_eq!(s.ok(&v), "2");
+    // A side that flattened the groups is not merged with one that kept them.
+    let flat = base.replace("sops_shamir_threshold=2", "sops_shamir_threshold=1");
+    std::fs::write(s.repo.join("B"), &flat).unwrap();
+    std::fs::write(s.repo.join("A"), &ours).unwrap();
+    let mut v: Vec<&str> = ids.to_vec();
+    v.extend_from_slice(&["merge-driver", "O", "A", "B", GROUPS]);
+    let out = s.run(&v);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("different key groups or thresholds"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
