@@ -234,7 +234,11 @@ impl EnvFile {
                 self.name, self.name
             ))
         })?;
-        match keyring.unwrap(meta)? {
+        let unwrapped = keyring.unwrap(meta).map_err(|e| match e {
+            Error::Crypto(m) if m.contains("sops_shamir_threshold") => Error::format(&self.name, m),
+            other => other,
+        })?;
+        match unwrapped {
             Some(k) => Ok(k),
             None if !keyring.damaged().is_empty() => {
                 let whose: Vec<String> = keyring

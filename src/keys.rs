@@ -407,18 +407,31 @@ impl Keyring {
                     shares.push(s);
                 }
             }
-            let threshold = meta
-                .shamir_threshold
-                .filter(|t| *t > 0)
-                .unwrap_or(meta.groups.len() as u64);
-            if (shares.len() as u64) < threshold.max(2) {
+            let threshold = meta.groups_needed();
+            if (shares.len() as u64) < threshold {
                 self.groups_opened = Some(shares.len());
                 return Ok(None);
             }
             let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
             let key = zeroize::Zeroizing::new(shamir::combine(&plain).map_err(Error::Crypto)?);
+            // `sops_shamir_threshold` is not authenticated: check that the stored number of
+            // shares really recovers the key, so a threshold lowered by hand is never used to
+            // split the next data key.
+            let t = threshold as usize;
+            let lowered = if t < plain.len() {
+                let again =
+                    zeroize::Zeroizing::new(shamir::combine(&plain[..t]).map_err(Error::Crypto)?);
+                again[..] != key[..]
+            } else {
+                false
+            };
             for mut p in plain {
                 zeroize::Zeroize::zeroize(&mut p);
+            }
+            if lowered {
+                return Err(Error::Crypto(
+                    "its sops_shamir_threshold is lower than the key groups it was split for (edited by hand?): restore the file with `git checkout`".into(),
+                ));
             }
             Ok(Some(DataKey::from_slice(&key).ok_or_else(|| {
                 Error::Crypto("recovered data key is not 32 bytes".into())

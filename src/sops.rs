@@ -544,7 +544,9 @@ impl Metadata {
             .map(|(_, l)| *l)
     }
 
-    /// The number of key groups needed to recover the data key (1 for a single group).
+    /// The number of key groups needed to recover the data key (1 for a single group). Never
+    /// below 2 with several groups: sops cannot split or combine with fewer, so a stored 1 (or 0,
+    /// "all groups") is not taken to mean that one group suffices.
     pub fn groups_needed(&self) -> u64 {
         if self.groups.len() <= 1 {
             return 1;
@@ -552,6 +554,7 @@ impl Metadata {
         self.shamir_threshold
             .filter(|t| *t > 0)
             .unwrap_or(self.groups.len() as u64)
+            .max(2)
     }
 
     /// All recipients, in group order.

@@ -569,7 +569,10 @@ fn merges_keep_key_groups() {
     v.extend_from_slice(&["get", "-f", GROUPS, "THEIRS"]);
     assert_eq!(s.ok(&v), "2");
     // A side that flattened the groups is not merged with one that kept them.
-    let flat = base.replace("sops_shamir_threshold=2", "sops_shamir_threshold=1");
+    s.write(GROUPS, &base);
+    let (_, dave) = s.identity("dave");
+    let flat = with(&["member", "add", "dave", &dave, "--flatten"]);
+    assert_eq!(groups_of(&s), (0, "none".into()));
     std::fs::write(s.repo.join("B"), &flat).unwrap();
     std::fs::write(s.repo.join("A"), &ours).unwrap();
     let mut v: Vec<&str> = ids.to_vec();
@@ -580,5 +583,58 @@ fn merges_keep_key_groups() {
         String::from_utf8_lossy(&out.stderr).contains("different key groups or thresholds"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_threshold_lowered_by_hand_is_not_used() {
+    let (a, b, c) = (key("keys.txt"), key("keys_b.txt"), key("keys_c.txt"));
+    let all = [
+        "--identity",
+        a.as_str(),
+        "--identity",
+        b.as_str(),
+        "--identity",
+        c.as_str(),
+    ];
+    let with_all = |s: &Sandbox, args: &[&str]| {
+        let mut v: Vec<&str> = all.to_vec();
+        v.extend_from_slice(args);
+        s.run(&v)
+    };
+    // Not covered by the MAC: a pusher writes 1 so that the next rotation would split 1-of-3.
+    let s = groups_repo();
+    let text = s.read(GROUPS);
+    s.write(
+        GROUPS,
+        text.replace("sops_shamir_threshold=2", "sops_shamir_threshold=1"),
+    );
+    let out = with_all(&s, &["rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(groups_of(&s), (3, "2".into()), "never split below 2");
+    let err = s.fails(&["get", "-f", GROUPS, "--identity", &a, "API_KEY"], 1);
+    assert!(err.contains("needs 2 of 3 key groups"), "{err}");
+    // 3-of-3 lowered to 2: the shares show it, and nothing is re-split.
+    let s = with_typed("groups_3_of_3.env", GROUPS);
+    s.write(".sops.yaml", groups_repo().read(".sops.yaml"));
+    let text = s.read(GROUPS);
+    s.write(
+        GROUPS,
+        text.replace("sops_shamir_threshold=3", "sops_shamir_threshold=2"),
+    );
+    let out = with_all(&s, &["rotate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("g.env") && err.contains("sops_shamir_threshold"),
+        "{err}"
+    );
+    assert!(
+        s.read(GROUPS).contains("sops_shamir_threshold=2"),
+        "nothing rotated"
     );
 }
