@@ -241,6 +241,17 @@ fn a_swapped_rule_line_never_stores_a_secret_in_plain_text() {
             "{args:?}: {err}"
         );
     }
+    let out = s
+        .envv()
+        .args(["edit"])
+        .env(
+            "EDITOR",
+            "sh -c 'printf \"GITHUB_TOKEN=x\\n\" >> \"$1\"' editor",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sops_unencrypted_regex"));
     assert_eq!(s.read(".env"), swapped, "nothing was written");
     let (_, bob) = s.identity("bob");
     let err = s.fails(&["member", "add", "bob", &bob], 2);

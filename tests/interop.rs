@@ -467,3 +467,62 @@ fn non_default_env_file_decrypts_with_sops_input_type() {
         "DB=postgres://prod\n"
     );
 }
+
+#[test]
+fn files_sops_encrypts_under_envv_creation_rules_read_and_write() {
+    // `public` becomes the generated rule's unencrypted_regex; sops writes it into the file,
+    // and envv, which compares a file's rule with the policy's, reads and writes that file.
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let (s, keys) = tricky_sandbox(1);
+    let policy = s.read(".sops.yaml").replace(
+        "creation_rules:",
+        "  public: ['^PORT$', '^NEXT_PUBLIC_']\ncreation_rules:",
+    );
+    s.write(".sops.yaml", policy);
+    s.envv()
+        .args(["updatekeys"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .assert()
+        .success();
+    assert!(s.read(".sops.yaml").contains("unencrypted_regex"));
+    s.write(".env", "PORT=8080\nNEXT_PUBLIC_URL=https://x\nDB=secret\n");
+    let out = run_sops(&sops, &s.repo, &keys[0], &["encrypt", "-i", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.read(".env").starts_with("PORT=8080\n"),
+        "sops left PORT plain"
+    );
+    s.envv()
+        .args(["set", "NEW", "from envv"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .assert()
+        .success();
+    let check = s
+        .envv()
+        .args(["check"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&check.stdout).contains("weak_rule"));
+    let out = run_sops(
+        &sops,
+        &s.repo,
+        &keys[0],
+        &["decrypt", "--output-type", "json", ".env"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["NEW"], "from envv");
+    assert_eq!(v["DB"], "secret");
+}
