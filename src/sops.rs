@@ -411,6 +411,15 @@ impl CryptRule {
             (CryptRule::UnencryptedSuffix(have), CryptRule::UnencryptedSuffix(want)) => {
                 !have.is_empty() && have.ends_with(want.as_str())
             }
+            // `public` patterns added since the file was written: the file's patterns are some
+            // of the policy's, so it leaves plain no more than the policy does.
+            (CryptRule::UnencryptedRegex(have), CryptRule::UnencryptedRegex(want)) => {
+                let parts = |r: &Regex| {
+                    union_parts(r.as_str()).unwrap_or_else(|| vec![r.as_str().to_string()])
+                };
+                let want = parts(want);
+                parts(have).iter().all(|p| want.contains(p))
+            }
             (have, want) => {
                 have.meta_name() == want.meta_name() && have.meta_value() == want.meta_value()
             }
@@ -475,6 +484,18 @@ impl CryptRule {
             line: 0,
         }])[0]
     }
+}
+
+/// The patterns of a regex written as envv writes several `public` patterns,
+/// `(?:p1)|(?:p2)|...`, when each part is a valid regex on its own (so the whole matches exactly
+/// what one of them matches). `None` for any other regex.
+fn union_parts(re: &str) -> Option<Vec<String>> {
+    let inner = re.strip_prefix("(?:")?.strip_suffix(')')?;
+    let parts: Vec<String> = inner.split(")|(?:").map(str::to_string).collect();
+    if parts.len() < 2 || parts.iter().any(|p| Regex::new(p).is_err()) {
+        return None;
+    }
+    Some(parts)
 }
 
 /// One age recipient entry of a file: the recipient text and its armored wrapped key.
@@ -1080,6 +1101,14 @@ mod tests {
         assert!(r("^PORT$").covers(&r("^PORT$")));
         assert!(!r("^(GITHUB|AWS)_").covers(&def));
         assert!(!r("^P").covers(&r("^PORT$")));
+        // `public` widened after the file was written (envv's union form): still covered.
+        let wide = r("(?:^PORT$)|(?:^NEXT_PUBLIC_)");
+        assert!(r("^PORT$").covers(&wide));
+        assert!(wide.covers(&wide));
+        assert!(!wide.covers(&r("^PORT$")));
+        assert!(!r("(?:^PORT$)|(?:^AWS_)").covers(&wide));
+        // Parts that are not regexes on their own are not split.
+        assert!(!r("(?:(a)|(?:b))").covers(&r("(?:(a)|(?:c))")));
         assert!(!CryptRule::EncryptedRegex(Regex::new(".").unwrap()).covers(&def));
     }
 

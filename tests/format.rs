@@ -649,3 +649,34 @@ fn a_threshold_lowered_by_hand_is_not_used() {
         "nothing rotated"
     );
 }
+
+#[test]
+fn widening_public_keeps_files_writable_narrowing_does_not() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let policy = s.read(".sops.yaml");
+    let with_public = |p: &str| {
+        policy.replacen(
+            "  environments:",
+            &format!("  public: [{p}]\n  environments:"),
+            1,
+        )
+    };
+    s.write(".sops.yaml", with_public("'^PORT$'"));
+    s.ok(&["set", "PORT=8080", "DB=secret"]);
+    assert!(s.read(".env").contains("\nsops_unencrypted_regex=^PORT$\n"));
+    // More public patterns: the file still encrypts everything the policy encrypts.
+    s.write(".sops.yaml", with_public("'^PORT$', '^NEXT_PUBLIC_'"));
+    s.ok(&["set", "NEW_SECRET", "v"]);
+    assert!(!s.ok(&["check", "--json"]).contains("weak_rule"));
+    // PORT no longer public: the file would keep it plain, so writes stop.
+    s.write(".sops.yaml", policy.clone());
+    let err = s.fails(&["set", "OTHER", "v"], 2);
+    assert!(err.contains("sops_unencrypted_regex"), "{err}");
+    s.ok(&["encrypt", "--fix-rule"]);
+    assert!(
+        !s.read(".env").contains("PORT=8080"),
+        "PORT is now encrypted"
+    );
+    assert_eq!(s.ok(&["get", "PORT"]), "8080");
+}
