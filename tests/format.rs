@@ -680,3 +680,27 @@ fn widening_public_keeps_files_writable_narrowing_does_not() {
     );
     assert_eq!(s.ok(&["get", "PORT"]), "8080");
 }
+
+#[test]
+fn a_comment_retyped_as_a_string_fails_the_mac_as_in_sops() {
+    // sops hashes a comment stored as `str` (not one stored as `comment`).
+    let s = Sandbox::new();
+    s.init_alice();
+    s.write(".env", "# a note\nA=1\n");
+    s.ok(&["encrypt"]);
+    let text = s.read(".env");
+    let flipped = text.replacen("type:comment]", "type:str]", 1);
+    assert_ne!(flipped, text);
+    s.write(".env", &flipped);
+    let err = s.fails(&["get", "A"], 2);
+    assert!(err.contains("MAC does not match"), "{err}");
+    if let Some(sops) = sops() {
+        let out = run_sops(&sops, &s.repo, &s.default_key(), &["decrypt", ".env"]);
+        assert_eq!(
+            out.status.code(),
+            Some(51),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
