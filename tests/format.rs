@@ -453,6 +453,19 @@ fn key_groups_and_threshold_survive_every_write() {
     assert_eq!(groups_of(&s), (3, "2".into()), "set");
     run(&["rm", "-f", GROUPS, "OTHER"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "rm");
+    let out = s
+        .envv()
+        .args(two)
+        .args(["edit", "-f", GROUPS])
+        .env("EDITOR", "sh -c 'printf \"EDITED=1\\n\" >> \"$1\"' editor")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(groups_of(&s), (3, "2".into()), "edit");
     run(&["updatekeys"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "updatekeys");
     run(&["rotate"]);
