@@ -69,6 +69,9 @@ pub enum Kind {
     Drift,
     /// Values proposed by non-readers wait to be accepted or rejected.
     PendingProposals,
+    /// The file's own rule lines leave plain what the policy encrypts (or public values
+    /// outside the MAC).
+    WeakRule,
 }
 
 impl Kind {
@@ -89,6 +92,7 @@ impl Kind {
             Kind::MaxAge => "max_age",
             Kind::Drift => "drift",
             Kind::PendingProposals => "pending_proposals",
+            Kind::WeakRule => "weak_rule",
         }
     }
 }
@@ -252,6 +256,13 @@ pub fn check(
         };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
+                if let Some(c) = f.rule_conflict(&policy.crypt_rule()).filter(|_| want) {
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::WeakRule, Some(name), c.message())
+                            .file(&rel)
+                            .hint(c.fix(&rel)),
+                    );
+                }
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {
                         l.stored.insert(key.clone(), stored.clone());

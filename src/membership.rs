@@ -104,6 +104,8 @@ pub struct Session {
     /// The committed policy (`HEAD:.sops.yaml`), read on demand to name recipients that a hand
     /// edit removed from the working policy.
     committed: std::cell::OnceCell<Option<Policy>>,
+    /// Allow changes that replace a file's key groups by one group (`--flatten`).
+    pub flatten: bool,
 }
 
 impl Session {
@@ -132,6 +134,7 @@ impl Session {
             locked: BTreeSet::from([root_dir]),
             locks: vec![root_lock],
             committed: Default::default(),
+            flatten: false,
         };
         s.lock_policy_folders(&policy)?;
         Ok(s)
@@ -156,6 +159,7 @@ impl Session {
             locked: BTreeSet::new(),
             locks: Vec::new(),
             committed: Default::default(),
+            flatten: false,
         })
     }
 
@@ -363,6 +367,7 @@ impl Session {
                 .meta
                 .as_ref()
                 .ok_or_else(|| Error::Usage(format!("{} is not encrypted", change.name)))?;
+            file.refuse_rule_conflict(&new.unwrap_or(&self.policy).crypt_rule())?;
             if change.action == Action::Rotate && meta.has_foreign_master_keys() {
                 return Err(Error::Usage(format!(
                     "{} also has pgp/kms master keys or key groups envv cannot re-wrap; remove them with `sops updatekeys` or `sops --rm-pgp`, then run this again",
@@ -391,11 +396,11 @@ impl Session {
                             file: change.name.clone(),
                         });
                     }
-                    file.rewrap_incremental(&dk, &change.recipients)?;
+                    file.rewrap_incremental(&dk, &change.recipients, self.flatten)?;
                 }
                 _ => {
                     let mut plain = file.decrypt(&dk, true)?;
-                    file.rotate(&mut plain, &change.recipients)?;
+                    file.rotate_with(&mut plain, &change.recipients, self.flatten)?;
                 }
             }
             let new_bytes = file.to_bytes();

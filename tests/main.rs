@@ -4,6 +4,7 @@ mod support;
 
 mod core;
 mod exec;
+mod format;
 mod gitint;
 mod health;
 mod identities;

@@ -21,6 +21,11 @@ use crate::workspace::Target;
 pub struct EncryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
+    /// Replace the file's own rule lines (`sops_unencrypted_*`, `sops_encrypted_*`,
+    /// `sops_mac_only_encrypted`) with the policy's `public` rule, encrypting every value it
+    /// treats as secret. Needs the data key; the MAC is verified first.
+    #[arg(long)]
+    pub fix_rule: bool,
 }
 
 pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
@@ -29,6 +34,9 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
         None => ctx.target()?,
     };
     let f = EnvFile::open(&t.path, &t.name)?;
+    if a.fix_rule && f.is_encrypted() {
+        return fix_rule(ctx, &t);
+    }
     if !f.is_encrypted() {
         encrypt_plain_file(ctx, &t)?;
         eprintln!("encrypted {} for {}", t.name, ctx.ws.readers(&t).join(", "));
@@ -42,6 +50,69 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
         eprintln!("{} is already encrypted; nothing to do", t.name);
     } else {
         eprintln!("encrypted {n} plaintext line(s) in {}", t.name);
+    }
+    Ok(0)
+}
+
+/// `envv encrypt --fix-rule`: the policy's rule replaces the file's own, every value is stored
+/// as that rule says (MAC verified first, values re-encrypted only where their state changes).
+fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
+    let _lock = crate::fsutil::lock_for(&t.path)?;
+    let rule = super::values::policy_rule(ctx)?;
+    let mut f = EnvFile::open(&t.path, &t.name)?;
+    if f.rule_conflict(&rule).is_none() {
+        eprintln!(
+            "{} already follows the policy's rule; nothing to do",
+            t.name
+        );
+        return Ok(0);
+    }
+    let dk = f.unlock(&mut ctx.keyring(), || ctx.ws.readers(t))?;
+    // The values are authenticated under the file's own rule (a file sops wrote under other
+    // creation_rules) or, when only the rule line was swapped, under the policy's.
+    let mut plain = match f.decrypt(&dk, true) {
+        Ok(p) => p,
+        Err(own) => {
+            let mut g = f.clone();
+            let meta = g.meta.as_mut().expect("encrypted");
+            meta.rule = rule.clone();
+            meta.mac_only_encrypted = false;
+            match g.decrypt(&dk, true) {
+                Ok(p) => {
+                    f = g;
+                    p
+                }
+                Err(_) => return Err(own.into()),
+            }
+        }
+    };
+    let meta = f.meta.as_mut().expect("encrypted");
+    meta.rule = rule;
+    meta.mac_only_encrypted = false;
+    let plan = f.plan();
+    let mut exposed = Vec::new();
+    for (i, l) in f.lines.iter().enumerate() {
+        let (stored, key) = match l {
+            Line::Pair { key, stored, .. } => (stored, Some(key)),
+            Line::Comment(text) => (text, None),
+            Line::Blank => continue,
+        };
+        if stored.is_empty() || plan[i] == crate::sops::is_enc(stored) {
+            continue;
+        }
+        if let (true, Some(k)) = (plan[i], key) {
+            exposed.push(k.clone());
+        }
+        plain.pending.push(i);
+    }
+    f.seal(&mut plain, &dk)?;
+    f.save()?;
+    eprintln!("{} now follows the policy's rule", t.name);
+    if !exposed.is_empty() {
+        eprintln!(
+            "warning: {} were stored in plain text (in git history too): rotate them at their providers",
+            exposed.join(", ")
+        );
     }
     Ok(0)
 }

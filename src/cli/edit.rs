@@ -67,7 +67,10 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
             }
             let bytes = scratch.read()?;
             let parsed = dotenv::decode_utf8(&label, &bytes)
-                .and_then(|text| dotenv::parse_plain(&label, text));
+                .and_then(|text| dotenv::parse_plain(&label, text))
+                .and_then(|entries| {
+                    crate::envfile::refuse_duplicate_entries(&label, &entries).map(|()| entries)
+                });
             match parsed {
                 Ok(entries) => {
                     let changed = edit::apply(f, plain, entries);

@@ -7,7 +7,7 @@ use super::member::commit;
 use super::Ctx;
 use crate::envfile::{recipient_drift, EnvFile};
 use crate::error::Error;
-use crate::membership::{Mode, Session};
+use crate::membership::Mode;
 use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP, POLICY_FILE};
 
 /// Declare environments and who reads them.
@@ -137,7 +137,7 @@ fn clean(list: Vec<String>) -> Vec<String> {
 }
 
 fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if let Some(e) = new.environments.get(&a.name) {
         return Err(Error::Usage(format!(
@@ -179,7 +179,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
 }
 
 fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(e) = new.environments.get_mut(&a.name) else {
         return Err(Error::Usage(format!(
@@ -246,7 +246,7 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
 }
 
 fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let members = clean(a.members);
     let g = new.groups.entry(a.group.clone()).or_default();
@@ -262,7 +262,7 @@ fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
 }
 
 fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(g) = new.groups.get_mut(&a.group) else {
         return Err(Error::Usage(format!(

@@ -172,7 +172,17 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
         return super::propose::merge_driver(ctx, &name, &base, &ours, &theirs, &a.ours);
     }
     let mut ring = ctx.keyring();
-    match merge::merge(&name, &base, &ours, &theirs, &mut ring) {
+    // A side whose own rule lines leave plain what the policy encrypts is never merged into.
+    let rule = super::values::policy_rule(ctx).unwrap_or_default();
+    let guard = |bytes: &[u8]| {
+        crate::envfile::EnvFile::from_bytes(Path::new(&name), &name, bytes)?
+            .refuse_rule_conflict(&rule)
+    };
+    let merged = guard(&base)
+        .and_then(|()| guard(&ours))
+        .and_then(|()| guard(&theirs))
+        .and_then(|()| merge::merge(&name, &base, &ours, &theirs, &mut ring));
+    match merged {
         Ok(m) => {
             std::fs::write(&a.ours, &m.bytes).map_err(|e| Error::io(&a.ours, e))?;
             for n in &m.notes {

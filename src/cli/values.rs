@@ -62,10 +62,16 @@ pub(crate) fn update_with<T>(
             EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
         }
         Err(e) => return Err(e),
-        Ok(f) if allow_pending && f.is_encrypted() => {
+        Ok(f) if f.is_encrypted() => {
+            // Before decrypting: under a swapped rule line the MAC may not even verify.
+            f.refuse_rule_conflict(&policy_rule(ctx)?)?;
             let mut ring = ctx.keyring();
             let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
-            let plain = f.decrypt_allowing_pending(&dk)?;
+            let plain = if allow_pending {
+                f.decrypt_allowing_pending(&dk)?
+            } else {
+                f.decrypt(&dk, true)?
+            };
             (f, dk, plain)
         }
         Ok(_) => open_decrypted(ctx, t, false)?,
@@ -81,6 +87,15 @@ pub(crate) fn update_with<T>(
         }
     }
     Ok(out)
+}
+
+/// What the policy leaves in plain text (its `public` patterns; sops's default without a policy).
+pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::sops::CryptRule> {
+    Ok(ctx
+        .ws
+        .policy()?
+        .map(|p| p.policy.crypt_rule())
+        .unwrap_or_default())
 }
 
 /// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
