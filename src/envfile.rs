@@ -715,6 +715,85 @@ impl EnvFile {
         Ok(())
     }
 
+    /// Whether the file's key groups are exactly `groups` (each as a set, in any order) with
+    /// threshold `k`: the layout a threshold environment's policy asks for.
+    pub fn has_layout(&self, groups: &[Vec<Recipient>], k: u8) -> bool {
+        let Some(meta) = &self.meta else {
+            return false;
+        };
+        if meta.groups.len() != groups.len() || meta.groups_needed() != u64::from(k) {
+            return false;
+        }
+        let same = |g: &[KeyEntry], want: &[Recipient]| {
+            g.len() == want.len()
+                && want.iter().all(|r| {
+                    g.iter()
+                        .any(|e| crate::keys::same_recipient(&e.recipient, &r.text))
+                })
+        };
+        let mut used = vec![false; groups.len()];
+        meta.groups.iter().all(|g| {
+            match (0..groups.len()).find(|&i| !used[i] && same(g, &groups[i])) {
+                Some(i) => {
+                    used[i] = true;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Wraps `dk` as one Shamir share per group, any `k` of which recover it (sops key groups
+    /// with `shamir_threshold`), as a threshold environment's policy lays them out. Values and
+    /// MAC untouched. Lowering the number of groups a file needs is refused unless `flatten`.
+    pub fn rewrap_groups(
+        &mut self,
+        dk: &DataKey,
+        groups: &[Vec<Recipient>],
+        k: u8,
+        flatten: bool,
+    ) -> Result<()> {
+        let meta = self.meta.as_mut().expect("rewrap needs metadata");
+        let before = meta.groups_needed();
+        if u64::from(k) < before && !flatten {
+            return Err(Error::Usage(format!(
+                "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
+                self.name
+            )));
+        }
+        if groups.len() < 2 || usize::from(k) > groups.len() || k < 2 {
+            return Err(Error::Usage(format!(
+                "{}: a threshold of {k} needs at least {k} key groups (has {})",
+                self.name,
+                groups.len()
+            )));
+        }
+        let shares = Zeroizing::new(sops::shamir::split(dk.bytes(), groups.len() as u8, k));
+        let mut wrapped = Vec::with_capacity(groups.len());
+        for (group, share) in groups.iter().zip(shares.iter()) {
+            if group.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: a key group has no recipient",
+                    self.name
+                )));
+            }
+            let entries = group
+                .iter()
+                .map(|r| {
+                    Ok(KeyEntry {
+                        recipient: r.text.clone(),
+                        enc: r.wrap(share)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            wrapped.push(entries);
+        }
+        meta.groups = wrapped;
+        meta.key_groups_form = true;
+        meta.shamir_threshold = Some(u64::from(k));
+        Ok(())
+    }
+
     /// The key groups the file gets for `recipients`: one group for a file with one; for a file
     /// with several, each recipient stays in the group(s) it is in. Refused (unless `flatten`)
     /// when a recipient is in no group (nothing says which group it joins) or a group would lose

@@ -299,6 +299,15 @@ impl Session {
                 })
                 .collect();
             change.action = decide(mode, &drift);
+            if change.action == Action::Unchanged {
+                // A threshold environment whose key groups or threshold differ from the
+                // policy's layout (a group gained a member, the threshold changed) is re-split.
+                if let Some((groups, k)) = new.key_groups(env) {
+                    if !file.has_layout(&groups, k) {
+                        change.action = Action::Rewrap;
+                    }
+                }
+            }
             if change.action.writes() {
                 change.source = Some((bytes, file));
             }
@@ -388,17 +397,53 @@ impl Session {
                 }
                 Err(e) => return Err(e),
             };
-            match change.action {
-                Action::Rewrap => {
+            // A threshold environment's layout, limited to the recipients this change wraps
+            // for (a narrowed change leaves unconfirmed policy drift out).
+            let layout = new
+                .unwrap_or(&self.policy)
+                .key_groups(&change.env)
+                .map(|(groups, k)| {
+                    let groups: Vec<Vec<Recipient>> = groups
+                        .into_iter()
+                        .map(|g| {
+                            g.into_iter()
+                                .filter(|r| {
+                                    change
+                                        .recipients
+                                        .iter()
+                                        .any(|c| same_recipient(&c.text, &r.text))
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    (groups, k)
+                });
+            match (change.action, layout) {
+                (Action::Rewrap, layout) => {
                     // The key must be the file's own: it opens the MAC.
                     if !opens_mac(&file, &dk) {
                         return Err(Error::Mac {
                             file: change.name.clone(),
                         });
                     }
-                    file.rewrap_incremental(&dk, &change.recipients, self.flatten)?;
+                    match layout {
+                        Some((groups, k)) => file.rewrap_groups(&dk, &groups, k, self.flatten)?,
+                        None => file.rewrap_incremental(&dk, &change.recipients, self.flatten)?,
+                    }
                 }
-                _ => {
+                (_, Some((groups, k))) => {
+                    let before = meta.groups_needed();
+                    if u64::from(k) < before && !self.flatten {
+                        return Err(Error::Usage(format!(
+                            "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
+                            change.name
+                        )));
+                    }
+                    let mut plain = file.decrypt(&dk, true)?;
+                    let new_dk = file.rotate_with(&mut plain, &change.recipients, true)?;
+                    file.rewrap_groups(&new_dk, &groups, k, self.flatten)?;
+                }
+                (_, None) => {
                     let mut plain = file.decrypt(&dk, true)?;
                     file.rotate_with(&mut plain, &change.recipients, self.flatten)?;
                 }
@@ -576,6 +621,18 @@ impl Session {
             }
             let drift = recipient_drift(meta, &target);
             c.action = decide(mode, &drift);
+            // This change sets a new threshold or key-group layout (`env readers --threshold`).
+            if c.action == Action::Unchanged {
+                if let Some((groups, k)) = new.key_groups(&c.env) {
+                    let same = self
+                        .policy
+                        .key_groups(&c.env)
+                        .is_some_and(|(g, old_k)| old_k == k && g == groups);
+                    if !same && !file.has_layout(&groups, k) {
+                        c.action = Action::Rewrap;
+                    }
+                }
+            }
             c.added = drift.missing.iter().map(|r| self.label(new, r)).collect();
             c.removed = drift
                 .extra

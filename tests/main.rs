@@ -15,4 +15,5 @@ mod phrase;
 mod proposals;
 mod props;
 mod reliability;
+mod threshold;
 mod trust;

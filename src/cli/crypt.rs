@@ -126,7 +126,10 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     let recipients = ctx.ws.recipients(t)?;
     let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;
     let rule = ctx.ws.require_policy()?.policy.crypt_rule();
-    let (f, _dk, _plain) = EnvFile::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
+    let (mut f, dk, _plain) = EnvFile::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
+    if let Some((groups, k)) = super::values::threshold_layout(ctx, t) {
+        f.rewrap_groups(&dk, &groups, k, false)?;
+    }
     f.save()?;
     confirmed.remember(ctx);
     Ok(())

@@ -59,7 +59,11 @@ pub(crate) fn update_with<T>(
             let recipients = ctx.ws.recipients(t)?;
             confirmed = Some(super::confirm::confirm_new_file(ctx, t, &recipients)?);
             let rule = ctx.ws.require_policy()?.policy.crypt_rule();
-            EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
+            let (mut f, dk, plain) = EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
+            if let Some((groups, k)) = threshold_layout(ctx, t) {
+                f.rewrap_groups(&dk, &groups, k, false)?;
+            }
+            (f, dk, plain)
         }
         Err(e) => return Err(e),
         Ok(f) if f.is_encrypted() => {
@@ -134,6 +138,15 @@ fn refuse_stale_readers(ctx: &Ctx, t: &Target, f: &EnvFile) -> crate::Result<()>
     )))
 }
 
+/// The key groups and threshold a new file of a threshold environment gets from the policy.
+pub(crate) fn threshold_layout(
+    ctx: &Ctx,
+    t: &Target,
+) -> Option<(Vec<Vec<crate::keys::Recipient>>, u8)> {
+    let env = t.env.as_deref()?;
+    ctx.ws.require_policy().ok()?.policy.key_groups(env)
+}
+
 /// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
 ///
 /// Without VALUE the value is read from a hidden prompt on a terminal, else from stdin (one
@@ -180,6 +193,31 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> anyhow::Result<i32> {
 }
 
 fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
+    // Values may start with `-`, so flags after KEY would silently become a value.
+    if let Some(flag) = args.iter().skip(1).find(|a| {
+        matches!(
+            a.as_str(),
+            "--yes"
+                | "-y"
+                | "--flatten"
+                | "--expand"
+                | "--help"
+                | "-h"
+                | "-e"
+                | "--env"
+                | "-f"
+                | "--file"
+                | "-i"
+                | "--identity"
+        ) || a.starts_with("--env=")
+            || a.starts_with("--file=")
+            || a.starts_with("--identity=")
+            || (args[0].contains('=') && a.starts_with('-'))
+    }) {
+        return Err(Error::Usage(format!(
+            "`{flag}` after the key would be stored as a value: put options before the key (`envv set {flag} KEY`), or pipe a value that looks like an option on stdin"
+        )));
+    }
     if args[0].contains('=') {
         let mut out: Vec<(String, Secret)> = Vec::new();
         for (n, arg) in args.iter().enumerate() {
