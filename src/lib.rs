@@ -23,6 +23,8 @@ pub mod membership;
 pub mod merge;
 pub mod phrase;
 pub mod policy;
+pub mod redact;
+pub mod scan;
 pub mod secret;
 pub mod sops;
 pub mod workspace;

@@ -98,6 +98,22 @@ pub struct Policy {
     /// Turn on `${VAR}` expansion in `exec` for everyone.
     #[serde(default)]
     pub expand: bool,
+    /// `envv scan` and the hook's value scan.
+    #[serde(default)]
+    pub scan: ScanPolicy,
+}
+
+/// The `scan:` settings: paths never searched for leaked values, and the hook's value scan.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScanPolicy {
+    /// Globs of paths (relative to the repository root) that are never findings
+    /// (`tests/fixtures/**`).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// `false` turns off the pre-commit hook's search for managed values.
+    #[serde(default)]
+    pub hook: Option<bool>,
 }
 
 fn one() -> u32 {
@@ -126,6 +142,7 @@ impl Policy {
             public: Vec::new(),
             schema: Schema::default(),
             expand: false,
+            scan: ScanPolicy::default(),
         };
         p.members.insert(
             name.into(),
@@ -503,6 +520,15 @@ impl Policy {
         if self.expand {
             y.push_str("  expand: true\n");
         }
+        if !self.scan.ignore.is_empty() || self.scan.hook.is_some() {
+            y.push_str("  scan:\n");
+            if !self.scan.ignore.is_empty() {
+                y.push_str(&format!("    ignore: {}\n", flow(&self.scan.ignore)));
+            }
+            if let Some(h) = self.scan.hook {
+                y.push_str(&format!("    hook: {h}\n"));
+            }
+        }
         let s = &self.schema;
         if !s.required.is_empty() || !s.keys.is_empty() || s.naming.is_some() {
             y.push_str("  schema:\n");
@@ -844,6 +870,8 @@ mod tests {
             },
         );
         p.public = vec!["^PORT$".into(), "^NEXT_PUBLIC_".into()];
+        p.scan.ignore = vec!["tests/fixtures/**".into(), "docs/*.md".into()];
+        p.scan.hook = Some(false);
         p.schema.keys.insert(
             "STRIPE".into(),
             KeySchema {

@@ -40,6 +40,10 @@ pub struct ExecArgs {
     /// Skip the MAC check (recovery only).
     #[arg(long)]
     pub ignore_mac: bool,
+    /// Stay the parent and replace every secret value (plain, escaped, percent-encoded or
+    /// base64) in CMD's stdout and stderr with [redacted:KEY]; signals are forwarded.
+    #[arg(long)]
+    pub redact: bool,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,
@@ -93,11 +97,22 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
 
 pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
     let vars = load(ctx, a.expand, a.ignore_mac)?;
+    let redaction = a.redact.then(|| super::scan::redaction(&vars));
     let vars = exec::select(vars, &a.only, is_set)?;
     let vars = exec::inject(vars, a.override_existing, is_set);
     let (cmd, args) = a.cmd.split_first().expect("clap requires CMD");
     let cmd = cmd.to_string_lossy().into_owned();
-    match exec::replace_process(&cmd, args, &vars) {
+    let launched = match redaction {
+        Some(r) => crate::redact::run(
+            exec::command(&cmd, args, &vars),
+            &cmd,
+            r.as_ref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
+        None => exec::replace_process(&cmd, args, &vars),
+    };
+    match launched {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: envv exec: {e}");

@@ -22,6 +22,7 @@ mod health;
 mod init;
 mod keys;
 mod member;
+mod scan;
 mod sync;
 mod values;
 
@@ -92,6 +93,7 @@ pub enum Command {
     Check(health::CheckArgs),
     Diff(health::DiffArgs),
     Status(health::StatusArgs),
+    Scan(scan::ScanArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -177,6 +179,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => health::check(&ctx, a),
         Command::Diff(a) => health::diff(&ctx, a),
         Command::Status(a) => health::status(&ctx, a),
+        Command::Scan(a) => scan::scan(&ctx, a),
     }
 }
 
