@@ -12,3 +12,4 @@ mod member;
 mod phrase;
 mod props;
 mod reliability;
+mod scan;
