@@ -447,10 +447,8 @@ fn exec_redact_filters_split_values_and_stderr_and_keeps_the_exit_code() {
 #[test]
 fn exec_redact_streams_lines_and_forwards_signals() {
     let t = Scan::new();
-    let script = format!(
-        "trap 'echo got-term; exit 7' TERM; echo \"ready $API_TOKEN\"; \
-         while :; do sleep 0.02; done"
-    );
+    let script = "trap 'echo got-term; exit 7' TERM; echo \"ready $API_TOKEN\"; \
+         while :; do sleep 0.02; done";
     let mut child =
         t.s.std_envv()
             .args(["exec", "--redact", "--", "sh", "-c", &script])
