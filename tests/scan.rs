@@ -451,7 +451,7 @@ fn exec_redact_streams_lines_and_forwards_signals() {
          while :; do sleep 0.02; done";
     let mut child =
         t.s.std_envv()
-            .args(["exec", "--redact", "--", "sh", "-c", &script])
+            .args(["exec", "--redact", "--", "sh", "-c", script])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
