@@ -476,3 +476,52 @@ fn exec_redact_streams_lines_and_forwards_signals() {
         t.s.run(&["exec", "--redact", "--", "sh", "-c", "kill -KILL $$"]);
     assert_eq!(out.status.code(), Some(137));
 }
+
+#[test]
+fn github_actions_example_scans_history_and_redacts_test_output() {
+    let s = Sandbox::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github-actions");
+    let workflow = std::fs::read_to_string(dir.join(".github/workflows/deploy.yml")).unwrap();
+    assert!(workflow.contains("run: envv scan --history"), "{workflow}");
+    assert!(workflow.contains("fetch-depth: 0"), "{workflow}");
+    assert!(workflow.contains("--redact -- npm test"), "{workflow}");
+    let key = fixtures().join("keys.txt");
+    let run = |args: &[&str]| {
+        s.envv_in(&dir)
+            .env("ENVV_AGE_KEY_FILE", &key)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["scan", "."]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let token =
+        String::from_utf8(run(&["get", "-e", "production", "DEPLOY_TOKEN"]).stdout).unwrap();
+    assert!(token.len() >= 8);
+    let out = run(&[
+        "exec",
+        "-e",
+        "production",
+        "--redact",
+        "--",
+        "sh",
+        "-c",
+        "./deploy.sh && echo \"$DEPLOY_TOKEN\"",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("deploying as") && stdout.contains("[redacted:DEPLOY_TOKEN]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(token.trim_end_matches('\n')));
+}
