@@ -395,6 +395,14 @@ impl Policy {
                 )
             })?;
         }
+        for g in &self.scan.ignore {
+            if g.is_empty() || g.len() > 512 || g.contains("..") || g.starts_with('/') {
+                return Err(err(
+                    &["scan", "ignore"],
+                    format!("envv.scan.ignore: \"{}\" is not a glob of paths inside the repository (at most 512 characters, no `..`, not absolute)", g.chars().take(64).collect::<String>().escape_debug()),
+                ));
+            }
+        }
         for k in &self.schema.required {
             crate::dotenv::validate_key(k).map_err(|m| {
                 err(

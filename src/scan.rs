@@ -35,6 +35,8 @@ const WHOLE_FILE_BYTES: u64 = 4 << 20;
 /// Binary files (a NUL in their first 8 KiB) larger than this are skipped; smaller binaries
 /// are searched (secrets leak into binaries too).
 pub const BINARY_SKIP_BYTES: u64 = 16 << 20;
+/// Blobs (index, history) larger than this are not read: libgit2 inflates a blob whole.
+pub const MAX_BLOB_BYTES: u64 = 256 << 20;
 /// Bytes searched per step when streaming.
 const CHUNK: usize = 1 << 20;
 
@@ -369,7 +371,8 @@ pub enum FileOutcome {
     Hits(Vec<Hit>),
     /// An encrypted dotenv file: not searched.
     Encrypted,
-    /// A binary larger than [`BINARY_SKIP_BYTES`]: not searched.
+    /// A binary larger than [`BINARY_SKIP_BYTES`] (or a blob above [`MAX_BLOB_BYTES`]): not
+    /// searched.
     SkippedBinary,
 }
 
@@ -588,8 +591,14 @@ pub fn staged_files(repo: &git2::Repository, changed_only: bool) -> Result<Vec<S
     Ok(out)
 }
 
-/// Reads a blob for searching (`None`: a binary above [`BINARY_SKIP_BYTES`]).
+/// Reads a blob for searching.
 fn blob_outcome(repo: &git2::Repository, m: &Matcher, id: git2::Oid) -> Result<FileOutcome> {
+    // libgit2 inflates a blob whole: past this size it is not read (memory stays bounded).
+    if let Ok((size, _)) = repo.odb().and_then(|o| o.read_header(id)) {
+        if size as u64 > MAX_BLOB_BYTES {
+            return Ok(FileOutcome::SkippedBinary);
+        }
+    }
     let blob = repo.find_blob(id)?;
     Ok(search_blob(m, blob.content()))
 }

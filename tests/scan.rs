@@ -525,3 +525,35 @@ fn github_actions_example_scans_history_and_redacts_test_output() {
     );
     assert!(!stdout.contains(token.trim_end_matches('\n')));
 }
+
+#[test]
+fn hostile_names_and_globs_from_git_cannot_inject_or_escape() {
+    let mut t = Scan::new();
+    // A file name with a terminal escape sequence: shown escaped.
+    t.s.write("evil\u{1b}[2Jname.txt", format!("{TOKEN}\n"));
+    let out = t.run(&["scan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.stdout.contains(&0x1b), "raw escape in the output");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("evil\\u{1b}[2Jname.txt:1:1: API_TOKEN"));
+    // A glob that leaves the repository is refused.
+    let policy = t.s.read(".sops.yaml");
+    t.s.write(
+        ".sops.yaml",
+        policy.replacen(
+            "envv:\n  version: 1\n",
+            "envv:\n  version: 1\n  scan: { ignore: [\"../**\"] }\n",
+            1,
+        ),
+    );
+    let out = t.run(&["scan"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("envv.scan.ignore"));
+    // A symlink to a file outside the repository is not followed.
+    t.s.write(".sops.yaml", policy);
+    std::fs::remove_file(t.s.repo.join("evil\u{1b}[2Jname.txt")).unwrap();
+    let outside = t.s.tmp.path().join("outside.txt");
+    std::fs::write(&outside, format!("{TOKEN}\n")).unwrap();
+    std::os::unix::fs::symlink(&outside, t.s.repo.join("link.txt")).unwrap();
+    t.expect(&["scan"], 0);
+    t.assert_no_value_shown();
+}

@@ -136,8 +136,14 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
                 if is_public || value.is_empty() {
                     continue;
                 }
+                // Key names are not in the MAC: only a valid name reaches the output.
+                let key = if crate::dotenv::validate_key(key).is_ok() {
+                    key.clone()
+                } else {
+                    format!("(invalid key name, line {})", i + 1)
+                };
                 out.values.push(Value {
-                    key: key.clone(),
+                    key,
                     env: label.clone(),
                     value,
                 });
@@ -152,6 +158,8 @@ struct AllowList {
     globs: Vec<Glob>,
     /// The policy folder relative to the git work tree (`""` or `app/`).
     prefix: String,
+    /// How many paths the allow-list left out.
+    skipped: std::cell::Cell<usize>,
 }
 
 impl AllowList {
@@ -165,13 +173,21 @@ impl AllowList {
             .and_then(|r| r.workdir())
             .map(|wd| hook::relative_prefix(wd, &ctx.ws.root))
             .unwrap_or_default();
-        Ok(AllowList { globs, prefix })
+        Ok(AllowList {
+            globs,
+            prefix,
+            skipped: std::cell::Cell::new(0),
+        })
     }
 
     /// Whether a path relative to the work tree is searched.
     fn keeps(&self, name: &str) -> bool {
         let rel = name.strip_prefix(self.prefix.as_str()).unwrap_or(name);
-        !self.globs.iter().any(|g| g.matches(rel))
+        let kept = !self.globs.iter().any(|g| g.matches(rel));
+        if !kept {
+            self.skipped.set(self.skipped.get() + 1);
+        }
+        kept
     }
 }
 
@@ -357,6 +373,7 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
                 "min_length": a.min_length,
                 "unreadable": loaded.unreadable,
                 "skipped_binaries": skipped,
+                "allow_listed": allow.skipped.get(),
             }
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -372,13 +389,20 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
             writeln!(
                 so,
                 "{}:{}:{}: {key} (environment {env}, {}){commit}",
-                f.file,
+                shown(&f.file),
                 f.line,
                 f.column,
                 f.encoding.name()
             )?;
         }
         so.flush()?;
+    }
+    if allow.skipped.get() > 0 && !a.json {
+        eprintln!(
+            "note: {} path(s) not searched: allow-listed by scan.ignore in {}",
+            allow.skipped.get(),
+            crate::policy::POLICY_FILE
+        );
     }
     if !skipped.is_empty() && !a.json {
         eprintln!(
@@ -421,6 +445,24 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(1)
+}
+
+/// A path for a terminal: control characters (a file name from git may hold escape
+/// sequences) are shown escaped.
+fn shown(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        name.to_string()
+    }
 }
 
 fn date(t: i64) -> String {
@@ -473,7 +515,7 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Fin
                 for h in hits {
                     let (key, env) = &labels[h.value];
                     out.push(hook::Finding {
-                        file: f.name.clone(),
+                        file: shown(&f.name),
                         line: Some(h.line),
                         message: format!(
                             "holds the value of {key} (environment {env}, {}, column {})",
