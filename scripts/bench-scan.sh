@@ -5,6 +5,7 @@
 #   scripts/bench-scan.sh                  # builds envv --release, makes the data, runs hyperfine
 #   ENVV_BIN=path/to/envv scripts/bench-scan.sh
 #   BENCH_QUICK=1 scripts/bench-scan.sh    # fewer runs
+#   BENCH_DIR=/tmp/scan-bench scripts/bench-scan.sh   # keep the data there, reuse it next time
 #
 # Needs hyperfine, rg (ripgrep), git and python3 on PATH. Data (TEST values only, made fresh in
 # a temp folder, removed at the end):
@@ -31,13 +32,16 @@ fi
 runs=(--warmup 2 --min-runs 10)
 [ -n "${BENCH_QUICK:-}" ] && runs=(--warmup 1 --runs 3)
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${BENCH_DIR:-}" ]; then # keep the data there (and reuse it on the next run)
+  work=$BENCH_DIR; mkdir -p "$work"
+else
+  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+fi
 export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM=1
 unset ENVV_ENV ENVV_AGE_KEY ENVV_AGE_KEY_FILE SOPS_AGE_KEY SOPS_AGE_KEY_FILE GIT_DIR GIT_INDEX_FILE
 mkdir -p "$HOME"
 printf '[user]\n\tname = Bench\n\temail = bench@example.test\n[init]\n\tdefaultBranch = main\n' >"$GIT_CONFIG_GLOBAL"
-"$ENVV_BIN" keygen >/dev/null 2>&1
+[ -f "$HOME/.config/envv/keys.txt" ] || "$ENVV_BIN" keygen >/dev/null 2>&1
 
 # 1,000 TEST values and their dotenv lines; the plain values for rg.
 python3 - "$work" <<'EOF'
@@ -57,6 +61,7 @@ new_repo() { # dir: a repository with the 1,000 values in .env
 }
 
 # ---------------------------------------------------------------- tree
+if [ ! -d "$work/tree" ]; then
 log "making a 40 MB tree"
 new_repo "$work/tree"
 python3 - "$work/tree" "$work/values.txt" <<'EOF'
@@ -76,6 +81,7 @@ for d in range(40):
         open(f'{root}/src/m{d:02d}/f{f:03d}.js', 'w').write('\n'.join(lines) + '\n')
 EOF
 (cd "$work/tree" && git add -A && git commit -qm tree)
+fi
 size=$(du -sm --exclude=.git "$work/tree" | cut -f1)
 log "tree: ${size} MB, $(cd "$work/tree" && git ls-files | wc -l) files"
 cd "$work/tree"
@@ -84,6 +90,7 @@ hyperfine "${runs[@]}" -i -N --export-markdown "$work/tree.md" \
   -n "rg -F -f (plain values)" "rg -F -f $work/values.txt --hidden -n ."
 
 # ---------------------------------------------------------------- history
+if [ ! -d "$work/hist" ]; then
 log "making 1,000 commits"
 new_repo "$work/hist"
 python3 - "$work/values.txt" <<'EOF' | git -C "$work/hist" fast-import --quiet
@@ -107,17 +114,22 @@ for c in range(1000):
         out.write(f'M 100644 inline docs/f{(c * 3 + k) % 300:03d}.txt\ndata {len(text)}\n{text}\n')
 EOF
 cd "$work/hist" && git reset -q --hard main
+fi
+cd "$work/hist"
 log "history: $(git rev-list --count HEAD) commits"
 hyperfine "${runs[@]}" -i --export-markdown "$work/hist.md" \
   -n "envv scan --history" "$ENVV_BIN scan --history" \
   -n "git log -p | rg -F -f" "git log -p --all | rg -F -f $work/values.txt -n"
 
 # ---------------------------------------------------------------- hook
+if [ ! -d "$work/hook" ]; then
 log "staging 50 files"
 new_repo "$work/hook"
 cd "$work/hook"
 for i in $(seq 1 50); do head -c 6000 "$work/tree/src/m01/f$(printf %03d "$i").js" >"file$i.js"; done
 git add -A
+fi
+cd "$work/hook"
 hyperfine "${runs[@]}" -N --export-markdown "$work/hook.md" \
   -n "hook pre-commit (value scan)" "$ENVV_BIN hook pre-commit" \
   -n "hook pre-commit (ENVV_HOOK_SCAN=0)" "env ENVV_HOOK_SCAN=0 $ENVV_BIN hook pre-commit"
