@@ -36,7 +36,7 @@ pub struct Redaction {
     ac: AhoCorasick,
     /// Per pattern: `[redacted:KEY]`.
     replacement: Vec<Vec<u8>>,
-    /// Patterns in byte order, to tell whether a tail could grow into one.
+    /// The patterns (in byte order, to tell whether a tail could grow into one).
     sorted: Vec<Zeroizing<Vec<u8>>>,
     longest: usize,
 }
@@ -44,29 +44,31 @@ pub struct Redaction {
 impl Redaction {
     /// `None` when no value is long enough to redact.
     pub fn new(values: &[Value]) -> Option<Redaction> {
-        let mut patterns: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        let mut replacement = Vec::new();
+        let mut entries: Vec<(Zeroizing<Vec<u8>>, &str)> = Vec::new();
         for v in values {
             if v.value.len() < MIN_REDACT_LENGTH {
                 continue;
             }
             for (_, form) in forms(v.value.expose()) {
-                if !patterns.contains(&form) {
-                    patterns.push(form);
-                    replacement.push(format!("[redacted:{}]", v.key).into_bytes());
-                }
+                entries.push((form, &v.key));
             }
         }
-        if patterns.is_empty() {
+        // One pattern per form, in byte order (the first key holding it names it).
+        entries.sort_by(|a, b| a.0[..].cmp(&b.0[..]));
+        entries.dedup_by(|a, b| a.0[..] == b.0[..]);
+        if entries.is_empty() {
             return None;
         }
+        let replacement = entries
+            .iter()
+            .map(|(_, k)| format!("[redacted:{k}]").into_bytes())
+            .collect();
+        let sorted: Vec<Zeroizing<Vec<u8>>> = entries.into_iter().map(|(f, _)| f).collect();
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns.iter().map(|p| &p[..]))
+            .build(sorted.iter().map(|p| &p[..]))
             .ok()?;
-        let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(1);
-        let mut sorted = patterns;
-        sorted.sort_by(|a, b| a[..].cmp(&b[..]));
+        let longest = sorted.iter().map(|p| p.len()).max().unwrap_or(1);
         Some(Redaction {
             ac,
             replacement,
