@@ -380,21 +380,30 @@ pub fn search_file(m: &Matcher, path: &Path) -> Result<FileOutcome> {
     if !meta.is_file() {
         return Ok(FileOutcome::Hits(Vec::new()));
     }
-    if meta.len() <= WHOLE_FILE_BYTES {
-        let bytes = Zeroizing::new(std::fs::read(path).at(path)?);
-        return Ok(search_blob(m, &bytes));
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        // Not through a symlink swapped in after the check above.
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NOFOLLOW);
     }
-    let mut f = std::fs::File::open(path).at(path)?;
-    if meta.len() > BINARY_SKIP_BYTES {
-        let mut head = [0u8; 8192];
-        let n = f.read(&mut head).at(path)?;
-        if looks_binary(&head[..n]) {
-            return Ok(FileOutcome::SkippedBinary);
-        }
-        let rest = std::io::Cursor::new(head[..n].to_vec()).chain(f);
-        return Ok(FileOutcome::Hits(m.search_reader(rest).at(path)?));
+    let f = open.open(path).at(path)?;
+    // Bounded by the bytes read, not by the size reported above (the file may grow).
+    let mut head = Zeroizing::new(Vec::with_capacity(
+        meta.len().min(WHOLE_FILE_BYTES) as usize + 1,
+    ));
+    (&f).take(WHOLE_FILE_BYTES + 1)
+        .read_to_end(&mut head)
+        .at(path)?;
+    if head.len() as u64 <= WHOLE_FILE_BYTES {
+        return Ok(search_blob(m, &head));
     }
-    Ok(FileOutcome::Hits(m.search_reader(f).at(path)?))
+    if meta.len() > BINARY_SKIP_BYTES && looks_binary(&head) {
+        return Ok(FileOutcome::SkippedBinary);
+    }
+    let rest = std::io::Cursor::new(&head[..]).chain(f);
+    Ok(FileOutcome::Hits(m.search_reader(rest).at(path)?))
 }
 
 /// Searches bytes held in memory (a blob, a small file).
@@ -905,6 +914,26 @@ mod tests {
         assert_eq!((hits[0].line, hits[0].column), (2, 3));
         assert_eq!((hits[1].line, hits[1].column), (4, 3));
         assert_eq!(hits, m.search_bytes(&text));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn large_files_are_streamed_and_symlinks_not_followed() {
+        let secret = "needle-0123456789";
+        let m = matcher(&[("K", secret)]);
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.txt");
+        let mut text = vec![b'x'; WHOLE_FILE_BYTES as usize - 4];
+        text.extend_from_slice(secret.as_bytes());
+        text.extend(std::iter::repeat_n(b'y', CHUNK + 10));
+        std::fs::write(&big, &text).unwrap();
+        match search_file(&m, &big).unwrap() {
+            FileOutcome::Hits(h) => assert_eq!(h.len(), 1, "{h:?}"),
+            other => panic!("{other:?}"),
+        }
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&big, &link).unwrap();
+        assert!(matches!(search_file(&m, &link).unwrap(), FileOutcome::Hits(h) if h.is_empty()));
     }
 
     #[test]
