@@ -478,6 +478,27 @@ pub fn worktree_files(repo: &git2::Repository) -> Result<Vec<TreeFile>> {
     Ok(out)
 }
 
+/// Tracked files whose name is a dotenv file's (`.env`, `.env.<name>`): where encrypted
+/// values live, also in other folders of a monorepo. Read from the index only (fast).
+pub fn tracked_dotenv_files(repo: &git2::Repository) -> Result<Vec<TreeFile>> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in repo.index()?.iter() {
+        let name = String::from_utf8_lossy(&e.path).into_owned();
+        if e.mode & 0o170000 == 0o100000
+            && crate::hook::dotenv_kind(&name) == Some(crate::hook::DotenvKind::Secret)
+        {
+            out.push(TreeFile {
+                path: workdir.join(path_of_bytes(&e.path)),
+                name,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Every regular file under `dir` (symlinks are not followed; `.git` folders are skipped).
 pub fn walk_dir(dir: &Path, base: &Path) -> Result<Vec<TreeFile>> {
     let mut out = Vec::new();

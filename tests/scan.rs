@@ -557,3 +557,32 @@ fn hostile_names_and_globs_from_git_cannot_inject_or_escape() {
     t.expect(&["scan"], 0);
     t.assert_no_value_shown();
 }
+
+#[test]
+fn values_of_a_subfolder_policy_are_searched_too() {
+    let mut t = Scan::new();
+    let api = t.s.repo.join("services/api");
+    std::fs::create_dir_all(&api).unwrap();
+    std::fs::copy(t.s.repo.join(".sops.yaml"), api.join(".sops.yaml")).unwrap();
+    let set =
+        t.s.envv_in(&api)
+            .args(["set", "SVC_SECRET=svc-secret-value-123"])
+            .output()
+            .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    t.s.write("ops/notes.txt", "svc-secret-value-123\n");
+    t.s.git(&["add", "-A"]);
+    t.s.git(&["commit", "-qm", "api"]);
+    let out = t.expect(&["scan"], 1);
+    assert_eq!(
+        lines(&out),
+        ["ops/notes.txt:1:1: SVC_SECRET (environment services/api/.env, plain)"]
+    );
+    let out = t.expect(&["scan", "--history"], 1);
+    assert!(out.starts_with("ops/notes.txt:1:1: SVC_SECRET"), "{out}");
+    t.assert_no_value_shown();
+}

@@ -258,7 +258,10 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
         }
         out
     };
-    let loaded = load_values(ctx, &tree)?;
+    let loaded = match (&repo, tree.is_empty()) {
+        (Some(r), true) => load_values(ctx, &scan::tracked_dotenv_files(r)?)?,
+        _ => load_values(ctx, &tree)?,
+    };
     for (name, why) in &loaded.failed {
         eprintln!("warning: could not read {name}, so its values are not searched for: {why}");
     }
@@ -497,10 +500,20 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Fin
         let allow = AllowList::new(ctx, Some(repo))?;
         let files: Vec<scan::StagedFile> =
             files.into_iter().filter(|f| allow.keeps(&f.name)).collect();
-        let loaded = load_values(ctx, &[])?;
+        let loaded = load_values(ctx, &scan::tracked_dotenv_files(repo)?)?;
         if loaded.values.is_empty() {
+            let mut why: Vec<String> = Vec::new();
             if !loaded.unreadable.is_empty() {
-                eprintln!("envv pre-commit: staged files were not searched for secret values: no identity here decrypts {} (the other checks ran)", loaded.unreadable.join(", "));
+                why.push(format!(
+                    "no identity here decrypts {}",
+                    loaded.unreadable.join(", ")
+                ));
+            }
+            for (name, e) in &loaded.failed {
+                why.push(format!("{name}: {e}"));
+            }
+            if !why.is_empty() {
+                eprintln!("envv pre-commit: staged files were not searched for secret values: {} (the other checks ran)", why.join("; "));
             }
             return Ok(Vec::new());
         }
