@@ -267,9 +267,13 @@ fn forward_signals(pid: u32) -> Option<Forwarder> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
     let handle = signals.handle();
     let target = rustix::process::Pid::from_raw(pid as i32)?;
+    // Ctrl-C on a terminal already reaches CMD (same foreground process group): forwarding
+    // it too would deliver it twice.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let thread = std::thread::spawn(move || {
         for sig in signals.forever() {
             let sig = match sig {
+                SIGINT if tty => continue,
                 SIGINT => rustix::process::Signal::INT,
                 SIGTERM => rustix::process::Signal::TERM,
                 _ => rustix::process::Signal::HUP,

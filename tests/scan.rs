@@ -471,6 +471,29 @@ fn exec_redact_streams_lines_and_forwards_signals() {
     assert_eq!(rest, "got-term\n");
     assert_eq!(status.code(), Some(7));
 
+    // SIGINT too, when envv has no terminal (CI).
+    let mut child =
+        t.s.std_envv()
+            .args(["exec", "--redact", "--", "sh", "-c"])
+            .arg("trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.02; done")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(9));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got-int\n");
+
     // A command ended by a signal: 128 + N.
     let out =
         t.s.run(&["exec", "--redact", "--", "sh", "-c", "kill -KILL $$"]);
