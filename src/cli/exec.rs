@@ -25,6 +25,7 @@ use crate::exec::{self, LoadOptions, Var};
 ///   envv exec -- npm start
 ///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
 ///   envv exec --override -- printenv PORT
+///   envv exec --redact -- npm test        # values in the output become [redacted:KEY]
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ExecArgs {
