@@ -675,26 +675,17 @@ pub fn search_history(
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     let _ = walk.push_glob("*");
     let _ = walk.push_head();
-    let mut cache: HashMap<git2::Oid, std::rc::Rc<Vec<Hit>>> = HashMap::new();
     let mut stats = HistoryStats::default();
-    let mut out = Vec::new();
-    let mut scan = |id: git2::Oid, stats: &mut HistoryStats| -> Result<std::rc::Rc<Vec<Hit>>> {
-        if let Some(h) = cache.get(&id) {
-            return Ok(h.clone());
-        }
-        stats.blobs += 1;
-        let hits = match blob_outcome(repo, m, id)? {
-            FileOutcome::Hits(h) => h,
-            FileOutcome::Encrypted => Vec::new(),
-            FileOutcome::SkippedBinary => {
-                stats.skipped_binaries += 1;
-                Vec::new()
-            }
-        };
-        let rc = std::rc::Rc::new(hits);
-        cache.insert(id, rc.clone());
-        Ok(rc)
-    };
+
+    // 1. What each commit changes (tree diffs only: no blob is read yet).
+    struct Change {
+        commit: git2::Oid,
+        time: i64,
+        path: String,
+        new: git2::Oid,
+        before: Vec<git2::Oid>,
+    }
+    let mut changes = Vec::new();
     for oid in walk {
         let commit = repo.find_commit(oid?)?;
         stats.commits += 1;
@@ -726,35 +717,125 @@ pub fn search_history(
             if !keep(&path) {
                 continue;
             }
-            let hits = scan(nf.id(), &mut stats)?;
-            if hits.is_empty() {
-                continue;
-            }
-            // What the parents already had at this path.
-            let mut before: HashSet<(usize, Encoding)> = HashSet::new();
-            for pt in &parents {
-                if let Ok(e) = pt.get_path(&path_of_bytes(raw)) {
-                    if e.kind() == Some(git2::ObjectType::Blob) {
-                        for h in scan(e.id(), &mut stats)?.iter() {
-                            before.insert((h.value, h.encoding));
-                        }
-                    }
-                }
-            }
-            // In a merge, a hit some parent had is not introduced by the merge.
-            for h in hits.iter() {
-                if !before.contains(&(h.value, h.encoding)) {
-                    out.push(HistoryHit {
-                        commit: commit.id(),
-                        time: commit.time().seconds(),
-                        path: path.clone(),
-                        hit: *h,
-                    });
-                }
+            // What the parents have at this path (in a merge, every parent).
+            let before = parents
+                .iter()
+                .filter_map(|pt| pt.get_path(&path_of_bytes(raw)).ok())
+                .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+                .map(|e| e.id())
+                .collect();
+            changes.push(Change {
+                commit: commit.id(),
+                time: commit.time().seconds(),
+                path,
+                new: nf.id(),
+                before,
+            });
+        }
+    }
+
+    // 2. Every new blob searched once, on all cores; then the parents' versions of the paths
+    // that had hits.
+    let mut hits: HashMap<git2::Oid, Vec<Hit>> = HashMap::new();
+    let mut wanted: Vec<git2::Oid> = changes.iter().map(|c| c.new).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    search_blobs_parallel(repo, m, &wanted, &mut hits, &mut stats)?;
+    let mut wanted: Vec<git2::Oid> = changes
+        .iter()
+        .filter(|c| hits.get(&c.new).is_some_and(|h| !h.is_empty()))
+        .flat_map(|c| c.before.iter().copied())
+        .filter(|id| !hits.contains_key(id))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    search_blobs_parallel(repo, m, &wanted, &mut hits, &mut stats)?;
+
+    // 3. A hit is introduced where no parent's version of the path had it.
+    let mut out = Vec::new();
+    for c in &changes {
+        let Some(new_hits) = hits.get(&c.new).filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        let before: HashSet<(usize, Encoding)> = c
+            .before
+            .iter()
+            .filter_map(|id| hits.get(id))
+            .flatten()
+            .map(|h| (h.value, h.encoding))
+            .collect();
+        for h in new_hits {
+            if !before.contains(&(h.value, h.encoding)) {
+                out.push(HistoryHit {
+                    commit: c.commit,
+                    time: c.time,
+                    path: c.path.clone(),
+                    hit: *h,
+                });
             }
         }
     }
     Ok((out, stats))
+}
+
+/// Searches `ids` on all cores (one repository handle per thread: libgit2 handles are not
+/// shared between threads) into `hits`.
+fn search_blobs_parallel(
+    repo: &git2::Repository,
+    m: &Matcher,
+    ids: &[git2::Oid],
+    hits: &mut HashMap<git2::Oid, Vec<Hit>>,
+    stats: &mut HistoryStats,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(ids.len());
+    let next = AtomicUsize::new(0);
+    let git_dir = repo.path().to_path_buf();
+    type Part = Result<Vec<(git2::Oid, FileOutcome)>>;
+    let parts: Vec<Part> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> Part {
+                    let repo = git2::Repository::open(&git_dir)?;
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= ids.len() {
+                            break;
+                        }
+                        mine.push((ids[i], blob_outcome(&repo, m, ids[i])?));
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("search thread"))
+            .collect()
+    });
+    for part in parts {
+        for (id, outcome) in part? {
+            stats.blobs += 1;
+            let found = match outcome {
+                FileOutcome::Hits(h) => h,
+                FileOutcome::Encrypted => Vec::new(),
+                FileOutcome::SkippedBinary => {
+                    stats.skipped_binaries += 1;
+                    Vec::new()
+                }
+            };
+            hits.insert(id, found);
+        }
+    }
+    Ok(())
 }
 
 /// A glob of the allow-list, matched against `/`-separated paths relative to the repository
