@@ -737,18 +737,21 @@ pub fn search_history(
     // 2. Every new blob searched once, on all cores; then the parents' versions of the paths
     // that had hits.
     let mut hits: HashMap<git2::Oid, Vec<Hit>> = HashMap::new();
-    let mut wanted: Vec<git2::Oid> = changes.iter().map(|c| c.new).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
+    // In commit order: packed blobs are deltas of each other, and libgit2's delta-base cache
+    // works when neighbours are read together (in object id order it took 3x the time).
+    let mut seen = HashSet::new();
+    let wanted: Vec<git2::Oid> = changes
+        .iter()
+        .map(|c| c.new)
+        .filter(|id| seen.insert(*id))
+        .collect();
     search_blobs_parallel(repo, m, &wanted, &mut hits, &mut stats)?;
-    let mut wanted: Vec<git2::Oid> = changes
+    let wanted: Vec<git2::Oid> = changes
         .iter()
         .filter(|c| hits.get(&c.new).is_some_and(|h| !h.is_empty()))
         .flat_map(|c| c.before.iter().copied())
-        .filter(|id| !hits.contains_key(id))
+        .filter(|id| !hits.contains_key(id) && seen.insert(*id))
         .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
     search_blobs_parallel(repo, m, &wanted, &mut hits, &mut stats)?;
 
     // 3. A hit is introduced where no parent's version of the path had it.
@@ -787,7 +790,6 @@ fn search_blobs_parallel(
     hits: &mut HashMap<git2::Oid, Vec<Hit>>,
     stats: &mut HistoryStats,
 ) -> Result<()> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     if ids.is_empty() {
         return Ok(());
     }
@@ -796,23 +798,20 @@ fn search_blobs_parallel(
         .unwrap_or(1)
         .clamp(1, 8)
         .min(ids.len());
-    let next = AtomicUsize::new(0);
     let git_dir = repo.path().to_path_buf();
     type Part = Result<Vec<(git2::Oid, FileOutcome)>>;
+    // One contiguous run of ids per thread, read in order (see the caller).
+    let per = ids.len().div_ceil(workers);
     let parts: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| -> Part {
-                    let repo = git2::Repository::open(&git_dir)?;
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= ids.len() {
-                            break;
-                        }
-                        mine.push((ids[i], blob_outcome(&repo, m, ids[i])?));
-                    }
-                    Ok(mine)
+        let handles: Vec<_> = ids
+            .chunks(per)
+            .map(|run| {
+                let git_dir = &git_dir;
+                s.spawn(move || -> Part {
+                    let repo = git2::Repository::open(git_dir)?;
+                    run.iter()
+                        .map(|&id| Ok((id, blob_outcome(&repo, m, id)?)))
+                        .collect()
                 })
             })
             .collect();
