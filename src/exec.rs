@@ -435,7 +435,8 @@ impl LaunchError {
     }
 }
 
-fn command(cmd: &str, args: &[OsString], vars: &[Var]) -> std::process::Command {
+/// The command with `vars` added to its environment.
+pub fn command(cmd: &str, args: &[OsString], vars: &[Var]) -> std::process::Command {
     let mut c = std::process::Command::new(cmd);
     c.args(args);
     for v in vars {

@@ -24,6 +24,8 @@ pub mod merge;
 pub mod phrase;
 pub mod policy;
 pub mod proposals;
+pub mod redact;
+pub mod scan;
 pub mod secret;
 pub mod sops;
 pub mod trust;

@@ -103,6 +103,22 @@ pub struct Policy {
     /// chosen by whoever runs envv, never by a committed file.
     #[serde(default)]
     pub expand: bool,
+    /// `envv scan` and the hook's value scan.
+    #[serde(default)]
+    pub scan: ScanPolicy,
+}
+
+/// The `scan:` settings: paths never searched for leaked values, and the hook's value scan.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScanPolicy {
+    /// Globs of paths (relative to the repository root) that are never findings
+    /// (`tests/fixtures/**`).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// `false` turns off the pre-commit hook's search for managed values.
+    #[serde(default)]
+    pub hook: Option<bool>,
 }
 
 fn one() -> u32 {
@@ -131,6 +147,7 @@ impl Policy {
             public: Vec::new(),
             schema: Schema::default(),
             expand: false,
+            scan: ScanPolicy::default(),
         };
         p.members.insert(
             name.into(),
@@ -437,6 +454,14 @@ impl Policy {
                 )
             })?;
         }
+        for g in &self.scan.ignore {
+            if g.is_empty() || g.len() > 512 || g.contains("..") || g.starts_with('/') {
+                return Err(err(
+                    &["scan", "ignore"],
+                    format!("envv.scan.ignore: \"{}\" is not a glob of paths inside the repository (at most 512 characters, no `..`, not absolute)", g.chars().take(64).collect::<String>().escape_debug()),
+                ));
+            }
+        }
         for k in &self.schema.required {
             crate::dotenv::validate_key(k).map_err(|m| {
                 err(
@@ -564,6 +589,15 @@ impl Policy {
         }
         if self.expand {
             y.push_str("  expand: true\n");
+        }
+        if !self.scan.ignore.is_empty() || self.scan.hook.is_some() {
+            y.push_str("  scan:\n");
+            if !self.scan.ignore.is_empty() {
+                y.push_str(&format!("    ignore: {}\n", flow(&self.scan.ignore)));
+            }
+            if let Some(h) = self.scan.hook {
+                y.push_str(&format!("    hook: {h}\n"));
+            }
         }
         let s = &self.schema;
         if !s.required.is_empty() || !s.keys.is_empty() || s.naming.is_some() {
@@ -917,6 +951,8 @@ mod tests {
             },
         );
         p.public = vec!["^PORT$".into(), "^NEXT_PUBLIC_".into()];
+        p.scan.ignore = vec!["tests/fixtures/**".into(), "docs/*.md".into()];
+        p.scan.hook = Some(false);
         p.schema.keys.insert(
             "STRIPE".into(),
             KeySchema {

@@ -15,5 +15,6 @@ mod phrase;
 mod proposals;
 mod props;
 mod reliability;
+mod scan;
 mod threshold;
 mod trust;

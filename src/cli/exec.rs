@@ -27,6 +27,7 @@ use crate::exec::{self, LoadOptions, Var};
 ///   envv exec -- npm start
 ///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
 ///   envv exec --override -- printenv PORT
+///   envv exec --redact -- npm test        # values in the output become [redacted:KEY]
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ExecArgs {
@@ -42,6 +43,10 @@ pub struct ExecArgs {
     /// Skip the MAC check (recovery only).
     #[arg(long)]
     pub ignore_mac: bool,
+    /// Stay the parent and replace every secret value (plain, escaped, percent-encoded or
+    /// base64) in CMD's stdout and stderr with [redacted:KEY]; signals are forwarded.
+    #[arg(long)]
+    pub redact: bool,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,
@@ -104,11 +109,22 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
 
 pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
     let vars = load(ctx, a.expand, a.ignore_mac)?;
+    let redaction = a.redact.then(|| super::scan::redaction(&vars));
     let vars = exec::select(vars, &a.only, is_set)?;
     let vars = exec::inject(vars, a.override_existing, is_set);
     let (cmd, args) = a.cmd.split_first().expect("clap requires CMD");
     let cmd = cmd.to_string_lossy().into_owned();
-    match exec::replace_process(&cmd, args, &vars) {
+    let launched = match redaction {
+        Some(r) => crate::redact::run(
+            exec::command(&cmd, args, &vars),
+            &cmd,
+            r.as_ref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
+        None => exec::replace_process(&cmd, args, &vars),
+    };
+    match launched {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: envv exec: {e}");

@@ -24,6 +24,7 @@ mod init;
 mod keys;
 mod member;
 mod propose;
+mod scan;
 mod sync;
 mod values;
 
@@ -105,6 +106,7 @@ pub enum Command {
     Check(health::CheckArgs),
     Diff(health::DiffArgs),
     Status(health::StatusArgs),
+    Scan(scan::ScanArgs),
 }
 
 /// What every command gets: the workspace and the global options.
@@ -206,6 +208,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => health::check(&ctx, a),
         Command::Diff(a) => health::diff(&ctx, a),
         Command::Status(a) => health::status(&ctx, a),
+        Command::Scan(a) => scan::scan(&ctx, a),
     }
 }
 
