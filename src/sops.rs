@@ -19,6 +19,9 @@ use crate::secret::Secret;
 
 /// The sops format version envv writes into new files.
 pub const SOPS_VERSION: &str = "3.11.0";
+/// The metadata line envv's own rotations add: a keyed hash, under the previous data key, of
+/// the new MAC (proof that the writer held the previous key). sops ignores it.
+pub const ROTATION_PROOF_KEY: &str = "sops_envv_rotation_proof";
 const ENC_PREFIX: &str = "ENC[AES256_GCM,data:";
 
 /// The 32-byte key that encrypts every value of one file.
