@@ -550,6 +550,79 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
     Ok((out, note))
 }
 
+/// A reader's grant or revocation, found in a file's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEvent {
+    pub commit: CommitInfo,
+    /// History is cut there: the reader had access at least since then.
+    pub at_least: bool,
+}
+
+/// A reader the file no longer wraps the data key for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastReader {
+    pub recipient: String,
+    pub removed: AccessEvent,
+    /// The first data-key change at or after the removal (`None`: the values they could read
+    /// are still encrypted under a key they had).
+    pub rotated: Option<CommitInfo>,
+}
+
+/// Who the data key of a file is wrapped for, with the commit that wrapped it for each
+/// (`None`: not committed), and who it was wrapped for before. `current` is the recipients of
+/// the working-tree file; `events` the file's events, newest first.
+pub fn readers(
+    w: &Walk,
+    events: &[FileEvent],
+    current: &[String],
+) -> (Vec<(String, Option<AccessEvent>)>, Vec<PastReader>) {
+    let grant = |r: &str| -> Option<AccessEvent> {
+        for e in events {
+            if e.recipients_added.iter().any(|x| x == r) {
+                return Some(AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: false,
+                });
+            }
+            if e.recipients_removed.iter().any(|x| x == r) {
+                return None;
+            }
+            if e.boundary {
+                return Some(AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: true,
+                });
+            }
+        }
+        None
+    };
+    let now: Vec<(String, Option<AccessEvent>)> =
+        current.iter().map(|r| (r.clone(), grant(r))).collect();
+    let mut past: Vec<PastReader> = Vec::new();
+    for (n, e) in events.iter().enumerate() {
+        for r in &e.recipients_removed {
+            if current.contains(r) || past.iter().any(|p| &p.recipient == r) {
+                continue;
+            }
+            // The oldest data-key change from the removal on (events are newest first).
+            let rotated = events[..=n]
+                .iter()
+                .rev()
+                .find(|x| x.data_key_changed)
+                .map(|x| w.commits[x.commit].clone());
+            past.push(PastReader {
+                recipient: r.clone(),
+                removed: AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: false,
+                },
+                rotated,
+            });
+        }
+    }
+    (now, past)
+}
+
 /// The blob a file had just before version `n` (its version index, newest first).
 pub fn blob_before(w: &Walk, i: usize, n: usize) -> Option<git2::Oid> {
     w.versions[i].get(n + 1).and_then(|v| v.blob)

@@ -241,6 +241,35 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
     out
 }
 
+/// Every `(member name, key)` the committed policy ever named, newest first (for naming readers
+/// who are gone from the current policy).
+pub fn former_members(root: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let Some(repo) = crate::git::open(root) else {
+        return out;
+    };
+    let Some(rel) = policy_path_in_repo(&repo, root) else {
+        return out;
+    };
+    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+        return out;
+    };
+    for v in &w.versions[0] {
+        let Some(p) = v.blob.and_then(|id| {
+            let blob = repo.find_blob(id).ok()?;
+            crate::policy::parse(POLICY_FILE, blob.content()).ok()
+        }) else {
+            continue;
+        };
+        for (n, m) in p.members.iter().chain(&p.pending) {
+            if !out.iter().any(|(_, k)| same_recipient(k, &m.key)) {
+                out.push((n.clone(), m.key.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// `.sops.yaml` of `root` as a path inside the repository.
 pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
     let workdir = repo.workdir()?.canonicalize().ok()?;

@@ -6,6 +6,7 @@ mod core;
 mod exec;
 mod gitint;
 mod health;
+mod history;
 mod identities;
 mod interop;
 mod member;

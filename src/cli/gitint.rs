@@ -328,6 +328,11 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         }
     }
     all.sort_by_key(|e| e.order);
+    let former = if all.iter().any(|x| x.event.is_access()) {
+        crate::trust::former_members(&ctx.ws.root)
+    } else {
+        Vec::new()
+    };
     let name = |r: &str| -> String {
         policy
             .as_ref()
@@ -336,6 +341,12 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
                     .iter()
                     .find(|(_, m)| crate::keys::same_recipient(&m.key, r))
                     .map(|(n, _)| n.clone())
+            })
+            .or_else(|| {
+                former
+                    .iter()
+                    .find(|(_, k)| crate::keys::same_recipient(k, r))
+                    .map(|(n, _)| format!("{n} (former member)"))
             })
             .unwrap_or_else(|| crate::keys::short_key(r))
     };
