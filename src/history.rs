@@ -266,9 +266,10 @@ impl Snapshot {
 }
 
 /// What one version of a file did, compared with the version before it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileEvent {
     /// Index into [`Walk::commits`].
+    #[serde(skip)]
     pub commit: usize,
     pub added: Vec<String>,
     /// Keys whose stored text changed (their value changed).
@@ -282,6 +283,7 @@ pub struct FileEvent {
     pub recipients_added: Vec<String>,
     pub recipients_removed: Vec<String>,
     /// The oldest version of a cut history: its keys and readers were present, not added.
+    #[serde(skip)]
     pub boundary: bool,
     /// The commit deleted the file.
     pub deleted: bool,
@@ -369,43 +371,155 @@ pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
 }
 
 /// The events of one file, newest first, from its versions in `w` (index `i`). Each blob is
-/// read and parsed once; at most two snapshots are held at a time. Also returns the newest
-/// version's snapshot (HEAD's file; empty when HEAD has none).
-pub fn file_events(
-    repo: &git2::Repository,
-    w: &Walk,
-    i: usize,
-) -> (Vec<FileEvent>, Option<Snapshot>) {
+/// read and parsed at most once, at most two snapshots are held at a time, and comparisons
+/// already made are read from the [`DiffCache`] of the file's path.
+pub fn file_events(repo: &git2::Repository, w: &Walk, i: usize, path: &Path) -> Vec<FileEvent> {
     let vs = &w.versions[i];
+    let mut cache = DiffCache::open(repo, path);
     let mut out = Vec::with_capacity(vs.len());
-    let mut before: Option<Snapshot> = None;
+    let parse = |id: git2::Oid| {
+        repo.find_blob(id)
+            .map(|b| Snapshot::parse(b.content()))
+            .unwrap_or_default()
+    };
+    // The version before, and its snapshot once parsed.
+    let mut before: (Option<git2::Oid>, Option<Snapshot>) = (None, None);
     for v in vs.iter().rev() {
-        let after = v.blob.map(|id| {
-            repo.find_blob(id)
-                .map(|b| Snapshot::parse(b.content()))
-                .unwrap_or_default()
-        });
-        let mut e = match &after {
-            Some(a) => compare(before.as_ref(), a),
+        let mut e = match cache.get(before.0, v.blob) {
+            Some(e) => e,
             None => {
-                // Deleted: every key and reader is gone.
-                let empty = Snapshot::default();
-                let mut e = compare(before.as_ref(), &empty);
-                e.deleted = true;
-                e
+                if before.1.is_none() {
+                    before.1 = before.0.map(parse);
+                }
+                let after = v.blob.map(parse);
+                let e = match &after {
+                    Some(a) => compare(before.1.as_ref(), a),
+                    None => {
+                        // Deleted: every key and reader is gone.
+                        let mut e = compare(before.1.as_ref(), &Snapshot::default());
+                        e.deleted = true;
+                        e
+                    }
+                };
+                cache.put(before.0, v.blob, &e);
+                before = (v.blob, after);
+                out.push(finish(e, v));
+                continue;
             }
         };
-        e.commit = v.commit;
-        if v.boundary {
-            e.boundary = true;
-            e.added.clear();
-            e.recipients_added.clear();
-        }
+        e = finish(e, v);
         out.push(e);
-        before = after;
+        before = (v.blob, None);
     }
+    cache.save();
     out.reverse();
-    (out, before)
+    out
+}
+
+fn finish(mut e: FileEvent, v: &Version) -> FileEvent {
+    e.commit = v.commit;
+    if v.boundary {
+        e.boundary = true;
+        e.added.clear();
+        e.recipients_added.clear();
+    }
+    e
+}
+
+/// The snapshot of a file's newest version (HEAD's file; `None` when HEAD has none).
+pub fn head_snapshot(repo: &git2::Repository, w: &Walk, i: usize) -> Option<Snapshot> {
+    let id = w.versions[i].first()?.blob?;
+    Some(Snapshot::parse(repo.find_blob(id).ok()?.content()))
+}
+
+/// Comparisons of two versions of one file, keyed by their blob ids, under
+/// `<git common dir>/envv/history/`. A comparison depends only on the two blobs' contents, so
+/// an entry stays right after a rebase, an amend or a shallow clone; entries not used by a
+/// run are dropped when it saves. Deleting the folder, or a file in it that does not parse,
+/// only costs time.
+struct DiffCache {
+    path: Option<PathBuf>,
+    entries: HashMap<String, FileEvent>,
+    used: HashMap<String, FileEvent>,
+    dirty: bool,
+}
+
+/// Format of a cache file (a change of the comparison rules changes it).
+const CACHE_VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: HashMap<String, FileEvent>,
+}
+
+impl DiffCache {
+    fn open(repo: &git2::Repository, path: &Path) -> Self {
+        use sha2::Digest;
+        let name: String = sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let file = repo
+            .commondir()
+            .join("envv")
+            .join("history")
+            .join(format!("{name}.json"));
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
+            .filter(|c| c.version == CACHE_VERSION)
+            .map(|c| c.entries)
+            .unwrap_or_default();
+        DiffCache {
+            path: Some(file),
+            entries,
+            used: HashMap::new(),
+            dirty: false,
+        }
+    }
+
+    fn key(before: Option<git2::Oid>, after: Option<git2::Oid>) -> String {
+        let s = |o: Option<git2::Oid>| o.map(|o| o.to_string()).unwrap_or_default();
+        format!("{}:{}", s(before), s(after))
+    }
+
+    fn get(&mut self, before: Option<git2::Oid>, after: Option<git2::Oid>) -> Option<FileEvent> {
+        let k = Self::key(before, after);
+        let e = self
+            .entries
+            .remove(&k)
+            .or_else(|| self.used.get(&k).cloned())?;
+        self.used.insert(k, e.clone());
+        Some(e)
+    }
+
+    fn put(&mut self, before: Option<git2::Oid>, after: Option<git2::Oid>, e: &FileEvent) {
+        self.used.insert(Self::key(before, after), e.clone());
+        self.dirty = true;
+    }
+
+    /// Writes the entries used by this run, when it added one or left some unused.
+    fn save(self) {
+        let Some(path) = self.path else { return };
+        if !self.dirty && self.entries.is_empty() {
+            return;
+        }
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            entries: self.used,
+        };
+        let Ok(bytes) = serde_json::to_vec(&file) else {
+            return;
+        };
+        if let Some(dir) = path.parent() {
+            if std::fs::create_dir_all(dir).is_err() {
+                return;
+            }
+        }
+        // A cache that cannot be written (read-only clone) only costs time.
+        let _ = crate::fsutil::write_private(&path, &bytes);
+    }
 }
 
 /// When a key's current value was set.
@@ -539,7 +653,8 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
         .collect();
     let w = walk(&repo, &paths, MAX_COMMITS)?;
     for (i, (_, current)) in files.iter().enumerate() {
-        let (events, head) = file_events(&repo, &w, i);
+        let events = file_events(&repo, &w, i, &paths[i]);
+        let head = head_snapshot(&repo, &w, i);
         out[i] = date_values(&w, &events, head.as_ref(), current);
     }
     let note = out

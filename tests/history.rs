@@ -282,3 +282,37 @@ fn an_amended_commit_is_dated_by_the_new_commit() {
     s.ok(&["set", "A=4"]);
     assert!(s.ok(&["ls"]).contains("not committed"));
 }
+
+#[test]
+fn the_history_cache_is_safe_to_delete_or_corrupt() {
+    let (s, _) = repo_with_bob();
+    s.ok(&["set", "A=5"]);
+    s.git(&["commit", "-qam", "change A"]);
+    let first = (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"]));
+    let dir = s.repo.join(".git/envv/history");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cache file per history file: {files:?}");
+    // From the cache: the same answers.
+    assert_eq!(
+        (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"])),
+        first
+    );
+    // Corrupt: ignored and rewritten.
+    std::fs::write(&files[0], "{ not json").unwrap();
+    assert_eq!(s.ok(&["log", "--json"]), first.0);
+    assert!(std::fs::read_to_string(&files[0]).unwrap().starts_with('{'));
+    // A file of another format version is dropped.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(&files[0], text.replace("\"version\":1", "\"version\":999")).unwrap();
+    assert_eq!(s.ok(&["log", "--json"]), first.0);
+    // Deleted: rebuilt.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"])),
+        first
+    );
+    assert!(dir.is_dir());
+}

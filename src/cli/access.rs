@@ -61,14 +61,15 @@ pub fn access(ctx: &Ctx, a: AccessArgs) -> anyhow::Result<i32> {
         })
         .collect();
     let repo = crate::git::open(&ctx.ws.root);
+    let paths: Vec<PathBuf> = match &repo {
+        Some(r) => rels
+            .iter()
+            .map(|f| history::repo_path(r, &ctx.ws.root, f))
+            .collect(),
+        None => Vec::new(),
+    };
     let w = match &repo {
-        Some(r) => {
-            let paths: Vec<PathBuf> = rels
-                .iter()
-                .map(|f| history::repo_path(r, &ctx.ws.root, f))
-                .collect();
-            history::walk(r, &paths, history::MAX_COMMITS)?
-        }
+        Some(r) => history::walk(r, &paths, history::MAX_COMMITS)?,
         None => history::Walk {
             versions: vec![Vec::new(); rels.len()],
             ..history::Walk::default()
@@ -79,7 +80,7 @@ pub fn access(ctx: &Ctx, a: AccessArgs) -> anyhow::Result<i32> {
     for (i, env) in envs.iter().enumerate() {
         let rel = &rels[i];
         let events = match &repo {
-            Some(r) => history::file_events(r, &w, i).0,
+            Some(r) => history::file_events(r, &w, i, &paths[i]),
             None => Vec::new(),
         };
         let wrapped: Vec<String> = match EnvFile::open(&ctx.ws.root.join(rel), rel) {

@@ -284,7 +284,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
     let mut ring = ctx.keyring();
     let mut all: Vec<Entry> = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let (events, _) = history::file_events(&repo, &w, i);
+        let events = history::file_events(&repo, &w, i, &paths[i]);
         for (n, e) in events.into_iter().enumerate() {
             let c = &w.commits[e.commit];
             if since.is_some_and(|t| c.time < t)
