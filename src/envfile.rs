@@ -526,6 +526,8 @@ impl EnvFile {
             }
         }
         let now = sops::now_timestamp();
+        // A rotation proof covers one MAC: a new MAC makes it meaningless.
+        meta.foreign.retain(|(k, _)| k != sops::ROTATION_PROOF_KEY);
         meta.mac = cipher.encrypt(mac.finish().as_bytes(), now.as_bytes(), ValueType::Str);
         meta.lastmodified = now;
         Ok(())
@@ -621,8 +623,15 @@ impl EnvFile {
         Ok(())
     }
 
-    /// New data key: every value and comment re-encrypted, wrapped for `recipients`.
-    pub fn rotate(&mut self, plain: &mut Plain, recipients: &[Recipient]) -> Result<DataKey> {
+    /// New data key: every value and comment re-encrypted, wrapped for `recipients`. The file
+    /// gets a rotation proof under `previous` (its data key until now), so that a reader of the
+    /// previous version can tell this rotation from a replacement of the file.
+    pub fn rotate(
+        &mut self,
+        previous: &DataKey,
+        plain: &mut Plain,
+        recipients: &[Recipient],
+    ) -> Result<DataKey> {
         let dk = DataKey::generate();
         let plan = self.plan();
         for (i, l) in self.lines.iter().enumerate() {
@@ -639,6 +648,10 @@ impl EnvFile {
         plain.pending.dedup();
         self.rewrap(&dk, recipients)?;
         self.seal(plain, &dk)?;
+        let meta = self.meta.as_mut().expect("rotate needs metadata");
+        let proof = sops::rotation_proof(previous, &meta.mac, &meta.lastmodified);
+        meta.foreign
+            .push((sops::ROTATION_PROOF_KEY.to_string(), proof));
         Ok(dk)
     }
 

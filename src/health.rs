@@ -69,6 +69,8 @@ pub enum Kind {
     Drift,
     /// Values proposed by non-readers wait to be accepted or rejected.
     PendingProposals,
+    /// The file's data key was changed without a rotation proof (a replacement of the file?).
+    Rekeyed,
 }
 
 impl Kind {
@@ -89,6 +91,7 @@ impl Kind {
             Kind::MaxAge => "max_age",
             Kind::Drift => "drift",
             Kind::PendingProposals => "pending_proposals",
+            Kind::Rekeyed => "rekeyed",
         }
     }
 }
@@ -571,6 +574,7 @@ pub fn check(
         }
     }
 
+    rekeys(&mut report, root, &loaded, only, keyring);
     drift(&mut report, policy, &loaded, only);
 
     let env_rank: BTreeMap<&str, usize> = policy
@@ -593,6 +597,47 @@ pub fn check(
         (ra, a.level, a.kind).cmp(&(rb, b.level, b.kind))
     });
     Ok(report)
+}
+
+/// Files whose current data key came from a change without a rotation proof, when the
+/// identities at hand can tell (they open the version before).
+fn rekeys(
+    report: &mut Report,
+    root: &Path,
+    loaded: &[Loaded],
+    only: Option<&str>,
+    keyring: &mut Keyring,
+) {
+    let sel: Vec<&Loaded> = loaded
+        .iter()
+        .filter(|l| only.is_none_or(|o| o == l.name))
+        .filter(|l| l.file.as_ref().is_some_and(|f| f.is_encrypted()))
+        .collect();
+    let rels: Vec<String> = sel.iter().map(|l| l.rel.clone()).collect();
+    let Ok(found) = crate::history::unproven_rekeys(root, &rels, keyring) else {
+        return;
+    };
+    for (l, c) in sel.iter().zip(found) {
+        let Some(c) = c else { continue };
+        let mut f = Finding::new(
+            Level::Warning,
+            Kind::Rekeyed,
+            Some(&l.name),
+            format!(
+                "{}: the data key was changed in commit {} by {} on {} without a rotation proof: the file was replaced by someone without the previous key, or rotated by sops rotate",
+                l.rel, c.short(), c.author, c.date()
+            ),
+        )
+        .file(&l.rel)
+        .hint(format!(
+            "`git show {} -- {}`; if nobody you trust rotated it, restore the version before and run `envv rotate`",
+            c.short(),
+            l.rel
+        ));
+        f.commit = Some(c.id.clone());
+        f.date = Some(c.date());
+        report.findings.push(f);
+    }
 }
 
 /// `schema.required` plus the environment's own `required`, in order, each once.

@@ -596,22 +596,71 @@ pub fn cut_note(w: &Walk) -> Option<String> {
     })
 }
 
-/// For a data-key change, the keys whose values really changed, when `ring` opens both the
-/// version `after` and the version `before`; `None` otherwise. MACs are not checked: this only
-/// compares values.
-pub fn rekey_value_changes(
+/// What a reader can tell about a data-key change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The previous version cannot be opened with the identities at hand.
+    Unknown,
+    /// The new version carries a rotation proof made with the previous data key: a rotation
+    /// by someone who held it.
+    Verified,
+    /// No valid proof: the file was replaced by someone without the previous key, or rotated
+    /// by a tool that writes no proof (`sops rotate`).
+    Missing,
+}
+
+impl Proof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proof::Unknown => "data_key_changed",
+            Proof::Verified => "rotated",
+            Proof::Missing => "rekeyed",
+        }
+    }
+}
+
+/// A data-key change examined with the identities of `ring`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekey {
+    pub proof: Proof,
+    /// The keys whose values really changed, when `ring` opens both versions.
+    pub value_changes: Option<Vec<String>>,
+}
+
+/// Examines the data-key change from blob `before` to blob `after`: whether the new version's
+/// rotation proof verifies under the previous data key, and which values really changed.
+/// MACs are not checked: this only compares values.
+pub fn examine_rekey(
     repo: &git2::Repository,
     before: git2::Oid,
     after: git2::Oid,
     ring: &mut crate::keys::Keyring,
-) -> Option<Vec<String>> {
-    let mut open = |id: git2::Oid| -> Option<Vec<(String, crate::secret::Secret)>> {
+) -> Rekey {
+    let unknown = Rekey {
+        proof: Proof::Unknown,
+        value_changes: None,
+    };
+    let load = |id: git2::Oid| -> Option<(crate::envfile::EnvFile, Snapshot)> {
         let blob = repo.find_blob(id).ok()?;
         let f =
             crate::envfile::EnvFile::from_bytes(Path::new("history"), "history", blob.content())
                 .ok()?;
-        let dk = f.unlock(ring, Vec::new).ok()?;
-        let plain = f.decrypt(&dk, false).ok()?;
+        Some((f, Snapshot::parse(blob.content())))
+    };
+    let (Some((fb, _)), Some((fa, sa))) = (load(before), load(after)) else {
+        return unknown;
+    };
+    let Ok(prev) = fb.unlock(ring, Vec::new) else {
+        return unknown;
+    };
+    let proof = match (&sa.proof, &sa.mac, &sa.lastmodified) {
+        (Some(p), Some(mac), Some(t)) if *p == crate::sops::rotation_proof(&prev, mac, t) => {
+            Proof::Verified
+        }
+        _ => Proof::Missing,
+    };
+    let values = |f: &crate::envfile::EnvFile, dk: &crate::sops::DataKey| {
+        let plain = f.decrypt(dk, false).ok()?;
         Some(
             f.lines
                 .iter()
@@ -622,19 +671,53 @@ pub fn rekey_value_changes(
                     }
                     _ => None,
                 })
-                .collect(),
+                .collect::<Vec<(String, crate::secret::Secret)>>(),
         )
     };
-    let b: HashMap<String, crate::secret::Secret> = open(before)?.into_iter().collect();
-    let a = open(after)?;
-    let mut v: Vec<String> = a
-        .into_iter()
-        .filter(|(k, v)| b.get(k).is_some_and(|old| old != v))
-        .map(|(k, _)| k)
-        .collect();
-    v.sort();
-    v.dedup();
-    Some(v)
+    let value_changes = (|| {
+        let next = fa.unlock(ring, Vec::new).ok()?;
+        let b: HashMap<String, crate::secret::Secret> = values(&fb, &prev)?.into_iter().collect();
+        let mut v: Vec<String> = values(&fa, &next)?
+            .into_iter()
+            .filter(|(k, v)| b.get(k).is_some_and(|old| old != v))
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v.dedup();
+        Some(v)
+    })();
+    Rekey {
+        proof,
+        value_changes,
+    }
+}
+
+/// For each file (`root`-relative), the commit of its newest data-key change when that change
+/// carries no valid rotation proof and `ring` can tell (it opens the version before).
+pub fn unproven_rekeys(
+    root: &Path,
+    rels: &[String],
+    ring: &mut crate::keys::Keyring,
+) -> Result<Vec<Option<CommitInfo>>> {
+    let mut out = vec![None; rels.len()];
+    let Some(repo) = crate::git::open(root) else {
+        return Ok(out);
+    };
+    let paths: Vec<PathBuf> = rels.iter().map(|r| repo_path(&repo, root, r)).collect();
+    let w = walk(&repo, &paths, MAX_COMMITS)?;
+    for i in 0..rels.len() {
+        let events = file_events(&repo, &w, i, &paths[i]);
+        let Some(n) = events.iter().position(|e| e.data_key_changed) else {
+            continue;
+        };
+        let (Some(b), Some(a)) = (blob_before(&w, i, n), w.versions[i][n].blob) else {
+            continue;
+        };
+        if examine_rekey(&repo, b, a, ring).proof == Proof::Missing {
+            out[i] = Some(w.commits[events[n].commit].clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Per file, key → date of its value; and the line saying history is cut, if it is.

@@ -395,7 +395,7 @@ impl Session {
                 }
                 _ => {
                     let mut plain = file.decrypt(&dk, true)?;
-                    file.rotate(&mut plain, &change.recipients)?;
+                    file.rotate(&dk, &mut plain, &change.recipients)?;
                 }
             }
             let new_bytes = file.to_bytes();

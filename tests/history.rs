@@ -60,7 +60,7 @@ fn log_names_every_event_kind_and_filters() {
         "added",
         "changed",
         "removed",
-        "data_key_changed",
+        "rotated",
         "recipient_added",
         "recipient_removed",
     ] {
@@ -315,4 +315,123 @@ fn the_history_cache_is_safe_to_delete_or_corrupt() {
         first
     );
     assert!(dir.is_dir());
+}
+
+#[test]
+fn rotations_carry_a_proof_and_a_replacement_is_rekeyed() {
+    let (s, _) = repo_with_bob();
+    let bob_key = s.tmp.path().join("bob.key");
+    s.ok(&["member", "rm", "bob"]);
+    s.git(&["commit", "-qam", "rm bob"]);
+    assert!(s.read(".env").contains("sops_envv_rotation_proof="));
+    // alice reads both versions; bob only the one before: both see a proven rotation.
+    let log = s.ok(&["log"]);
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .contains("rotated (new data key; no value changed)"),
+        "{log}"
+    );
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["-i", bob_key.to_str().unwrap(), "log"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("rotated (new data key)"),
+        "{text}"
+    );
+    let v = json(&s.ok(&["check", "--json"]));
+    assert!(!v.to_string().contains("\"rekeyed\""), "{v:#}");
+
+    // Someone with only the public keys replaces the file outright: a new data key, no proof.
+    let a = s.ok(&["get", "A"]);
+    std::fs::remove_file(s.repo.join(".env")).unwrap();
+    s.write(".env", format!("A={}\nB=evil\n", a.trim()));
+    s.ok(&["encrypt", "-f", ".env"]);
+    assert!(!s.read(".env").contains("sops_envv_rotation_proof"));
+    s.git(&[
+        "-c",
+        "user.name=Mallory",
+        "commit",
+        "-qam",
+        "routine update",
+    ]);
+    let log = s.ok(&["log"]);
+    let first = log.lines().next().unwrap();
+    assert!(first.contains("rekeyed (no proof: replaced by someone without the previous key, or by sops rotate; values changed: B)") && first.contains("Mallory"), "{log}");
+    let lj = json(&s.ok(&["log", "--json"]));
+    assert!(
+        lj[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "rekeyed"),
+        "{lj:#}"
+    );
+    let v = json(&s.ok(&["check", "--json"]));
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "rekeyed")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let head = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(f["commit"], head.as_str());
+    assert!(f["message"].as_str().unwrap().contains("Mallory"), "{f}");
+    // Without an identity nothing more than a data-key change can be said.
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["log"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains("data key changed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sops_reads_a_file_with_a_rotation_proof() {
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1", "B=two words"]);
+    s.ok(&["rotate"]);
+    assert!(s.read(".env").contains("sops_envv_rotation_proof="));
+    let out = run_sops(&sops, &s.repo, &s.default_key(), &["decrypt", ".env"]);
+    assert!(
+        out.status.success(),
+        "sops decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("A=1") && text.contains("B=two words"),
+        "{text}"
+    );
+    // envv keeps reading what sops rewrites (sops drops the proof line; harmless).
+    let out = run_sops(
+        &sops,
+        &s.repo,
+        &s.default_key(),
+        &["set", ".env", "[\"A\"]", "\"3\""],
+    );
+    assert!(
+        out.status.success(),
+        "sops set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "A"]).trim(), "3");
 }

@@ -243,6 +243,8 @@ struct Entry<'a> {
     event: history::FileEvent,
     /// For a data-key change read by a reader: the values that really changed.
     real: Option<Vec<String>>,
+    /// For a data-key change: what the identities at hand tell about it.
+    proof: Option<history::Proof>,
 }
 
 pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
@@ -295,15 +297,18 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             {
                 continue;
             }
-            // For a data-key change, a reader learns which values really changed.
-            let real = match (
+            // For a data-key change, a reader learns whether it was a rotation (proof) and
+            // which values really changed.
+            let rekey = match (
                 e.data_key_changed,
                 history::blob_before(&w, i, n),
                 w.versions[i][n].blob,
             ) {
-                (true, Some(b), Some(af)) => history::rekey_value_changes(&repo, b, af, &mut ring),
+                (true, Some(b), Some(af)) => Some(history::examine_rekey(&repo, b, af, &mut ring)),
                 _ => None,
             };
+            let real = rekey.as_ref().and_then(|r| r.value_changes.clone());
+            let proof = rekey.map(|r| r.proof);
             if let Some(k) = &a.key {
                 let keep = match &real {
                     Some(v) if e.rekeyed.contains(k) => {
@@ -324,6 +329,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
                 order: e.commit,
                 event: e,
                 real,
+                proof,
             });
         }
     }
@@ -366,7 +372,8 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
                         }
                     }
                     if e.data_key_changed {
-                        events.push(serde_json::json!({ "kind": "data_key_changed", "reencrypted": e.rekeyed, "value_changes": x.real }));
+                        let kind = x.proof.unwrap_or(history::Proof::Unknown).as_str();
+                        events.push(serde_json::json!({ "kind": kind, "reencrypted": e.rekeyed, "value_changes": x.real }));
                     }
                 }
                 for (kind, rs) in [("recipient_added", &e.recipients_added), ("recipient_removed", &e.recipients_removed)] {
@@ -427,15 +434,17 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
                 what.push(format!("removed {}", removed.join(" ")));
             }
             if e.data_key_changed {
-                match &x.real {
-                    Some(v) if v.is_empty() => {
-                        what.push("rotated (new data key; no value changed)".into())
-                    }
-                    Some(v) => what.push(format!(
-                        "rotated (new data key); values changed: {}",
-                        only(v).join(" ")
+                let changes = match &x.real {
+                    Some(v) if v.is_empty() => "; no value changed".to_string(),
+                    Some(v) => format!("; values changed: {}", only(v).join(" ")),
+                    None => String::new(),
+                };
+                match x.proof.unwrap_or(history::Proof::Unknown) {
+                    history::Proof::Verified => what.push(format!("rotated (new data key{changes})")),
+                    history::Proof::Missing => what.push(format!(
+                        "rekeyed (no proof: replaced by someone without the previous key, or by sops rotate{changes})"
                     )),
-                    None => what.push(format!(
+                    history::Proof::Unknown => what.push(format!(
                         "data key changed ({} value(s) re-encrypted)",
                         e.rekeyed.len()
                     )),
