@@ -166,8 +166,12 @@ impl Report {
 struct Loaded {
     name: String,
     rel: String,
-    file: Option<EnvFile>,
-    /// Key → stored text (last occurrence wins, as in [`EnvFile::find`]).
+    /// The file exists and parses (it is opened again when checked: holding every
+    /// environment's file at once would cost memory in proportion to all of them).
+    present: bool,
+    encrypted: bool,
+    /// Key → stored text (last occurrence wins, as in [`EnvFile::find`]) for keys with a
+    /// `max_age`; other keys map to `""` when empty and `"-"` otherwise.
     stored: HashMap<String, String>,
 }
 
@@ -250,17 +254,29 @@ pub fn check(
         let mut l = Loaded {
             name: name.clone(),
             rel: rel.clone(),
-            file: None,
+            present: false,
+            encrypted: false,
             stored: HashMap::new(),
         };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {
-                        l.stored.insert(key.clone(), stored.clone());
+                        let aged = policy
+                            .schema
+                            .keys
+                            .get(key)
+                            .is_some_and(|k| k.max_age.is_some());
+                        let kept = match () {
+                            _ if aged => stored.clone(),
+                            _ if stored.is_empty() => String::new(),
+                            _ => "-".to_string(),
+                        };
+                        l.stored.insert(key.clone(), kept);
                     }
                 }
-                l.file = Some(f);
+                l.present = true;
+                l.encrypted = f.is_encrypted();
             }
             Err(Error::MissingFile { .. }) => {
                 if want {
@@ -347,7 +363,11 @@ pub fn check(
                     .hint(format!("extend an `expires:` date or add a reader to environments.{env}.readers in {POLICY_FILE}")),
                 );
             }
-            let Some(f) = &l.file else {
+            let reopened = l
+                .present
+                .then(|| EnvFile::open(&root.join(&l.rel), &l.rel).ok())
+                .flatten();
+            let Some(f) = &reopened else {
                 for k in required_keys(policy, env) {
                     report.findings.push(
                         Finding::new(
@@ -611,7 +631,7 @@ fn rekeys(
     let sel: Vec<&Loaded> = loaded
         .iter()
         .filter(|l| only.is_none_or(|o| o == l.name))
-        .filter(|l| l.file.as_ref().is_some_and(|f| f.is_encrypted()))
+        .filter(|l| l.encrypted)
         .collect();
     let rels: Vec<String> = sel.iter().map(|l| l.rel.clone()).collect();
     let Ok(found) = crate::history::unproven_rekeys(root, &rels, keyring) else {
@@ -778,7 +798,7 @@ fn check_patterns(
 /// limits them to some environments are compared among those only; environments without a
 /// file and keys already reported as missing-required are left out.
 fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&str>) {
-    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.file.is_some()).collect();
+    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.present).collect();
     if present.len() < 2 {
         return;
     }
