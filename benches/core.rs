@@ -164,7 +164,7 @@ fn membership(c: &mut Criterion, fx: &Fixture) {
                     let mut f =
                         EnvFile::from_bytes(Path::new(".env"), ".env", bytes).expect("parse");
                     let dk = f.unlock(&mut ring, Vec::new).expect("unlock");
-                    f.rewrap_incremental(&dk, &added).expect("rewrap");
+                    f.rewrap_incremental(&dk, &added, false).expect("rewrap");
                     std::hint::black_box(f.to_bytes());
                 }
             },

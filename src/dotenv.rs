@@ -3,10 +3,12 @@
 //! Two grammars live here, because a file is read two ways:
 //!
 //! * **Plaintext dotenv** ([`parse_plain`]): what people type. `export KEY=`, single quotes
-//!   (literal), double quotes (escapes `\n \r \t \" \\`, real newlines allowed), backticks
-//!   (literal), unquoted values with ` #` inline comments. Used by `encrypt`, `edit`,
-//!   `set KEY=VALUE` and imports. [`quote`] is its inverse: it writes a value so that this parser
-//!   (and other dotenv parsers) read the same bytes back.
+//!   (literal), double quotes (escapes `\n \r \t \" \\ \$ \` \(`, real newlines allowed),
+//!   backticks (literal), unquoted values with ` #` inline comments; a CR ends a line. Used by
+//!   `encrypt`, `edit`, `set KEY=VALUE` and imports. [`spell`] is its inverse for output: it
+//!   writes each value so that this parser and the common dotenv readers ([`Reader`]) read the
+//!   same bytes back without expanding or running anything, and says which cannot when no
+//!   spelling suits them all.
 //! * **Stored lines** ([`parse_stored`], [`emit_stored`]): the sops v3 dotenv store, which splits
 //!   each line at the first `=` and gives the value no quoting semantics (only `\n` is an escape).
 //!   Encrypted files are read and written this way, keeping blank lines and order so rewrites
@@ -121,6 +123,26 @@ pub fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
 /// Duplicate keys are an error naming both lines.
 pub fn parse_plain(file: &str, text: &str) -> Result<Vec<Entry>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // A CR ends a line as LF does (CRLF, and old Mac files with CR alone), as node dotenv and
+    // python-dotenv read it: a CR never hides a line inside another line's value.
+    let normalized;
+    let text = if text.contains('\r') {
+        // One pass into a buffer of the final size: no un-zeroized intermediate copy.
+        let mut n = zeroize::Zeroizing::new(String::with_capacity(text.len()));
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\r' {
+                chars.next_if_eq(&'\n');
+                n.push('\n');
+            } else {
+                n.push(c);
+            }
+        }
+        normalized = n;
+        normalized.as_str()
+    } else {
+        text
+    };
     let mut entries = Vec::new();
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut p = Parser {
@@ -219,7 +241,7 @@ impl<'a> Parser<'a> {
         // Position (in self.s) where the value starts.
         let value_start = self.pos + (first.len() - body.len()) + eq + 1;
         let after_eq = &self.s[value_start..];
-        let lead = after_eq.len() - after_eq.trim_start_matches([' ', '\t']).len();
+        let lead = after_eq.len() - after_eq.trim_start_matches(inline_space).len();
         let vpos = value_start + lead;
         let quote = self.s[vpos..].chars().next();
         match quote {
@@ -227,6 +249,7 @@ impl<'a> Parser<'a> {
                 let (value, end) = self.quoted(vpos, q, line_no)?;
                 // Rest of the closing line: whitespace and an optional comment.
                 self.advance_to(end);
+                let close_line = self.line;
                 let tail = self.take_line();
                 let t = tail.trim_start_matches([' ', '\t']);
                 let comment = if t.is_empty() {
@@ -235,7 +258,7 @@ impl<'a> Parser<'a> {
                     Some(c.to_string())
                 } else {
                     return Err(self.err(
-                        self.line - 1,
+                        close_line,
                         format!("unexpected text after the closing quote of {key} (quote the whole value, or start a comment with ` #`)"),
                     ));
                 };
@@ -249,11 +272,20 @@ impl<'a> Parser<'a> {
             _ => {
                 self.advance_to(vpos);
                 let raw = self.take_line();
-                let (value, comment) = match find_inline_comment(raw) {
+                // `KEY= # note`: after whitespace, a `#` starts a comment at once (the value is
+                // empty), as node dotenv, python-dotenv and a shell read it.
+                let comment_at = if lead > 0 && raw.starts_with('#') {
+                    Some(0)
+                } else {
+                    find_inline_comment(raw)
+                };
+                let (value, comment) = match comment_at {
                     Some(i) => (&raw[..i], Some(raw[i + 1..].to_string())),
                     None => (raw, None),
                 };
-                let value = value.trim_end_matches([' ', '\t']);
+                // Unicode spaces (NBSP, EM SPACE, ...) at the edges go too, as node and python
+                // trim them.
+                let value = value.trim_end_matches(inline_space);
                 Ok(Entry::Pair {
                     key,
                     value: Secret::from_str(value),
@@ -288,7 +320,12 @@ impl<'a> Parser<'a> {
                     b't' => out.push(b'\t'),
                     b'"' => out.push(b'"'),
                     b'\\' => out.push(b'\\'),
+                    // Unlike node and python (which keep the backslash), `\$` is a `$`, as
+                    // in godotenv and a shell; `\`` and `\(` are what envv writes to keep
+                    // shells and dotenvx from running a value.
                     b'$' => out.push(b'$'),
+                    b'`' => out.push(b'`'),
+                    b'(' => out.push(b'('),
                     // An escaped NUL must not slip past the NUL check below.
                     0 => return Err(self.err(line_no, "NUL byte in value")),
                     _ => {
@@ -319,44 +356,302 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Whitespace inside a line: Unicode white space except the line feed.
+fn inline_space(c: char) -> bool {
+    c != '\n' && c.is_whitespace()
+}
+
 /// Index of the `#` that starts an inline comment in an unquoted value (` #` or `\t#`).
 fn find_inline_comment(raw: &str) -> Option<usize> {
     let b = raw.as_bytes();
     (1..b.len()).find(|&i| b[i] == b'#' && (b[i - 1] == b' ' || b[i - 1] == b'\t'))
 }
 
-/// Writes a value so that dotenv parsers read the same bytes back: bare when it is made of safe
-/// characters, in single quotes when it has no `'` or line break, else in double quotes with
-/// `\\ \" \n \r` escapes. Non-UTF-8 bytes are written as-is (the caller decides).
-pub fn quote(value: &[u8]) -> Vec<u8> {
-    let safe = |b: u8| {
-        b.is_ascii_alphanumeric() || b"_-.,:/@%+=~^*?!&;|<>()[]{}".contains(&b) || b >= 0x80
+/// The dotenv readers envv's plaintext output is written for (and tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// npm `dotenv` (`dotenv.parse`).
+    Node,
+    /// python-dotenv `dotenv_values(..., interpolate=False)`.
+    Python,
+    /// python-dotenv `dotenv_values(...)` with its default `interpolate=True`.
+    PythonInterpolate,
+    /// Go `github.com/joho/godotenv` (docker compose's parser is a fork of it).
+    Godotenv,
+    /// `dotenvx run` (expands `$VAR` and runs `$(...)` outside single quotes).
+    Dotenvx,
+}
+
+impl Reader {
+    pub const ALL: [Reader; 5] = [
+        Reader::Node,
+        Reader::Python,
+        Reader::PythonInterpolate,
+        Reader::Godotenv,
+        Reader::Dotenvx,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reader::Node => "node dotenv",
+            Reader::Python => "python-dotenv",
+            Reader::PythonInterpolate => "python-dotenv (interpolate=True)",
+            Reader::Godotenv => "godotenv",
+            Reader::Dotenvx => "dotenvx",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Reader`]s (those that would not read a value back exactly).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readers(u8);
+
+impl Readers {
+    pub const NONE: Readers = Readers(0);
+
+    pub fn all() -> Readers {
+        Readers(Reader::ALL.iter().fold(0, |m, r| m | r.bit()))
+    }
+
+    pub fn with(self, r: Reader) -> Readers {
+        Readers(self.0 | r.bit())
+    }
+
+    pub fn contains(self, r: Reader) -> bool {
+        self.0 & r.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// The names, comma separated ("node dotenv, godotenv").
+    pub fn names(self) -> String {
+        Reader::ALL
+            .iter()
+            .filter(|r| self.contains(**r))
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// How a value is written in plaintext dotenv output, and who would misread it.
+pub struct Spelling {
+    /// The text after `KEY=` (may span lines only inside single quotes).
+    pub text: zeroize::Zeroizing<Vec<u8>>,
+    /// Readers that would not get the value back exactly (empty: every reader does).
+    pub misread_by: Readers,
+}
+
+/// Characters written without quotes: every dotenv reader takes them literally, and a POSIX
+/// shell sourcing the file neither splits, expands nor runs anything (`*?[]{}` are not globbed
+/// in an assignment; a trailing `\` only joins the next line into the value).
+fn bare_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || "_-.,:/@%+=^*?[]{}!\\".contains(c)
+        || (!c.is_ascii() && !c.is_whitespace() && c != '\u{feff}')
+}
+
+/// Whether python-dotenv's interpolation would replace part of `v` (`${NAME}` or
+/// `${NAME:-default}`; it does so inside every kind of quotes).
+fn python_interpolates(v: &str) -> bool {
+    let b = v.as_bytes();
+    let mut i = 0;
+    while let Some(p) = v[i..].find("${") {
+        let mut j = i + p + 2;
+        while j < b.len() && b[j] != b'}' && b[j] != b':' {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'}' {
+            return true;
+        }
+        if j + 1 < b.len() && b[j] == b':' && b[j + 1] == b'-' && v[j..].contains('}') {
+            return true;
+        }
+        i = i + p + 2;
+    }
+    false
+}
+
+/// Chooses, for one value, a spelling that every [`Reader`] reads back byte for byte and that
+/// expands or executes nothing in them or in a POSIX shell sourcing the file:
+///
+/// 1. bare, when every character is literal everywhere ([`bare_ok`]);
+/// 2. double quotes without escapes (a line break written `\n`, a CR `\r`) for values with a
+///    line break and none of `" \ $ ``;
+/// 3. single quotes when the value has no `'`, no CR, does not end in `\` and no `\\` (which
+///    python-dotenv halves) nor `${...}` (which python-dotenv interpolates even there);
+/// 4. double quotes without escapes for what is left with none of `" \ $ ``.
+///
+/// Otherwise no spelling works for all: the one with the fewest misreaders among single quotes
+/// and fully escaped double quotes (`\\ \" \$ \` \n \r`, and `$(` as `\$\(` so that dotenvx
+/// runs nothing) is chosen, and [`Spelling::misread_by`] names the others. `portable` adds a
+/// closing guard (` #"`) after a double-quoted value ending in `\`, without which godotenv
+/// would take the closing quote as escaped and swallow the next lines; `edit` needs none.
+pub fn spell(value: &[u8], portable: bool) -> Spelling {
+    let Ok(v) = std::str::from_utf8(value) else {
+        // Not text: no dotenv reader takes it; write it as safely as possible.
+        let has = |c: u8| value.contains(&c);
+        let text = if !has(b'\'') && !has(b'\r') && value.last() != Some(&b'\\') {
+            single(value)
+        } else {
+            escaped(value, portable)
+        };
+        return Spelling {
+            text,
+            misread_by: Readers::all(),
+        };
     };
-    if value.iter().all(|&b| safe(b)) {
-        return value.to_vec();
+    if v.chars().all(bare_ok) {
+        return Spelling {
+            text: zeroize::Zeroizing::new(value.to_vec()),
+            misread_by: Readers::NONE,
+        };
     }
-    if !value
-        .iter()
-        .any(|&b| b == b'\'' || b == b'\n' || b == b'\r')
-    {
-        let mut out = Vec::with_capacity(value.len() + 2);
-        out.push(b'\'');
-        out.extend_from_slice(value);
-        out.push(b'\'');
-        return out;
+    let plain_double_ok = !v.contains(['"', '\\', '$', '`']);
+    if plain_double_ok && v.contains(['\n', '\r']) {
+        return Spelling {
+            text: plain_double(v),
+            misread_by: Readers::NONE,
+        };
     }
-    let mut out = Vec::with_capacity(value.len() + 8);
+    let single_ok = !v.contains(['\'', '\r']) && !v.ends_with('\\');
+    let single_misread = {
+        let mut m = Readers::NONE;
+        if v.contains("\\\\") {
+            m = m.with(Reader::Python).with(Reader::PythonInterpolate);
+        }
+        if python_interpolates(v) {
+            m = m.with(Reader::PythonInterpolate);
+        }
+        m
+    };
+    if single_ok && single_misread.is_empty() {
+        return Spelling {
+            text: single(value),
+            misread_by: Readers::NONE,
+        };
+    }
+    if plain_double_ok {
+        return Spelling {
+            text: plain_double(v),
+            misread_by: Readers::NONE,
+        };
+    }
+    let escaped_misread = {
+        let mut m = Readers::NONE;
+        if v.contains(['"', '\\', '$', '`']) {
+            m = m.with(Reader::Node);
+        }
+        // dotenvx takes `\$` as a `$` (but runs `$(` even so, hence `\(`).
+        if v.contains(['"', '\\', '`']) || v.contains("$(") {
+            m = m.with(Reader::Dotenvx);
+        }
+        if v.contains(['$', '`']) {
+            m = m.with(Reader::Python).with(Reader::PythonInterpolate);
+        }
+        if python_interpolates(v) {
+            m = m.with(Reader::PythonInterpolate);
+        }
+        if v.ends_with(['"', '\\']) {
+            m = m.with(Reader::Godotenv);
+        }
+        m
+    };
+    if single_ok && single_misread.count() <= escaped_misread.count() {
+        return Spelling {
+            text: single(value),
+            misread_by: single_misread,
+        };
+    }
+    Spelling {
+        text: escaped(value, portable),
+        misread_by: escaped_misread,
+    }
+}
+
+/// Writes a value so that dotenv readers get the same bytes back where a spelling allows it
+/// (see [`spell`]).
+pub fn quote(value: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    spell(value, true).text
+}
+
+fn single(value: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(value.len() + 2));
+    out.push(b'\'');
+    out.extend_from_slice(value);
+    out.push(b'\'');
+    out
+}
+
+fn plain_double(v: &str) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(2 * v.len() + 2));
     out.push(b'"');
-    for &b in value {
+    for &b in v.as_bytes() {
         match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'"' => out.extend_from_slice(b"\\\""),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             _ => out.push(b),
         }
     }
     out.push(b'"');
+    out
+}
+
+fn escaped(value: &[u8], portable: bool) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(2 * value.len() + 6));
+    out.push(b'"');
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'$' => out.extend_from_slice(b"\\$"),
+            b'`' => out.extend_from_slice(b"\\`"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'(' if i > 0 && value[i - 1] == b'$' => out.extend_from_slice(b"\\("),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+    if portable && value.last() == Some(&b'\\') {
+        out.extend_from_slice(b" #\"");
+    }
+    out
+}
+
+/// Text safe to print after `#` in a comment line: every line break a dotenv reader or a
+/// shell honours (CR, LF, VT, FF, NEL, U+2028, U+2029) and every other control character
+/// becomes a space, so a comment can never start a new line holding a key.
+pub fn comment_text(text: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(text.len()));
+    let Ok(s) = std::str::from_utf8(text) else {
+        out.extend(text.iter().map(|&b| {
+            if (b < 0x20 && b != b'\t') || b == 0x7f {
+                b' '
+            } else {
+                b
+            }
+        }));
+        return out;
+    };
+    for c in s.chars() {
+        if (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}' {
+            out.push(b' ');
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
     out
 }
 
@@ -385,10 +680,11 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
     if text.is_empty() {
         return Ok(lines);
     }
-    for (i, raw) in body.split('\n').enumerate() {
-        // All trailing CRs go (not just one): a line ending in CR CR LF would otherwise lose
-        // one CR per rewrite.
-        let raw = raw.trim_end_matches('\r');
+    for (i, untrimmed) in body.split('\n').enumerate() {
+        // Trailing CRs go from comments, blank lines, ciphertexts and metadata (all of them, so
+        // that a rewrite is a fixed point). A plaintext value keeps them: sops reads a CRLF file's
+        // value with its CR, and its MAC covers it.
+        let raw = untrimmed.trim_end_matches('\r');
         let line = i + 1;
         if raw.is_empty() {
             lines.push(Line::Blank);
@@ -402,9 +698,16 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
                     msg: "NUL byte in line".into(),
                 });
             }
+            let trimmed = &raw[eq + 1..];
+            let stored =
+                if trimmed.is_empty() || crate::sops::is_enc(trimmed) || raw.starts_with("sops_") {
+                    trimmed
+                } else {
+                    &untrimmed[eq + 1..]
+                };
             lines.push(Line::Pair {
                 key: raw[..eq].to_string(),
-                stored: raw[eq + 1..].to_string(),
+                stored: stored.to_string(),
                 line,
             });
         } else if raw.trim().is_empty() {
@@ -547,11 +850,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("x.env:1:") && e.contains("NUL"), "{e}");
-        // Trailing CRs: reading is a fixed point after one read (found by cargo fuzz).
-        let once = parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\n").unwrap();
+        // Trailing CRs: reading is a fixed point after one read (found by cargo fuzz). A
+        // plaintext value keeps its CRs (sops's MAC covers them), a comment does not.
+        let once =
+            parse_stored("x.env", b"#c\r\r\nA=v\r\r\r\nB=ENC[AES256_GCM,data:x]\r\n").unwrap();
         let mut out = Vec::new();
         emit_stored(&once, &mut out);
-        assert_eq!(out, b"#c\nA=v\n");
+        assert_eq!(out, b"#c\nA=v\r\r\r\nB=ENC[AES256_GCM,data:x]\n");
+        let twice = parse_stored("x.env", &out).unwrap();
+        assert_eq!(twice, once);
     }
 
     #[test]
@@ -560,7 +867,7 @@ mod tests {
         // as an empty comment.
         assert_eq!(
             parse_plain("f", "#\r\r").unwrap(),
-            vec![Entry::Comment(String::new())]
+            vec![Entry::Comment(String::new()), Entry::Blank]
         );
         let p = pairs("A=1\r\r\nB='x'\r\r\n");
         assert_eq!((p[0].1.as_str(), p[1].1.as_str()), ("1", "x"));
@@ -589,10 +896,65 @@ mod tests {
             "tab\tx",
             "ü",
         ] {
-            let line = format!("K={}\n", String::from_utf8(quote(v.as_bytes())).unwrap());
+            let line = format!(
+                "K={}\n",
+                String::from_utf8(quote(v.as_bytes()).to_vec()).unwrap()
+            );
             let p = pairs(&line);
             assert_eq!(p[0].1, v, "line {line:?}");
         }
+    }
+
+    #[test]
+    fn every_spelling_reads_back_in_envv() {
+        // The edit scratch file and `encrypt` of decrypt's output rely on this.
+        for v in [
+            "it's \"fine\"",
+            "C:\\Users\\me\\",
+            "\\\\server\\share",
+            "it's $(x) `y` ${Z} \\",
+            "a\rb\nc",
+            "\u{a0}pad\u{2003}",
+            "'\"`$\\",
+            "{\n  \"a\": 1\n}",
+            "x #y",
+            "#x",
+            "\\n",
+            "$",
+            "it's \\",
+        ] {
+            for portable in [true, false] {
+                let s = spell(v.as_bytes(), portable);
+                let line = format!("K={}\n", String::from_utf8(s.text.to_vec()).unwrap());
+                let p = pairs(&line);
+                assert_eq!(p[0].1, v, "line {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn spellings_by_value() {
+        let sp = |v: &str| String::from_utf8(spell(v.as_bytes(), true).text.to_vec()).unwrap();
+        assert_eq!(sp("plain"), "plain");
+        assert_eq!(sp("\\\\server\\share"), "\\\\server\\share");
+        assert_eq!(sp("C:\\Users\\me\\"), "C:\\Users\\me\\");
+        assert_eq!(sp("a b"), "'a b'");
+        assert_eq!(sp("$HOME"), "'$HOME'");
+        assert_eq!(sp("it's"), "\"it's\"");
+        assert_eq!(sp("a\nb"), "\"a\\nb\"");
+        assert_eq!(sp("it's $(x)"), "\"it's \\$\\(x)\"");
+        assert_eq!(sp("it's \\"), "\"it's \\\\\" #\"");
+        let m = spell(b"it's \"fine\"", true).misread_by;
+        assert_eq!(m.names(), "node dotenv, godotenv, dotenvx");
+        assert!(spell(b"${A}", true)
+            .misread_by
+            .contains(Reader::PythonInterpolate));
+    }
+
+    #[test]
+    fn comments_never_span_lines() {
+        let c = comment_text("a\rB=1\nC=2\u{2028}D\u{85}E\x0bF".as_bytes());
+        assert_eq!(&c[..], "a B=1 C=2 D E F".as_bytes());
     }
 
     #[test]

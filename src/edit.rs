@@ -288,9 +288,7 @@ pub fn apply(f: &mut EnvFile, plain: &mut Plain, edited: Vec<Entry>) -> bool {
 
 /// A comment as `render_dotenv` shows it (one line).
 fn shown_comment(v: &[u8]) -> Vec<u8> {
-    v.iter()
-        .map(|&b| if b == b'\n' { b' ' } else { b })
-        .collect()
+    crate::dotenv::comment_text(v).to_vec()
 }
 
 #[cfg(test)]

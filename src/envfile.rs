@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use crate::dotenv::{self, Entry, Line};
 use crate::error::{Error, IoContext, Result};
 use crate::keys::{Keyring, Recipient};
@@ -134,11 +136,14 @@ impl EnvFile {
             });
         }
         let all = dotenv::parse_stored(name, bytes)?;
+        check_stored_lines(name, &all)?;
         let mut lines = Vec::with_capacity(all.len());
         let mut meta_pairs: Vec<(String, String)> = Vec::new();
+        let mut key_lines: Vec<(String, usize)> = Vec::new();
         for l in all {
             match l {
-                Line::Pair { key, stored, .. } if key.starts_with("sops_") => {
+                Line::Pair { key, stored, line } if key.starts_with("sops_") => {
+                    key_lines.push((key.clone(), line));
                     meta_pairs.push((key, stored))
                 }
                 other => lines.push(other),
@@ -156,6 +161,8 @@ impl EnvFile {
             file: name.into(),
             msg: m.trim_start_matches(&format!("{name}: ")).to_string(),
         })?;
+        let mut meta = meta;
+        meta.key_lines = key_lines;
         Ok(EnvFile {
             path: path.to_path_buf(),
             name: name.into(),
@@ -227,7 +234,11 @@ impl EnvFile {
                 self.name, self.name
             ))
         })?;
-        match keyring.unwrap(meta)? {
+        let unwrapped = keyring.unwrap(meta).map_err(|e| match e {
+            Error::Crypto(m) if m.contains("sops_shamir_threshold") => Error::format(&self.name, m),
+            other => other,
+        })?;
+        match unwrapped {
             Some(k) => Ok(k),
             None if !keyring.damaged().is_empty() => {
                 let whose: Vec<String> = keyring
@@ -244,11 +255,21 @@ impl EnvFile {
                     ),
                 ))
             }
-            None => Err(Error::NoIdentity {
-                file: self.name.clone(),
-                readers: readers(),
-                tried: keyring.tried(),
-            }),
+            None => match keyring.groups_opened() {
+                Some(opened) if opened > 0 => Err(Error::TooFewGroups {
+                    file: self.name.clone(),
+                    needed: meta.groups_needed(),
+                    groups: meta.groups.len(),
+                    opened,
+                    readers: readers(),
+                    tried: keyring.tried(),
+                }),
+                _ => Err(Error::NoIdentity {
+                    file: self.name.clone(),
+                    readers: readers(),
+                    tried: keyring.tried(),
+                }),
+            },
         }
     }
 
@@ -277,6 +298,15 @@ impl EnvFile {
             ..Default::default()
         };
         let mut mac = MacBuilder::new(meta.mac_only_encrypted);
+        // A plaintext value ending in CR: sops covers the CR in its MAC when it encrypted a CRLF
+        // file; a file converted to CRLF afterwards (git autocrlf) was covered without it. The
+        // second MAC is built only when such a value exists.
+        let mut mac_lf = self
+            .lines
+            .iter()
+            .any(|l| matches!(l, Line::Pair { stored, .. } if stored.ends_with('\r')))
+            .then(|| MacBuilder::new(meta.mac_only_encrypted));
+        let mut cr_values = Vec::new();
         let mut aad = Vec::with_capacity(64);
         for (i, line) in self.lines.iter().enumerate() {
             let v = match line {
@@ -285,11 +315,33 @@ impl EnvFile {
                     if plan[i] && sops::is_enc(text) {
                         let enc = EncValue::parse(text)
                             .map_err(|m| self.line_err(i, format!("encrypted comment: {m}")))?;
+                        let ty = enc.ty;
                         let v = cipher.open(enc, b":").ok_or_else(|| Error::Tampered {
                             file: self.name.clone(),
                             line: self.line_no(i),
                             key: "a comment".into(),
                         })?;
+                        // sops leaves `comment`-typed comments out of the MAC but hashes a
+                        // comment stored as `str`; any other type is an error in sops too.
+                        match ty {
+                            ValueType::Comment => {}
+                            ValueType::Str => {
+                                mac.add(v.expose());
+                                if let Some(m) = &mut mac_lf {
+                                    m.add(v.expose());
+                                }
+                                plain.retype.push(i);
+                            }
+                            _ => {
+                                return Err(self.line_err(
+                                    i,
+                                    format!(
+                                        "encrypted comment has type {}; sops reads only comment or str there",
+                                        ty.as_str()
+                                    ),
+                                ))
+                            }
+                        }
                         Some(v)
                     } else {
                         if plan[i] && !text.is_empty() {
@@ -312,13 +364,29 @@ impl EnvFile {
                                 line: self.line_no(i),
                                 key: k.clone(),
                             })?;
-                            if ty != ValueType::Str {
-                                mac.add(v.expose());
-                                plain.retype.push(i);
-                                plain.values.push(Some(sops::display_typed(ty, v)));
-                                continue;
+                            match ty {
+                                ValueType::Str => v,
+                                ValueType::Comment => {
+                                    // sops leaves a comment-typed value out of the MAC: nothing
+                                    // would authenticate it.
+                                    return Err(self.line_err(
+                                        i,
+                                        format!("value of {k} has type comment, which sops leaves out of the MAC; refusing it (restore the file with `git checkout -- {}`)", self.name),
+                                    ));
+                                }
+                                _ => {
+                                    let typed = sops::decode_typed(ty, &v).map_err(|m| {
+                                        self.line_err(i, format!("value of {k} {m}"))
+                                    })?;
+                                    mac.add(typed.mac.expose());
+                                    if let Some(m) = &mut mac_lf {
+                                        m.add(typed.mac.expose());
+                                    }
+                                    plain.retype.push(i);
+                                    plain.values.push(Some(typed.shown));
+                                    continue;
+                                }
                             }
-                            v
                         } else {
                             // Plaintext typed in by hand: dotenv-parse it; the next seal encrypts it.
                             if !allow_pending {
@@ -341,6 +409,17 @@ impl EnvFile {
                     };
                     if !meta.mac_only_encrypted || plan[i] {
                         mac.add(value.expose());
+                        if let Some(m) = &mut mac_lf {
+                            let v = value.expose();
+                            let mut lf = v.len();
+                            if !sops::is_enc(stored) {
+                                lf -= v.iter().rev().take_while(|&&b| b == b'\r').count();
+                                if lf < v.len() {
+                                    cr_values.push((i, lf));
+                                }
+                            }
+                            m.add(&v[..lf]);
+                        }
                     }
                     Some(value)
                 }
@@ -353,8 +432,20 @@ impl EnvFile {
                 let enc = EncValue::parse(&meta.mac).ok()?;
                 cipher.decrypt(&enc, aad.as_bytes())
             });
+            let mut lf_ok = |stored: &Secret| {
+                mac_lf
+                    .take()
+                    .is_some_and(|m| stored.expose() == m.finish().as_bytes())
+            };
             match ok {
                 Some(stored) if stored.expose() == computed.as_bytes() => {}
+                Some(stored) if lf_ok(&stored) => {
+                    for (i, lf) in cr_values {
+                        if let Some(v) = &plain.values[i] {
+                            plain.values[i] = Some(Secret::new(v.expose()[..lf].to_vec()));
+                        }
+                    }
+                }
                 _ => {
                     return Err(Error::Mac {
                         file: self.name.clone(),
@@ -543,6 +634,7 @@ impl EnvFile {
         rule: CryptRule,
     ) -> Result<(Self, DataKey, Plain)> {
         let entries = dotenv::parse_plain(name, text)?;
+        refuse_duplicate_entries(name, &entries)?;
         let dk = DataKey::generate();
         let mut file = EnvFile {
             path: path.to_path_buf(),
@@ -588,25 +680,197 @@ impl EnvFile {
         Ok((file, dk, plain))
     }
 
-    /// Wraps `dk` for `recipients`, replacing all key entries (one group). Values untouched.
-    pub fn rewrap(&mut self, dk: &DataKey, recipients: &[Recipient]) -> Result<()> {
-        let entries = wrap_all(dk, recipients)?;
+    /// Wraps `dk` for `recipients`, replacing all key entries. Values untouched. A file with key
+    /// groups keeps them (see [`EnvFile::regroup`]); `flatten` makes one group instead.
+    pub fn rewrap(&mut self, dk: &DataKey, recipients: &[Recipient], flatten: bool) -> Result<()> {
+        let groups = self.regroup(recipients, flatten)?;
         let meta = self.meta.as_mut().expect("rewrap needs metadata");
-        meta.groups = vec![entries];
-        meta.key_groups_form = false;
-        meta.shamir_threshold = None;
+        if groups.len() == 1 {
+            meta.groups = vec![wrap_all(dk, &groups[0])?];
+            meta.key_groups_form = false;
+            meta.shamir_threshold = None;
+            return Ok(());
+        }
+        // One Shamir share per group, as sops splits it; the threshold stays what it was.
+        let needed = meta.groups_needed();
+        let shares = Zeroizing::new(sops::shamir::split(
+            dk.bytes(),
+            groups.len() as u8,
+            needed as u8,
+        ));
+        let mut wrapped = Vec::with_capacity(groups.len());
+        for (group, share) in groups.iter().zip(shares.iter()) {
+            let entries = group
+                .iter()
+                .map(|r| {
+                    Ok(KeyEntry {
+                        recipient: r.text.clone(),
+                        enc: r.wrap(share)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            wrapped.push(entries);
+        }
+        meta.groups = wrapped;
+        meta.key_groups_form = true;
+        meta.shamir_threshold = Some(needed);
         Ok(())
     }
 
-    /// Re-wraps keeping the wrapped entries of recipients that stay (so their lines do not
-    /// change) and wrapping only for new ones.
-    pub fn rewrap_incremental(&mut self, dk: &DataKey, recipients: &[Recipient]) -> Result<()> {
-        let meta = self.meta.as_mut().expect("rewrap needs metadata");
-        let old: Vec<KeyEntry> = if meta.groups.len() == 1 {
-            meta.groups[0].clone()
-        } else {
-            Vec::new()
+    /// Whether the file's key groups are exactly `groups` (each as a set, in any order) with
+    /// threshold `k`: the layout a threshold environment's policy asks for.
+    pub fn has_layout(&self, groups: &[Vec<Recipient>], k: u8) -> bool {
+        let Some(meta) = &self.meta else {
+            return false;
         };
+        if meta.groups.len() != groups.len() || meta.groups_needed() != u64::from(k) {
+            return false;
+        }
+        let same = |g: &[KeyEntry], want: &[Recipient]| {
+            g.len() == want.len()
+                && want.iter().all(|r| {
+                    g.iter()
+                        .any(|e| crate::keys::same_recipient(&e.recipient, &r.text))
+                })
+        };
+        let mut used = vec![false; groups.len()];
+        meta.groups.iter().all(|g| {
+            match (0..groups.len()).find(|&i| !used[i] && same(g, &groups[i])) {
+                Some(i) => {
+                    used[i] = true;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Wraps `dk` as one Shamir share per group, any `k` of which recover it (sops key groups
+    /// with `shamir_threshold`), as a threshold environment's policy lays them out. Values and
+    /// MAC untouched. Lowering the number of groups a file needs is refused unless `flatten`.
+    pub fn rewrap_groups(
+        &mut self,
+        dk: &DataKey,
+        groups: &[Vec<Recipient>],
+        k: u8,
+        flatten: bool,
+    ) -> Result<()> {
+        let meta = self.meta.as_mut().expect("rewrap needs metadata");
+        let before = meta.groups_needed();
+        if u64::from(k) < before && !flatten {
+            return Err(Error::Usage(format!(
+                "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
+                self.name
+            )));
+        }
+        if groups.len() < 2 || usize::from(k) > groups.len() || k < 2 {
+            return Err(Error::Usage(format!(
+                "{}: a threshold of {k} needs at least {k} key groups (has {})",
+                self.name,
+                groups.len()
+            )));
+        }
+        let shares = Zeroizing::new(sops::shamir::split(dk.bytes(), groups.len() as u8, k));
+        let mut wrapped = Vec::with_capacity(groups.len());
+        for (group, share) in groups.iter().zip(shares.iter()) {
+            if group.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: a key group has no recipient",
+                    self.name
+                )));
+            }
+            let entries = group
+                .iter()
+                .map(|r| {
+                    Ok(KeyEntry {
+                        recipient: r.text.clone(),
+                        enc: r.wrap(share)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            wrapped.push(entries);
+        }
+        meta.groups = wrapped;
+        meta.key_groups_form = true;
+        meta.shamir_threshold = Some(u64::from(k));
+        Ok(())
+    }
+
+    /// The key groups the file gets for `recipients`: one group for a file with one; for a file
+    /// with several, each recipient stays in the group(s) it is in. Refused (unless `flatten`)
+    /// when a recipient is in no group (nothing says which group it joins) or a group would lose
+    /// all its recipients: both would drop or lower what it takes to decrypt.
+    pub fn regroup(&self, recipients: &[Recipient], flatten: bool) -> Result<Vec<Vec<Recipient>>> {
+        let meta = self.meta.as_ref().expect("regroup needs metadata");
+        if meta.groups.len() <= 1 || flatten {
+            return Ok(vec![recipients.to_vec()]);
+        }
+        let n = meta.groups.len();
+        let needed = meta.groups_needed();
+        let layout = format!("{n} key groups, any {needed} of which open it");
+        let in_group = |g: &[KeyEntry], r: &Recipient| {
+            g.iter()
+                .any(|e| crate::keys::same_recipient(&e.recipient, &r.text))
+        };
+        let unplaced: Vec<String> = recipients
+            .iter()
+            .filter(|r| !meta.groups.iter().any(|g| in_group(g, r)))
+            .map(|r| crate::keys::short_key(&r.text))
+            .collect();
+        if !unplaced.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} has {layout}; envv cannot tell which group {} should join: add them with sops (key_groups in creation_rules, then `sops updatekeys`), or pass --flatten to make one group that any single reader opens",
+                self.name,
+                unplaced.join(", ")
+            )));
+        }
+        let groups: Vec<Vec<Recipient>> = meta
+            .groups
+            .iter()
+            .map(|g| {
+                recipients
+                    .iter()
+                    .filter(|r| in_group(g, r))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        if let Some(i) = groups.iter().position(Vec::is_empty) {
+            return Err(Error::Usage(format!(
+                "{} has {layout}; this change leaves key group {} with no recipient, which lowers what it takes to decrypt it: pass --flatten to make one group that any single reader opens",
+                self.name,
+                i + 1
+            )));
+        }
+        Ok(groups)
+    }
+
+    /// Re-wraps keeping the wrapped entries of recipients that stay (so their lines do not
+    /// change) and wrapping only for new ones. Key groups are kept (a new recipient in a file
+    /// with several groups is refused, see [`EnvFile::regroup`]) unless `flatten`.
+    pub fn rewrap_incremental(
+        &mut self,
+        dk: &DataKey,
+        recipients: &[Recipient],
+        flatten: bool,
+    ) -> Result<()> {
+        let groups = self.regroup(recipients, flatten)?;
+        let meta = self.meta.as_mut().expect("rewrap needs metadata");
+        if groups.len() > 1 {
+            // Same data key and every recipient already in its group: keep their entries.
+            for (g, keep) in meta.groups.iter_mut().zip(&groups) {
+                g.retain(|e| {
+                    keep.iter()
+                        .any(|r| crate::keys::same_recipient(&e.recipient, &r.text))
+                });
+            }
+            return Ok(());
+        }
+        if meta.groups.len() > 1 {
+            // Flattening: the data key itself is wrapped for everyone (shares are not).
+            return self.rewrap(dk, recipients, true);
+        }
+        let old: Vec<KeyEntry> = meta.groups.first().cloned().unwrap_or_default();
         let mut entries = Vec::with_capacity(recipients.len());
         for r in recipients {
             match old.iter().find(|e| e.recipient == r.text) {
@@ -623,15 +887,29 @@ impl EnvFile {
         Ok(())
     }
 
-    /// New data key: every value and comment re-encrypted, wrapped for `recipients`. The file
-    /// gets a rotation proof under `previous` (its data key until now), so that a reader of the
-    /// previous version can tell this rotation from a replacement of the file.
+    /// New data key: every value and comment re-encrypted, wrapped for `recipients` (key groups
+    /// kept, as [`EnvFile::rewrap`]). The file gets a rotation proof under `previous` (its data
+    /// key until now), so that a reader of the previous version can tell this rotation from a
+    /// replacement of the file.
     pub fn rotate(
         &mut self,
         previous: &DataKey,
         plain: &mut Plain,
         recipients: &[Recipient],
     ) -> Result<DataKey> {
+        self.rotate_with(previous, plain, recipients, false)
+    }
+
+    /// [`EnvFile::rotate`]; `flatten` makes one key group.
+    pub fn rotate_with(
+        &mut self,
+        previous: &DataKey,
+        plain: &mut Plain,
+        recipients: &[Recipient],
+        flatten: bool,
+    ) -> Result<DataKey> {
+        // Refuse before anything changes.
+        self.regroup(recipients, flatten)?;
         let dk = DataKey::generate();
         let plan = self.plan();
         for (i, l) in self.lines.iter().enumerate() {
@@ -646,7 +924,7 @@ impl EnvFile {
         }
         plain.pending.sort_unstable();
         plain.pending.dedup();
-        self.rewrap(&dk, recipients)?;
+        self.rewrap(&dk, recipients, flatten)?;
         self.seal(plain, &dk)?;
         let meta = self.meta.as_mut().expect("rotate needs metadata");
         let proof = sops::rotation_proof(previous, &meta.mac, &meta.lastmodified);
@@ -693,12 +971,8 @@ pub fn recipient_drift(meta: &Metadata, wanted: &[Recipient]) -> RecipientDrift 
         })
         .map(|h| h.to_string())
         .collect();
-    let mut d = RecipientDrift { missing, extra };
-    if meta.groups.len() > 1 && d.is_empty() {
-        // Several key groups where the policy has one: the layout differs too.
-        d.extra.push("(key groups)".into());
-    }
-    d
+    // Key groups are not drift: the policy names readers, a file may split its key among them.
+    RecipientDrift { missing, extra }
 }
 
 /// Wraps a data key for each recipient.
@@ -717,6 +991,164 @@ pub fn wrap_all(dk: &DataKey, recipients: &[Recipient]) -> Result<Vec<KeyEntry>>
             })
         })
         .collect()
+}
+
+/// Checks what the MAC cannot: a key (or `sops_` metadata key) that appears on two lines (only
+/// one of them is the value the MAC was computed for, and an empty one is not covered at all;
+/// the error names both lines), and text after the closing `]` of an `ENC[...]` value.
+pub fn check_stored_lines(file: &str, lines: &[Line]) -> Result<()> {
+    refuse_duplicate_keys(file, lines)?;
+    for (i, l) in lines.iter().enumerate() {
+        let (what, stored, at) = match l {
+            Line::Pair { key, stored, line } => (key.as_str(), stored.as_str(), *line),
+            Line::Comment(text) => ("a comment", text.as_str(), i + 1),
+            Line::Blank => continue,
+        };
+        // Base64 has no `]`: the first one closes the value and must be its last byte.
+        if sops::is_enc(stored) && memchr::memchr(b']', stored.as_bytes()) != Some(stored.len() - 1)
+        {
+            let at = if at > 0 { at } else { i + 1 };
+            let what = if what.starts_with("sops_") || what == "a comment" {
+                what.to_string()
+            } else {
+                format!("{what}'s value")
+            };
+            return Err(Error::Parse {
+                file: file.into(),
+                line: at,
+                msg: format!("text after the closing ] of {what} (sops ignores it, nothing authenticates it); restore the file with `git checkout -- {file}`"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses plaintext dotenv input (to encrypt, or from `edit`) that sets a key twice: the
+/// encrypted file may hold each key once.
+pub fn refuse_duplicate_entries(file: &str, entries: &[Entry]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for e in entries {
+        if let Entry::Pair { key, line, .. } = e {
+            if let Some(first) = seen.insert(key.as_str(), *line) {
+                return Err(Error::Parse {
+                    file: file.into(),
+                    line: *line,
+                    msg: format!("{key} appears twice (lines {first} and {line}); keep the one you mean and delete the other"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The duplicate-key half of [`check_stored_lines`].
+fn refuse_duplicate_keys(file: &str, lines: &[Line]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if let Line::Pair { key, line, .. } = l {
+            let at = if *line > 0 { *line } else { i + 1 };
+            if let Some(first) = seen.insert(key.as_str(), at) {
+                return Err(Error::Parse {
+                    file: file.into(),
+                    line: at,
+                    msg: format!(
+                        "{key} appears twice (lines {first} and {at}); an encrypted file holds each key once and the MAC does not say which one is real: remove the line you did not write (`git log -p -- {file}` shows who added it)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a file's stored encryption rule disagrees with the policy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleConflict {
+    /// The metadata line (`sops_unencrypted_regex`, `sops_mac_only_encrypted`, ...).
+    pub key: String,
+    /// Its line in the file, when known.
+    pub line: Option<usize>,
+    /// The line the policy gives (`sops_unencrypted_suffix=_unencrypted`, ...).
+    pub wanted: String,
+    /// What is wrong, in words.
+    pub why: String,
+}
+
+impl RuleConflict {
+    /// The message for errors and findings (names the line, never its regex text).
+    pub fn message(&self) -> String {
+        let at = self
+            .line
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        format!(
+            "its {} line{at} {}; what stays plain text is decided by the policy's `public` patterns",
+            self.key, self.why
+        )
+    }
+
+    /// How to fix it.
+    pub fn fix(&self, file: &str) -> String {
+        format!(
+            "if you did not make this change, restore the file with `git checkout -- {file}`; to re-encrypt it under the policy's rule ({}), run `envv encrypt -f {file} --fix-rule`",
+            self.wanted
+        )
+    }
+}
+
+impl EnvFile {
+    /// Whether the file's own rule lines would leave in plain text something `wanted` (the
+    /// policy's rule) encrypts, or leave public values outside the MAC. `None` when they agree.
+    pub fn rule_conflict(&self, wanted: &CryptRule) -> Option<RuleConflict> {
+        rule_conflict(self.meta.as_ref()?, wanted)
+    }
+}
+
+/// [`EnvFile::rule_conflict`] on metadata alone (the pre-commit hook has no [`EnvFile`]).
+pub fn rule_conflict(meta: &Metadata, wanted: &CryptRule) -> Option<RuleConflict> {
+    {
+        let wanted_line = format!("sops_{}={}", wanted.meta_name(), wanted.meta_value());
+        if !meta.rule.covers(wanted) {
+            let key = format!("sops_{}", meta.rule.meta_name());
+            let line = meta.line_of(meta.rule.meta_name());
+            let why = if line.is_none() {
+                "is missing, so sops's default applies, which leaves in plain text keys the policy encrypts".to_string()
+            } else {
+                "leaves in plain text keys the policy encrypts".to_string()
+            };
+            return Some(RuleConflict {
+                key,
+                line,
+                wanted: wanted_line,
+                why,
+            });
+        }
+        if meta.mac_only_encrypted {
+            return Some(RuleConflict {
+                key: "sops_mac_only_encrypted".into(),
+                line: meta.line_of("mac_only_encrypted"),
+                wanted: wanted_line,
+                why: "leaves the plain-text values outside the MAC".into(),
+            });
+        }
+        None
+    }
+}
+
+impl EnvFile {
+    /// [`EnvFile::rule_conflict`] as an error (for every command that writes the file).
+    pub fn refuse_rule_conflict(&self, wanted: &CryptRule) -> Result<()> {
+        match self.rule_conflict(wanted) {
+            None => Ok(()),
+            Some(c) => Err(Error::Usage(format!(
+                "refusing to write {}: {}\n  fix: {}",
+                self.name,
+                c.message(),
+                c.fix(&self.name)
+            ))),
+        }
+    }
 }
 
 fn canonical_mac_aad(meta: &Metadata) -> Option<String> {
@@ -832,6 +1264,30 @@ mod tests {
         let bytes = f.to_bytes();
         assert_eq!(bytes.len(), bytes.capacity());
         assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn crlf_public_values_verify_with_or_without_their_cr() {
+        let (_id, r) = recipient();
+        let (f, dk, _) = EnvFile::encrypt_new(
+            Path::new("x"),
+            ".env",
+            "A=1\nP_unencrypted=x\n",
+            &[r],
+            CryptRule::default(),
+        )
+        .unwrap();
+        // Converted to CRLF after sops or envv wrote it (git autocrlf): the MAC covered `x`.
+        let crlf = String::from_utf8(f.to_bytes())
+            .unwrap()
+            .replace('\n', "\r\n");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", crlf.as_bytes()).unwrap();
+        let p = g.decrypt(&dk, true).unwrap();
+        assert_eq!(g.get(&p, "P_unencrypted").unwrap().expose(), b"x");
+        // A CR the MAC does not cover either way is tampering.
+        let edited = crlf.replace("P_unencrypted=x\r", "P_unencrypted=x\r\r\ry");
+        let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();
+        assert!(matches!(g.decrypt(&dk, true), Err(Error::Mac { .. })));
     }
 
     #[test]

@@ -36,6 +36,17 @@ pub enum Error {
         tried: Vec<String>,
     },
 
+    /// The identities open some of a file's key groups, but fewer than its threshold.
+    #[error("cannot decrypt {file}: it needs {needed} of {groups} key groups; your identities open {opened}")]
+    TooFewGroups {
+        file: String,
+        needed: u64,
+        groups: usize,
+        opened: usize,
+        readers: Vec<String>,
+        tried: Vec<String>,
+    },
+
     /// A value's ciphertext failed authentication (edited, or moved to another key).
     #[error("{file}:{line}: the encrypted value of {key} does not authenticate (edited by hand, or moved from another key)")]
     Tampered {
@@ -90,7 +101,10 @@ impl Error {
     /// 2 for usage and input errors.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::KeyNotFound { .. } | Error::CheckFailed(_) | Error::NoIdentity { .. } => 1,
+            Error::KeyNotFound { .. }
+            | Error::CheckFailed(_)
+            | Error::NoIdentity { .. }
+            | Error::TooFewGroups { .. } => 1,
             _ => 2,
         }
     }
@@ -108,6 +122,10 @@ impl Error {
                     "readers: {readers}\n  tried:   {tried}\n  hint:    send `envv whoami` to a reader and ask them to run `envv member add <you> <key>`"
                 ))
             }
+            Error::TooFewGroups { tried, .. } => Some(format!(
+                "tried:   {}\n  hint:    add the identity of another group (`--identity FILE`, or ENVV_AGE_KEY_FILE), or ask the holders of the other groups",
+                tried.join(", ")
+            )),
             Error::Tampered { file, .. } => Some(format!(
                 "`git diff {file}` shows what changed; restore it with `git checkout -- {file}`"
             )),

@@ -148,9 +148,18 @@ pub struct LoadOptions {
     pub ignore_mac: bool,
 }
 
+/// What [`load`] gives: the merged variables, the optional layers skipped (not a reader), and
+/// warnings about lines left out (text before `=` that is not a key name).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub vars: Vec<Var>,
+    pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 /// Reads, decrypts and merges `layers` (later wins). Variables keep the position of their first
-/// appearance. Optional layers the caller cannot decrypt are skipped and named in the second
-/// part of the result. `readers(layer)` names who can read a layer, for the "no identity" error;
+/// appearance. Optional layers the caller cannot decrypt are skipped and named in
+/// [`Loaded::skipped`]. `readers(layer)` names who can read a layer, for the "no identity" error;
 /// `environment(key)` is the current environment, consulted by expansion after loaded values.
 pub fn load(
     layers: &[Layer],
@@ -158,12 +167,13 @@ pub fn load(
     opts: LoadOptions,
     readers: impl Fn(&Layer) -> Vec<String>,
     environment: impl Fn(&str) -> Option<OsString>,
-) -> Result<(Vec<Var>, Vec<String>)> {
+) -> Result<Loaded> {
     let mut vars: Vec<Var> = Vec::new();
     let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (li, layer) in layers.iter().enumerate() {
-        let pairs = match read_layer(layer, keyring, opts, &readers) {
+        let pairs = match read_layer(layer, keyring, opts, &readers, &mut warnings) {
             Err(Error::NoIdentity { .. }) if layer.optional => {
                 skipped.push(layer.name.clone());
                 continue;
@@ -200,7 +210,11 @@ pub fn load(
             }
         }
     }
-    Ok((vars, skipped))
+    Ok(Loaded {
+        vars,
+        skipped,
+        warnings,
+    })
 }
 
 /// The key/value pairs of one layer, in file order (a duplicate key: the last one wins).
@@ -209,6 +223,7 @@ fn read_layer(
     keyring: &mut Keyring,
     opts: LoadOptions,
     readers: &impl Fn(&Layer) -> Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, Secret, bool)>> {
     if layer.local {
         let bytes = read_limited(&layer.path)?;
@@ -241,14 +256,17 @@ fn read_layer(
             Some(value),
         ) = (line, value)
         {
-            // Keys come from the file as stored (a sops file may hold any text before `=`, and
-            // keys are not in the MAC): only real names reach an environment or a shell.
+            // Keys come from the file as stored (a sops file may hold any text before `=`, such
+            // as `export FOO` or ` FOO ` from a hand-written file, and keys are not in the MAC):
+            // only real names reach an environment or a shell; the others are left out.
             if dotenv::validate_key(key).is_err() {
-                return Err(Error::Parse {
-                    file: layer.name.clone(),
-                    line: if *n > 0 { *n } else { i + 1 },
-                    msg: dotenv::key_problem(key),
-                });
+                warnings.push(format!(
+                    "{}:{}: left out: {}",
+                    layer.name,
+                    if *n > 0 { *n } else { i + 1 },
+                    dotenv::key_problem(key)
+                ));
+                continue;
             }
             let secret = plan[i] && !stored.is_empty();
             out.push((key.clone(), value, secret));

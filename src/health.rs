@@ -69,6 +69,9 @@ pub enum Kind {
     Drift,
     /// Values proposed by non-readers wait to be accepted or rejected.
     PendingProposals,
+    /// The file's own rule lines leave plain what the policy encrypts (or public values
+    /// outside the MAC).
+    WeakRule,
     /// The file's data key was changed without a rotation proof (a replacement of the file?).
     Rekeyed,
 }
@@ -91,6 +94,7 @@ impl Kind {
             Kind::MaxAge => "max_age",
             Kind::Drift => "drift",
             Kind::PendingProposals => "pending_proposals",
+            Kind::WeakRule => "weak_rule",
             Kind::Rekeyed => "rekeyed",
         }
     }
@@ -260,6 +264,13 @@ pub fn check(
         };
         match EnvFile::open(&root.join(&rel), &rel) {
             Ok(f) => {
+                if let Some(c) = f.rule_conflict(&policy.crypt_rule()).filter(|_| want) {
+                    report.findings.push(
+                        Finding::new(Level::Error, Kind::WeakRule, Some(name), c.message())
+                            .file(&rel)
+                            .hint(c.fix(&rel)),
+                    );
+                }
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {
                         let aged = policy

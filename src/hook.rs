@@ -376,11 +376,14 @@ pub fn check_dotenv_blob(
             return;
         }
     };
+    let structure = crate::envfile::check_stored_lines(path, &lines).err();
     let mut data = Vec::with_capacity(lines.len());
     let mut meta_pairs: Vec<(String, String)> = Vec::new();
+    let mut key_lines: Vec<(String, usize)> = Vec::new();
     for l in lines {
         match l {
-            Line::Pair { key, stored, .. } if key.starts_with("sops_") => {
+            Line::Pair { key, stored, line } if key.starts_with("sops_") => {
+                key_lines.push((key.clone(), line));
                 meta_pairs.push((key, stored))
             }
             other => data.push(other),
@@ -423,7 +426,7 @@ pub fn check_dotenv_blob(
         }
         return;
     }
-    let meta = match Metadata::from_pairs(
+    let mut meta = match Metadata::from_pairs(
         path,
         meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     ) {
@@ -441,6 +444,24 @@ pub fn check_dotenv_blob(
             return;
         }
     };
+    meta.key_lines = key_lines;
+    if let Some(Error::Parse { line, msg, .. }) = structure {
+        out.push(Finding {
+            file: path.to_string(),
+            line: Some(line),
+            message: msg,
+            fix: format!("restore it with `git checkout HEAD -- {path}`"),
+        });
+    }
+    let wanted = policy.map(Policy::crypt_rule).unwrap_or_default();
+    if let Some(c) = crate::envfile::rule_conflict(&meta, &wanted) {
+        out.push(Finding {
+            file: path.to_string(),
+            line: c.line,
+            message: c.message(),
+            fix: c.fix(path),
+        });
+    }
     for (key, line) in plaintext_lines(&data, &meta.rule, false) {
         out.push(Finding {
             file: path.to_string(),

@@ -277,6 +277,8 @@ pub struct Keyring {
     /// Recipients whose entry did not open although an X25519 identity with that very public
     /// key was tried: the wrapped key was damaged or edited (see [`Keyring::damaged`]).
     damaged: Vec<String>,
+    /// For the last file with key groups that did not open: how many groups opened.
+    groups_opened: Option<usize>,
 }
 
 /// The user's config folder for envv: `$XDG_CONFIG_HOME/envv` or `~/.config/envv`.
@@ -367,6 +369,7 @@ impl Keyring {
                 specs,
                 loaded: (0..n).map(|_| None).collect(),
                 problems: Vec::new(),
+                groups_opened: None,
                 damaged: Vec::new(),
             };
         }
@@ -397,6 +400,7 @@ impl Keyring {
             specs,
             loaded: (0..n).map(|_| None).collect(),
             problems: Vec::new(),
+            groups_opened: None,
             damaged: Vec::new(),
         }
     }
@@ -449,17 +453,31 @@ impl Keyring {
                     shares.push(s);
                 }
             }
-            let threshold = meta
-                .shamir_threshold
-                .filter(|t| *t > 0)
-                .unwrap_or(meta.groups.len() as u64);
-            if (shares.len() as u64) < threshold.max(2) {
+            let threshold = meta.groups_needed();
+            if (shares.len() as u64) < threshold {
+                self.groups_opened = Some(shares.len());
                 return Ok(None);
             }
             let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
             let key = zeroize::Zeroizing::new(shamir::combine(&plain).map_err(Error::Crypto)?);
+            // `sops_shamir_threshold` is not authenticated: check that the stored number of
+            // shares really recovers the key, so a threshold lowered by hand is never used to
+            // split the next data key.
+            let t = threshold as usize;
+            let lowered = if t < plain.len() {
+                let again =
+                    zeroize::Zeroizing::new(shamir::combine(&plain[..t]).map_err(Error::Crypto)?);
+                again[..] != key[..]
+            } else {
+                false
+            };
             for mut p in plain {
                 zeroize::Zeroize::zeroize(&mut p);
+            }
+            if lowered {
+                return Err(Error::Crypto(
+                    "its sops_shamir_threshold is lower than the key groups it was split for (edited by hand?): restore the file with `git checkout`".into(),
+                ));
             }
             Ok(Some(DataKey::from_slice(&key).ok_or_else(|| {
                 Error::Crypto("recovered data key is not 32 bytes".into())
@@ -533,6 +551,12 @@ impl Keyring {
     /// file's `sops_age` lines were damaged or edited (not "you are not a reader").
     pub fn damaged(&self) -> &[String] {
         &self.damaged
+    }
+
+    /// After [`Keyring::unwrap`] found too few shares of a file with key groups: how many of its
+    /// groups the identities opened.
+    pub fn groups_opened(&self) -> Option<usize> {
+        self.groups_opened
     }
 
     /// Labels of the identities tried so far (for "no identity" errors): `source (age1…)`.

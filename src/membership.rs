@@ -104,6 +104,8 @@ pub struct Session {
     /// The committed policy (`HEAD:.sops.yaml`), read on demand to name recipients that a hand
     /// edit removed from the working policy.
     committed: std::cell::OnceCell<Option<Policy>>,
+    /// Allow changes that replace a file's key groups by one group (`--flatten`).
+    pub flatten: bool,
 }
 
 impl Session {
@@ -132,6 +134,7 @@ impl Session {
             locked: BTreeSet::from([root_dir]),
             locks: vec![root_lock],
             committed: Default::default(),
+            flatten: false,
         };
         s.lock_policy_folders(&policy)?;
         Ok(s)
@@ -156,6 +159,7 @@ impl Session {
             locked: BTreeSet::new(),
             locks: Vec::new(),
             committed: Default::default(),
+            flatten: false,
         })
     }
 
@@ -295,6 +299,15 @@ impl Session {
                 })
                 .collect();
             change.action = decide(mode, &drift);
+            if change.action == Action::Unchanged {
+                // A threshold environment whose key groups or threshold differ from the
+                // policy's layout (a group gained a member, the threshold changed) is re-split.
+                if let Some((groups, k)) = new.key_groups(env) {
+                    if !file.has_layout(&groups, k) {
+                        change.action = Action::Rewrap;
+                    }
+                }
+            }
             if change.action.writes() {
                 change.source = Some((bytes, file));
             }
@@ -363,6 +376,7 @@ impl Session {
                 .meta
                 .as_ref()
                 .ok_or_else(|| Error::Usage(format!("{} is not encrypted", change.name)))?;
+            file.refuse_rule_conflict(&new.unwrap_or(&self.policy).crypt_rule())?;
             if change.action == Action::Rotate && meta.has_foreign_master_keys() {
                 return Err(Error::Usage(format!(
                     "{} also has pgp/kms master keys or key groups envv cannot re-wrap; remove them with `sops updatekeys` or `sops --rm-pgp`, then run this again",
@@ -383,19 +397,55 @@ impl Session {
                 }
                 Err(e) => return Err(e),
             };
-            match change.action {
-                Action::Rewrap => {
+            // A threshold environment's layout, limited to the recipients this change wraps
+            // for (a narrowed change leaves unconfirmed policy drift out).
+            let layout = new
+                .unwrap_or(&self.policy)
+                .key_groups(&change.env)
+                .map(|(groups, k)| {
+                    let groups: Vec<Vec<Recipient>> = groups
+                        .into_iter()
+                        .map(|g| {
+                            g.into_iter()
+                                .filter(|r| {
+                                    change
+                                        .recipients
+                                        .iter()
+                                        .any(|c| same_recipient(&c.text, &r.text))
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    (groups, k)
+                });
+            match (change.action, layout) {
+                (Action::Rewrap, layout) => {
                     // The key must be the file's own: it opens the MAC.
                     if !opens_mac(&file, &dk) {
                         return Err(Error::Mac {
                             file: change.name.clone(),
                         });
                     }
-                    file.rewrap_incremental(&dk, &change.recipients)?;
+                    match layout {
+                        Some((groups, k)) => file.rewrap_groups(&dk, &groups, k, self.flatten)?,
+                        None => file.rewrap_incremental(&dk, &change.recipients, self.flatten)?,
+                    }
                 }
-                _ => {
+                (_, Some((groups, k))) => {
+                    let before = meta.groups_needed();
+                    if u64::from(k) < before && !self.flatten {
+                        return Err(Error::Usage(format!(
+                            "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
+                            change.name
+                        )));
+                    }
                     let mut plain = file.decrypt(&dk, true)?;
-                    file.rotate(&dk, &mut plain, &change.recipients)?;
+                    let new_dk = file.rotate_with(&dk, &mut plain, &change.recipients, true)?;
+                    file.rewrap_groups(&new_dk, &groups, k, self.flatten)?;
+                }
+                (_, None) => {
+                    let mut plain = file.decrypt(&dk, true)?;
+                    file.rotate_with(&dk, &mut plain, &change.recipients, self.flatten)?;
                 }
             }
             let new_bytes = file.to_bytes();
@@ -571,6 +621,18 @@ impl Session {
             }
             let drift = recipient_drift(meta, &target);
             c.action = decide(mode, &drift);
+            // This change sets a new threshold or key-group layout (`env readers --threshold`).
+            if c.action == Action::Unchanged {
+                if let Some((groups, k)) = new.key_groups(&c.env) {
+                    let same = self
+                        .policy
+                        .key_groups(&c.env)
+                        .is_some_and(|(g, old_k)| old_k == k && g == groups);
+                    if !same && !file.has_layout(&groups, k) {
+                        c.action = Action::Rewrap;
+                    }
+                }
+            }
             c.added = drift.missing.iter().map(|r| self.label(new, r)).collect();
             c.removed = drift
                 .extra

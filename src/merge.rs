@@ -103,6 +103,19 @@ pub fn merge(
     };
     let mut notes = Vec::new();
     let same_key = dk_a.bytes() == dk_b.bytes();
+    // Key groups and thresholds are kept, never lowered: sides that disagree on them are left to
+    // a person (`envv updatekeys --flatten` or sops).
+    let layout = |s: &Side| {
+        s.file
+            .meta
+            .as_ref()
+            .map(|m| (m.groups.len().max(1), m.groups_needed()))
+    };
+    if layout(&a) != layout(&b) || (o.dk.is_some() && layout(&o) != layout(&a)) {
+        return Err(Error::Usage(format!(
+            "{name}: the sides have different key groups or thresholds; envv does not merge them (that could lower what it takes to decrypt the file)"
+        )));
+    }
 
     let mut union: Vec<String> = a.order.clone();
     for k in b.order.iter().chain(o.order.iter()) {

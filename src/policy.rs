@@ -46,6 +46,10 @@ pub struct Environment {
     /// Keys that must exist in this environment (in addition to `schema.required`).
     #[serde(default)]
     pub required: Vec<String>,
+    /// Break-glass: each reader entry (a member or a group) is one sops key group, and this
+    /// many of them together are needed to decrypt (sops `shamir_threshold`).
+    #[serde(default)]
+    pub threshold: Option<u8>,
 }
 
 /// Rules for one key.
@@ -198,6 +202,34 @@ impl Policy {
             }
         }
         out
+    }
+
+    /// The key groups of a threshold environment, one per reader entry (a member, or a group's
+    /// non-expired members), with the threshold; `None` for an environment without one.
+    pub fn key_groups(&self, env: &str) -> Option<(Vec<Vec<Recipient>>, u8)> {
+        let e = self.environments.get(env)?;
+        let k = e.threshold?;
+        let groups = e
+            .readers
+            .iter()
+            .map(|entry| {
+                let mut names = BTreeSet::new();
+                self.expand_reader(entry, &mut names, 0);
+                let mut out: Vec<Recipient> = Vec::new();
+                for n in names.iter().filter(|n| !self.is_expired(n)) {
+                    if let Ok(r) = Recipient::parse(&self.members[n].key) {
+                        if !out
+                            .iter()
+                            .any(|o| crate::keys::same_recipient(&o.text, &r.text))
+                        {
+                            out.push(r);
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        Some((groups, k))
     }
 
     /// Environments a member can read.
@@ -354,6 +386,32 @@ impl Policy {
                     format!("envv.environments.{name}.readers: the groups listed have no members"),
                 ));
             }
+            if let Some(k) = e.threshold {
+                let n = e.readers.len();
+                if k < 2 || usize::from(k) > n {
+                    return Err(err(
+                        &["environments", name, "threshold"],
+                        format!("envv.environments.{name}.threshold: {k} must be between 2 and the number of reader entries ({n}): each entry is one key group"),
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                for r in &e.readers {
+                    if !seen.insert(r) {
+                        return Err(err(
+                            &["environments", name, "readers"],
+                            format!("envv.environments.{name}.readers: \"{r}\" is listed twice; with a threshold each entry is one key group"),
+                        ));
+                    }
+                }
+                if let Some((groups, _)) = self.key_groups(name) {
+                    if let Some(i) = groups.iter().position(Vec::is_empty) {
+                        return Err(err(
+                            &["environments", name, "readers"],
+                            format!("envv.environments.{name}.readers: \"{}\" has no current member, so its key group would have no recipient", e.readers[i]),
+                        ));
+                    }
+                }
+            }
             for f in &e.freeze {
                 parse_freeze(f).map_err(|m| {
                     err(
@@ -496,6 +554,9 @@ impl Policy {
                 if !e.required.is_empty() {
                     y.push_str(&format!("      required: {}\n", flow(&e.required)));
                 }
+                if let Some(k) = e.threshold {
+                    y.push_str(&format!("      threshold: {k}\n"));
+                }
             }
         }
         if !self.public.is_empty() {
@@ -552,9 +613,19 @@ impl Policy {
             }
             let rx = format!("(^|/){}$", regex::escape(e.file.trim_start_matches("./")));
             y.push_str(&format!("  - path_regex: {}\n", q(&rx)));
-            y.push_str("    age:\n");
-            for r in &recipients {
-                y.push_str(&format!("      - {}\n", q(&r.text)));
+            if let Some((groups, k)) = self.key_groups(name) {
+                y.push_str(&format!("    shamir_threshold: {k}\n    key_groups:\n"));
+                for g in &groups {
+                    y.push_str("      - age:\n");
+                    for r in g {
+                        y.push_str(&format!("          - {}\n", q(&r.text)));
+                    }
+                }
+            } else {
+                y.push_str("    age:\n");
+                for r in &recipients {
+                    y.push_str(&format!("      - {}\n", q(&r.text)));
+                }
             }
             if let Some(p) = &public {
                 y.push_str(&format!("    unencrypted_regex: {}\n", q(p)));
@@ -842,6 +913,7 @@ mod tests {
                 readers: vec!["ops".into()],
                 freeze: vec!["Fri 18:00 - Sun 23:59".into()],
                 required: vec![],
+                threshold: None,
             },
         );
         p.public = vec!["^PORT$".into(), "^NEXT_PUBLIC_".into()];

@@ -104,7 +104,8 @@ impl ValueType {
         })
     }
 
-    fn as_str(self) -> &'static str {
+    /// The `type:` field text.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Str => "str",
             Self::Comment => "comment",
@@ -147,6 +148,13 @@ impl EncValue {
             .position(|b| b == b']')
             .ok_or("ENC value is not closed by ]")?;
         let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
+        // sops ignores text after the `]` (its pattern is not anchored) and drops it on the next
+        // write; nothing authenticates it, so envv refuses it instead of guessing what it means.
+        if end + 1 != rest.len() {
+            return Err(
+                "text after the closing ] of the ENC value (not covered by the MAC)".into(),
+            );
+        }
         let dec = |field: &str, what: &str| {
             B64.decode(field)
                 .map_err(|_| format!("ENC value has invalid base64 in {what}"))
@@ -226,26 +234,154 @@ impl ValueCipher {
     }
 }
 
-/// How sops prints a non-string value in dotenv output (the stored bytes otherwise).
-pub fn display_typed(ty: ValueType, plain: Secret) -> Secret {
+/// A non-string value decrypted as sops decrypts it: `mac` is what sops's MAC covers (Go's
+/// `ToBytes` of the parsed value), `shown` what `sops decrypt` prints in dotenv output (and what
+/// envv injects). For `bytes` both are the raw plaintext (sops would print Go's `[104 105]`).
+#[derive(Debug)]
+pub struct Typed {
+    pub mac: Secret,
+    pub shown: Secret,
+}
+
+/// Parses the plaintext of a typed value as sops 3.11 does (`strconv.ParseBool`, `Atoi`,
+/// `ParseFloat`, `time.UnmarshalText`) and returns the MAC bytes and the printed form. A
+/// plaintext that does not parse as its type is an error (sops fails on it too). `str` and
+/// `comment` are not handled here: a string is its own bytes, and a *value* typed `comment` is
+/// left out of sops's MAC, so envv refuses it (see [`crate::envfile`]).
+pub fn decode_typed(ty: ValueType, plain: &Secret) -> Result<Typed, &'static str> {
+    let text = std::str::from_utf8(plain.expose()).map_err(|_| "is not UTF-8 text");
+    let both = |s: String| Typed {
+        mac: Secret::from_str(&s),
+        shown: Secret::new(s.into_bytes()),
+    };
     match ty {
-        ValueType::Bool => Secret::from_str(if plain.expose() == b"True" {
-            "true"
-        } else {
-            "false"
-        }),
-        ValueType::Float
-            if !plain
-                .expose()
-                .iter()
-                .any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N')) =>
-        {
-            let mut v = plain.expose().to_vec();
-            v.extend_from_slice(b".0");
-            Secret::new(v)
+        ValueType::Bool => {
+            let b = match text? {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+                _ => return Err("is typed bool but its plaintext is not a boolean"),
+            };
+            Ok(Typed {
+                mac: Secret::from_str(if b { "True" } else { "False" }),
+                shown: Secret::from_str(if b { "true" } else { "false" }),
+            })
         }
-        _ => plain,
+        ValueType::Int => {
+            let n: i64 = text?
+                .parse()
+                .map_err(|_| "is typed int but its plaintext is not a 64-bit integer")?;
+            Ok(both(n.to_string()))
+        }
+        ValueType::Float => {
+            let f =
+                go_parse_float(text?).ok_or("is typed float but its plaintext is not a number")?;
+            Ok(Typed {
+                mac: Secret::new(go_format_float(f, false).into_bytes()),
+                shown: Secret::new(go_format_float(f, true).into_bytes()),
+            })
+        }
+        ValueType::Time => {
+            let (mac, shown) =
+                go_time(text?).ok_or("is typed time but its plaintext is not an RFC 3339 time")?;
+            Ok(Typed {
+                mac: Secret::new(mac.into_bytes()),
+                shown: Secret::new(shown.into_bytes()),
+            })
+        }
+        ValueType::Bytes => Ok(Typed {
+            mac: plain.clone(),
+            shown: plain.clone(),
+        }),
+        ValueType::Str | ValueType::Comment => Ok(Typed {
+            mac: plain.clone(),
+            shown: plain.clone(),
+        }),
     }
+}
+
+/// Go's `strconv.ParseFloat(s, 64)` for decimal input: optional sign, digits with an optional
+/// point and exponent, `inf`/`infinity`/`nan` in any case (no sign on `nan`). Out of range is an
+/// error, as in Go. Hexadecimal floats (which Go also reads) are refused: no writer makes them.
+fn go_parse_float(s: &str) -> Option<f64> {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let lower = unsigned.to_ascii_lowercase();
+    if lower == "nan" {
+        return (unsigned.len() == s.len()).then_some(f64::NAN);
+    }
+    if lower == "inf" || lower == "infinity" {
+        return Some(if s.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    let ok_chars = unsigned
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !ok_chars || !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let f: f64 = s.parse().ok()?;
+    f.is_finite().then_some(f)
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)` (`g = false`: what sops's MAC covers) or sops's
+/// dotenv spelling, `FormatFloat(f, 'G', -1, 64)` with `.0` added to integers (`g = true`).
+fn go_format_float(f: f64, g: bool) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    // Shortest round-trip digits and exponent, from Rust's own shortest formatting.
+    let e = format!("{:e}", f.abs());
+    let (mant, exp) = e.split_once('e').expect("{:e} has an exponent");
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let exp: i64 = exp.parse().expect("{:e} exponent is an integer");
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    let nd = digits.len() as i64;
+    let dp = exp + 1; // position of the decimal point within `digits`
+    if g && !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{frac}E{esign}{:02}", exp.unsigned_abs());
+    }
+    let fixed = if dp <= 0 {
+        format!("0.{}{digits}", "0".repeat((-dp) as usize))
+    } else if dp >= nd {
+        format!("{digits}{}", "0".repeat((dp - nd) as usize))
+    } else {
+        format!("{}.{}", &digits[..dp as usize], &digits[dp as usize..])
+    };
+    if g && !fixed.contains('.') {
+        return format!("{sign}{fixed}.0");
+    }
+    format!("{sign}{fixed}")
+}
+
+/// Go's `time.Time.UnmarshalText` then `MarshalText` (RFC 3339 with the fraction trimmed: what
+/// the MAC covers) and `Format(time.RFC3339)` (what sops prints).
+fn go_time(s: &str) -> Option<(String, String)> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    let shown = canonical_time(s)?;
+    let nanos = t.nanosecond();
+    if nanos == 0 {
+        return Some((shown.clone(), shown));
+    }
+    let frac = format!("{nanos:09}");
+    let frac = frac.trim_end_matches('0');
+    // Insert the fraction after the seconds (the 19th character: YYYY-MM-DDTHH:MM:SS).
+    let mac = format!("{}.{frac}{}", &shown[..19], &shown[19..]);
+    Some((mac, shown))
 }
 
 /// Which values of a file are encrypted: the one crypt rule of a file (sops allows one).
@@ -266,7 +402,8 @@ impl Default for CryptRule {
 }
 
 impl CryptRule {
-    fn meta_name(&self) -> &'static str {
+    /// The metadata key of the rule, without `sops_` (`unencrypted_suffix`, ...).
+    pub fn meta_name(&self) -> &'static str {
         match self {
             CryptRule::UnencryptedSuffix(_) => "unencrypted_suffix",
             CryptRule::EncryptedSuffix(_) => "encrypted_suffix",
@@ -277,13 +414,37 @@ impl CryptRule {
         }
     }
 
-    fn meta_value(&self) -> &str {
+    /// The rule's suffix or regex source.
+    pub fn meta_value(&self) -> &str {
         match self {
             CryptRule::UnencryptedSuffix(s) | CryptRule::EncryptedSuffix(s) => s,
             CryptRule::UnencryptedRegex(r)
             | CryptRule::EncryptedRegex(r)
             | CryptRule::UnencryptedCommentRegex(r)
             | CryptRule::EncryptedCommentRegex(r) => r.as_str(),
+        }
+    }
+
+    /// Whether this (stored) rule encrypts every key and comment that `wanted` encrypts. It is
+    /// judged on the rules themselves, not on the keys a file has now, so keys added later count
+    /// too: the same rule, or an unencrypted suffix that ends with the wanted one.
+    pub fn covers(&self, wanted: &CryptRule) -> bool {
+        match (self, wanted) {
+            (CryptRule::UnencryptedSuffix(have), CryptRule::UnencryptedSuffix(want)) => {
+                !have.is_empty() && have.ends_with(want.as_str())
+            }
+            // `public` patterns added since the file was written: the file's patterns are some
+            // of the policy's, so it leaves plain no more than the policy does.
+            (CryptRule::UnencryptedRegex(have), CryptRule::UnencryptedRegex(want)) => {
+                let parts = |r: &Regex| {
+                    union_parts(r.as_str()).unwrap_or_else(|| vec![r.as_str().to_string()])
+                };
+                let want = parts(want);
+                parts(have).iter().all(|p| want.contains(p))
+            }
+            (have, want) => {
+                have.meta_name() == want.meta_name() && have.meta_value() == want.meta_value()
+            }
         }
     }
 
@@ -347,6 +508,18 @@ impl CryptRule {
     }
 }
 
+/// The patterns of a regex written as envv writes several `public` patterns,
+/// `(?:p1)|(?:p2)|...`, when each part is a valid regex on its own (so the whole matches exactly
+/// what one of them matches). `None` for any other regex.
+fn union_parts(re: &str) -> Option<Vec<String>> {
+    let inner = re.strip_prefix("(?:")?.strip_suffix(')')?;
+    let parts: Vec<String> = inner.split(")|(?:").map(str::to_string).collect();
+    if parts.len() < 2 || parts.iter().any(|p| Regex::new(p).is_err()) {
+        return None;
+    }
+    Some(parts)
+}
+
 /// One age recipient entry of a file: the recipient text and its armored wrapped key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
@@ -371,6 +544,8 @@ pub struct Metadata {
     pub version: String,
     /// Other `sops_*` lines (pgp, kms, unknown), kept verbatim.
     pub foreign: Vec<(String, String)>,
+    /// Where each `sops_*` line was in the file read (for messages); empty for new metadata.
+    pub key_lines: Vec<(String, usize)>,
 }
 
 /// sops metadata keys naming master keys envv cannot wrap for.
@@ -389,6 +564,7 @@ impl Metadata {
             rule,
             version: SOPS_VERSION.into(),
             foreign: Vec::new(),
+            key_lines: Vec::new(),
         }
     }
 
@@ -401,6 +577,27 @@ impl Metadata {
                 .any(|m| rest.starts_with(&format!("{m}__list_")))
                 || rest.starts_with("key_groups__")
         })
+    }
+
+    /// The line of the stored `sops_NAME` metadata line, when the metadata was read from a file.
+    pub fn line_of(&self, name: &str) -> Option<usize> {
+        self.key_lines
+            .iter()
+            .find(|(k, _)| k.strip_prefix("sops_") == Some(name))
+            .map(|(_, l)| *l)
+    }
+
+    /// The number of key groups needed to recover the data key (1 for a single group). Never
+    /// below 2 with several groups: sops cannot split or combine with fewer, so a stored 1 (or 0,
+    /// "all groups") is not taken to mean that one group suffices.
+    pub fn groups_needed(&self) -> u64 {
+        if self.groups.len() <= 1 {
+            return 1;
+        }
+        self.shamir_threshold
+            .filter(|t| *t > 0)
+            .unwrap_or(self.groups.len() as u64)
+            .max(2)
     }
 
     /// All recipients, in group order.
@@ -476,6 +673,14 @@ impl Metadata {
                         .ok_or_else(|| bad("not a number"))?;
                     threshold = Some(t);
                 }
+                // An empty rule value counts as absent, as in sops (all absent: `_unencrypted`).
+                "unencrypted_suffix"
+                | "encrypted_suffix"
+                | "unencrypted_regex"
+                | "encrypted_regex"
+                | "unencrypted_comment_regex"
+                | "encrypted_comment_regex"
+                    if value.is_empty() => {}
                 "unencrypted_suffix" => rules.push(CryptRule::UnencryptedSuffix(value)),
                 "encrypted_suffix" => rules.push(CryptRule::EncryptedSuffix(value)),
                 "unencrypted_regex" => rules.push(CryptRule::UnencryptedRegex(regex(&value)?)),
@@ -554,6 +759,7 @@ impl Metadata {
             rule: rules.pop().unwrap_or_default(),
             version,
             foreign,
+            key_lines: Vec::new(),
         })
     }
 
@@ -856,6 +1062,86 @@ mod tests {
         )
         .unwrap_err()
         .contains("type"));
+    }
+
+    #[test]
+    fn typed_values_as_sops_hashes_and_prints_them() {
+        let t = |ty, s: &str| {
+            decode_typed(ty, &Secret::from_str(s))
+                .map(|t| {
+                    (
+                        t.mac.expose_str().unwrap().to_string(),
+                        t.shown.expose_str().unwrap().to_string(),
+                    )
+                })
+                .map_err(|_| ())
+        };
+        let pair = |a: &str, b: &str| Ok((a.to_string(), b.to_string()));
+        // Go's FormatFloat(f, 'f', -1) for the MAC, sops's %G (+ ".0") for dotenv output.
+        for (input, mac, shown) in [
+            ("123", "123", "123.0"),
+            ("1.5", "1.5", "1.5"),
+            ("0.00001", "0.00001", "1E-05"),
+            ("0.0001", "0.0001", "0.0001"),
+            ("1e21", "1000000000000000000000", "1E+21"),
+            ("1234567", "1234567", "1.234567E+06"),
+            ("123456", "123456", "123456.0"),
+            ("-2.50", "-2.5", "-2.5"),
+            ("0", "0", "0.0"),
+            ("-0", "-0", "-0.0"),
+            ("NaN", "NaN", "NaN"),
+            ("-Inf", "-Inf", "-Inf"),
+            ("infinity", "+Inf", "+Inf"),
+            (".5", "0.5", "0.5"),
+        ] {
+            assert_eq!(t(ValueType::Float, input), pair(mac, shown), "{input}");
+        }
+        for bad in ["", "1e400", "+nan", "0x1p3", "1_000", "abc", "1.2.3"] {
+            assert!(t(ValueType::Float, bad).is_err(), "{bad}");
+        }
+        assert_eq!(t(ValueType::Bool, "true"), pair("True", "true"));
+        assert_eq!(t(ValueType::Bool, "0"), pair("False", "false"));
+        assert!(t(ValueType::Bool, "yes").is_err());
+        assert_eq!(t(ValueType::Int, "+007"), pair("7", "7"));
+        assert_eq!(t(ValueType::Int, "-42"), pair("-42", "-42"));
+        assert!(t(ValueType::Int, "1.0").is_err());
+        assert!(t(ValueType::Int, "99999999999999999999").is_err());
+        assert_eq!(
+            t(ValueType::Time, "2026-11-21T22:44:12.500Z"),
+            pair("2026-11-21T22:44:12.5Z", "2026-11-21T22:44:12Z")
+        );
+        assert_eq!(t(ValueType::Bytes, "raw"), pair("raw", "raw"));
+    }
+
+    #[test]
+    fn rule_cover() {
+        let def = CryptRule::default();
+        assert!(def.covers(&def));
+        assert!(CryptRule::UnencryptedSuffix("_x_unencrypted".into()).covers(&def));
+        assert!(!CryptRule::UnencryptedSuffix("_KEY".into()).covers(&def));
+        let r = |s: &str| CryptRule::UnencryptedRegex(Regex::new(s).unwrap());
+        assert!(r("^PORT$").covers(&r("^PORT$")));
+        assert!(!r("^(GITHUB|AWS)_").covers(&def));
+        assert!(!r("^P").covers(&r("^PORT$")));
+        // `public` widened after the file was written (envv's union form): still covered.
+        let wide = r("(?:^PORT$)|(?:^NEXT_PUBLIC_)");
+        assert!(r("^PORT$").covers(&wide));
+        assert!(wide.covers(&wide));
+        assert!(!wide.covers(&r("^PORT$")));
+        assert!(!r("(?:^PORT$)|(?:^AWS_)").covers(&wide));
+        // Parts that are not regexes on their own are not split.
+        assert!(!r("(?:(a)|(?:b))").covers(&r("(?:(a)|(?:c))")));
+        assert!(!CryptRule::EncryptedRegex(Regex::new(".").unwrap()).covers(&def));
+    }
+
+    #[test]
+    fn enc_text_after_the_bracket_is_refused() {
+        let k = DataKey::generate();
+        let s = k.cipher().encrypt(b"v", b"A:", ValueType::Str);
+        assert!(EncValue::parse(&s).is_ok());
+        assert!(EncValue::parse(&format!("{s} # note"))
+            .unwrap_err()
+            .contains("after the closing ]"));
     }
 
     #[test]

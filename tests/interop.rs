@@ -70,6 +70,52 @@ fn key_groups_need_every_group() {
         1,
     );
     assert!(err.contains("cannot decrypt key_groups.env"), "{err}");
+    assert!(
+        err.contains("needs 2 of 2 key groups; your identities open 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn typed_and_key_group_files_sops_made_read_like_sops_json() {
+    // The exact values sops decrypts (its JSON output), for files with bool/int/float/time
+    // values and with 2-of-3 key groups; strings compare as text, the others as sops prints
+    // them in dotenv (`tests/fixtures/typed/*.expected.env`, made by sops too).
+    let typed = fixtures().join("typed");
+    for name in ["sops_set", "from_yaml"] {
+        let s = Sandbox::new();
+        std::fs::copy(typed.join(format!("{name}.env")), s.repo.join("t.env")).unwrap();
+        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(typed.join(format!("{name}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        let dotenv = std::fs::read_to_string(typed.join(format!("{name}.expected.env"))).unwrap();
+        for (k, v) in json {
+            let got = s.ok(&["get", "-f", "t.env", "--identity", &key_a(), &k]);
+            let shown = dotenv
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap();
+            assert_eq!(got, shown, "{name} {k}");
+            if let Some(text) = v.as_str() {
+                assert_eq!(got, text, "{name} {k}");
+            }
+        }
+    }
+    let s = Sandbox::new();
+    std::fs::copy(typed.join("groups_2_of_3.env"), s.repo.join("g.env")).unwrap();
+    let c = fixtures().join("keys_c.txt");
+    let got = s.ok(&[
+        "get",
+        "-f",
+        "g.env",
+        "--identity",
+        &key_b(),
+        "--identity",
+        c.to_str().unwrap(),
+        "API_KEY",
+    ]);
+    assert_eq!(got, "three groups, any two");
 }
 
 #[test]
@@ -421,4 +467,63 @@ fn non_default_env_file_decrypts_with_sops_input_type() {
         String::from_utf8(out.stdout).unwrap(),
         "DB=postgres://prod\n"
     );
+}
+
+#[test]
+fn files_sops_encrypts_under_envv_creation_rules_read_and_write() {
+    // `public` becomes the generated rule's unencrypted_regex; sops writes it into the file,
+    // and envv, which compares a file's rule with the policy's, reads and writes that file.
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let (s, keys) = tricky_sandbox(1);
+    let policy = s.read(".sops.yaml").replace(
+        "creation_rules:",
+        "  public: ['^PORT$', '^NEXT_PUBLIC_']\ncreation_rules:",
+    );
+    s.write(".sops.yaml", policy);
+    s.envv()
+        .args(["updatekeys"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .assert()
+        .success();
+    assert!(s.read(".sops.yaml").contains("unencrypted_regex"));
+    s.write(".env", "PORT=8080\nNEXT_PUBLIC_URL=https://x\nDB=secret\n");
+    let out = run_sops(&sops, &s.repo, &keys[0], &["encrypt", "-i", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.read(".env").starts_with("PORT=8080\n"),
+        "sops left PORT plain"
+    );
+    s.envv()
+        .args(["set", "NEW", "from envv"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .assert()
+        .success();
+    let check = s
+        .envv()
+        .args(["check"])
+        .env("ENVV_AGE_KEY_FILE", &keys[0])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&check.stdout).contains("weak_rule"));
+    let out = run_sops(
+        &sops,
+        &s.repo,
+        &keys[0],
+        &["decrypt", "--output-type", "json", ".env"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["NEW"], "from envv");
+    assert_eq!(v["DB"], "secret");
 }

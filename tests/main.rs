@@ -4,14 +4,17 @@ mod support;
 
 mod core;
 mod exec;
+mod format;
 mod gitint;
 mod health;
 mod history;
 mod identities;
 mod interop;
 mod member;
+mod peers;
 mod phrase;
 mod proposals;
 mod props;
 mod reliability;
+mod threshold;
 mod trust;

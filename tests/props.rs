@@ -68,10 +68,10 @@ proptest! {
     /// `quote` writes any value so that the dotenv parser reads the same bytes back.
     #[test]
     fn quote_then_parse_plain_is_identity(v in value()) {
-        let line = format!("K={}\n", String::from_utf8(dotenv::quote(v.as_bytes())).unwrap());
+        let line = format!("K={}\n", String::from_utf8(dotenv::quote(v.as_bytes()).to_vec()).unwrap());
         prop_assert_eq!(parse_one(&line), v.as_bytes().to_vec(), "line {:?}", line);
         // Also with CRLF line endings and a leading `export`.
-        let crlf = format!("export K={}\r\n", String::from_utf8(dotenv::quote(v.as_bytes())).unwrap());
+        let crlf = format!("export K={}\r\n", String::from_utf8(dotenv::quote(v.as_bytes()).to_vec()).unwrap());
         prop_assert_eq!(parse_one(&crlf), v.as_bytes().to_vec(), "line {:?}", crlf);
     }
 
@@ -143,7 +143,7 @@ proptest! {
         let r = Recipient::parse(&id.to_public().to_string()).unwrap();
         let mut text = String::new();
         for (k, v) in &pairs {
-            text.push_str(&format!("{k}={}\n", String::from_utf8(dotenv::quote(v.as_bytes())).unwrap()));
+            text.push_str(&format!("{k}={}\n", String::from_utf8(dotenv::quote(v.as_bytes()).to_vec()).unwrap()));
         }
         let (f, dk, _) = EnvFile::encrypt_new(Path::new("x"), ".env", &text, &[r], CryptRule::default()).unwrap();
         let bytes = f.to_bytes();

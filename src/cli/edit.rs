@@ -35,7 +35,11 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
     let left_empty = Cell::new(false);
     let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
         let scratch = {
-            let text = zeroize::Zeroizing::new(super::crypt::render_dotenv(f, plain));
+            let (text, warnings) =
+                super::crypt::render_dotenv(f, plain, super::crypt::Render::Edit);
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             Scratch::create(&t.name, &text)?
         };
         loop {
@@ -63,7 +67,10 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
             }
             let bytes = scratch.read()?;
             let parsed = dotenv::decode_utf8(&label, &bytes)
-                .and_then(|text| dotenv::parse_plain(&label, text));
+                .and_then(|text| dotenv::parse_plain(&label, text))
+                .and_then(|entries| {
+                    crate::envfile::refuse_duplicate_entries(&label, &entries).map(|()| entries)
+                });
             match parsed {
                 Ok(entries) => {
                     let changed = edit::apply(f, plain, entries);

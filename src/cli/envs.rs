@@ -7,7 +7,7 @@ use super::member::commit;
 use super::Ctx;
 use crate::envfile::{recipient_drift, EnvFile};
 use crate::error::Error;
-use crate::membership::{Mode, Session};
+use crate::membership::Mode;
 use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP, POLICY_FILE};
 
 /// Declare environments and who reads them.
@@ -29,14 +29,23 @@ pub enum EnvCommand {
 /// Declare an environment: its file (-f/--file PATH, default .env.NAME; .env for `default`)
 /// and its readers (default: team).
 ///
-/// Example: envv env add staging --file config/.env.staging --readers dev,ci
+/// With --threshold K each reader entry (a member or a group) becomes one sops key group, and
+/// any K of them together are needed to decrypt (break-glass: no one alone can).
+///
+/// Examples:
+///   envv env add staging --file config/.env.staging --readers dev,ci
+///   envv env add vault --readers ops,security,cto --threshold 2
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EnvAddArgs {
     /// Environment name (`envv set -e NAME` uses it).
     pub name: String,
     /// Groups or members that read it (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', value_name = "GROUP|MEMBER")]
     pub readers: Vec<String>,
+    /// Key groups needed together to decrypt (each reader entry is one group).
+    #[arg(long, value_name = "K")]
+    pub threshold: Option<u8>,
 }
 
 /// List environments: file, readers, and whether the file matches the policy.
@@ -54,14 +63,21 @@ pub struct EnvLsArgs {
 /// Members you name are confirmed by this command; members reached through a group whom you
 /// have not confirmed yet are listed and need --yes (or a yes on a terminal).
 ///
-/// Example: envv env readers production ops,ci
+/// Examples:
+///   envv env readers production ops,ci
+///   envv env readers vault ops,security,cto,legal --threshold 3
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EnvReadersArgs {
     /// The environment.
     pub name: String,
     /// Groups or members (comma-separated or several arguments).
     #[arg(required = true, value_delimiter = ',', value_name = "GROUP|MEMBER")]
     pub readers: Vec<String>,
+    /// Key groups needed together to decrypt (each reader entry is one group); a threshold
+    /// environment keeps its threshold when this is not given. Lowering it needs --flatten.
+    #[arg(long, value_name = "K")]
+    pub threshold: Option<u8>,
 }
 
 /// Manage groups of members.
@@ -137,7 +153,7 @@ fn clean(list: Vec<String>) -> Vec<String> {
 }
 
 fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if let Some(e) = new.environments.get(&a.name) {
         return Err(Error::Usage(format!(
@@ -167,6 +183,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
         Environment {
             file: file.clone(),
             readers,
+            threshold: a.threshold,
             ..Default::default()
         },
     );
@@ -179,7 +196,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
 }
 
 fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(e) = new.environments.get_mut(&a.name) else {
         return Err(Error::Usage(format!(
@@ -189,6 +206,9 @@ fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
         .into());
     };
     e.readers = clean(a.readers);
+    if a.threshold.is_some() {
+        e.threshold = a.threshold;
+    }
     let named = super::confirm::named_members(&new, &new.environments[&a.name].readers);
     commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     Ok(0)
@@ -246,7 +266,7 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
 }
 
 fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let members = clean(a.members);
     let g = new.groups.entry(a.group.clone()).or_default();
@@ -262,7 +282,7 @@ fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
 }
 
 fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(g) = new.groups.get_mut(&a.group) else {
         return Err(Error::Usage(format!(

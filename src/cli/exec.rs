@@ -86,17 +86,20 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
         (Some(e), Ok(Some(p))) => p.policy.reader_names(e),
         _ => Vec::new(),
     };
-    let (vars, skipped) = exec::load(
+    let loaded = exec::load(
         &layers,
         &mut ring,
         LoadOptions { expand, ignore_mac },
         readers,
         |k: &str| std::env::var_os(k),
     )?;
-    for name in skipped {
+    for name in loaded.skipped {
         eprintln!("note: skipped {name}: you are not one of its readers");
     }
-    Ok(vars)
+    for w in loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.vars)
 }
 
 pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
@@ -122,7 +125,8 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
 /// Output formats of `envv export`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// KEY=value lines, quoted so dotenv parsers read the same values back.
+    /// KEY=value lines, spelled so dotenv parsers read the values literally (a warning names
+    /// any value no spelling carries exactly; json is always exact).
     Dotenv,
     /// `export KEY='value'` lines for `eval`.
     Shell,
@@ -213,13 +217,26 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// KEY=value lines spelled for the dotenv readers; a warning names each value that no spelling
+/// carries to all of them.
 fn render_dotenv(vars: &[Var]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let cap: usize = vars
+        .iter()
+        .map(|v| v.key.len() + 2 * v.value.len() + 8)
+        .sum();
+    let mut out = Vec::with_capacity(cap);
     for v in vars {
         out.extend_from_slice(v.key.as_bytes());
         out.push(b'=');
-        out.extend_from_slice(&dotenv::quote(v.value.expose()));
+        let s = dotenv::spell(v.value.expose(), true);
+        out.extend_from_slice(&s.text);
         out.push(b'\n');
+        if !s.misread_by.is_empty() {
+            eprintln!(
+                "warning: {}",
+                super::crypt::misread_warning(&v.key, s.misread_by)
+            );
+        }
     }
     out
 }

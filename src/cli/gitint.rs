@@ -172,7 +172,17 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
         return super::propose::merge_driver(ctx, &name, &base, &ours, &theirs, &a.ours);
     }
     let mut ring = ctx.keyring();
-    match merge::merge(&name, &base, &ours, &theirs, &mut ring) {
+    // A side whose own rule lines leave plain what the policy encrypts is never merged into.
+    let rule = super::values::policy_rule(ctx).unwrap_or_default();
+    let guard = |bytes: &[u8]| {
+        crate::envfile::EnvFile::from_bytes(Path::new(&name), &name, bytes)?
+            .refuse_rule_conflict(&rule)
+    };
+    let merged = guard(&base)
+        .and_then(|()| guard(&ours))
+        .and_then(|()| guard(&theirs))
+        .and_then(|()| merge::merge(&name, &base, &ours, &theirs, &mut ring));
+    match merged {
         Ok(m) => {
             std::fs::write(&a.ours, &m.bytes).map_err(|e| Error::io(&a.ours, e))?;
             for n in &m.notes {
@@ -544,7 +554,8 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
     match decrypted {
         Some((plain, mac_ok)) => {
-            out.extend_from_slice(&super::crypt::render_dotenv(&f, &plain));
+            let (text, _) = super::crypt::render_dotenv(&f, &plain, super::crypt::Render::Textconv);
+            out.extend_from_slice(&text);
             if !mac_ok {
                 out.extend_from_slice(
                     b"# envv: the MAC does not match (edited outside envv/sops?)\n",
@@ -563,15 +574,26 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
                     }
                     Line::Comment(t) => {
                         out.push(b'#');
-                        out.extend_from_slice(t.as_bytes());
+                        out.extend_from_slice(&dotenv::comment_text(t.as_bytes()));
                         out.push(b'\n');
+                    }
+                    Line::Pair { key, line, .. } if dotenv::validate_key(key).is_err() => {
+                        let n = if *line > 0 { *line } else { i + 1 };
+                        out.extend_from_slice(
+                            format!("# envv: line {n} left out: not a key name\n").as_bytes(),
+                        );
                     }
                     Line::Pair { key, stored, .. } if crate::sops::is_enc(stored) => {
                         out.extend_from_slice(
                             format!("{key}=<encrypted: {}>\n", fingerprint(stored)).as_bytes(),
                         );
                     }
-                    Line::Pair { .. } => dotenv::emit_stored(std::slice::from_ref(l), &mut out),
+                    Line::Pair { key, stored, .. } => {
+                        out.extend_from_slice(key.as_bytes());
+                        out.push(b'=');
+                        out.extend_from_slice(&dotenv::quote(&dotenv::unescape_stored(stored)));
+                        out.push(b'\n');
+                    }
                 }
             }
         }

@@ -150,7 +150,7 @@ fn targets(policy: &Policy, to: Vec<String>) -> crate::Result<Vec<String>> {
 }
 
 fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if new.members.contains_key(&a.name) {
         return Err(Error::Usage(format!(
@@ -188,7 +188,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
 }
 
 fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(m) = new.pending.remove(&a.name) else {
         return Err(Error::Usage(format!(
@@ -221,7 +221,7 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
 }
 
 fn deny(ctx: &Ctx, a: DenyArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if new.pending.remove(&a.name).is_none() {
         return Err(Error::Usage(format!(
@@ -240,7 +240,7 @@ fn deny(ctx: &Ctx, a: DenyArgs) -> anyhow::Result<i32> {
 }
 
 fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let old = s.policy.clone();
     let mut new = old.clone();
     if !old.members.contains_key(&a.name) {
@@ -398,7 +398,7 @@ fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
 }
 
 pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let key = match a.key {
         Some(k) => k,

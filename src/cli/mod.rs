@@ -63,6 +63,10 @@ pub struct Cli {
     /// Give the data key to readers you have not confirmed yet (listed first), without asking.
     #[arg(short = 'y', long = "yes", global = true)]
     pub yes: bool,
+    /// Let a re-wrap or rotation (member add/rm, env readers, updatekeys, rotate) replace a
+    /// file's key groups by one group that any single reader opens (lowers its threshold).
+    #[arg(long, global = true)]
+    pub flatten: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -115,12 +119,21 @@ pub struct Ctx {
     pub identities: Vec<PathBuf>,
     /// `--yes`: readers not confirmed yet are confirmed without asking.
     pub yes: bool,
+    /// `--flatten`: key groups may be replaced by one group.
+    pub flatten: bool,
 }
 
 impl Ctx {
     /// The file selected by `-e`/`-f` (or the default environment).
     pub fn target(&self) -> crate::Result<Target> {
         self.ws.target(self.env.as_deref(), self.file.as_deref())
+    }
+
+    /// Starts a membership change (locks, policy) with `--flatten` applied.
+    pub fn session(&self) -> crate::Result<crate::membership::Session> {
+        let mut s = crate::membership::Session::begin(&self.ws.root)?;
+        s.flatten = self.flatten;
+        Ok(s)
     }
 
     /// A keyring with `--identity` files first.
@@ -161,6 +174,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         files: cli.file,
         identities: cli.identity,
         yes: cli.yes,
+        flatten: cli.flatten,
     };
     match cli.command {
         Command::Keygen(a) => keys::keygen(&ctx, a),

@@ -66,6 +66,22 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
             out += 1;
             println!("{POLICY_FILE}: creation_rules do not match the envv: section (edited by hand?); `envv updatekeys` regenerates them");
         }
+        let rule = s.policy.crypt_rule();
+        for c in plan.files.iter().filter(|c| c.path.is_file()) {
+            match crate::envfile::EnvFile::open(&c.path, &c.name) {
+                Ok(f) => {
+                    if let Some(conflict) = f.rule_conflict(&rule) {
+                        out += 1;
+                        println!("{} ({}): {}", c.name, c.env, conflict.message());
+                        println!("  fix: {}", conflict.fix(&c.name));
+                    }
+                }
+                Err(e) => {
+                    out += 1;
+                    println!("{} ({}): {e}", c.name, c.env);
+                }
+            }
+        }
         for c in plan.changing() {
             out += 1;
             println!(
@@ -116,7 +132,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
         eprintln!("all {n} encrypted file(s) match {POLICY_FILE}");
         return Ok(0);
     }
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let only = selected(ctx, &s.policy)?;
     let policy = s.policy.clone();
     let plan = s.plan(&policy, Mode::Sync, only.as_deref())?;
@@ -139,7 +155,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
 }
 
 pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> anyhow::Result<i32> {
-    let mut s = Session::begin(&ctx.ws.root)?;
+    let mut s = ctx.session()?;
     let only = selected(ctx, &s.policy)?;
     let policy = s.policy.clone();
     let plan = s.plan(&policy, Mode::RotateAll, only.as_deref())?;

@@ -59,13 +59,23 @@ pub(crate) fn update_with<T>(
             let recipients = ctx.ws.recipients(t)?;
             confirmed = Some(super::confirm::confirm_new_file(ctx, t, &recipients)?);
             let rule = ctx.ws.require_policy()?.policy.crypt_rule();
-            EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?
+            let (mut f, dk, plain) = EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
+            if let Some((groups, k)) = threshold_layout(ctx, t) {
+                f.rewrap_groups(&dk, &groups, k, false)?;
+            }
+            (f, dk, plain)
         }
         Err(e) => return Err(e),
-        Ok(f) if allow_pending && f.is_encrypted() => {
+        Ok(f) if f.is_encrypted() => {
+            // Before decrypting: under a swapped rule line the MAC may not even verify.
+            f.refuse_rule_conflict(&policy_rule(ctx)?)?;
             let mut ring = ctx.keyring();
             let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
-            let plain = f.decrypt_allowing_pending(&dk)?;
+            let plain = if allow_pending {
+                f.decrypt_allowing_pending(&dk)?
+            } else {
+                f.decrypt(&dk, true)?
+            };
             (f, dk, plain)
         }
         Ok(_) => open_decrypted(ctx, t, false)?,
@@ -81,6 +91,15 @@ pub(crate) fn update_with<T>(
         }
     }
     Ok(out)
+}
+
+/// What the policy leaves in plain text (its `public` patterns; sops's default without a policy).
+pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::sops::CryptRule> {
+    Ok(ctx
+        .ws
+        .policy()?
+        .map(|p| p.policy.crypt_rule())
+        .unwrap_or_default())
 }
 
 /// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
@@ -117,6 +136,15 @@ fn refuse_stale_readers(ctx: &Ctx, t: &Target, f: &EnvFile) -> crate::Result<()>
         t.name,
         who.join(", ")
     )))
+}
+
+/// The key groups and threshold a new file of a threshold environment gets from the policy.
+pub(crate) fn threshold_layout(
+    ctx: &Ctx,
+    t: &Target,
+) -> Option<(Vec<Vec<crate::keys::Recipient>>, u8)> {
+    let env = t.env.as_deref()?;
+    ctx.ws.require_policy().ok()?.policy.key_groups(env)
 }
 
 /// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
@@ -165,6 +193,31 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> anyhow::Result<i32> {
 }
 
 fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
+    // Values may start with `-`, so flags after KEY would silently become a value.
+    if let Some(flag) = args.iter().skip(1).find(|a| {
+        matches!(
+            a.as_str(),
+            "--yes"
+                | "-y"
+                | "--flatten"
+                | "--expand"
+                | "--help"
+                | "-h"
+                | "-e"
+                | "--env"
+                | "-f"
+                | "--file"
+                | "-i"
+                | "--identity"
+        ) || a.starts_with("--env=")
+            || a.starts_with("--file=")
+            || a.starts_with("--identity=")
+            || (args[0].contains('=') && a.starts_with('-'))
+    }) {
+        return Err(Error::Usage(format!(
+            "`{flag}` after the key would be stored as a value: put options before the key (`envv set {flag} KEY`), or pipe a value that looks like an option on stdin"
+        )));
+    }
     if args[0].contains('=') {
         let mut out: Vec<(String, Secret)> = Vec::new();
         for (n, arg) in args.iter().enumerate() {
