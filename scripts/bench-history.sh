@@ -89,12 +89,16 @@ measure() {
   local all
   all=$(ls .env .env.* | tr '\n' ' ')
   log "$name: hyperfine ($runs runs)"
+  # --prepare is given once per command, in order: only the "no cache" runs delete the cache.
+  local cold="rm -rf $dir/.git/envv/history"
   hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/$name.json" \
+    --prepare true --prepare true --prepare true --prepare "$cold" --prepare "$cold" \
+    --prepare true --prepare true \
     -n "git log -p $file" "git log -p --format=%H -- $file" \
     -n "envv ls -e $env" "$ENVV_BIN ls -e $env" \
     -n "envv log $key" "$ENVV_BIN log -e $env $key" \
-    -n "envv ls -e $env (no cache)" --prepare "rm -rf $dir/.git/envv/history" "$ENVV_BIN ls -e $env" \
-    -n "envv log $key (no cache)" --prepare "rm -rf $dir/.git/envv/history" "$ENVV_BIN log -e $env $key" \
+    -n "envv ls -e $env (no cache)" "$ENVV_BIN ls -e $env" \
+    -n "envv log $key (no cache)" "$ENVV_BIN log -e $env $key" \
     -n "git log -p (all files)" "git log -p --format=%H -- $all" \
     -n "envv check" "$ENVV_BIN check" >&2 || true
   python3 - "$work/$name.json" "$name" <<'EOF'
