@@ -873,6 +873,86 @@ mod tests {
         assert_eq!(e.changed.len(), 2);
     }
 
+    fn commit(id: &str) -> CommitInfo {
+        CommitInfo {
+            id: id.repeat(40),
+            author: "a".into(),
+            email: String::new(),
+            time: 0,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn readers_name_grants_removals_and_the_rotation_after() {
+        let w = Walk {
+            commits: vec![commit("4"), commit("3"), commit("2"), commit("1")],
+            ..Walk::default()
+        };
+        let ev = |c: usize, add: &[&str], rm: &[&str], dk: bool| FileEvent {
+            commit: c,
+            recipients_added: add.iter().map(|s| s.to_string()).collect(),
+            recipients_removed: rm.iter().map(|s| s.to_string()).collect(),
+            data_key_changed: dk,
+            ..FileEvent::default()
+        };
+        // Newest first: 4 rotates, 3 removes carol, 2 removes bob, 1 grants all three.
+        let events = vec![
+            ev(0, &[], &[], true),
+            ev(1, &[], &["carol"], false),
+            ev(2, &[], &["bob"], false),
+            ev(3, &["alice", "bob", "carol"], &[], false),
+        ];
+        let (now, past) = readers(&w, &events, &["alice".to_string(), "dave".to_string()]);
+        assert_eq!(now[0].1.as_ref().unwrap().commit.id, "1".repeat(40));
+        assert!(now[1].1.is_none(), "dave: not committed");
+        assert_eq!(past.len(), 2);
+        assert_eq!(past[0].recipient, "carol");
+        assert_eq!(past[0].rotated.as_ref().unwrap().id, "4".repeat(40));
+        assert_eq!(past[1].recipient, "bob");
+        assert_eq!(past[1].removed.commit.id, "2".repeat(40));
+        // Without the rotation, nobody's removal was followed by one.
+        let (_, past) = readers(&w, &events[1..], &["alice".to_string()]);
+        assert!(past.iter().all(|p| p.rotated.is_none()));
+    }
+
+    #[test]
+    fn values_are_dated_by_their_last_change_not_a_rotation_and_boundaries_are_lower_bounds() {
+        let w = Walk {
+            commits: vec![commit("3"), commit("2"), commit("1")],
+            ..Walk::default()
+        };
+        let head = snap(&[("A", E3), ("B", E4)], &["w2"]);
+        let events = vec![
+            FileEvent {
+                commit: 0,
+                rekeyed: vec!["A".into(), "B".into()],
+                data_key_changed: true,
+                ..FileEvent::default()
+            },
+            FileEvent {
+                commit: 1,
+                changed: vec!["A".into()],
+                ..FileEvent::default()
+            },
+            FileEvent {
+                commit: 2,
+                boundary: true,
+                ..FileEvent::default()
+            },
+        ];
+        let current: HashMap<String, String> = [("A", E3), ("B", E4), ("C", E1)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let d = date_values(&w, &events, Some(&head), &current);
+        assert_eq!(d["A"].commit.id, "2".repeat(40));
+        assert!(!d["A"].at_least);
+        assert_eq!(d["B"].commit.id, "1".repeat(40));
+        assert!(d["B"].at_least);
+        assert!(!d.contains_key("C"), "not at HEAD: not committed");
+    }
+
     #[test]
     fn snapshot_reads_metadata_through_the_stored_parser() {
         let s = Snapshot::parse(
