@@ -180,7 +180,7 @@ fn membership(c: &mut Criterion, fx: &Fixture) {
                         EnvFile::from_bytes(Path::new(".env"), ".env", bytes).expect("parse");
                     let dk = f.unlock(&mut ring, Vec::new).expect("unlock");
                     let mut plain = f.decrypt(&dk, true).expect("decrypt");
-                    f.rotate(&mut plain, &base[..1]).expect("rotate");
+                    f.rotate(&dk, &mut plain, &base[..1]).expect("rotate");
                     std::hint::black_box(f.to_bytes());
                 }
             },

@@ -617,6 +617,8 @@ impl EnvFile {
             }
         }
         let now = sops::now_timestamp();
+        // A rotation proof covers one MAC: a new MAC makes it meaningless.
+        meta.foreign.retain(|(k, _)| k != sops::ROTATION_PROOF_KEY);
         meta.mac = cipher.encrypt(mac.finish().as_bytes(), now.as_bytes(), ValueType::Str);
         meta.lastmodified = now;
         Ok(())
@@ -886,14 +888,22 @@ impl EnvFile {
     }
 
     /// New data key: every value and comment re-encrypted, wrapped for `recipients` (key groups
-    /// kept, as [`EnvFile::rewrap`]).
-    pub fn rotate(&mut self, plain: &mut Plain, recipients: &[Recipient]) -> Result<DataKey> {
-        self.rotate_with(plain, recipients, false)
+    /// kept, as [`EnvFile::rewrap`]). The file gets a rotation proof under `previous` (its data
+    /// key until now), so that a reader of the previous version can tell this rotation from a
+    /// replacement of the file.
+    pub fn rotate(
+        &mut self,
+        previous: &DataKey,
+        plain: &mut Plain,
+        recipients: &[Recipient],
+    ) -> Result<DataKey> {
+        self.rotate_with(previous, plain, recipients, false)
     }
 
     /// [`EnvFile::rotate`]; `flatten` makes one key group.
     pub fn rotate_with(
         &mut self,
+        previous: &DataKey,
         plain: &mut Plain,
         recipients: &[Recipient],
         flatten: bool,
@@ -916,6 +926,10 @@ impl EnvFile {
         plain.pending.dedup();
         self.rewrap(&dk, recipients, flatten)?;
         self.seal(plain, &dk)?;
+        let meta = self.meta.as_mut().expect("rotate needs metadata");
+        let proof = sops::rotation_proof(previous, &meta.mac, &meta.lastmodified);
+        meta.foreign
+            .push((sops::ROTATION_PROOF_KEY.to_string(), proof));
         Ok(dk)
     }
 

@@ -1,13 +1,10 @@
-//! Git access through libgit2: repository discovery and per-key history.
+//! Git access through libgit2: repository discovery and configuration (history is read by
+//! [`crate::history`]).
 //!
 //! envv never shells out to git. History is read from blobs, without decrypting: because envv
 //! keeps unchanged ciphertexts byte for byte, a changed `ENC[...]` string means a changed value.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use crate::dotenv::{self, Line};
-use crate::error::Result;
 
 /// The folder holding `.sops.yaml` (nearest ancestor of `start`), else the git work tree root,
 /// else `start`.
@@ -56,102 +53,4 @@ pub fn config_string(root: &Path, name: &str) -> Option<String> {
     git2::Config::open_default()
         .ok()
         .and_then(|c| c.get_string(name).ok())
-}
-
-/// A commit that changed a key.
-#[derive(Debug, Clone)]
-pub struct KeyChange {
-    pub commit: String,
-    pub author: String,
-    pub time: i64,
-}
-
-/// Key → stored value of a blob (data lines only).
-pub fn stored_map(bytes: &[u8]) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    if let Ok(lines) = dotenv::parse_stored("", bytes) {
-        for l in lines {
-            if let Line::Pair { key, stored, .. } = l {
-                if !key.starts_with("sops_") {
-                    m.insert(key, stored);
-                }
-            }
-        }
-    }
-    m
-}
-
-fn blob_at(repo: &git2::Repository, commit: &git2::Commit, rel: &str) -> Option<Vec<u8>> {
-    let entry = commit.tree().ok()?.get_path(Path::new(rel)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    Some(blob.content().to_vec())
-}
-
-/// For each key in `keys`, the newest commit (reachable from HEAD) that set its current stored
-/// value. Keys never committed are absent.
-pub fn last_changes(root: &Path, rel: &str, keys: &[String]) -> Result<HashMap<String, KeyChange>> {
-    let mut out = HashMap::new();
-    let Some(repo) = open(root) else {
-        return Ok(out);
-    };
-    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-    let rel_in_repo = root
-        .join(rel)
-        .strip_prefix(&workdir)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| rel.to_string());
-    let Ok(head) = repo.head() else {
-        return Ok(out);
-    };
-    let Some(head) = head.target() else {
-        return Ok(out);
-    };
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
-    walk.push(head)?;
-    walk.simplify_first_parent()?;
-    let mut pending: Vec<&String> = keys.iter().collect();
-    for (n, oid) in walk.enumerate() {
-        if pending.is_empty() || n > 20_000 {
-            break;
-        }
-        let commit = repo.find_commit(oid?)?;
-        let Some(now) = blob_at(&repo, &commit, &rel_in_repo) else {
-            continue;
-        };
-        let before = commit
-            .parent(0)
-            .ok()
-            .and_then(|p| blob_at(&repo, &p, &rel_in_repo));
-        if before.as_deref() == Some(now.as_slice()) {
-            continue;
-        }
-        // A data-key rotation changes every ciphertext but no value: not a change of any key.
-        let snap_now = crate::history::Snapshot::parse(&now);
-        let snap_before = before.as_deref().map(crate::history::Snapshot::parse);
-        if !crate::history::compare(snap_before.as_ref(), &snap_now)
-            .3
-            .is_empty()
-        {
-            continue;
-        }
-        let now_map = stored_map(&now);
-        let before_map = before.map(|b| stored_map(&b)).unwrap_or_default();
-        pending.retain(|k| {
-            let changed = now_map.get(*k) != before_map.get(*k) && now_map.contains_key(*k);
-            if changed {
-                let sig = commit.author();
-                out.insert(
-                    (*k).clone(),
-                    KeyChange {
-                        commit: commit.id().to_string(),
-                        author: sig.name().unwrap_or("?").to_string(),
-                        time: commit.time().seconds(),
-                    },
-                );
-            }
-            !changed
-        });
-    }
-    Ok(out)
 }

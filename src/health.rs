@@ -72,6 +72,8 @@ pub enum Kind {
     /// The file's own rule lines leave plain what the policy encrypts (or public values
     /// outside the MAC).
     WeakRule,
+    /// The file's data key was changed without a rotation proof (a replacement of the file?).
+    Rekeyed,
 }
 
 impl Kind {
@@ -93,6 +95,7 @@ impl Kind {
             Kind::Drift => "drift",
             Kind::PendingProposals => "pending_proposals",
             Kind::WeakRule => "weak_rule",
+            Kind::Rekeyed => "rekeyed",
         }
     }
 }
@@ -167,8 +170,12 @@ impl Report {
 struct Loaded {
     name: String,
     rel: String,
-    file: Option<EnvFile>,
-    /// Key → stored text (last occurrence wins, as in [`EnvFile::find`]).
+    /// The file exists and parses (it is opened again when checked: holding every
+    /// environment's file at once would cost memory in proportion to all of them).
+    present: bool,
+    encrypted: bool,
+    /// Key → stored text (last occurrence wins, as in [`EnvFile::find`]) for keys with a
+    /// `max_age`; other keys map to `""` when empty and `"-"` otherwise.
     stored: HashMap<String, String>,
 }
 
@@ -251,7 +258,8 @@ pub fn check(
         let mut l = Loaded {
             name: name.clone(),
             rel: rel.clone(),
-            file: None,
+            present: false,
+            encrypted: false,
             stored: HashMap::new(),
         };
         match EnvFile::open(&root.join(&rel), &rel) {
@@ -265,10 +273,21 @@ pub fn check(
                 }
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {
-                        l.stored.insert(key.clone(), stored.clone());
+                        let aged = policy
+                            .schema
+                            .keys
+                            .get(key)
+                            .is_some_and(|k| k.max_age.is_some());
+                        let kept = match () {
+                            _ if aged => stored.clone(),
+                            _ if stored.is_empty() => String::new(),
+                            _ => "-".to_string(),
+                        };
+                        l.stored.insert(key.clone(), kept);
                     }
                 }
-                l.file = Some(f);
+                l.present = true;
+                l.encrypted = f.is_encrypted();
             }
             Err(Error::MissingFile { .. }) => {
                 if want {
@@ -310,7 +329,7 @@ pub fn check(
                 s.environments.is_empty() || s.environments.iter().any(|e| e == env)
             })
         };
-    let mut age_queries: Vec<AgeQuery> = Vec::new();
+    let mut age_queries: Vec<(String, HashMap<String, String>)> = Vec::new();
     let mut age_meta: Vec<(String, Vec<(String, u64)>)> = Vec::new();
 
     // Ages are resolved by a walk over git history, in a thread while the files are decrypted.
@@ -329,20 +348,19 @@ pub fn check(
             })
             .collect();
         if !aged.is_empty() {
-            age_queries.push(AgeQuery {
-                rel: l.rel.clone(),
-                current: aged
-                    .iter()
+            age_queries.push((
+                l.rel.clone(),
+                aged.iter()
                     .map(|(k, _)| (k.clone(), l.stored[k].clone()))
                     .collect(),
-            });
+            ));
             age_meta.push((env.to_string(), aged));
         }
     }
     let in_git = crate::git::open(root).is_some();
     let history = std::thread::scope(|scope| {
         let walk = (in_git && !age_queries.is_empty())
-            .then(|| scope.spawn(|| last_value_changes(root, &age_queries)));
+            .then(|| scope.spawn(|| crate::history::dates(root, &age_queries)));
         for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
             let env = l.name.as_str();
             if policy.recipients(env).is_empty() {
@@ -356,7 +374,11 @@ pub fn check(
                     .hint(format!("extend an `expires:` date or add a reader to environments.{env}.readers in {POLICY_FILE}")),
                 );
             }
-            let Some(f) = &l.file else {
+            let reopened = l
+                .present
+                .then(|| EnvFile::open(&root.join(&l.rel), &l.rel).ok())
+                .flatten();
+            let Some(f) = &reopened else {
                 for k in required_keys(policy, env) {
                     report.findings.push(
                         Finding::new(
@@ -548,28 +570,34 @@ pub fn check(
             ));
         }
     } else if !age_queries.is_empty() {
-        let changes = history.transpose()?.unwrap_or_default();
+        let (changes, note) = history.transpose()?.unwrap_or_default();
+        if let Some(n) = note {
+            report
+                .findings
+                .push(Finding::new(Level::Note, Kind::NotChecked, None, n));
+        }
         for ((q, (env, aged)), found) in age_queries.iter().zip(&age_meta).zip(changes) {
             for (k, days) in aged {
-                let Some(c) = found.get(k) else { continue };
+                let Some(d) = found.get(k) else { continue };
+                let c = &d.commit;
                 let Ok(when) = time::OffsetDateTime::from_unix_timestamp(c.time) else {
                     continue;
                 };
                 let age = (today - when.date()).whole_days();
                 if age > *days as i64 {
                     let date = format_date(when.date());
-                    let short = &c.commit[..c.commit.len().min(8)];
+                    let short = c.short();
                     let max = policy.schema.keys[k].max_age.clone().unwrap_or_default();
                     let mut fnd = Finding::new(
                         Level::Error,
                         Kind::MaxAge,
                         Some(env),
-                        format!("{k} last changed {date} in commit {short} by {} ({age} days ago; max_age {max})", c.author),
+                        format!("{k} last changed {}{date} in commit {short} by {} ({age} days ago; max_age {max})", if d.at_least { "on or before " } else { "" }, c.author),
                     )
-                    .file(&q.rel)
+                    .file(&q.0)
                     .key(k)
                     .hint(format!("rotate it at its provider, then `envv set -e {env} {k}`"));
-                    fnd.commit = Some(c.commit.clone());
+                    fnd.commit = Some(c.id.clone());
                     fnd.date = Some(date);
                     report.findings.push(fnd);
                 }
@@ -577,6 +605,7 @@ pub fn check(
         }
     }
 
+    rekeys(&mut report, root, &loaded, only, keyring);
     drift(&mut report, policy, &loaded, only);
 
     let env_rank: BTreeMap<&str, usize> = policy
@@ -599,6 +628,47 @@ pub fn check(
         (ra, a.level, a.kind).cmp(&(rb, b.level, b.kind))
     });
     Ok(report)
+}
+
+/// Files whose current data key came from a change without a rotation proof, when the
+/// identities at hand can tell (they open the version before).
+fn rekeys(
+    report: &mut Report,
+    root: &Path,
+    loaded: &[Loaded],
+    only: Option<&str>,
+    keyring: &mut Keyring,
+) {
+    let sel: Vec<&Loaded> = loaded
+        .iter()
+        .filter(|l| only.is_none_or(|o| o == l.name))
+        .filter(|l| l.encrypted)
+        .collect();
+    let rels: Vec<String> = sel.iter().map(|l| l.rel.clone()).collect();
+    let Ok(found) = crate::history::unproven_rekeys(root, &rels, keyring) else {
+        return;
+    };
+    for (l, c) in sel.iter().zip(found) {
+        let Some(c) = c else { continue };
+        let mut f = Finding::new(
+            Level::Warning,
+            Kind::Rekeyed,
+            Some(&l.name),
+            format!(
+                "{}: the data key was changed in commit {} by {} on {} without a rotation proof: the file was replaced by someone without the previous key, or rotated by sops rotate",
+                l.rel, c.short(), c.author, c.date()
+            ),
+        )
+        .file(&l.rel)
+        .hint(format!(
+            "`git show {} -- {}`; if nobody you trust rotated it, restore the version before and run `envv rotate`",
+            c.short(),
+            l.rel
+        ));
+        f.commit = Some(c.id.clone());
+        f.date = Some(c.date());
+        report.findings.push(f);
+    }
 }
 
 /// `schema.required` plus the environment's own `required`, in order, each once.
@@ -739,7 +809,7 @@ fn check_patterns(
 /// limits them to some environments are compared among those only; environments without a
 /// file and keys already reported as missing-required are left out.
 fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&str>) {
-    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.file.is_some()).collect();
+    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.present).collect();
     if present.len() < 2 {
         return;
     }
@@ -801,230 +871,6 @@ pub fn format_date(d: time::Date) -> String {
         .unwrap_or_default()
 }
 
-/// Which keys of one file to date, with their current (working tree) stored text.
-#[derive(Debug, Clone)]
-pub struct AgeQuery {
-    /// Path relative to the workspace root.
-    pub rel: String,
-    pub current: HashMap<String, String>,
-}
-
-/// For each query, the commit on HEAD's first-parent chain that set each key's current stored
-/// value. Keys whose working-tree value differs from HEAD's (changed, not committed) and keys
-/// never committed are absent: they are new.
-///
-/// History is read without decrypting and without reading every blob: one walk lists, per
-/// file, the commits where its blob id changed (tree lookups only); then, for each key, a
-/// binary search over those versions finds the oldest one still holding the current
-/// ciphertext. That is exact because an encryption never repeats a ciphertext (random IV),
-/// so a value's versions are contiguous; only a `git revert` back to an old ciphertext breaks
-/// this, and then the age counts from a commit that introduced that same ciphertext. Each blob
-/// read is parsed once, keeping only the asked keys.
-pub fn last_value_changes(
-    root: &Path,
-    queries: &[AgeQuery],
-) -> Result<Vec<HashMap<String, crate::git::KeyChange>>> {
-    let mut out: Vec<HashMap<String, crate::git::KeyChange>> = vec![HashMap::new(); queries.len()];
-    let Some(repo) = crate::git::open(root) else {
-        return Ok(out);
-    };
-    // Objects are only read here, to date values: re-hashing every blob read (libgit2's
-    // default) would cost more than the rest of `check`.
-    git2::opts::strict_hash_verification(false);
-    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-    let root_abs = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let workdir_abs = workdir.canonicalize().unwrap_or(workdir);
-    let paths: Vec<PathBuf> = queries
-        .iter()
-        .map(|q| {
-            let abs = root_abs.join(&q.rel);
-            abs.strip_prefix(&workdir_abs)
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|_| PathBuf::from(&q.rel))
-        })
-        .collect();
-    let Ok(head) = repo.head() else {
-        return Ok(out);
-    };
-    let Some(head) = head.target() else {
-        return Ok(out);
-    };
-    let entry_at = |tree: &git2::Tree, i: usize| tree.get_path(&paths[i]).ok().map(|e| e.id());
-
-    // Versions of each file, newest first: (blob id, index of the commit that wrote it).
-    let mut commits: Vec<crate::git::KeyChange> = Vec::new();
-    let mut versions: Vec<Vec<(Option<git2::Oid>, usize)>> = vec![Vec::new(); queries.len()];
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
-    walk.push(head)?;
-    walk.simplify_first_parent()?;
-    for oid in walk {
-        let commit = repo.find_commit(oid?)?;
-        let tree = commit.tree()?;
-        let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
-        let mut idx = None;
-        for (i, vs) in versions.iter_mut().enumerate() {
-            let now = entry_at(&tree, i);
-            if now != parent_tree.as_ref().and_then(|t| entry_at(t, i)) {
-                let c = *idx.get_or_insert_with(|| {
-                    let sig = commit.author();
-                    commits.push(crate::git::KeyChange {
-                        commit: commit.id().to_string(),
-                        author: sig.name().unwrap_or("?").to_string(),
-                        time: commit.time().seconds(),
-                    });
-                    commits.len() - 1
-                });
-                vs.push((now, c));
-            }
-        }
-    }
-
-    let finders: Vec<Option<regex::bytes::Regex>> =
-        queries.iter().map(|q| key_finder(&q.current)).collect();
-    let mut cache: HashMap<(usize, git2::Oid), std::rc::Rc<HashMap<String, String>>> =
-        HashMap::new();
-    let mut parsed = |i: usize, oid: Option<git2::Oid>| -> std::rc::Rc<HashMap<String, String>> {
-        let Some(oid) = oid else {
-            return Default::default();
-        };
-        cache
-            .entry((i, oid))
-            .or_insert_with(|| {
-                let map = repo
-                    .find_blob(oid)
-                    .map(|b| stored_values(b.content(), &queries[i].current, finders[i].as_ref()))
-                    .unwrap_or_default();
-                std::rc::Rc::new(map)
-            })
-            .clone()
-    };
-    // Whether the version `after` (written over `before`) is a data-key rotation.
-    let mut rotations: HashMap<(git2::Oid, git2::Oid), bool> = HashMap::new();
-    let mut is_rotation =
-        |_i: usize, before: Option<git2::Oid>, after: Option<git2::Oid>| -> bool {
-            let (Some(b), Some(a)) = (before, after) else {
-                return false;
-            };
-            *rotations.entry((b, a)).or_insert_with(|| {
-                let snap = |oid| {
-                    repo.find_blob(oid)
-                        .map(|blob| crate::history::Snapshot::parse(blob.content()))
-                        .unwrap_or_default()
-                };
-                let (sb, sa) = (snap(b), snap(a));
-                !crate::history::compare(Some(&sb), &sa).3.is_empty()
-            })
-        };
-    for (i, q) in queries.iter().enumerate() {
-        let vs = &versions[i];
-        // The newest version must be HEAD's blob; otherwise the file is not committed.
-        let Some(&(Some(head_blob), _)) = vs.first() else {
-            continue;
-        };
-        // When git sees no change in the file (index stat cache), HEAD holds the working values.
-        let clean = repo.status_file(&paths[i]).is_ok_and(|st| st.is_empty());
-        let at_head = if clean {
-            None
-        } else {
-            Some(parsed(i, Some(head_blob)))
-        };
-        for (k, current) in &q.current {
-            if at_head.as_ref().is_some_and(|m| m.get(k) != Some(current)) {
-                continue; // changed in the working tree: new
-            }
-            // First version (from the newest) that no longer holds `current`. Most values never
-            // change: try the oldest version first, then search between.
-            let n = vs.len();
-            let (mut lo, mut hi) = (1, n);
-            if n > 1 && parsed(i, vs[n - 1].0).get(k) == Some(current) {
-                lo = n;
-            } else {
-                hi = n.saturating_sub(1).max(1);
-            }
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if parsed(i, vs[mid].0).get(k) == Some(current) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            // A data-key rotation re-encrypts every value without changing it: date the value
-            // from before the rotation (conservatively: a value changed in the same commit as a
-            // rotation counts as older), else `member rm` would hide every stale secret.
-            let mut guard = 0;
-            while lo < n && guard < 64 && is_rotation(i, vs[lo].0, vs[lo - 1].0) {
-                guard += 1;
-                let before = parsed(i, vs[lo].0);
-                let Some(old) = before.get(k).cloned() else {
-                    break;
-                };
-                let mut j = lo + 1;
-                while j < n && parsed(i, vs[j].0).get(k) == Some(&old) {
-                    j += 1;
-                }
-                lo = j;
-            }
-            out[i].insert(k.clone(), commits[vs[lo - 1].1].clone());
-        }
-    }
-    Ok(out)
-}
-
-/// A regex finding the lines `KEY=` of the wanted keys, or `None` when too large to build.
-fn key_finder(wanted: &HashMap<String, String>) -> Option<regex::bytes::Regex> {
-    let alternation = wanted
-        .keys()
-        .map(|k| regex::escape(k))
-        .collect::<Vec<_>>()
-        .join("|");
-    regex::bytes::RegexBuilder::new(&format!("(?m)^(?:{alternation})="))
-        .unicode(false)
-        .build()
-        .ok()
-}
-
-/// The stored text of the `wanted` keys in a blob of an encrypted dotenv file, read the way
-/// [`dotenv::parse_stored`] reads lines (last occurrence wins), without parsing other lines.
-fn stored_values(
-    bytes: &[u8],
-    wanted: &HashMap<String, String>,
-    finder: Option<&regex::bytes::Regex>,
-) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    if let Some(rx) = finder {
-        // Fast path: jump straight to the wanted keys' lines (literal prefilter).
-        for m in rx.find_iter(bytes) {
-            let key = String::from_utf8_lossy(&m.as_bytes()[..m.len() - 1]).into_owned();
-            let rest = &bytes[m.end()..];
-            let line = &rest[..rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            out.insert(key, String::from_utf8_lossy(line).into_owned());
-        }
-        return out;
-    }
-    for raw in bytes.split(|&b| b == b'\n') {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.first().is_none_or(|&b| b == b'#') {
-            continue;
-        }
-        let Some(eq) = raw.iter().position(|&b| b == b'=') else {
-            continue;
-        };
-        let Ok(key) = std::str::from_utf8(&raw[..eq]) else {
-            continue;
-        };
-        if wanted.contains_key(key) {
-            out.insert(
-                key.to_string(),
-                String::from_utf8_lossy(&raw[eq + 1..]).into_owned(),
-            );
-        }
-    }
-    out
-}
-
 /// Whether the pre-commit hook and the git diff/merge setup are installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitIntegration {
@@ -1082,28 +928,6 @@ fn expand_tilde(p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_values_reads_like_parse_stored() {
-        let mut wanted = HashMap::new();
-        wanted.insert("A".to_string(), String::new());
-        wanted.insert("B".to_string(), String::new());
-        let blob = b"#ENC[AES256_GCM,data:x=,type:comment]\nA=1\r\nC=3\nB=first\nB=second\nsops_version=3.11.0\n";
-        for finder in [None, key_finder(&wanted)] {
-            let got = stored_values(blob, &wanted, finder.as_ref());
-            assert_eq!(got.get("A").map(String::as_str), Some("1"));
-            assert_eq!(got.get("B").map(String::as_str), Some("second"));
-            assert!(!got.contains_key("C"));
-        }
-        wanted.insert("AB".to_string(), String::new());
-        let got = stored_values(
-            b"ABC=1\nAB=2\n#AB=3\n",
-            &wanted,
-            key_finder(&wanted).as_ref(),
-        );
-        assert_eq!(got.get("AB").map(String::as_str), Some("2"));
-        assert!(!got.contains_key("A"));
-    }
 
     #[test]
     fn required_keys_merge_global_and_env_and_respect_scope() {

@@ -1,59 +1,236 @@
-//! Per-key history of encrypted files, read from git without decrypting.
+//! The one reader of git history: which commit did what to which key, reader and data key.
 //!
-//! envv keeps an unchanged value's ciphertext byte for byte, so comparing the stored text of a
-//! key between a commit and its parent tells whether its value changed. A data-key rotation
-//! re-encrypts every value at once; it is recognised (every encrypted value changed and every
-//! wrapped data-key entry is new) and reported as a rotation instead of "every key changed".
+//! `ls` and `check` date values with it, `log` lists its events, `access` and the trust checks
+//! name the commits that granted and revoked readers. One walk, one set of rules:
+//!
+//! - History is HEAD's first-parent chain (a merge counts when it landed), at most
+//!   [`MAX_COMMITS`] commits, read through libgit2 without decrypting.
+//! - A file's versions are the commits where its blob id changed (tree lookups only); each blob
+//!   is read once and parsed with [`dotenv::parse_stored`], the parser `envfile` uses.
+//! - envv keeps an unchanged value's ciphertext byte for byte, so a changed `ENC[...]` text is
+//!   a changed value. A data-key change re-encrypts every value at once; it is recognised
+//!   (every encrypted value changed and every wrapped data-key entry is new) and reported as
+//!   such instead of "every key changed"; it does not date a value.
+//! - A value is dated by the newest commit that added or changed it. A value that differs
+//!   between the working tree and HEAD is "not committed".
+//! - A shallow clone (or the commit limit) cuts history: the oldest version reached is a
+//!   boundary whose keys and readers were present, not added, and dates from it are lower
+//!   bounds.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use crate::dotenv::{self, Line};
 use crate::error::Result;
 
-/// What one commit did to one file.
+/// Commits read at most by one walk.
+pub const MAX_COMMITS: usize = 20_000;
+
+/// A commit that wrote a version of some file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileChange {
-    /// Path in the repository.
-    pub file: String,
-    pub commit: String,
+pub struct CommitInfo {
+    /// Full commit id.
+    pub id: String,
+    /// Author name, without control characters (it is the pusher's text).
     pub author: String,
     pub email: String,
-    /// Seconds since the epoch (author time).
+    /// Author time, seconds since the epoch.
     pub time: i64,
-    /// First line of the commit message.
+    /// First line of the message, without control characters.
     pub summary: String,
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
-    /// A new data key: these keys were re-encrypted (their values may or may not have changed).
-    pub rotated: Vec<String>,
-    /// The list of recipients changed.
-    pub recipients_changed: bool,
 }
 
-impl FileChange {
-    /// Whether the commit touched `key` (added, changed, removed or re-encrypted it).
-    pub fn touches(&self, key: &str) -> bool {
-        [&self.added, &self.changed, &self.removed, &self.rotated]
-            .iter()
-            .any(|v| v.iter().any(|k| k == key))
+impl CommitInfo {
+    fn of(c: &git2::Commit) -> Self {
+        let clean = |s: &str, n: usize| -> String {
+            s.chars().filter(|c| !c.is_control()).take(n).collect()
+        };
+        let sig = c.author();
+        CommitInfo {
+            id: c.id().to_string(),
+            author: clean(&String::from_utf8_lossy(sig.name_bytes()), 100),
+            email: clean(&String::from_utf8_lossy(sig.email_bytes()), 200),
+            time: sig.when().seconds(),
+            summary: clean(
+                &String::from_utf8_lossy(c.summary_bytes().unwrap_or(b"")),
+                200,
+            ),
+        }
     }
 
-    pub fn is_rotation(&self) -> bool {
-        !self.rotated.is_empty()
+    /// The commit id shortened for messages.
+    pub fn short(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
     }
+
+    /// `YYYY-MM-DD` of the commit.
+    pub fn date(&self) -> String {
+        date(self.time)
+    }
+}
+
+/// `YYYY-MM-DD` of a time in seconds since the epoch.
+pub fn date(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// One version of a file: the commit that wrote it and its blob (`None`: the commit deleted it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// Index into [`Walk::commits`].
+    pub commit: usize,
+    pub blob: Option<git2::Oid>,
+    /// The oldest version reached by a cut history (shallow clone, commit limit): the file
+    /// existed, but the commit did not necessarily create it.
+    pub boundary: bool,
+}
+
+/// Where a walk stopped before the first commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The clone is shallow (else: the commit limit).
+    pub shallow: bool,
+    /// The oldest commit read.
+    pub oldest: CommitInfo,
+}
+
+/// The versions of some files on HEAD's first-parent chain.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    /// Commits that wrote a version, in walk order (newest first).
+    pub commits: Vec<CommitInfo>,
+    /// Per path asked, its versions, newest first.
+    pub versions: Vec<Vec<Version>>,
+    /// `Some` when history was cut.
+    pub cut: Option<Cut>,
+}
+
+/// A path of the work tree (`root`-relative) as a path inside the repository.
+pub fn repo_path(repo: &git2::Repository, root: &Path, rel: &str) -> PathBuf {
+    let rel = rel.trim_start_matches("./");
+    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else {
+        return PathBuf::from(rel);
+    };
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    root.join(rel)
+        .strip_prefix(&workdir)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| PathBuf::from(rel))
+}
+
+/// Lists the versions of `paths` (inside the repository) on HEAD's first-parent chain, reading
+/// at most `limit` commits. Nothing is decrypted and no blob is read.
+pub fn walk(repo: &git2::Repository, paths: &[PathBuf], limit: usize) -> Result<Walk> {
+    let mut w = Walk {
+        versions: vec![Vec::new(); paths.len()],
+        ..Walk::default()
+    };
+    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+        return Ok(w);
+    };
+    // Objects are only read here, to compare versions: re-hashing every object read
+    // (libgit2's default) would cost more than the rest of the walk.
+    git2::opts::strict_hash_verification(false);
+    let shallow_roots = shallow_roots(repo);
+    let mut revwalk = repo.revwalk()?;
+    revwalk.push(head)?;
+    revwalk.simplify_first_parent()?;
+    let ids = |c: &git2::Commit| -> Vec<Option<git2::Oid>> {
+        let tree = c.tree().ok();
+        paths
+            .iter()
+            .map(|p| {
+                tree.as_ref()
+                    .and_then(|t| t.get_path(p).ok())
+                    .map(|e| e.id())
+            })
+            .collect()
+    };
+    // The newer commit and its entries, compared with its first parent when that is read.
+    let mut newer: Option<(git2::Commit, Vec<Option<git2::Oid>>)> = None;
+    let mut cut_by_limit = false;
+    for (read, oid) in revwalk.enumerate() {
+        if read >= limit.max(1) {
+            cut_by_limit = true;
+            break;
+        }
+        let commit = repo.find_commit(oid?)?;
+        let now = ids(&commit);
+        if let Some((c, before)) = newer.take() {
+            record(&mut w, &c, &before, Some(&now), false);
+        }
+        newer = Some((commit, now));
+    }
+    if let Some((c, entries)) = newer {
+        let shallow = shallow_roots.contains(&c.id());
+        let cut = cut_by_limit || shallow;
+        record(&mut w, &c, &entries, None, cut);
+        if cut {
+            w.cut = Some(Cut {
+                shallow: !cut_by_limit,
+                oldest: CommitInfo::of(&c),
+            });
+        }
+    }
+    Ok(w)
+}
+
+/// Records the versions `c` wrote (its `entries` differ from its parent's `parent`; no parent:
+/// every existing entry is new, or a boundary when history is cut).
+fn record(
+    w: &mut Walk,
+    c: &git2::Commit,
+    entries: &[Option<git2::Oid>],
+    parent: Option<&[Option<git2::Oid>]>,
+    boundary: bool,
+) {
+    let mut idx = None;
+    for (i, e) in entries.iter().enumerate() {
+        let changed = match parent {
+            Some(p) => p[i] != *e,
+            None => e.is_some(),
+        };
+        if changed {
+            let commit = *idx.get_or_insert_with(|| {
+                w.commits.push(CommitInfo::of(c));
+                w.commits.len() - 1
+            });
+            w.versions[i].push(Version {
+                commit,
+                blob: *e,
+                boundary: boundary && parent.is_none(),
+            });
+        }
+    }
+}
+
+/// The commits a shallow clone has no parents for (`.git/shallow`).
+fn shallow_roots(repo: &git2::Repository) -> HashSet<git2::Oid> {
+    if !repo.is_shallow() {
+        return HashSet::new();
+    }
+    std::fs::read_to_string(repo.commondir().join("shallow"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| git2::Oid::from_str(l.trim()).ok())
+        .collect()
 }
 
 /// The data and metadata of one version of a file, as stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// key → stored value (last occurrence wins).
-    pub values: BTreeMap<String, String>,
+    pub values: HashMap<String, String>,
     /// Wrapped data-key entries (`sops_*__map_enc`), as stored.
     pub wrapped: Vec<String>,
     /// Recipients (`sops_*__map_recipient`), sorted.
     pub recipients: Vec<String>,
+    /// The stored `sops_mac`, `sops_lastmodified` and rotation proof, when present.
+    pub mac: Option<String>,
+    pub lastmodified: Option<String>,
+    pub proof: Option<String>,
 }
 
 impl Snapshot {
@@ -63,6 +240,7 @@ impl Snapshot {
         let Ok(lines) = dotenv::parse_stored("", bytes) else {
             return s;
         };
+        s.values.reserve(lines.len());
         for l in lines {
             if let Line::Pair { key, stored, .. } = l {
                 if let Some(rest) = key.strip_prefix("sops_") {
@@ -70,6 +248,12 @@ impl Snapshot {
                         s.wrapped.push(stored);
                     } else if rest.ends_with("__map_recipient") {
                         s.recipients.push(stored);
+                    } else if rest == "mac" {
+                        s.mac = Some(stored);
+                    } else if rest == "lastmodified" {
+                        s.lastmodified = Some(stored);
+                    } else if key == crate::sops::ROTATION_PROOF_KEY {
+                        s.proof = Some(stored);
                     }
                 } else {
                     s.values.insert(key, stored);
@@ -81,21 +265,59 @@ impl Snapshot {
     }
 }
 
+/// What one version of a file did, compared with the version before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEvent {
+    /// Index into [`Walk::commits`].
+    #[serde(skip)]
+    pub commit: usize,
+    pub added: Vec<String>,
+    /// Keys whose stored text changed (their value changed).
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// The data key changed: these keys were re-encrypted (values unknown without a key).
+    pub rekeyed: Vec<String>,
+    /// Whether the data key changed (also when no value is encrypted yet).
+    pub data_key_changed: bool,
+    /// Recipients the data key is newly wrapped for, and no longer wrapped for.
+    pub recipients_added: Vec<String>,
+    pub recipients_removed: Vec<String>,
+    /// The oldest version of a cut history: its keys and readers were present, not added.
+    #[serde(skip)]
+    pub boundary: bool,
+    /// The commit deleted the file.
+    pub deleted: bool,
+}
+
+impl FileEvent {
+    /// Whether the event added, changed, removed or re-encrypted `key`.
+    pub fn touches(&self, key: &str) -> bool {
+        [&self.added, &self.changed, &self.removed, &self.rekeyed]
+            .iter()
+            .any(|v| v.iter().any(|k| k == key))
+    }
+
+    /// Whether the event set `key`'s value (added or changed it).
+    pub fn sets(&self, key: &str) -> bool {
+        self.added.iter().chain(&self.changed).any(|k| k == key)
+    }
+
+    /// Whether the event granted or revoked a reader.
+    pub fn is_access(&self) -> bool {
+        !self.recipients_added.is_empty() || !self.recipients_removed.is_empty()
+    }
+}
+
 /// Compares two versions of a file. `before` is `None` for a new file.
-pub fn compare(
-    before: Option<&Snapshot>,
-    after: &Snapshot,
-) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>, bool) {
+pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
     let empty = Snapshot::default();
     let b = before.unwrap_or(&empty);
-    let mut added = Vec::new();
-    let mut changed = Vec::new();
-    let mut removed = Vec::new();
+    let mut e = FileEvent::default();
     let mut enc_changed = Vec::new();
     let mut enc_common = 0usize;
     for (k, v) in &after.values {
         match b.values.get(k) {
-            None => added.push(k.clone()),
+            None => e.added.push(k.clone()),
             Some(old) => {
                 let encrypted = crate::sops::is_enc(old) && crate::sops::is_enc(v);
                 if encrypted {
@@ -105,7 +327,7 @@ pub fn compare(
                     if encrypted {
                         enc_changed.push(k.clone());
                     } else {
-                        changed.push(k.clone());
+                        e.changed.push(k.clone());
                     }
                 }
             }
@@ -113,119 +335,495 @@ pub fn compare(
     }
     for k in b.values.keys() {
         if !after.values.contains_key(k) {
-            removed.push(k.clone());
+            e.removed.push(k.clone());
         }
     }
-    let all_wrapped_new =
-        !b.wrapped.is_empty() && b.wrapped.iter().all(|w| !after.wrapped.contains(w));
-    let rotated = if enc_common > 0 && enc_changed.len() == enc_common && all_wrapped_new {
-        enc_changed
+    let all_wrapped_new = !b.wrapped.is_empty()
+        && !after.wrapped.is_empty()
+        && b.wrapped.iter().all(|w| !after.wrapped.contains(w));
+    e.data_key_changed = all_wrapped_new && enc_common > 0 && enc_changed.len() == enc_common;
+    if e.data_key_changed {
+        e.rekeyed = enc_changed;
     } else {
-        changed.extend(enc_changed);
-        changed.sort();
-        Vec::new()
-    };
-    let recipients_changed = before.is_some() && b.recipients != after.recipients;
-    (added, changed, removed, rotated, recipients_changed)
+        e.changed.extend(enc_changed);
+    }
+    if before.is_some() {
+        e.recipients_added = after
+            .recipients
+            .iter()
+            .filter(|r| !b.recipients.contains(r))
+            .cloned()
+            .collect();
+        e.recipients_removed = b
+            .recipients
+            .iter()
+            .filter(|r| !after.recipients.contains(r))
+            .cloned()
+            .collect();
+    } else {
+        e.recipients_added = after.recipients.clone();
+    }
+    e.added.sort();
+    e.changed.sort();
+    e.removed.sort();
+    e.rekeyed.sort();
+    e
 }
 
-/// The commits (reachable from HEAD, newest first) that changed `path` (relative to the work
-/// tree), with what each did to its keys. Merge commits that took one parent's version are
-/// skipped, as `git log` does. At most `limit` commits are read.
-pub fn file_history(repo: &git2::Repository, path: &str, limit: usize) -> Result<Vec<FileChange>> {
-    let mut out = Vec::new();
-    let Ok(head) = repo.head() else {
-        return Ok(out);
+/// The events of one file, newest first, from its versions in `w` (index `i`). Each blob is
+/// read and parsed at most once, at most two snapshots are held at a time, and comparisons
+/// already made are read from the [`DiffCache`] of the file's path.
+pub fn file_events(repo: &git2::Repository, w: &Walk, i: usize, path: &Path) -> Vec<FileEvent> {
+    let vs = &w.versions[i];
+    let mut cache = DiffCache::open(repo, path);
+    let mut out = Vec::with_capacity(vs.len());
+    let parse = |id: git2::Oid| {
+        repo.find_blob(id)
+            .map(|b| Snapshot::parse(b.content()))
+            .unwrap_or_default()
     };
-    let Some(head) = head.target() else {
-        return Ok(out);
-    };
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
-    walk.push(head)?;
-    let p = Path::new(path);
-    let entry_id = |c: &git2::Commit| {
-        c.tree()
-            .ok()
-            .and_then(|t| t.get_path(p).ok())
-            .map(|e| e.id())
-    };
-    for oid in walk.take(limit) {
-        let commit = repo.find_commit(oid?)?;
-        let now = entry_id(&commit);
-        let parents: Vec<Option<git2::Oid>> = commit.parents().map(|pc| entry_id(&pc)).collect();
-        if parents.contains(&now) {
-            continue; // same as a parent: this commit did not change the file
-        }
-        if now.is_none() && parents.is_empty() {
-            continue;
-        }
-        let snap = |id: Option<git2::Oid>| -> Option<Snapshot> {
-            id.and_then(|i| repo.find_blob(i).ok())
-                .map(|b| Snapshot::parse(b.content()))
+    // The version before, and its snapshot once parsed.
+    let mut before: (Option<git2::Oid>, Option<Snapshot>) = (None, None);
+    for v in vs.iter().rev() {
+        let mut e = match cache.get(before.0, v.blob) {
+            Some(e) => e,
+            None => {
+                if before.1.is_none() {
+                    before.1 = before.0.map(parse);
+                }
+                let after = v.blob.map(parse);
+                let e = match &after {
+                    Some(a) => compare(before.1.as_ref(), a),
+                    None => {
+                        // Deleted: every key and reader is gone.
+                        let mut e = compare(before.1.as_ref(), &Snapshot::default());
+                        e.deleted = true;
+                        e
+                    }
+                };
+                cache.put(before.0, v.blob, &e);
+                before = (v.blob, after);
+                out.push(finish(e, v));
+                continue;
+            }
         };
-        let after = snap(now).unwrap_or_default();
-        let before = parents
-            .first()
-            .copied()
-            .flatten()
-            .and_then(|i| snap(Some(i)));
-        let (added, changed, removed, rotated, recipients_changed) =
-            compare(before.as_ref(), &after);
-        let sig = commit.author();
-        out.push(FileChange {
-            file: path.to_string(),
-            commit: commit.id().to_string(),
-            author: sig.name().unwrap_or("?").to_string(),
-            email: sig.email().unwrap_or("").to_string(),
-            time: sig.when().seconds(),
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or(b"")).into_owned(),
-            added,
-            changed,
-            removed,
-            rotated,
-            recipients_changed,
-        });
+        e = finish(e, v);
+        out.push(e);
+        before = (v.blob, None);
+    }
+    cache.save();
+    out.reverse();
+    out
+}
+
+fn finish(mut e: FileEvent, v: &Version) -> FileEvent {
+    e.commit = v.commit;
+    if v.boundary {
+        e.boundary = true;
+        e.added.clear();
+        e.recipients_added.clear();
+    }
+    e
+}
+
+/// The snapshot of a file's newest version (HEAD's file; `None` when HEAD has none).
+pub fn head_snapshot(repo: &git2::Repository, w: &Walk, i: usize) -> Option<Snapshot> {
+    let id = w.versions[i].first()?.blob?;
+    Some(Snapshot::parse(repo.find_blob(id).ok()?.content()))
+}
+
+/// Comparisons of two versions of one file, keyed by their blob ids, under
+/// `<git common dir>/envv/history/`. A comparison depends only on the two blobs' contents, so
+/// an entry stays right after a rebase, an amend or a shallow clone; entries not used by a
+/// run are dropped when it saves. Deleting the folder, or a file in it that does not parse,
+/// only costs time.
+struct DiffCache {
+    path: Option<PathBuf>,
+    entries: HashMap<String, FileEvent>,
+    used: HashMap<String, FileEvent>,
+    dirty: bool,
+}
+
+/// Format of a cache file (a change of the comparison rules changes it).
+const CACHE_VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: HashMap<String, FileEvent>,
+}
+
+impl DiffCache {
+    fn open(repo: &git2::Repository, path: &Path) -> Self {
+        use sha2::Digest;
+        let name: String = sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let file = repo
+            .commondir()
+            .join("envv")
+            .join("history")
+            .join(format!("{name}.json"));
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
+            .filter(|c| c.version == CACHE_VERSION)
+            .map(|c| c.entries)
+            .unwrap_or_default();
+        DiffCache {
+            path: Some(file),
+            entries,
+            used: HashMap::new(),
+            dirty: false,
+        }
+    }
+
+    fn key(before: Option<git2::Oid>, after: Option<git2::Oid>) -> String {
+        let s = |o: Option<git2::Oid>| o.map(|o| o.to_string()).unwrap_or_default();
+        format!("{}:{}", s(before), s(after))
+    }
+
+    fn get(&mut self, before: Option<git2::Oid>, after: Option<git2::Oid>) -> Option<FileEvent> {
+        let k = Self::key(before, after);
+        let e = self
+            .entries
+            .remove(&k)
+            .or_else(|| self.used.get(&k).cloned())?;
+        self.used.insert(k, e.clone());
+        Some(e)
+    }
+
+    fn put(&mut self, before: Option<git2::Oid>, after: Option<git2::Oid>, e: &FileEvent) {
+        self.used.insert(Self::key(before, after), e.clone());
+        self.dirty = true;
+    }
+
+    /// Writes the entries used by this run, when it added one or left some unused.
+    fn save(self) {
+        let Some(path) = self.path else { return };
+        if !self.dirty && self.entries.is_empty() {
+            return;
+        }
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            entries: self.used,
+        };
+        let Ok(bytes) = serde_json::to_vec(&file) else {
+            return;
+        };
+        if let Some(dir) = path.parent() {
+            if std::fs::create_dir_all(dir).is_err() {
+                return;
+            }
+        }
+        // A cache that cannot be written (read-only clone) only costs time.
+        let _ = crate::fsutil::write_private(&path, &bytes);
+    }
+}
+
+/// When a key's current value was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dated {
+    pub commit: CommitInfo,
+    /// History is cut there: the value is at least this old.
+    pub at_least: bool,
+}
+
+/// For each of `current` (key → working-tree stored text), the commit that set that value,
+/// by the rules of this module. Absent: not committed.
+pub fn date_values(
+    w: &Walk,
+    events: &[FileEvent],
+    head: Option<&Snapshot>,
+    current: &HashMap<String, String>,
+) -> HashMap<String, Dated> {
+    let mut out = HashMap::new();
+    let Some(head) = head else {
+        return out;
+    };
+    let mut pending: HashSet<&str> = current
+        .iter()
+        .filter(|(k, v)| head.values.get(*k) == Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    for e in events {
+        if pending.is_empty() {
+            break;
+        }
+        if e.boundary {
+            for k in pending.drain() {
+                out.insert(
+                    k.to_string(),
+                    Dated {
+                        commit: w.commits[e.commit].clone(),
+                        at_least: true,
+                    },
+                );
+            }
+            break;
+        }
+        for k in e.added.iter().chain(&e.changed) {
+            if pending.remove(k.as_str()) {
+                out.insert(
+                    k.clone(),
+                    Dated {
+                        commit: w.commits[e.commit].clone(),
+                        at_least: false,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The line saying history is cut, for commands that report dates.
+pub fn cut_note(w: &Walk) -> Option<String> {
+    let c = w.cut.as_ref()?;
+    Some(if c.shallow {
+        format!(
+            "history is shallow: ages are at least as old as its oldest commit {} ({}); `git fetch --unshallow` reads all of it",
+            c.oldest.short(),
+            c.oldest.date()
+        )
+    } else {
+        format!(
+            "history is cut at the commit limit: ages are at least as old as commit {} ({})",
+            c.oldest.short(),
+            c.oldest.date()
+        )
+    })
+}
+
+/// What a reader can tell about a data-key change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The previous version cannot be opened with the identities at hand.
+    Unknown,
+    /// The new version carries a rotation proof made with the previous data key: a rotation
+    /// by someone who held it.
+    Verified,
+    /// No valid proof: the file was replaced by someone without the previous key, or rotated
+    /// by a tool that writes no proof (`sops rotate`).
+    Missing,
+}
+
+impl Proof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proof::Unknown => "data_key_changed",
+            Proof::Verified => "rotated",
+            Proof::Missing => "rekeyed",
+        }
+    }
+}
+
+/// A data-key change examined with the identities of `ring`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekey {
+    pub proof: Proof,
+    /// The keys whose values really changed, when `ring` opens both versions.
+    pub value_changes: Option<Vec<String>>,
+}
+
+/// Examines the data-key change from blob `before` to blob `after`: whether the new version's
+/// rotation proof verifies under the previous data key, and which values really changed.
+/// MACs are not checked: this only compares values.
+pub fn examine_rekey(
+    repo: &git2::Repository,
+    before: git2::Oid,
+    after: git2::Oid,
+    ring: &mut crate::keys::Keyring,
+) -> Rekey {
+    let unknown = Rekey {
+        proof: Proof::Unknown,
+        value_changes: None,
+    };
+    let load = |id: git2::Oid| -> Option<(crate::envfile::EnvFile, Snapshot)> {
+        let blob = repo.find_blob(id).ok()?;
+        let f =
+            crate::envfile::EnvFile::from_bytes(Path::new("history"), "history", blob.content())
+                .ok()?;
+        Some((f, Snapshot::parse(blob.content())))
+    };
+    let (Some((fb, _)), Some((fa, sa))) = (load(before), load(after)) else {
+        return unknown;
+    };
+    let Ok(prev) = fb.unlock(ring, Vec::new) else {
+        return unknown;
+    };
+    let proof = match (&sa.proof, &sa.mac, &sa.lastmodified) {
+        (Some(p), Some(mac), Some(t)) if *p == crate::sops::rotation_proof(&prev, mac, t) => {
+            Proof::Verified
+        }
+        _ => Proof::Missing,
+    };
+    let values = |f: &crate::envfile::EnvFile, dk: &crate::sops::DataKey| {
+        let plain = f.decrypt(dk, false).ok()?;
+        Some(
+            f.lines
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| match l {
+                    Line::Pair { key, .. } => {
+                        Some((key.clone(), plain.values[i].clone().unwrap_or_default()))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<(String, crate::secret::Secret)>>(),
+        )
+    };
+    let value_changes = (|| {
+        let next = fa.unlock(ring, Vec::new).ok()?;
+        let b: HashMap<String, crate::secret::Secret> = values(&fb, &prev)?.into_iter().collect();
+        let mut v: Vec<String> = values(&fa, &next)?
+            .into_iter()
+            .filter(|(k, v)| b.get(k).is_some_and(|old| old != v))
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v.dedup();
+        Some(v)
+    })();
+    Rekey {
+        proof,
+        value_changes,
+    }
+}
+
+/// For each file (`root`-relative), the commit of its newest data-key change when that change
+/// carries no valid rotation proof and `ring` can tell (it opens the version before).
+pub fn unproven_rekeys(
+    root: &Path,
+    rels: &[String],
+    ring: &mut crate::keys::Keyring,
+) -> Result<Vec<Option<CommitInfo>>> {
+    let mut out = vec![None; rels.len()];
+    let Some(repo) = crate::git::open(root) else {
+        return Ok(out);
+    };
+    let paths: Vec<PathBuf> = rels.iter().map(|r| repo_path(&repo, root, r)).collect();
+    let w = walk(&repo, &paths, MAX_COMMITS)?;
+    for i in 0..rels.len() {
+        let events = file_events(&repo, &w, i, &paths[i]);
+        let Some(n) = events.iter().position(|e| e.data_key_changed) else {
+            continue;
+        };
+        let (Some(b), Some(a)) = (blob_before(&w, i, n), w.versions[i][n].blob) else {
+            continue;
+        };
+        if examine_rekey(&repo, b, a, ring).proof == Proof::Missing {
+            out[i] = Some(w.commits[events[n].commit].clone());
+        }
     }
     Ok(out)
 }
 
-/// For a rotation commit, the keys whose values really changed, when `ring` can open both the
-/// commit's and its first parent's version of `path` (`None` otherwise). MACs are not checked:
-/// this only compares values.
-pub fn rotation_value_changes(
-    repo: &git2::Repository,
-    path: &str,
-    commit: &str,
-    ring: &mut crate::keys::Keyring,
-) -> Option<Vec<String>> {
-    let commit = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
-    let parent = commit.parent(0).ok()?;
-    let read = |c: &git2::Commit| -> Option<Vec<u8>> {
-        let id = c.tree().ok()?.get_path(Path::new(path)).ok()?.id();
-        Some(repo.find_blob(id).ok()?.content().to_vec())
+/// Per file, key → date of its value; and the line saying history is cut, if it is.
+pub type FileDates = (Vec<HashMap<String, Dated>>, Option<String>);
+
+/// Dates the current values of some files (`root`-relative path → key → working-tree stored
+/// text), in one walk. Also returns the line saying history is cut, if it is.
+pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result<FileDates> {
+    let mut out = vec![HashMap::new(); files.len()];
+    let Some(repo) = crate::git::open(root) else {
+        return Ok((out, None));
     };
-    let mut open = |bytes: Vec<u8>| -> Option<BTreeMap<String, crate::secret::Secret>> {
-        let f = crate::envfile::EnvFile::from_bytes(Path::new(path), path, &bytes).ok()?;
-        let dk = f.unlock(ring, Vec::new).ok()?;
-        let plain = f.decrypt(&dk, false).ok()?;
-        let mut m = BTreeMap::new();
-        for (i, l) in f.lines.iter().enumerate() {
-            if let Line::Pair { key, .. } = l {
-                m.insert(key.clone(), plain.values[i].clone().unwrap_or_default());
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|(rel, _)| repo_path(&repo, root, rel))
+        .collect();
+    let w = walk(&repo, &paths, MAX_COMMITS)?;
+    for (i, (_, current)) in files.iter().enumerate() {
+        let events = file_events(&repo, &w, i, &paths[i]);
+        let head = head_snapshot(&repo, &w, i);
+        out[i] = date_values(&w, &events, head.as_ref(), current);
+    }
+    let note = out
+        .iter()
+        .any(|m| m.values().any(|d| d.at_least))
+        .then(|| cut_note(&w))
+        .flatten();
+    Ok((out, note))
+}
+
+/// A reader's grant or revocation, found in a file's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEvent {
+    pub commit: CommitInfo,
+    /// History is cut there: the reader had access at least since then.
+    pub at_least: bool,
+}
+
+/// A reader the file no longer wraps the data key for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastReader {
+    pub recipient: String,
+    pub removed: AccessEvent,
+    /// The first data-key change at or after the removal (`None`: the values they could read
+    /// are still encrypted under a key they had).
+    pub rotated: Option<CommitInfo>,
+}
+
+/// Who the data key of a file is wrapped for, with the commit that wrapped it for each
+/// (`None`: not committed), and who it was wrapped for before. `current` is the recipients of
+/// the working-tree file; `events` the file's events, newest first.
+pub fn readers(
+    w: &Walk,
+    events: &[FileEvent],
+    current: &[String],
+) -> (Vec<(String, Option<AccessEvent>)>, Vec<PastReader>) {
+    let grant = |r: &str| -> Option<AccessEvent> {
+        for e in events {
+            if e.recipients_added.iter().any(|x| x == r) {
+                return Some(AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: false,
+                });
+            }
+            if e.recipients_removed.iter().any(|x| x == r) {
+                return None;
+            }
+            if e.boundary {
+                return Some(AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: true,
+                });
             }
         }
-        Some(m)
+        None
     };
-    let before = open(read(&parent)?)?;
-    let after = open(read(&commit)?)?;
-    Some(
-        after
-            .iter()
-            .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
-            .map(|(k, _)| k.clone())
-            .collect(),
-    )
+    let now: Vec<(String, Option<AccessEvent>)> =
+        current.iter().map(|r| (r.clone(), grant(r))).collect();
+    let mut past: Vec<PastReader> = Vec::new();
+    for (n, e) in events.iter().enumerate() {
+        for r in &e.recipients_removed {
+            if current.contains(r) || past.iter().any(|p| &p.recipient == r) {
+                continue;
+            }
+            // The oldest data-key change from the removal on (events are newest first).
+            let rotated = events[..=n]
+                .iter()
+                .rev()
+                .find(|x| x.data_key_changed)
+                .map(|x| w.commits[x.commit].clone());
+            past.push(PastReader {
+                recipient: r.clone(),
+                removed: AccessEvent {
+                    commit: w.commits[e.commit].clone(),
+                    at_least: false,
+                },
+                rotated,
+            });
+        }
+    }
+    (now, past)
+}
+
+/// The blob a file had just before version `n` (its version index, newest first).
+pub fn blob_before(w: &Walk, i: usize, n: usize) -> Option<git2::Oid> {
+    w.versions[i].get(n + 1).and_then(|v| v.blob)
 }
 
 #[cfg(test)]
@@ -240,6 +838,7 @@ mod tests {
                 .collect(),
             wrapped: wrapped.iter().map(|w| w.to_string()).collect(),
             recipients: vec!["age1x".into()],
+            ..Snapshot::default()
         }
     }
 
@@ -252,9 +851,9 @@ mod tests {
     fn changes_and_rotation() {
         let a = snap(&[("A", E1), ("B", E2), ("PORT", "1")], &["w1"]);
         let b = snap(&[("A", E3), ("B", E2), ("C", E1)], &["w1"]);
-        let (added, changed, removed, rotated, _) = compare(Some(&a), &b);
+        let e = compare(Some(&a), &b);
         assert_eq!(
-            (added, changed, removed, rotated),
+            (e.added, e.changed, e.removed, e.rekeyed),
             (
                 vec!["C".to_string()],
                 vec!["A".to_string()],
@@ -263,13 +862,105 @@ mod tests {
             )
         );
         let r = snap(&[("A", E3), ("B", E4), ("PORT", "2")], &["w2"]);
-        let (_, changed, _, rotated, _) = compare(Some(&a), &r);
-        assert_eq!(rotated, vec!["A".to_string(), "B".to_string()]);
-        assert_eq!(changed, vec!["PORT".to_string()]);
+        let e = compare(Some(&a), &r);
+        assert_eq!(e.rekeyed, vec!["A".to_string(), "B".to_string()]);
+        assert_eq!(e.changed, vec!["PORT".to_string()]);
+        assert!(e.data_key_changed);
         // All values changed but the wrapped key stayed: real changes, not a rotation.
         let c = snap(&[("A", E3), ("B", E4), ("PORT", "1")], &["w1"]);
-        let (_, changed, _, rotated, _) = compare(Some(&a), &c);
-        assert!(rotated.is_empty());
-        assert_eq!(changed.len(), 2);
+        let e = compare(Some(&a), &c);
+        assert!(e.rekeyed.is_empty() && !e.data_key_changed);
+        assert_eq!(e.changed.len(), 2);
+    }
+
+    fn commit(id: &str) -> CommitInfo {
+        CommitInfo {
+            id: id.repeat(40),
+            author: "a".into(),
+            email: String::new(),
+            time: 0,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn readers_name_grants_removals_and_the_rotation_after() {
+        let w = Walk {
+            commits: vec![commit("4"), commit("3"), commit("2"), commit("1")],
+            ..Walk::default()
+        };
+        let ev = |c: usize, add: &[&str], rm: &[&str], dk: bool| FileEvent {
+            commit: c,
+            recipients_added: add.iter().map(|s| s.to_string()).collect(),
+            recipients_removed: rm.iter().map(|s| s.to_string()).collect(),
+            data_key_changed: dk,
+            ..FileEvent::default()
+        };
+        // Newest first: 4 rotates, 3 removes carol, 2 removes bob, 1 grants all three.
+        let events = vec![
+            ev(0, &[], &[], true),
+            ev(1, &[], &["carol"], false),
+            ev(2, &[], &["bob"], false),
+            ev(3, &["alice", "bob", "carol"], &[], false),
+        ];
+        let (now, past) = readers(&w, &events, &["alice".to_string(), "dave".to_string()]);
+        assert_eq!(now[0].1.as_ref().unwrap().commit.id, "1".repeat(40));
+        assert!(now[1].1.is_none(), "dave: not committed");
+        assert_eq!(past.len(), 2);
+        assert_eq!(past[0].recipient, "carol");
+        assert_eq!(past[0].rotated.as_ref().unwrap().id, "4".repeat(40));
+        assert_eq!(past[1].recipient, "bob");
+        assert_eq!(past[1].removed.commit.id, "2".repeat(40));
+        // Without the rotation, nobody's removal was followed by one.
+        let (_, past) = readers(&w, &events[1..], &["alice".to_string()]);
+        assert!(past.iter().all(|p| p.rotated.is_none()));
+    }
+
+    #[test]
+    fn values_are_dated_by_their_last_change_not_a_rotation_and_boundaries_are_lower_bounds() {
+        let w = Walk {
+            commits: vec![commit("3"), commit("2"), commit("1")],
+            ..Walk::default()
+        };
+        let head = snap(&[("A", E3), ("B", E4)], &["w2"]);
+        let events = vec![
+            FileEvent {
+                commit: 0,
+                rekeyed: vec!["A".into(), "B".into()],
+                data_key_changed: true,
+                ..FileEvent::default()
+            },
+            FileEvent {
+                commit: 1,
+                changed: vec!["A".into()],
+                ..FileEvent::default()
+            },
+            FileEvent {
+                commit: 2,
+                boundary: true,
+                ..FileEvent::default()
+            },
+        ];
+        let current: HashMap<String, String> = [("A", E3), ("B", E4), ("C", E1)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let d = date_values(&w, &events, Some(&head), &current);
+        assert_eq!(d["A"].commit.id, "2".repeat(40));
+        assert!(!d["A"].at_least);
+        assert_eq!(d["B"].commit.id, "1".repeat(40));
+        assert!(d["B"].at_least);
+        assert!(!d.contains_key("C"), "not at HEAD: not committed");
+    }
+
+    #[test]
+    fn snapshot_reads_metadata_through_the_stored_parser() {
+        let s = Snapshot::parse(
+            b"#c\nA=ENC[x]\nA=ENC[y]\nsops_age__list_0__map_recipient=age1b\nsops_age__list_0__map_enc=w\nsops_mac=ENC[m]\n",
+        );
+        assert_eq!(s.values["A"], "ENC[y]");
+        assert_eq!(s.recipients, vec!["age1b".to_string()]);
+        assert_eq!(s.wrapped, vec!["w".to_string()]);
+        assert_eq!(s.mac.as_deref(), Some("ENC[m]"));
     }
 }

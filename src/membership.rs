@@ -440,12 +440,12 @@ impl Session {
                         )));
                     }
                     let mut plain = file.decrypt(&dk, true)?;
-                    let new_dk = file.rotate_with(&mut plain, &change.recipients, true)?;
+                    let new_dk = file.rotate_with(&dk, &mut plain, &change.recipients, true)?;
                     file.rewrap_groups(&new_dk, &groups, k, self.flatten)?;
                 }
                 (_, None) => {
                     let mut plain = file.decrypt(&dk, true)?;
-                    file.rotate_with(&mut plain, &change.recipients, self.flatten)?;
+                    file.rotate_with(&dk, &mut plain, &change.recipients, self.flatten)?;
                 }
             }
             let new_bytes = file.to_bytes();

@@ -235,7 +235,7 @@ pub fn merge(
         } else {
             shared
         };
-        final_dk = f.rotate(&mut plain, &recipients)?;
+        final_dk = f.rotate(&dk, &mut plain, &recipients)?;
         // The conflict halves must decrypt with the new key too.
         for (k, s) in theirs_lines.iter_mut() {
             if s.is_some() {
@@ -468,7 +468,7 @@ mod tests {
             values: plain.values.clone(),
             ..Default::default()
         };
-        let new_dk = g.rotate(&mut p, std::slice::from_ref(&r)).unwrap();
+        let new_dk = g.rotate(&dk, &mut p, std::slice::from_ref(&r)).unwrap();
         let theirs = g.to_bytes();
         let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
         assert!(m.conflicts.is_empty() && !m.notes.is_empty());

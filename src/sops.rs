@@ -19,6 +19,28 @@ use crate::secret::Secret;
 
 /// The sops format version envv writes into new files.
 pub const SOPS_VERSION: &str = "3.11.0";
+/// The metadata line envv's own rotations add: a keyed hash, under the previous data key, of
+/// the new MAC (proof that the writer held the previous key). sops ignores it.
+pub const ROTATION_PROOF_KEY: &str = "sops_envv_rotation_proof";
+
+/// The rotation proof of a file whose stored `sops_mac` is `mac` and `sops_lastmodified` is
+/// `lastmodified`, written by a holder of `previous`: HMAC-SHA256 under the previous data key,
+/// hex. Only a holder of the previous key can write it; a reader of the previous version can
+/// check it without the new key.
+pub fn rotation_proof(previous: &DataKey, mac: &str, lastmodified: &str) -> String {
+    use hmac::Mac;
+    let mut h = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(previous.bytes())
+        .expect("HMAC takes any key length");
+    h.update(b"envv rotation proof v1\0");
+    h.update(mac.as_bytes());
+    h.update(b"\0");
+    h.update(lastmodified.as_bytes());
+    h.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 const ENC_PREFIX: &str = "ENC[AES256_GCM,data:";
 
 /// The 32-byte key that encrypts every value of one file.

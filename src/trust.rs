@@ -9,7 +9,6 @@
 //! history to say which commit made a recipient a reader of an environment, so that a person
 //! (or CI) can see where an unconfirmed reader came from. Nothing here prints.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
@@ -18,8 +17,6 @@ use crate::policy::{Policy, POLICY_FILE};
 
 /// Largest trust file read (a bigger one is ignored: nothing is trusted).
 const MAX_TRUST_BYTES: u64 = 1 << 20;
-/// Commits walked at most by [`introductions`].
-const MAX_COMMITS: usize = 10_000;
 
 /// One confirmed recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +158,8 @@ pub struct Introduced {
     pub author: String,
     /// Commit time (seconds since the epoch).
     pub time: i64,
+    /// History is cut there (shallow clone): the recipient was a reader at least since then.
+    pub at_least: bool,
 }
 
 impl Introduced {
@@ -171,9 +170,7 @@ impl Introduced {
 
     /// `YYYY-MM-DD` of the commit.
     pub fn date(&self) -> String {
-        time::OffsetDateTime::from_unix_timestamp(self.time)
-            .map(|t| t.date().to_string())
-            .unwrap_or_else(|_| "?".into())
+        crate::history::date(self.time)
     }
 }
 
@@ -181,7 +178,7 @@ impl Introduced {
 /// which `.sops.yaml` (in `root`) has made that recipient a reader of that environment without
 /// interruption (for an environment HEAD does not declare yet: a member). `None`: HEAD's
 /// policy does not do so (only the working tree does: not committed), or there is no git
-/// history.
+/// history. The versions come from [`crate::history::walk`]; each is parsed once.
 pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<Introduced>> {
     let mut out = vec![None; queries.len()];
     if queries.is_empty() {
@@ -193,41 +190,19 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
     let Some(rel) = policy_path_in_repo(&repo, root) else {
         return out;
     };
-    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
         return out;
     };
-    let Ok(mut walk) = repo.revwalk() else {
-        return out;
-    };
-    if walk.push(head).is_err() || walk.simplify_first_parent().is_err() {
-        return out;
-    }
-    let mut cache: HashMap<git2::Oid, Option<Policy>> = HashMap::new();
-    // Per query: the oldest commit seen so far that still gives the recipient; done when an
-    // older commit does not.
     let mut done = vec![false; queries.len()];
     let mut by_member = vec![false; queries.len()];
-    for (n, oid) in walk.enumerate() {
-        if n >= MAX_COMMITS || done.iter().all(|d| *d) {
+    for (n, v) in w.versions[0].iter().enumerate() {
+        if done.iter().all(|d| *d) {
             break;
         }
-        let Some(commit) = oid.ok().and_then(|o| repo.find_commit(o).ok()) else {
-            break;
-        };
-        let policy = commit
-            .tree()
-            .ok()
-            .and_then(|t| t.get_path(&rel).ok())
-            .map(|e| e.id())
-            .and_then(|id| {
-                cache
-                    .entry(id)
-                    .or_insert_with(|| {
-                        let blob = repo.find_blob(id).ok()?;
-                        crate::policy::parse(POLICY_FILE, blob.content()).ok()
-                    })
-                    .clone()
-            });
+        let policy = v.blob.and_then(|id| {
+            let blob = repo.find_blob(id).ok()?;
+            crate::policy::parse(POLICY_FILE, blob.content()).ok()
+        });
         if n == 0 {
             // An environment HEAD does not declare (a new one in the working tree): ask since
             // when the key is a member at all.
@@ -237,6 +212,7 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
                     .is_some_and(|p| p.environments.contains_key(env));
             }
         }
+        let c = &w.commits[v.commit];
         for (i, (env, key)) in queries.iter().enumerate() {
             if done[i] {
                 continue;
@@ -252,20 +228,42 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
             });
             if gives {
                 out[i] = Some(Introduced {
-                    commit: commit.id().to_string(),
-                    // The name is the pusher's text: no terminal control characters.
-                    author: commit
-                        .author()
-                        .name()
-                        .unwrap_or("?")
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(100)
-                        .collect(),
-                    time: commit.time().seconds(),
+                    commit: c.id.clone(),
+                    author: c.author.clone(),
+                    time: c.time,
+                    at_least: v.boundary,
                 });
             } else {
                 done[i] = true;
+            }
+        }
+    }
+    out
+}
+
+/// Every `(member name, key)` the committed policy ever named, newest first (for naming readers
+/// who are gone from the current policy).
+pub fn former_members(root: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let Some(repo) = crate::git::open(root) else {
+        return out;
+    };
+    let Some(rel) = policy_path_in_repo(&repo, root) else {
+        return out;
+    };
+    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+        return out;
+    };
+    for v in &w.versions[0] {
+        let Some(p) = v.blob.and_then(|id| {
+            let blob = repo.find_blob(id).ok()?;
+            crate::policy::parse(POLICY_FILE, blob.content()).ok()
+        }) else {
+            continue;
+        };
+        for (n, m) in p.members.iter().chain(&p.pending) {
+            if !out.iter().any(|(_, k)| same_recipient(k, &m.key)) {
+                out.push((n.clone(), m.key.clone()));
             }
         }
     }

@@ -7,6 +7,7 @@ mod exec;
 mod format;
 mod gitint;
 mod health;
+mod history;
 mod identities;
 mod interop;
 mod member;

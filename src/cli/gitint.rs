@@ -11,7 +11,7 @@ use super::Ctx;
 use crate::dotenv::{self, Line};
 use crate::envfile::EnvFile;
 use crate::error::Error;
-use crate::history::{self, FileChange};
+use crate::history;
 use crate::{gitsetup, hook, merge};
 
 fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
@@ -216,13 +216,16 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
 }
 
 /// Per-key history from git, without decrypting: who added, changed or removed which key in
-/// which commit. A data-key rotation shows as "rotated".
+/// which commit, who was granted or lost access, and when the data key changed.
 ///
-/// Without -e/-f, every environment's file in .sops.yaml is read.
+/// Without -e/-f, every environment's file in .sops.yaml is read. History is HEAD's
+/// first-parent chain (a merge counts when it landed).
 ///
 /// Examples:
 ///   envv log DATABASE_URL
 ///   envv log -e production --json
+///   envv log --since 2026-01-01 --author alice
+///   envv log --access            # grants and revocations only
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct LogArgs {
@@ -231,21 +234,41 @@ pub struct LogArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Read at most this many commits per file.
-    #[arg(short = 'n', long = "max-count", default_value_t = 10_000)]
+    /// Read at most this many commits.
+    #[arg(short = 'n', long = "max-count", default_value_t = crate::history::MAX_COMMITS)]
     pub max_count: usize,
+    /// Only commits made on or after this date (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only commits whose author name or email contains this text (case-insensitive).
+    #[arg(long, value_name = "NAME")]
+    pub author: Option<String>,
+    /// Only grants and revocations of readers.
+    #[arg(long)]
+    pub access: bool,
+}
+
+/// One event of `log`, ready to print.
+struct Entry<'a> {
+    file: &'a str,
+    commit: &'a history::CommitInfo,
+    order: usize,
+    event: history::FileEvent,
+    /// For a data-key change read by a reader: the values that really changed.
+    real: Option<Vec<String>>,
+    /// For a data-key change: what the identities at hand tell about it.
+    proof: Option<history::Proof>,
 }
 
 pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
     let repo = repo(ctx)?;
-    let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
+    let policy = ctx.ws.policy()?.map(|p| p.policy.clone());
     let files: Vec<String> = if ctx.env.is_some() || ctx.file.is_some() {
         vec![ctx.target()?.name]
     } else {
-        match ctx.ws.policy()? {
+        match &policy {
             Some(p) => {
                 let mut v: Vec<String> = p
-                    .policy
                     .environments
                     .values()
                     .map(|e| e.file.trim_start_matches("./").to_string())
@@ -257,46 +280,129 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
             None => vec![".env".to_string()],
         }
     };
-    let prefix = hook::relative_prefix(&workdir, &ctx.ws.root);
-    let mut all: Vec<FileChange> = Vec::new();
-    for f in &files {
-        all.extend(history::file_history(
-            &repo,
-            &format!("{prefix}{f}"),
-            a.max_count,
-        )?);
-    }
-    // For rotations, a reader learns which values really changed.
+    let since = match &a.since {
+        None => None,
+        Some(d) => Some(
+            crate::policy::parse_date(d)
+                .ok_or_else(|| Error::Usage(format!("--since {d}: expected a date YYYY-MM-DD")))?
+                .midnight()
+                .assume_utc()
+                .unix_timestamp(),
+        ),
+    };
+    let author = a.author.as_deref().map(str::to_lowercase);
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|f| history::repo_path(&repo, &ctx.ws.root, f))
+        .collect();
+    let w = history::walk(&repo, &paths, a.max_count)?;
     let mut ring = ctx.keyring();
-    let mut real: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    for c in all.iter().filter(|c| c.is_rotation()) {
-        if let Some(v) = history::rotation_value_changes(&repo, &c.file, &c.commit, &mut ring) {
-            real.insert(format!("{}:{}", c.commit, c.file), v);
+    let mut all: Vec<Entry> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let events = history::file_events(&repo, &w, i, &paths[i]);
+        for (n, e) in events.into_iter().enumerate() {
+            let c = &w.commits[e.commit];
+            if since.is_some_and(|t| c.time < t)
+                || author.as_ref().is_some_and(|x| {
+                    !c.author.to_lowercase().contains(x) && !c.email.to_lowercase().contains(x)
+                })
+                || (a.access && !e.is_access())
+            {
+                continue;
+            }
+            // For a data-key change, a reader learns whether it was a rotation (proof) and
+            // which values really changed.
+            let rekey = match (
+                e.data_key_changed,
+                history::blob_before(&w, i, n),
+                w.versions[i][n].blob,
+            ) {
+                (true, Some(b), Some(af)) => Some(history::examine_rekey(&repo, b, af, &mut ring)),
+                _ => None,
+            };
+            let real = rekey.as_ref().and_then(|r| r.value_changes.clone());
+            let proof = rekey.map(|r| r.proof);
+            if let Some(k) = &a.key {
+                let keep = match &real {
+                    Some(v) if e.rekeyed.contains(k) => {
+                        v.contains(k)
+                            || e.added.contains(k)
+                            || e.changed.contains(k)
+                            || e.removed.contains(k)
+                    }
+                    _ => e.touches(k),
+                };
+                if !keep {
+                    continue;
+                }
+            }
+            all.push(Entry {
+                file: f,
+                commit: c,
+                order: e.commit,
+                event: e,
+                real,
+                proof,
+            });
         }
     }
-    let real_of = |c: &FileChange| real.get(&format!("{}:{}", c.commit, c.file));
-    if let Some(k) = &a.key {
-        all.retain(|c| match real_of(c) {
-            Some(v) if c.rotated.contains(k) => {
-                v.contains(k)
-                    || c.added.contains(k)
-                    || c.changed.contains(k)
-                    || c.removed.contains(k)
-            }
-            _ => c.touches(k),
-        });
+    all.sort_by_key(|e| e.order);
+    let former = if all.iter().any(|x| x.event.is_access()) {
+        crate::trust::former_members(&ctx.ws.root)
+    } else {
+        Vec::new()
+    };
+    let name = |r: &str| -> String {
+        policy
+            .as_ref()
+            .and_then(|p| {
+                p.members
+                    .iter()
+                    .find(|(_, m)| crate::keys::same_recipient(&m.key, r))
+                    .map(|(n, _)| n.clone())
+            })
+            .or_else(|| {
+                former
+                    .iter()
+                    .find(|(_, k)| crate::keys::same_recipient(k, r))
+                    .map(|(n, _)| format!("{n} (former member)"))
+            })
+            .unwrap_or_else(|| crate::keys::short_key(r))
+    };
+    if let Some(n) = history::cut_note(&w) {
+        eprintln!("note: {n}");
     }
-    all.sort_by_key(|c| std::cmp::Reverse(c.time));
     if a.json {
         let v: Vec<serde_json::Value> = all
             .iter()
-            .map(|c| {
+            .map(|x| {
+                let (c, e) = (x.commit, &x.event);
+                let mut events: Vec<serde_json::Value> = Vec::new();
+                if !a.access {
+                    for (kind, keys) in [("added", &e.added), ("changed", &e.changed), ("removed", &e.removed)] {
+                        for k in keys {
+                            events.push(serde_json::json!({ "kind": kind, "key": k }));
+                        }
+                    }
+                    if e.data_key_changed {
+                        let kind = x.proof.unwrap_or(history::Proof::Unknown).as_str();
+                        events.push(serde_json::json!({ "kind": kind, "reencrypted": e.rekeyed, "value_changes": x.real }));
+                    }
+                }
+                for (kind, rs) in [("recipient_added", &e.recipients_added), ("recipient_removed", &e.recipients_removed)] {
+                    for r in rs {
+                        events.push(serde_json::json!({ "kind": kind, "recipient": r, "member": name(r) }));
+                    }
+                }
                 serde_json::json!({
-                    "commit": c.commit, "author": c.author, "email": c.email, "date": rfc3339(c.time),
-                    "file": c.file, "summary": c.summary, "added": c.added, "changed": c.changed,
-                    "removed": c.removed, "rotated": c.is_rotation(), "reencrypted": c.rotated,
-                    "rotation_value_changes": real_of(c),
-                    "recipients_changed": c.recipients_changed,
+                    "commit": c.id, "author": c.author, "email": c.email, "date": rfc3339(c.time),
+                    "file": x.file, "summary": c.summary, "added": e.added, "changed": e.changed,
+                    "removed": e.removed, "rotated": e.data_key_changed, "reencrypted": e.rekeyed,
+                    "rotation_value_changes": x.real,
+                    "recipients_changed": e.is_access(),
+                    "recipients_added": e.recipients_added, "recipients_removed": e.recipients_removed,
+                    "boundary": e.boundary,
+                    "events": events,
                 })
             })
             .collect();
@@ -306,6 +412,9 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
     if all.is_empty() {
         match &a.key {
             Some(k) => eprintln!("no commit touched {k} in {}", files.join(", ")),
+            None if a.access || a.since.is_some() || a.author.is_some() => {
+                eprintln!("no commit in {} matches", files.join(", "))
+            }
             None => eprintln!(
                 "no committed history for {} yet: `git add` and `git commit` them",
                 files.join(", ")
@@ -314,41 +423,58 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
-    for c in &all {
+    for x in &all {
+        let (c, e) = (x.commit, &x.event);
         let mut what = Vec::new();
         let only = |v: &Vec<String>| -> Vec<String> {
             match &a.key {
-                Some(k) => v.iter().filter(|x| *x == k).cloned().collect(),
+                Some(k) => v.iter().filter(|y| *y == k).cloned().collect(),
                 None => v.clone(),
             }
         };
-        let (added, changed, removed) = (only(&c.added), only(&c.changed), only(&c.removed));
-        if !added.is_empty() {
-            what.push(format!("added {}", added.join(" ")));
-        }
-        if !changed.is_empty() {
-            what.push(format!("changed {}", changed.join(" ")));
-        }
-        if !removed.is_empty() {
-            what.push(format!("removed {}", removed.join(" ")));
-        }
-        if c.is_rotation() {
-            match real_of(c) {
-                Some(v) if v.is_empty() => {
-                    what.push("rotated (new data key; no value changed)".into())
+        if !a.access {
+            let (added, changed, removed) = (only(&e.added), only(&e.changed), only(&e.removed));
+            if e.boundary {
+                what.push("present at the start of the shallow history".into());
+            }
+            if !added.is_empty() {
+                what.push(format!("added {}", added.join(" ")));
+            }
+            if !changed.is_empty() {
+                what.push(format!("changed {}", changed.join(" ")));
+            }
+            if !removed.is_empty() {
+                what.push(format!("removed {}", removed.join(" ")));
+            }
+            if e.data_key_changed {
+                let changes = match &x.real {
+                    Some(v) if v.is_empty() => "; no value changed".to_string(),
+                    Some(v) => format!("; values changed: {}", only(v).join(" ")),
+                    None => String::new(),
+                };
+                match x.proof.unwrap_or(history::Proof::Unknown) {
+                    history::Proof::Verified => what.push(format!("rotated (new data key{changes})")),
+                    history::Proof::Missing => what.push(format!(
+                        "rekeyed (no proof: replaced by someone without the previous key, or by sops rotate{changes})"
+                    )),
+                    history::Proof::Unknown => what.push(format!(
+                        "data key changed ({} value(s) re-encrypted)",
+                        e.rekeyed.len()
+                    )),
                 }
-                Some(v) => what.push(format!(
-                    "rotated (new data key); values changed: {}",
-                    only(v).join(" ")
-                )),
-                None => what.push(format!(
-                    "rotated (new data key; {} value(s) re-encrypted)",
-                    c.rotated.len()
-                )),
             }
         }
-        if c.recipients_changed && a.key.is_none() {
-            what.push("recipients changed".into());
+        if a.key.is_none() {
+            let names = |rs: &[String]| rs.iter().map(|r| name(r)).collect::<Vec<_>>().join(", ");
+            if !e.recipients_added.is_empty() {
+                what.push(format!("granted {}", names(&e.recipients_added)));
+            }
+            if !e.recipients_removed.is_empty() {
+                what.push(format!("revoked {}", names(&e.recipients_removed)));
+            }
+        }
+        if e.deleted {
+            what.push("file deleted".into());
         }
         if what.is_empty() {
             what.push("metadata only".into());
@@ -356,10 +482,10 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         writeln!(
             out,
             "{}  {}  {}  {}  {}  ({})",
-            &c.commit[..8],
+            c.short(),
             date(c.time),
             c.author,
-            c.file,
+            x.file,
             what.join("; "),
             c.summary
         )?;

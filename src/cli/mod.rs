@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
 
+mod access;
 mod confirm;
 mod crypt;
 mod docs;
@@ -103,6 +104,7 @@ pub enum Command {
     Git(gitint::GitArgs),
     MergeDriver(gitint::MergeDriverArgs),
     Log(gitint::LogArgs),
+    Access(access::AccessArgs),
     Check(health::CheckArgs),
     Diff(health::DiffArgs),
     Status(health::StatusArgs),
@@ -205,6 +207,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Git(a) => gitint::git_cmd(&ctx, a),
         Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
         Command::Log(a) => gitint::log(&ctx, a),
+        Command::Access(a) => access::access(&ctx, a),
         Command::Check(a) => health::check(&ctx, a),
         Command::Diff(a) => health::diff(&ctx, a),
         Command::Status(a) => health::status(&ctx, a),

@@ -381,22 +381,23 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
             rows.push((key.clone(), encrypted, stored.is_empty()));
         }
     }
-    let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    let changes = crate::git::last_changes(&ctx.ws.root, &t.name, &keys).unwrap_or_default();
-    let date = |ts: i64| {
-        time::OffsetDateTime::from_unix_timestamp(ts)
-            .ok()
-            .and_then(|d| {
-                d.format(&time::macros::format_description!("[year]-[month]-[day]"))
-                    .ok()
-            })
-            .unwrap_or_default()
-    };
+    let current: std::collections::HashMap<String, String> = f
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            crate::dotenv::Line::Pair { key, stored, .. } => Some((key.clone(), stored.clone())),
+            _ => None,
+        })
+        .collect();
+    let (mut changes, note) =
+        crate::history::dates(&ctx.ws.root, &[(t.name.clone(), current)]).unwrap_or_default();
+    let changes = changes.pop().unwrap_or_default();
+    let date = crate::history::date;
     if a.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|(k, enc, empty)| {
-                let c = changes.get(k).map(|c| serde_json::json!({ "commit": c.commit, "author": c.author, "date": date(c.time) }));
+                let c = changes.get(k).map(|d| serde_json::json!({ "commit": d.commit.id, "author": d.commit.author, "date": date(d.commit.time), "at_least": d.at_least }));
                 serde_json::json!({ "key": k, "encrypted": enc, "empty": empty, "last_changed": c })
             })
             .collect();
@@ -420,10 +421,19 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
             "plain"
         };
         let when = match changes.get(k) {
-            Some(c) => format!("{}  {}  {}", date(c.time), &c.commit[..8], c.author),
+            Some(d) => format!(
+                "{}  {}  {}{}",
+                date(d.commit.time),
+                d.commit.short(),
+                d.commit.author,
+                if d.at_least { "  (or older)" } else { "" }
+            ),
             None => "not committed".into(),
         };
         println!("{k:width$}  {state:9}  {when}");
+    }
+    if let Some(n) = note {
+        eprintln!("note: {n}");
     }
     Ok(0)
 }

@@ -1,0 +1,437 @@
+//! History read from git: every event kind of `log`, `access`, shallow clones, amended history.
+
+use crate::support::*;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// alice's repository with A, B committed, bob added then removed (with rotation).
+fn repo_with_bob() -> (Sandbox, String) {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1", "B=2"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "first"]);
+    let (_, bob) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob, "--yes"]);
+    s.git(&["commit", "-qam", "add bob"]);
+    (s, bob)
+}
+
+#[test]
+fn log_names_every_event_kind_and_filters() {
+    let (s, bob) = repo_with_bob();
+    s.ok(&["set", "A=3"]);
+    s.git(&["commit", "-qam", "change A"]);
+    s.ok(&["rm", "B"]);
+    s.git(&["commit", "-qam", "drop B"]);
+    s.ok(&["member", "rm", "bob"]);
+    s.git(&["commit", "-qam", "rm bob"]);
+
+    let out = s.ok(&["log"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].contains("rotated (new data key; no value changed)")
+            && lines[0].contains("revoked bob (former member)"),
+        "{out}"
+    );
+    assert!(lines[1].contains("removed B"), "{out}");
+    assert!(lines[2].contains("changed A"), "{out}");
+    assert!(
+        lines[3].contains("granted bob") && lines[3].contains("(add bob)"),
+        "{out}"
+    );
+    assert!(
+        lines[4].contains("added A B") && lines[4].contains("granted alice"),
+        "{out}"
+    );
+
+    let v = json(&s.ok(&["log", "--json"]));
+    let kinds: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["events"].as_array().unwrap().clone())
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in [
+        "added",
+        "changed",
+        "removed",
+        "rotated",
+        "recipient_added",
+        "recipient_removed",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing: {v:#}");
+    }
+    let revoked = v[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "recipient_removed")
+        .unwrap();
+    assert_eq!(revoked["recipient"], bob.as_str());
+
+    // --access: grants and revocations alone.
+    let acc = s.ok(&["log", "--access"]);
+    assert_eq!(acc.lines().count(), 3, "{acc}");
+    assert!(
+        !acc.contains("changed A") && !acc.contains("removed B"),
+        "{acc}"
+    );
+    // Without an identity, a data-key change is only that.
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["log"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains("data key changed"),
+        "{text}"
+    );
+    // --since and --author filter.
+    assert_eq!(s.ok(&["log", "--since", "2999-01-01"]), "");
+    assert_eq!(s.ok(&["log", "--author", "nobody-here"]), "");
+    assert_eq!(s.ok(&["log", "--author", "test user"]).lines().count(), 5);
+    s.fails(&["log", "--since", "yesterday"], 2);
+}
+
+#[test]
+fn access_lists_grants_and_a_rotated_removal() {
+    let (s, bob) = repo_with_bob();
+    let grant = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let out = s.ok(&["access"]);
+    let bob_line = out
+        .lines()
+        .find(|l| l.contains("bob"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        bob_line.contains(&grant[..8]) && bob_line.contains("via team > bob"),
+        "{out}"
+    );
+    let v = json(&s.ok(&["access", "--json"]));
+    let readers = v[0]["readers"].as_array().unwrap();
+    let b = readers.iter().find(|r| r["member"] == "bob").unwrap();
+    assert_eq!(b["granted"]["commit"], grant.as_str());
+    assert_eq!(b["path"], "team > bob");
+
+    s.ok(&["member", "rm", "bob"]);
+    s.git(&["commit", "-qam", "rm bob"]);
+    let rm = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let out = s.ok(&["access"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("removed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&rm[..8]) && line.contains(&format!("rotated in {}", &rm[..8])),
+        "{out}"
+    );
+    let v = json(&s.ok(&["access", "--json"]));
+    let past = &v[0]["past_readers"][0];
+    assert_eq!(past["recipient"], bob.as_str());
+    assert_eq!(past["member"], "bob");
+    assert_eq!(past["removed"]["commit"], rm.as_str());
+    assert_eq!(past["rotated"]["commit"], rm.as_str());
+    assert_eq!(v[0]["readers"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn access_says_when_a_removed_reader_was_not_rotated_and_lists_unconfirmed() {
+    let (s, bob) = repo_with_bob();
+    // Someone drops bob's wrapped key from the file by hand: same data key, bob kept a copy.
+    let text = s.read(".env");
+    let idx = text
+        .lines()
+        .find(|l| l.ends_with(&format!("__map_recipient={bob}")))
+        .and_then(|l| l.strip_prefix("sops_age__list_"))
+        .and_then(|l| l.split("__").next())
+        .unwrap()
+        .to_string();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("sops_age__list_{idx}__")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.write(".env", kept);
+    s.git(&["commit", "-qam", "drop bob by hand"]);
+    let out = s.ok(&["access"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("removed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("bob")
+            && line.contains("NOT rotated: values they could read are still valid"),
+        "{out}"
+    );
+    // bob is still named in .sops.yaml: unconfirmed (never wrapped since).
+    assert!(
+        out.lines()
+            .any(|l| l.contains("unconfirmed") && l.contains("bob")),
+        "{out}"
+    );
+    let v = json(&s.ok(&["access", "--json"]));
+    assert!(v[0]["past_readers"][0]["rotated"].is_null(), "{v:#}");
+    assert_eq!(v[0]["unconfirmed"][0]["member"], "bob");
+}
+
+#[test]
+fn a_shallow_clone_reports_no_false_added_and_says_ages_are_lower_bounds() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1", "B=2"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "first"]);
+    s.ok(&["set", "B=3"]);
+    s.git(&["commit", "-qam", "change B"]);
+    s.ok(&["set", "C=4"]);
+    s.git(&["commit", "-qam", "add C"]);
+    let src = format!("file://{}", s.repo.display());
+    let clone = s.tmp.path().join("clone");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "2", &src, clone.to_str().unwrap()])
+        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
+        .env("HOME", &s.home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |args: &[&str]| {
+        let o = s.envv_in(&clone).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (log, err) = run(&["log"]);
+    assert!(
+        !log.contains("added A") && !log.contains("added B"),
+        "{log}"
+    );
+    assert!(log.contains("added C"), "{log}");
+    assert!(
+        log.contains("present at the start of the shallow history"),
+        "{log}"
+    );
+    assert_eq!(
+        err.matches("history is shallow: ages are at least").count(),
+        1,
+        "{err}"
+    );
+    let (log_a, _) = run(&["log", "A"]);
+    assert!(!log_a.contains("added"), "{log_a}");
+    let (ls, err) = run(&["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with('A') && l.contains("(or older)")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with('C') && !l.contains("(or older)")),
+        "{ls}"
+    );
+    assert_eq!(err.matches("history is shallow").count(), 1, "{err}");
+    // The full history dates A from its real commit.
+    let full = s.ok(&["ls"]);
+    assert!(!full.contains("(or older)"), "{full}");
+}
+
+#[test]
+fn an_amended_commit_is_dated_by_the_new_commit() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "first"]);
+    s.ok(&["set", "A=2"]);
+    s.git(&["commit", "-qam", "second"]);
+    let old = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    assert!(s.ok(&["ls"]).contains(&old[..8]));
+    s.ok(&["set", "A=3"]);
+    s.git(&["commit", "-q", "--amend", "-am", "second, amended"]);
+    let new = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let ls = s.ok(&["ls"]);
+    assert!(ls.contains(&new[..8]) && !ls.contains(&old[..8]), "{ls}");
+    let log = s.ok(&["log", "A"]);
+    assert!(
+        !log.contains(&old[..8]) && log.contains("second, amended"),
+        "{log}"
+    );
+    // Rebased onto a new root commit: every id changes, the events stay.
+    s.git(&["checkout", "-q", "--orphan", "other"]);
+    s.git(&["rm", "-rqf", "."]);
+    s.write("README", "x\n");
+    s.git(&["add", "README"]);
+    s.git(&["commit", "-qm", "root"]);
+    s.git(&["checkout", "-q", "main"]);
+    s.git(&["rebase", "-q", "other"]);
+    let log = s.ok(&["log", "A"]);
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(!log.contains(&new[..8]), "{log}");
+    // An uncommitted change is "not committed".
+    s.ok(&["set", "A=4"]);
+    assert!(s.ok(&["ls"]).contains("not committed"));
+}
+
+#[test]
+fn the_history_cache_is_safe_to_delete_or_corrupt() {
+    let (s, _) = repo_with_bob();
+    s.ok(&["set", "A=5"]);
+    s.git(&["commit", "-qam", "change A"]);
+    let first = (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"]));
+    let dir = s.repo.join(".git/envv/history");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cache file per history file: {files:?}");
+    // From the cache: the same answers.
+    assert_eq!(
+        (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"])),
+        first
+    );
+    // Corrupt: ignored and rewritten.
+    std::fs::write(&files[0], "{ not json").unwrap();
+    assert_eq!(s.ok(&["log", "--json"]), first.0);
+    assert!(std::fs::read_to_string(&files[0]).unwrap().starts_with('{'));
+    // A file of another format version is dropped.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(&files[0], text.replace("\"version\":1", "\"version\":999")).unwrap();
+    assert_eq!(s.ok(&["log", "--json"]), first.0);
+    // Deleted: rebuilt.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        (s.ok(&["log", "--json"]), s.ok(&["ls"]), s.ok(&["access"])),
+        first
+    );
+    assert!(dir.is_dir());
+}
+
+#[test]
+fn rotations_carry_a_proof_and_a_replacement_is_rekeyed() {
+    let (s, _) = repo_with_bob();
+    let bob_key = s.tmp.path().join("bob.key");
+    s.ok(&["member", "rm", "bob"]);
+    s.git(&["commit", "-qam", "rm bob"]);
+    assert!(s.read(".env").contains("sops_envv_rotation_proof="));
+    // alice reads both versions; bob only the one before: both see a proven rotation.
+    let log = s.ok(&["log"]);
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .contains("rotated (new data key; no value changed)"),
+        "{log}"
+    );
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["-i", bob_key.to_str().unwrap(), "log"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("rotated (new data key)"),
+        "{text}"
+    );
+    let v = json(&s.ok(&["check", "--json"]));
+    assert!(!v.to_string().contains("\"rekeyed\""), "{v:#}");
+
+    // Someone with only the public keys replaces the file outright: a new data key, no proof.
+    let a = s.ok(&["get", "A"]);
+    std::fs::remove_file(s.repo.join(".env")).unwrap();
+    s.write(".env", format!("A={}\nB=evil\n", a.trim()));
+    s.ok(&["encrypt", "-f", ".env"]);
+    assert!(!s.read(".env").contains("sops_envv_rotation_proof"));
+    s.git(&[
+        "-c",
+        "user.name=Mallory",
+        "commit",
+        "-qam",
+        "routine update",
+    ]);
+    let log = s.ok(&["log"]);
+    let first = log.lines().next().unwrap();
+    assert!(first.contains("rekeyed (no proof: replaced by someone without the previous key, or by sops rotate; values changed: B)") && first.contains("Mallory"), "{log}");
+    let lj = json(&s.ok(&["log", "--json"]));
+    assert!(
+        lj[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "rekeyed"),
+        "{lj:#}"
+    );
+    let v = json(&s.ok(&["check", "--json"]));
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "rekeyed")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let head = s.git(&["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(f["commit"], head.as_str());
+    assert!(f["message"].as_str().unwrap().contains("Mallory"), "{f}");
+    // Without an identity nothing more than a data-key change can be said.
+    let out = s
+        .envv()
+        .env("HOME", s.tmp.path())
+        .args(["log"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains("data key changed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sops_reads_a_file_with_a_rotation_proof() {
+    let Some(sops) = sops() else {
+        eprintln!("sops not found: skipping");
+        return;
+    };
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1", "B=two words"]);
+    s.ok(&["rotate"]);
+    assert!(s.read(".env").contains("sops_envv_rotation_proof="));
+    let out = run_sops(&sops, &s.repo, &s.default_key(), &["decrypt", ".env"]);
+    assert!(
+        out.status.success(),
+        "sops decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("A=1") && text.contains("B=two words"),
+        "{text}"
+    );
+    // envv keeps reading what sops rewrites (sops drops the proof line; harmless).
+    let out = run_sops(
+        &sops,
+        &s.repo,
+        &s.default_key(),
+        &["set", ".env", "[\"A\"]", "\"3\""],
+    );
+    assert!(
+        out.status.success(),
+        "sops set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "A"]).trim(), "3");
+}
