@@ -19,6 +19,7 @@ mod envs;
 mod exec;
 mod gitint;
 mod health;
+mod import;
 mod init;
 mod keys;
 mod member;
@@ -71,6 +72,7 @@ pub enum Command {
     Get(values::GetArgs),
     Rm(values::RmArgs),
     Ls(values::LsArgs),
+    Import(import::ImportArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
     Exec(exec::ExecArgs),
@@ -155,6 +157,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Get(a) => values::get(&ctx, a),
         Command::Rm(a) => values::rm(&ctx, a),
         Command::Ls(a) => values::ls(&ctx, a),
+        Command::Import(a) => import::import(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
