@@ -143,6 +143,9 @@ pub fn read(
             read_sops(path, name, &bytes, kind, keyring)?
         }
     };
+    for (k, _) in &out.pairs {
+        dotenv::validate_key(k).map_err(|m| Error::format(name, format!("cannot import: {m}")))?;
+    }
     out.has_dollar = out
         .pairs
         .iter()
@@ -349,8 +352,14 @@ fn read_dotenvx(path: &Path, name: &str, bytes: &[u8], env: EnvLookup<'_>) -> Re
             line,
             msg,
         };
+        // dotenvx reads an unquoted value up to the first `#`, so `encrypted:...==#note` holds
+        // the base64 before the `#`; base64 has no `#`, no space and no quote.
+        let end = b64
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')))
+            .unwrap_or(b64.len());
         let ct = base64::engine::general_purpose::STANDARD
-            .decode(b64)
+            .decode(&b64[..end])
             .map_err(|_| bad(format!("the dotenvx value of {key} is not valid base64")))?;
         let plain = sks
             .iter()

@@ -6,6 +6,7 @@ mod core;
 mod exec;
 mod gitint;
 mod health;
+mod import;
 mod interop;
 mod member;
 mod props;
