@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+export npm_config_update_notifier=false
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 passed=0
 pass() { passed=$((passed + 1)); echo "dist: ok: $*"; }
@@ -26,7 +27,8 @@ trap 'rm -rf "$scratch"' EXIT
 rm -rf target/wheels
 "$venv/bin/maturin" build --release --locked --out target/wheels 2>&1 | grep -v '^ *Compiling ' || die "maturin build"
 wheel=$(ls target/wheels/envv-"$version"-*.whl)
-python3 -m zipfile -l "$wheel" | grep -q "envv-$version.data/scripts/envv" || die "the wheel has no envv binary"
+listing=$(python3 -m zipfile -l "$wheel")
+grep -q "envv-$version.data/scripts/envv " <<<"$listing" || die "the wheel has no envv binary"
 python3 -m venv "$scratch/wheel-venv"
 "$scratch/wheel-venv/bin/pip" install -q --no-index "$wheel" || die "pip install $wheel"
 (
@@ -39,6 +41,12 @@ python3 -m venv "$scratch/wheel-venv"
   [ "$(envv get WHEEL_CHECK)" = from-the-wheel ]
 ) || die "envv from the wheel's venv: --version, set, get"
 pass "pip wheel $(basename "$wheel"): envv --version, set and get from the venv's PATH"
+# `pip install .` as a user runs it (maturin from PyPI in an isolated build environment); it
+# reuses the release build above, so it takes seconds.
+python3 -m venv "$scratch/src-venv"
+"$scratch/src-venv/bin/pip" install -q "$root" || die "pip install ."
+[ "$("$scratch/src-venv/bin/envv" --version)" = "envv $version" ] || die "envv from pip install ."
+pass "pip install . puts envv $version on the venv's PATH"
 bin=$root/target/release/envv
 [ -x "$bin" ] || die "maturin left no target/release/envv"
 
