@@ -94,17 +94,21 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Format {
     }
 }
 
-/// Which sops flavour a file is, if it carries sops metadata at all.
+/// Which sops flavour a file is: JSON or YAML by its name or shape, dotenv when it has
+/// `sops_` lines; `None` for a dotenv file without sops metadata.
 fn sops_kind(path: &Path, bytes: &[u8]) -> Option<SopsKind> {
     let text = String::from_utf8_lossy(bytes);
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    // A JSON or YAML document is never dotenv: it is read as sops, which says so when the
+    // `sops` map is missing.
     if trimmed.starts_with('{') || ext == "json" {
-        return text.contains("\"sops\"").then_some(SopsKind::Json);
+        return Some(SopsKind::Json);
     }
-    if text
-        .lines()
-        .any(|l| l.starts_with("sops:") || l.starts_with("\"sops\":"))
+    if matches!(ext, "yaml" | "yml")
+        || text
+            .lines()
+            .any(|l| l.starts_with("sops:") || l.starts_with("\"sops\":"))
     {
         return Some(SopsKind::Yaml);
     }

@@ -466,6 +466,15 @@ fn a_sops_source_the_caller_cannot_read_fails_with_its_readers() {
         "{}",
         stderr(&out)
     );
+    // A JSON document without sops metadata is named as such, not parsed as dotenv.
+    s.write("config.json", "{\"A\": \"1\"}\n");
+    let out = s.run(&["import", "config.json"]);
+    assert_code(&out, 2, "plain JSON");
+    assert!(
+        stderr(&out).contains("config.json: has no `sops` map"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
