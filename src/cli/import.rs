@@ -25,6 +25,7 @@ use crate::secret::Secret;
 #[command(verbatim_doc_comment)]
 pub struct ImportArgs {
     /// The file to import.
+    #[arg(value_name = "FILE")]
     pub source: PathBuf,
     /// Its format (detected when not given).
     #[arg(long, value_enum, value_name = "FORMAT")]
