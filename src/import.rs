@@ -748,6 +748,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a source holds, reading it in any format returns a value or an error,
+        /// never a panic (the file may come from anyone who can push).
+        #[test]
+        fn any_bytes_in_any_format_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            json_like in "\\{(\"[A-Z_]{1,4}\": ?(\"[a-z=:]{0,6}\"|[0-9.e-]{1,5}|true|null|\\{\\}|\\[\\]),? ?){0,4}(\"sops\": ?\\{\"age\": ?\\[\\{\\}\\]\\})?\\}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let keyring_dir = dir.path().join("no-keys");
+            for (name, data) in [("x.env", bytes.clone()), ("x.json", json_like.clone().into_bytes()), ("x.yaml", bytes)] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, &data).unwrap();
+                for from in [None, Some(Format::Dotenvx), Some(Format::Sops), Some(Format::Dotenv)] {
+                    let mut ring = Keyring::new(&[keyring_dir.clone()]);
+                    let key = "ab".repeat(32);
+                    let env = |_: &str| Some(key.clone());
+                    let _ = read(&path, name, from, &mut ring, &env);
+                }
+            }
+        }
+    }
+
     #[test]
     fn hex_keys_must_be_32_bytes() {
         assert!(decode_hex(&"ab".repeat(32)).is_some());
