@@ -762,7 +762,7 @@ mod tests {
                 let path = dir.path().join(name);
                 std::fs::write(&path, &data).unwrap();
                 for from in [None, Some(Format::Dotenvx), Some(Format::Sops), Some(Format::Dotenv)] {
-                    let mut ring = Keyring::new(&[keyring_dir.clone()]);
+                    let mut ring = Keyring::new(std::slice::from_ref(&keyring_dir));
                     let key = "ab".repeat(32);
                     let env = |_: &str| Some(key.clone());
                     let _ = read(&path, name, from, &mut ring, &env);
