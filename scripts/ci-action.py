@@ -65,6 +65,10 @@ def run_action(with_, workspace, runner_temp, extra_env=None):
         "GITHUB_ACTIONS": "true",
         "CI": "true",
     }
+    # The toolchain stays where it is although HOME moves (rustup and cargo look under HOME).
+    real_home = os.path.expanduser("~")
+    base_env["RUSTUP_HOME"] = os.environ.get("RUSTUP_HOME", os.path.join(real_home, ".rustup"))
+    base_env["CARGO_HOME"] = os.environ.get("CARGO_HOME", os.path.join(real_home, ".cargo"))
     base_env.update(extra_env or {})
     os.makedirs(base_env["HOME"], exist_ok=True)
     assert action["runs"]["using"] == "composite"
@@ -190,7 +194,18 @@ def main():
             {"identity": identity, "version": VERSION}, repo, rt, base)
         check(code != 0 and "does not match its SHA-256" in out, "a bad checksum fails")
 
-        # 4. Wrong inputs fail with an ::error:: and export nothing.
+        # 4. version empty, nothing installed: cargo builds the action's own checkout (with
+        # CARGO_TARGET_DIR pointing at this checkout's target/, the release build is reused).
+        rt = os.path.join(tmp, "rt4")
+        os.makedirs(rt)
+        code, out, genv, gpath, _ = run_action(
+            {"environment": "production", "identity": identity}, repo, rt,
+            {"CARGO_TARGET_DIR": os.path.join(ROOT, "target")})
+        check(code == 0 and "with cargo" in out, "version empty: cargo install from the action's checkout", out)
+        check(os.access(os.path.join(rt, "envv/bin/envv"), os.X_OK), "cargo installed envv into RUNNER_TEMP")
+        check(parse_github_env(genv).get("API_TOKEN") == expected["API_TOKEN"], "source install exports too")
+
+        # 5. Wrong inputs fail with an ::error:: and export nothing.
         code, out, genv, _, _ = run_action({"identity": identity, "export": "yaml"}, repo, os.path.join(tmp, "rt1"))
         check(code != 0 and "::error" in out and genv == "", "an unknown export mode fails")
         code, out, genv, _, _ = run_action({"identity": "", "environment": "production"}, repo, os.path.join(tmp, "rt1"))
