@@ -107,7 +107,8 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
         Ok((changed, out))
     })?;
     report(&source_name, &t.name, got.format, &outcome, &got.skipped);
-    if !got.has_dollar.is_empty() {
+    // dotenvx and dotenv loaders with expansion would have replaced `${VAR}`; sops never does.
+    if !got.has_dollar.is_empty() && got.format != Format::Sops {
         eprintln!(
             "note: {} contain `$`: envv keeps values literally (dotenvx expands `${{VAR}}`; `envv exec --expand` does too)",
             got.has_dollar.join(", ")
