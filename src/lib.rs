@@ -18,6 +18,7 @@ pub mod gitsetup;
 pub mod health;
 pub mod history;
 pub mod hook;
+pub mod import;
 pub mod keys;
 pub mod membership;
 pub mod merge;

@@ -9,6 +9,7 @@ mod gitint;
 mod health;
 mod history;
 mod identities;
+mod import;
 mod interop;
 mod member;
 mod peers;

@@ -21,6 +21,7 @@ mod envs;
 mod exec;
 mod gitint;
 mod health;
+mod import;
 mod init;
 mod keys;
 mod member;
@@ -84,6 +85,7 @@ pub enum Command {
     Get(values::GetArgs),
     Rm(values::RmArgs),
     Ls(values::LsArgs),
+    Import(import::ImportArgs),
     Encrypt(crypt::EncryptArgs),
     Decrypt(crypt::DecryptArgs),
     Exec(exec::ExecArgs),
@@ -187,6 +189,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Get(a) => values::get(&ctx, a),
         Command::Rm(a) => values::rm(&ctx, a),
         Command::Ls(a) => values::ls(&ctx, a),
+        Command::Import(a) => import::import(&ctx, a),
         Command::Encrypt(a) => crypt::encrypt(&ctx, a),
         Command::Decrypt(a) => crypt::decrypt(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
