@@ -14,5 +14,6 @@ mod peers;
 mod phrase;
 mod proposals;
 mod props;
+mod redteam;
 mod reliability;
 mod trust;
