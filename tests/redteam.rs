@@ -115,3 +115,36 @@ fn forged_recipient_entry_then_rotate_grants_silently() {
         text(&rotate.stderr)
     );
 }
+
+/// bob is a confirmed member; mallory's commit swaps bob's key for her own. alice then names
+/// bob in `env add --readers bob`: the name is resolved through the pushed policy, so
+/// mallory's key counts as "named by the command", is wrapped for without a word and is
+/// recorded in the trust file under bob's name, after which `updatekeys` grants her `.env`
+/// too.
+#[test]
+fn swapped_member_key_is_named_by_member_name() {
+    let s = Sandbox::new();
+    let (mallory, mallory_pub) = alice_repo(&s);
+    let (_bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    commit_as(&s, "Test User <test@example.com>", "bob joins");
+    let policy = s.read(".sops.yaml");
+    s.write(".sops.yaml", policy.replace(&bob_pub, &mallory_pub));
+    commit_as(&s, MALLORY, "chore: tidy");
+
+    let add = s.run(&["env", "add", "staging", "--readers", "bob"]);
+    let set = s.run(&["set", "-e", "staging", "TOKEN=staging-token-value"]);
+    let staging = run_as(&s, &mallory, &["get", "-e", "staging", "TOKEN"]);
+    let update = s.run(&["updatekeys"]);
+    let dotenv = mallory_reads(&s, &mallory);
+    assert!(
+        !staging.status.success() && !dotenv,
+        "mallory's key under bob's name was wrapped for unasked\nenv add: {:?} {}\nset: {:?}\nmallory reads .env.staging: {}\nupdatekeys: {:?} {}\nmallory reads .env: {dotenv}",
+        add.status.code(),
+        text(&add.stderr),
+        set.status.code(),
+        staging.status.success(),
+        update.status.code(),
+        text(&update.stderr),
+    );
+}
