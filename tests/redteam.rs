@@ -148,3 +148,38 @@ fn swapped_member_key_is_named_by_member_name() {
         text(&update.stderr),
     );
 }
+
+/// The MAC leaves empty values out, so anyone can append `KEY=` to `.env.production`: exec
+/// and export then hand the process an empty DB_PASS instead of the authenticated value from
+/// `.env`, and `check` / `updatekeys --check` see nothing.
+#[test]
+fn unauthenticated_empty_value_overrides_lower_layer() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    s.ok(&["env", "add", "production"]);
+    s.ok(&["set", "-e", "production", "OTHER=x"]);
+    commit_as(&s, "Test User <test@example.com>", "production");
+    let prod = s.read(".env.production");
+    s.write(".env.production", format!("{prod}API_KEY=\n"));
+    commit_as(&s, MALLORY, "chore: tidy");
+
+    let exec = s.run(&[
+        "exec",
+        "-e",
+        "production",
+        "--",
+        "sh",
+        "-c",
+        "printf '[%s]' \"$API_KEY\"",
+    ]);
+    let export = s.run(&["export", "-e", "production", "--format", "json"]);
+    let check = s.run(&["check"]);
+    let received = text(&exec.stdout);
+    assert!(
+        received == "[sk_live_0123456789]" || !exec.status.success(),
+        "exec received {received:?}; export: {}; check: {:?} {}",
+        text(&export.stdout),
+        check.status.code(),
+        text(&check.stdout)
+    );
+}
