@@ -183,3 +183,33 @@ fn unauthenticated_empty_value_overrides_lower_layer() {
         text(&check.stdout)
     );
 }
+
+/// `propose` encrypts to the recipients the environment file lists, which nothing
+/// authenticates: mallory forges an entry for herself in `.env` (no policy change at all),
+/// and the next proposal, made by an honest contributor, is readable by her.
+#[test]
+fn proposal_encrypts_to_forged_recipient_entry() {
+    let s = Sandbox::new();
+    let (mallory, mallory_pub) = alice_repo(&s);
+    fake_stanza_for(&s, ".env", &mallory_pub);
+    commit_as(&s, MALLORY, "chore: bump deps");
+    let check = s.run(&["check"]);
+
+    let propose = s
+        .envv()
+        .env("XDG_CONFIG_HOME", s.tmp.path().join("no-keys"))
+        .env("HOME", s.tmp.path().join("contributor"))
+        .args(["propose", "STRIPE_KEY"])
+        .write_stdin("sk_live_PROPOSED_SECRET")
+        .output()
+        .unwrap();
+    assert!(propose.status.success(), "{}", text(&propose.stderr));
+    let seen = run_as(&s, &mallory, &["decrypt", "--textconv", ".env.proposals"]);
+    assert!(
+        !text(&seen.stdout).contains("sk_live_PROPOSED_SECRET"),
+        "mallory reads the proposed value\npropose: {}\ncheck: {:?} {}",
+        text(&propose.stderr),
+        check.status.code(),
+        text(&check.stdout)
+    );
+}
