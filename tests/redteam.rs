@@ -213,3 +213,32 @@ fn proposal_encrypts_to_forged_recipient_entry() {
         text(&check.stdout)
     );
 }
+
+/// `check --trusted-ref origin/main` resolves the name as git's rev-parse does, where
+/// `refs/tags/origin/main` comes before `refs/remotes/origin/main`. A pusher pushes a tag
+/// named `origin/main` at her pull request (CI fetching tags brings it in): her schema
+/// pattern is then evaluated, one bit about the value per run.
+#[test]
+fn trusted_ref_shadowed_by_tag_of_same_name() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    s.git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
+    s.git(&["checkout", "-q", "-b", "pr"]);
+    let policy = s.read(".sops.yaml");
+    let probed = policy.replacen(
+        "  environments:",
+        "  schema:\n    keys:\n      API_KEY: { pattern: \"^sk_live_1\" }\n  environments:",
+        1,
+    );
+    assert_ne!(policy, probed);
+    s.write(".sops.yaml", probed);
+    commit_as(&s, MALLORY, "ci: schema");
+    s.git(&["tag", "origin/main"]);
+
+    let out = s.run(&["check", "--trusted-ref", "origin/main"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !all.contains("pattern"),
+        "the pull request's pattern was evaluated under --trusted-ref origin/main:\n{all}"
+    );
+}
