@@ -242,3 +242,32 @@ fn trusted_ref_shadowed_by_tag_of_same_name() {
         "the pull request's pattern was evaluated under --trusted-ref origin/main:\n{all}"
     );
 }
+
+/// `public` in `.sops.yaml` is as much the pusher's text as the readers are, but a widened
+/// pattern is taken without a word: mallory's commit makes every `*_KEY` public, and alice's
+/// next secret in a new environment is written in plain text (the same after the
+/// `encrypt --fix-rule` that envv suggests for the existing file).
+#[test]
+fn pushed_public_pattern_writes_future_secret_in_plaintext() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    let policy = s.read(".sops.yaml");
+    let widened = policy.replacen(
+        "  environments:",
+        "  public: [\"^PORT$\", \".*_KEY$\"]\n  environments:",
+        1,
+    );
+    assert_ne!(policy, widened);
+    s.write(".sops.yaml", widened);
+    commit_as(&s, MALLORY, "ci: PORT is public");
+
+    s.ok(&["env", "add", "staging"]);
+    let set = s.run(&["set", "-e", "staging", "STRIPE_KEY=sk_live_FUTURE_SECRET"]);
+    let file = std::fs::read_to_string(s.repo.join(".env.staging")).unwrap_or_default();
+    assert!(
+        !file.contains("sk_live_FUTURE_SECRET"),
+        "a secret set after a pushed `public` change is stored in plain text\nset: {:?} {}\n{file}",
+        set.status.code(),
+        text(&set.stderr)
+    );
+}
