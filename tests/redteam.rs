@@ -271,3 +271,51 @@ fn pushed_public_pattern_writes_future_secret_in_plaintext() {
         text(&set.stderr)
     );
 }
+
+/// A committed `.env.local` is dropped only when git tracks the file its symlink points to
+/// (the check canonicalizes the path first). mallory commits `.env.local` as a symlink into
+/// a submodule she vendors (whose files the superproject's index does not list): exec loads
+/// it as a personal override and the process receives her DB password, not alice's.
+#[test]
+fn tracked_local_symlink_into_submodule_is_loaded() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    let lib = s.tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let git_in = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &s.home)
+            .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git_in(&lib, &["init", "-q", "."]);
+    std::fs::write(lib.join(".env"), "API_KEY=attacker-chosen\n").unwrap();
+    git_in(&lib, &["add", "-f", ".env"]);
+    git_in(&lib, &["commit", "-q", "-m", "lib"]);
+    s.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "-q",
+        "add",
+        lib.to_str().unwrap(),
+        "vendor/lib",
+    ]);
+    std::os::unix::fs::symlink("vendor/lib/.env", s.repo.join(".env.local")).unwrap();
+    s.git(&["add", "-f", ".env.local"]);
+    commit_as(&s, MALLORY, "vendor lib");
+    assert!(s.git(&["ls-files"]).contains(".env.local"));
+
+    let out = s.run(&["exec", "--", "sh", "-c", "printf '[%s]' \"$API_KEY\""]);
+    assert_eq!(
+        text(&out.stdout),
+        "[sk_live_0123456789]",
+        "a committed .env.local was loaded: {}",
+        text(&out.stderr)
+    );
+}
