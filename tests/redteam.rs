@@ -319,3 +319,36 @@ fn tracked_local_symlink_into_submodule_is_loaded() {
         text(&out.stderr)
     );
 }
+
+/// A member name is the pusher's text. The name check quotes it escaped, but the YAML path in
+/// front of it is printed raw: every command writes her terminal escape sequences (erase
+/// line, cursor moves, OSC 52 clipboard writes) to the reader's terminal.
+#[test]
+fn policy_error_prints_raw_control_characters() {
+    let s = Sandbox::new();
+    let (_mallory, mallory_pub) = alice_repo(&s);
+    let policy = s.read(".sops.yaml");
+    let hostile = policy.replace(
+        "  members:\n",
+        &format!(
+            "  members:\n    \"\\e[1A\\e[2K\\e]52;c;cm0gLXJmIH4=\\a\":\n      key: {mallory_pub}\n"
+        ),
+    );
+    assert_ne!(policy, hostile);
+    s.write(".sops.yaml", hostile);
+    commit_as(&s, MALLORY, "docs");
+    for args in [
+        &["updatekeys"][..],
+        &["check"],
+        &["member", "ls"],
+        &["get", "API_KEY"],
+    ] {
+        let out = s.run(args);
+        let all = [out.stdout, out.stderr].concat();
+        assert!(
+            !all.iter().any(|&b| b == 0x1b || b == 0x07),
+            "envv {args:?} printed raw control characters: {:?}",
+            text(&all)
+        );
+    }
+}
