@@ -352,3 +352,60 @@ fn policy_error_prints_raw_control_characters() {
         );
     }
 }
+
+/// In a monorepo (`.sops.yaml` in `app/`), mallory commits `app/HEAD`, `app/objects/`,
+/// `app/refs/`: libgit2's discovery from `app/` takes the folder itself for a bare
+/// repository, so "the trust file under .git" is `app/envv/trusted`, which she commits with
+/// her key in it. alice's `updatekeys` then wraps `app/.env` for her without asking.
+#[test]
+fn committed_bare_repo_skeleton_supplies_trust_file() {
+    let s = Sandbox::new();
+    let (mallory, mallory_pub) = alice_repo(&s);
+    let app = s.repo.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(s.repo.join(".sops.yaml"), app.join(".sops.yaml")).unwrap();
+    let ok = s
+        .envv_in(&app)
+        .args(["set", "APP_SECRET=app-secret-value"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    commit_as(&s, "Test User <test@example.com>", "app");
+
+    add_mallory_to_policy_at(&s, "app/.sops.yaml", &mallory_pub);
+    s.write("app/HEAD", "ref: refs/heads/main\n");
+    s.write("app/objects/info/.keep", "");
+    s.write("app/refs/heads/.keep", "");
+    s.write(
+        "app/envv/trusted",
+        format!("{mallory_pub}\tbob\t2026-01-01\n"),
+    );
+    commit_as(&s, MALLORY, "app: ci cache");
+
+    let update = s.envv_in(&app).arg("updatekeys").output().unwrap();
+    let read = s
+        .envv_in(&app)
+        .env("XDG_CONFIG_HOME", s.tmp.path().join("no-keys"))
+        .args(["-i", mallory.to_str().unwrap(), "get", "APP_SECRET"])
+        .output()
+        .unwrap();
+    assert!(
+        !read.status.success(),
+        "mallory reads app/.env after alice's plain `updatekeys`: {:?} {}",
+        update.status.code(),
+        text(&update.stderr)
+    );
+}
+
+/// [`add_mallory_to_policy`] for a policy at `rel`.
+fn add_mallory_to_policy_at(s: &Sandbox, rel: &str, mallory_pub: &str) {
+    let policy = s.read(rel);
+    let poisoned = policy
+        .replace(
+            "  members:\n",
+            &format!("  members:\n    mallory:\n      key: {mallory_pub}\n"),
+        )
+        .replace("team: [alice]", "team: [alice, mallory]");
+    assert_ne!(policy, poisoned);
+    s.write(rel, poisoned);
+}
