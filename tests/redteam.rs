@@ -409,3 +409,33 @@ fn add_mallory_to_policy_at(s: &Sandbox, rel: &str, mallory_pub: &str) {
     assert_ne!(policy, poisoned);
     s.write(rel, poisoned);
 }
+
+/// mallory deletes a value line (no key needed): every `get`/`exec` now fails on the MAC, but
+/// `check`, `check --strict`, `updatekeys --check` and the pre-commit hook all pass, so CI is
+/// green on a file no process can use and on a change no reader made.
+#[test]
+fn check_passes_a_file_whose_mac_fails() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    s.ok(&["set", "REQUIRE_AUTH=true"]);
+    commit_as(&s, "Test User <test@example.com>", "auth");
+    let file = s.read(".env");
+    let cut: String = file
+        .lines()
+        .filter(|l| !l.starts_with("REQUIRE_AUTH="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(file, cut);
+    s.write(".env", cut);
+    commit_as(&s, MALLORY, "chore: tidy");
+
+    let get = s.run(&["get", "API_KEY"]);
+    assert_eq!(get.status.code(), Some(2), "the MAC no longer matches");
+    let check = s.run(&["check", "--strict"]);
+    assert_ne!(
+        check.status.code(),
+        Some(0),
+        "check passes a file whose MAC fails:\n{}",
+        text(&check.stdout)
+    );
+}
