@@ -474,3 +474,31 @@ fn retyped_value_is_an_oracle_on_its_form() {
         "what envv says about a retyped value depends on its plaintext"
     );
 }
+
+/// Commit authors and subjects are the pusher's text. `confirm` strips their control
+/// characters, but `log` and `ls` print them raw: her commit clears the reader's screen or
+/// rewrites the lines above it.
+#[test]
+fn log_and_ls_print_commit_metadata_raw() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    s.ok(&["set", "OTHER=1"]);
+    s.git(&["add", "-A"]);
+    s.git(&[
+        "commit",
+        "-q",
+        "--author",
+        "Mal\u{1b}[2Klory <m@example.com>",
+        "-m",
+        "fix\u{1b}[2J",
+    ]);
+    for args in [&["log"][..], &["log", "OTHER"], &["ls"]] {
+        let out = s.run(args);
+        let all = [out.stdout, out.stderr].concat();
+        assert!(
+            !all.contains(&0x1b),
+            "envv {args:?} printed raw escape sequences: {:?}",
+            text(&all)
+        );
+    }
+}
