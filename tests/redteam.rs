@@ -502,3 +502,37 @@ fn log_and_ls_print_commit_metadata_raw() {
         );
     }
 }
+
+/// The confirmation prompt names a key by its first 8 and last 4 characters. For
+/// `ssh-ed25519` the first 8 (`AAAAC3Nz`) are the same for every key, so 24 bits of
+/// grinding give mallory a key shown exactly like bob's confirmed one. She swaps bob's key
+/// (author "Bob", "new laptop"): the prompt shows "bob", bob's key as alice has seen it, and
+/// does not say that bob's key changed.
+#[test]
+fn swapped_ssh_key_is_shown_like_the_confirmed_one() {
+    let s = Sandbox::new();
+    let (_mallory, _) = alice_repo(&s);
+    let real = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMWyfOOWyTN73mrdaAZmGIi4jT+fTVyEbW/bxaDbGzY1";
+    // Another valid ed25519 point with the same first and last characters.
+    let swapped =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMWyfOOWyTN73mrfaAZmGIi4jT+fTVyEbW/bxaDbGzY1";
+    let add = s.run(&["member", "add", "bob", real]);
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let said = format!("{}{}", text(&add.stdout), text(&add.stderr));
+    let shown = said
+        .split("added bob (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("member add names the key")
+        .to_string();
+    commit_as(&s, "Test User <test@example.com>", "bob");
+    let policy = s.read(".sops.yaml");
+    s.write(".sops.yaml", policy.replace(real, swapped));
+    commit_as(&s, "Bob <bob@example.com>", "bob: new laptop");
+
+    let err = s.fails(&["updatekeys"], 1);
+    assert!(
+        !err.contains(&shown) || err.contains("changed"),
+        "the prompt shows the swapped key as {shown}, like bob's confirmed key, and does not say it changed:\n{err}"
+    );
+}
