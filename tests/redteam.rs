@@ -536,3 +536,84 @@ fn swapped_ssh_key_is_shown_like_the_confirmed_one() {
         "the prompt shows the swapped key as {shown}, like bob's confirmed key, and does not say it changed:\n{err}"
     );
 }
+
+/// The key groups a file lists are as unauthenticated as its recipients. In the 2-of-3 file
+/// made by sops, mallory (a member of `team` by her commit) adds a forged entry for herself
+/// to groups 1 and 2. `check` sees nothing; after the next `rotate` by two readers she holds
+/// two shares and opens the file alone: the threshold is gone.
+#[test]
+fn forged_entries_in_two_key_groups_beat_the_threshold() {
+    let s = Sandbox::new();
+    let key = |n: &str| fixtures().join(n).to_str().unwrap().to_string();
+    let public = |n: &str| {
+        std::fs::read_to_string(fixtures().join(n))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+            .unwrap()
+    };
+    std::fs::copy(
+        fixtures().join("typed/groups_2_of_3.env"),
+        s.repo.join("g.env"),
+    )
+    .unwrap();
+    let (mallory, mallory_pub) = s.identity("mallory");
+    let policy = |extra: &str, team: &str| {
+        format!(
+            "envv:\n  members:\n    a: {{ key: {} }}\n    b: {{ key: {} }}\n    c: {{ key: {} }}\n{extra}  groups:\n    team: [{team}]\n  environments:\n    g: {{ file: g.env, readers: [team] }}\n",
+            public("keys.txt"),
+            public("keys_b.txt"),
+            public("keys_c.txt")
+        )
+    };
+    s.write(".sops.yaml", policy("", "a, b, c"));
+    let two = [
+        "--identity".to_string(),
+        key("keys.txt"),
+        "--identity".to_string(),
+        key("keys_b.txt"),
+    ];
+    let as_ab = |args: &[&str]| {
+        let mut v: Vec<&str> = two.iter().map(String::as_str).collect();
+        v.extend_from_slice(args);
+        s.run(&v)
+    };
+    assert!(as_ab(&["updatekeys"]).status.success());
+    commit_as(&s, "Test User <test@example.com>", "vault");
+
+    s.write(
+        ".sops.yaml",
+        policy(&format!("    m: {{ key: {mallory_pub} }}\n"), "a, b, c, m"),
+    );
+    let mut file = s.read("g.env");
+    for g in 0..2 {
+        let enc_prefix = format!("sops_key_groups__list_{g}__map_age__list_0__map_enc=");
+        let enc = file
+            .lines()
+            .find_map(|l| l.strip_prefix(&enc_prefix))
+            .unwrap()
+            .to_string();
+        let anchor = format!("sops_key_groups__list_{g}__map_age__list_0__map_recipient=");
+        file = file.replacen(
+            &anchor,
+            &format!(
+                "sops_key_groups__list_{g}__map_age__list_1__map_enc={enc}\nsops_key_groups__list_{g}__map_age__list_1__map_recipient={mallory_pub}\n{anchor}"
+            ),
+            1,
+        );
+    }
+    s.write("g.env", file);
+    commit_as(&s, MALLORY, "chore: tidy");
+
+    let check = as_ab(&["check"]);
+    let rotate = as_ab(&["rotate"]);
+    let alone = run_as(&s, &mallory, &["get", "-f", "g.env", "API_KEY"]);
+    assert!(
+        !alone.status.success(),
+        "mallory alone opens the 2-of-3 file\ncheck: {:?} {}\nrotate: {:?} {}",
+        check.status.code(),
+        text(&check.stdout),
+        rotate.status.code(),
+        text(&rotate.stderr)
+    );
+}
