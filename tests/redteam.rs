@@ -1,6 +1,6 @@
 //! Attacks on the trust boundary by a pusher who holds every public key and no private key.
 //! alice is the sandbox's default identity and the victim; mallory pushes. Each test is one
-//! attack and asserts the invariant of THREATS.md that it targets.
+//! attack and asserts the property of the threat model (README) that it targets.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
