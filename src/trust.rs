@@ -279,6 +279,50 @@ pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathB
     Some(root.strip_prefix(&workdir).ok()?.join(POLICY_FILE))
 }
 
+/// Resolves a trusted ref without git's short-name order, in which a tag `origin/main` (which a
+/// pull request can bring along) comes before the remote branch `refs/remotes/origin/main`: a
+/// full `refs/...` name is taken as it is, a commit id as a commit id, and a short name must
+/// match exactly one of `refs/remotes/`, `refs/heads/` and `refs/tags/`.
+fn resolve_trusted_ref<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Object<'r>> {
+    use crate::error::Error;
+    let missing = || {
+        Error::Usage(format!(
+            "--trusted-ref {rev}: no such branch, tag or commit here (fetch it first, e.g. `git fetch origin main`)"
+        ))
+    };
+    let candidates: Vec<String> = if rev.starts_with("refs/") {
+        vec![rev.to_string()]
+    } else {
+        ["refs/remotes/", "refs/heads/", "refs/tags/"]
+            .iter()
+            .map(|p| format!("{p}{rev}"))
+            .collect()
+    };
+    let found: Vec<(String, git2::Object<'r>)> = candidates
+        .into_iter()
+        .filter_map(|name| {
+            let r = repo.find_reference(&name).ok()?;
+            let o = r.peel(git2::ObjectType::Commit).ok()?;
+            Some((name, o))
+        })
+        .collect();
+    let is_hex = rev.len() >= 7 && rev.len() <= 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    match (found.len(), is_hex) {
+        (0, true) => repo
+            .revparse_single(rev)
+            .ok()
+            .filter(|o| o.kind() == Some(git2::ObjectType::Commit))
+            .ok_or_else(missing),
+        (0, false) => Err(missing()),
+        (1, false) => Ok(found.into_iter().next().expect("one").1),
+        _ => Err(Error::Usage(format!(
+            "--trusted-ref {rev} is ambiguous here ({}{}): name it in full, e.g. --trusted-ref refs/remotes/{rev}",
+            found.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+            if is_hex { ", and a commit id" } else { "" }
+        ))),
+    }
+}
+
 /// The policy as committed at `rev` (a branch, tag or commit), for `check --trusted-ref`.
 pub fn policy_at(root: &Path, rev: &str) -> Result<Policy> {
     use crate::error::Error;
@@ -286,20 +330,22 @@ pub fn policy_at(root: &Path, rev: &str) -> Result<Policy> {
         .ok_or_else(|| Error::Usage("--trusted-ref needs a git repository".into()))?;
     let rel = policy_path_in_repo(&repo, root)
         .ok_or_else(|| Error::Usage(format!("cannot place {POLICY_FILE} in the repository")))?;
-    let tree = repo
-        .revparse_single(rev)
-        .and_then(|o| o.peel_to_tree())
-        .map_err(|_| {
-            Error::Usage(format!(
-                "--trusted-ref {rev}: no such commit or branch here (fetch it first, e.g. `git fetch origin main`)"
-            ))
-        })?;
+    let tree = resolve_trusted_ref(&repo, rev)?
+        .peel_to_tree()
+        .map_err(|e| Error::Git(e.message().to_string()))?;
     let entry = tree.get_path(&rel).map_err(|_| {
         Error::Usage(format!(
             "--trusted-ref {rev}: {} does not exist at {rev}",
             rel.display()
         ))
     })?;
+    // A symlink (or anything but a plain file) could point at the pull request's own text.
+    if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() & 0o170000 != 0o100000 {
+        return Err(Error::Usage(format!(
+            "--trusted-ref {rev}: {} is not a regular file at {rev}",
+            rel.display()
+        )));
+    }
     let blob = repo
         .find_blob(entry.id())
         .map_err(|e| Error::Git(e.message().to_string()))?;
