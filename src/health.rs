@@ -523,9 +523,9 @@ pub fn check(
                         .map(|r| (k, r))
                 })
                 .collect();
-            if !patterned.is_empty() {
-                check_patterns(&mut report, policy, env, f, &patterned, keyring);
-            }
+            // Always when the caller can decrypt: a file whose MAC fails (a line removed by
+            // someone without a key) must not pass `check`.
+            check_patterns(&mut report, policy, env, f, &patterned, keyring);
         }
         walk.map(|h| {
             h.join()
@@ -662,6 +662,8 @@ fn member_name(policy: &Policy, recipient: &str) -> String {
         .unwrap_or_else(|| crate::keys::short_key(recipient))
 }
 
+/// Decrypts `f` when the caller can (MAC verified: a mismatch is an error) and checks the
+/// patterned keys; without an identity, says which patterns went unchecked.
 fn check_patterns(
     report: &mut Report,
     policy: &Policy,
@@ -676,6 +678,7 @@ fn check_patterns(
     };
     let dk = match keyring.unwrap(meta) {
         Ok(Some(dk)) => dk,
+        Ok(None) | Err(_) if patterned.is_empty() => return,
         Ok(None) | Err(_) => {
             let keys = patterned
                 .iter()
