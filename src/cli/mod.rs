@@ -211,11 +211,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 
 /// Prints an error and its hint to stderr.
 pub fn report(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    use crate::error::printable;
+    eprintln!("error: {}", printable(&e.to_string()));
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", printable(&cause.to_string()));
     }
     if let Some(hint) = e.downcast_ref::<Error>().and_then(Error::hint) {
+        let hint = printable(&hint);
         if hint.starts_with("readers:") {
             eprintln!("  {hint}");
         } else {
