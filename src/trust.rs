@@ -272,6 +272,17 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
     out
 }
 
+/// The policy of `root` as committed at HEAD (`None` outside git, before the first commit, or
+/// when it does not parse).
+pub fn policy_at_head(root: &Path) -> Option<Policy> {
+    let repo = crate::git::open(root)?;
+    let rel = policy_path_in_repo(&repo, root)?;
+    let tree = repo.head().ok()?.peel_to_tree().ok()?;
+    let entry = tree.get_path(&rel).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    crate::policy::parse(POLICY_FILE, blob.content()).ok()
+}
+
 /// `.sops.yaml` of `root` as a path inside the repository.
 pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
     let workdir = repo.workdir()?.canonicalize().ok()?;

@@ -203,7 +203,16 @@ fn proposal_encrypts_to_forged_recipient_entry() {
         .write_stdin("sk_live_PROPOSED_SECRET")
         .output()
         .unwrap();
-    assert!(propose.status.success(), "{}", text(&propose.stderr));
+    if !propose.status.success() {
+        // Refusing is a fine outcome: nothing written, and the forged entry named.
+        assert!(
+            text(&propose.stderr).contains(&mallory_pub),
+            "{}",
+            text(&propose.stderr)
+        );
+        assert!(!s.repo.join(".env.proposals").exists());
+        return;
+    }
     let seen = run_as(&s, &mallory, &["decrypt", "--textconv", ".env.proposals"]);
     assert!(
         !text(&seen.stdout).contains("sk_live_PROPOSED_SECRET"),
