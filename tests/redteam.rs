@@ -449,41 +449,6 @@ fn check_passes_a_file_whose_mac_fails() {
     );
 }
 
-/// `type:` is outside the MAC. Retyping a value to `int` is refused with "its plaintext is
-/// not a 64-bit integer" when it is not, and accepted when it is: from a CI log of `exec`
-/// on her pull request, mallory learns whether a secret is a number (`float`, `bool` alike).
-#[test]
-fn retyped_value_is_an_oracle_on_its_form() {
-    let outcome = |value: &str| {
-        let s = Sandbox::new();
-        s.init_alice();
-        s.ok(&["set", &format!("PIN={value}")]);
-        commit_as(&s, "Test User <test@example.com>", "pin");
-        let file = s.read(".env");
-        let retyped: String = file
-            .lines()
-            .map(|l| {
-                if l.starts_with("PIN=") {
-                    l.replace("type:str", "type:int")
-                } else {
-                    l.to_string()
-                }
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_ne!(file, retyped);
-        s.write(".env", retyped);
-        let out = s.run(&["exec", "--", "true"]);
-        (out.status.code(), text(&out.stderr).replace(value, "V"))
-    };
-    let numeric = outcome("12345");
-    let other = outcome("hunter2");
-    assert_eq!(
-        numeric, other,
-        "what envv says about a retyped value depends on its plaintext"
-    );
-}
-
 /// Commit authors and subjects are the pusher's text. `confirm` strips their control
 /// characters, but `log` and `ls` print them raw: her commit clears the reader's screen or
 /// rewrites the lines above it.
