@@ -43,7 +43,7 @@ pub struct TrustStore {
 impl TrustStore {
     /// The trust file of the clone holding `root` (`.git/envv/trusted`, shared by its worktrees).
     pub fn path_for(root: &Path) -> Option<PathBuf> {
-        let repo = git2::Repository::discover(root).ok()?;
+        let repo = crate::git::open(root)?;
         Some(repo.commondir().join("envv").join("trusted"))
     }
 
