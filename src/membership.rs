@@ -176,7 +176,7 @@ impl Session {
     fn committed_policy(&self) -> Option<&Policy> {
         self.committed
             .get_or_init(|| {
-                let repo = git2::Repository::discover(&self.root).ok()?;
+                let repo = crate::git::open(&self.root)?;
                 let workdir = repo.workdir()?.canonicalize().ok()?;
                 let rel = self
                     .policy_path

@@ -38,12 +38,14 @@ pub struct TrustStore {
     /// `None` outside a git repository: nothing is remembered there.
     path: Option<PathBuf>,
     entries: Vec<Trusted>,
+    /// Confirmed `public` patterns (see [`TrustStore::contains_pattern`]).
+    patterns: Vec<TrustedPattern>,
 }
 
 impl TrustStore {
     /// The trust file of the clone holding `root` (`.git/envv/trusted`, shared by its worktrees).
     pub fn path_for(root: &Path) -> Option<PathBuf> {
-        let repo = git2::Repository::discover(root).ok()?;
+        let repo = crate::git::open(root)?;
         Some(repo.commondir().join("envv").join("trusted"))
     }
 
@@ -51,7 +53,12 @@ impl TrustStore {
     pub fn open(root: &Path) -> Self {
         let path = Self::path_for(root);
         let entries = path.as_deref().map(read_entries).unwrap_or_default();
-        TrustStore { path, entries }
+        let patterns = path.as_deref().map(read_patterns).unwrap_or_default();
+        TrustStore {
+            path,
+            entries,
+            patterns,
+        }
     }
 
     /// Where the store lives, if anywhere.
@@ -102,10 +109,13 @@ impl TrustStore {
             return Ok(());
         };
         let mut text = String::from(
-            "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE. Delete a line to be asked about that key again.\n",
+            "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE, or public<TAB>PATTERN<TAB>DATE for a confirmed `public` pattern.\n# Delete a line to be asked about that key or pattern again.\n",
         );
         for e in &self.entries {
             text.push_str(&format!("{}\t{}\t{}\n", e.key, e.name, e.date));
+        }
+        for p in &self.patterns {
+            text.push_str(&format!("{PATTERN_TAG}\t{}\t{}\n", p.pattern, p.date));
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
@@ -126,6 +136,77 @@ impl TrustStore {
         }
         self.write()
     }
+}
+
+/// A `public` pattern of `.sops.yaml` confirmed in this clone: values of keys it matches may
+/// be stored in plain text. Anyone who can push can widen `public` too, so a pattern counts only
+/// once this person confirmed it (or wrote it through envv).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPattern {
+    /// The regex, exactly as written in `public`.
+    pub pattern: String,
+    /// `YYYY-MM-DD` of the confirmation.
+    pub date: String,
+}
+
+/// First field of a pattern line (`public<TAB>REGEX<TAB>DATE`). It is no recipient, so an envv
+/// that knows only recipient lines skips it.
+const PATTERN_TAG: &str = "public";
+
+impl TrustStore {
+    /// Whether the `public` pattern `pattern` was confirmed (compared as written).
+    pub fn contains_pattern(&self, pattern: &str) -> bool {
+        self.patterns.iter().any(|p| p.pattern == pattern)
+    }
+
+    /// Records `public` patterns as confirmed today and writes the file when that changed it.
+    /// Outside git nothing is written; a pattern with a tab or line break is never recorded.
+    pub fn record_patterns(&mut self, patterns: &[String]) -> Result<()> {
+        if self.path.is_none() {
+            return Ok(());
+        }
+        let date = crate::policy::today().to_string();
+        let mut changed = false;
+        for p in patterns {
+            if p.is_empty() || p.contains(['\t', '\n', '\r']) || self.contains_pattern(p) {
+                continue;
+            }
+            self.patterns.push(TrustedPattern {
+                pattern: p.clone(),
+                date: date.clone(),
+            });
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        self.write()
+    }
+}
+
+fn read_patterns(path: &Path) -> Vec<TrustedPattern> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_TRUST_BYTES {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            if parts.next()? != PATTERN_TAG {
+                return None;
+            }
+            let pattern = parts.next().filter(|p| !p.is_empty())?.to_string();
+            Some(TrustedPattern {
+                pattern,
+                date: parts.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
 }
 
 fn read_entries(path: &Path) -> Vec<Trusted> {
@@ -283,6 +364,75 @@ pub fn policy_at_head(root: &Path) -> Option<Policy> {
     crate::policy::parse(POLICY_FILE, blob.content()).ok()
 }
 
+/// For each `public` pattern, the newest commit on HEAD's first-parent history from which
+/// `.sops.yaml` (in `root`) has had that pattern in `public` without interruption. `None`: HEAD's
+/// policy does not have it (only the working tree does), or there is no git history.
+pub fn pattern_introductions(root: &Path, patterns: &[String]) -> Vec<Option<Introduced>> {
+    let mut out = vec![None; patterns.len()];
+    if patterns.is_empty() {
+        return out;
+    }
+    let Some(repo) = crate::git::open(root) else {
+        return out;
+    };
+    let Some(rel) = policy_path_in_repo(&repo, root) else {
+        return out;
+    };
+    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+        return out;
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return out;
+    };
+    if walk.push(head).is_err() || walk.simplify_first_parent().is_err() {
+        return out;
+    }
+    let mut done = vec![false; patterns.len()];
+    for (n, oid) in walk.enumerate() {
+        if n >= MAX_COMMITS || done.iter().all(|d| *d) {
+            break;
+        }
+        let Some(commit) = oid.ok().and_then(|o| repo.find_commit(o).ok()) else {
+            break;
+        };
+        let public = commit
+            .tree()
+            .ok()
+            .and_then(|t| t.get_path(&rel).ok())
+            .and_then(|e| repo.find_blob(e.id()).ok())
+            .and_then(|b| crate::policy::parse(POLICY_FILE, b.content()).ok())
+            .map(|p| p.public)
+            .unwrap_or_default();
+        for (i, pattern) in patterns.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            if public.contains(pattern) {
+                out[i] = Some(Introduced {
+                    commit: commit.id().to_string(),
+                    author: clean_author(&commit),
+                    time: commit.time().seconds(),
+                });
+            } else {
+                done[i] = true;
+            }
+        }
+    }
+    out
+}
+
+/// A commit's author name for messages: the pusher's text, without control characters.
+fn clean_author(commit: &git2::Commit) -> String {
+    commit
+        .author()
+        .name()
+        .unwrap_or("?")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect()
+}
+
 /// `.sops.yaml` of `root` as a path inside the repository.
 pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
     let workdir = repo.workdir()?.canonicalize().ok()?;
@@ -375,7 +525,7 @@ mod tests {
         let path = dir.path().join("envv/trusted");
         let mut s = TrustStore {
             path: Some(path.clone()),
-            entries: Vec::new(),
+            ..Default::default()
         };
         assert!(!s.contains(ALICE));
         s.record(&[("alice".into(), ALICE.into())]).unwrap();
@@ -386,5 +536,30 @@ mod tests {
         let back = read_entries(&path);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].name, "alice");
+    }
+
+    #[test]
+    fn patterns_round_trip_beside_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envv/trusted");
+        let mut s = TrustStore {
+            path: Some(path.clone()),
+            ..Default::default()
+        };
+        s.record(&[("alice".into(), ALICE.into())]).unwrap();
+        s.record_patterns(&["^PORT$".into(), "bad\tone".into()])
+            .unwrap();
+        let back = TrustStore {
+            path: Some(path.clone()),
+            entries: read_entries(&path),
+            patterns: read_patterns(&path),
+        };
+        assert!(back.contains(ALICE));
+        assert!(back.contains_pattern("^PORT$"));
+        assert!(!back.contains_pattern(".*_KEY$"));
+        assert!(!back.contains_pattern("bad\tone"));
+        // A file written before patterns existed reads the same, and a pattern line is no
+        // recipient for a reader that knows only recipient lines.
+        assert_eq!(read_entries(&path).len(), 1);
     }
 }

@@ -355,6 +355,7 @@ fn a_file_sops_wrote_under_the_policy_rule_reads_and_writes() {
         "hidden",
     ]);
     s.ok(&[
+        "--yes",
         "set",
         "-f",
         "p.env",
@@ -676,7 +677,7 @@ fn widening_public_keeps_files_writable_narrowing_does_not() {
         )
     };
     s.write(".sops.yaml", with_public("'^PORT$'"));
-    s.ok(&["set", "PORT=8080", "DB=secret"]);
+    s.ok(&["--yes", "set", "PORT=8080", "DB=secret"]);
     assert!(s.read(".env").contains("\nsops_unencrypted_regex=^PORT$\n"));
     // More public patterns: the file still encrypts everything the policy encrypts.
     s.write(".sops.yaml", with_public("'^PORT$', '^NEXT_PUBLIC_'"));

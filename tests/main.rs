@@ -14,6 +14,7 @@ mod peers;
 mod phrase;
 mod proposals;
 mod props;
+mod public;
 mod redteam;
 mod reliability;
 mod threshold;

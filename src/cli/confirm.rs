@@ -204,7 +204,7 @@ pub(crate) fn named_members(policy: &Policy, names: &[String]) -> Vec<(String, S
         .collect()
 }
 
-fn ask(question: &str) -> bool {
+pub(super) fn ask(question: &str) -> bool {
     eprint!("{question}");
     std::io::stderr().flush().ok();
     let mut line = String::new();

@@ -24,6 +24,7 @@ mod init;
 mod keys;
 mod member;
 mod propose;
+mod public;
 mod sync;
 mod values;
 
@@ -59,7 +60,8 @@ pub struct Cli {
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 
-    /// Give the data key to readers you have not confirmed yet (listed first), without asking.
+    /// Give the data key to readers you have not confirmed yet, and store in plain text what
+    /// `public` patterns you have not confirmed yet match (both listed first), without asking.
     #[arg(short = 'y', long = "yes", global = true)]
     pub yes: bool,
     /// Let a re-wrap or rotation (member add/rm, env readers, updatekeys, rotate) replace a
