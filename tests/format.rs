@@ -468,7 +468,16 @@ fn key_groups_and_threshold_survive_every_write() {
     assert_eq!(groups_of(&s), (3, "2".into()), "edit");
     run(&["updatekeys"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "updatekeys");
-    run(&["rotate"]);
+    // A rotation gives every reader new key material: c, listed by the file sops made but
+    // never confirmed in this clone, is asked about first.
+    let mut v: Vec<&str> = two.to_vec();
+    v.push("rotate");
+    let err = s.fails(&v, 1);
+    assert!(
+        err.contains("not confirmed") && err.contains("g.env"),
+        "{err}"
+    );
+    run(&["rotate", "--yes"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "rotate");
     // After the rotation one identity still opens nothing; any two do.
     let err = s.fails(&["get", "-f", GROUPS, "--identity", &c, "NEW"], 1);
@@ -552,8 +561,9 @@ fn lowering_a_threshold_needs_flatten() {
         "{err}"
     );
     assert_eq!(s.read(GROUPS), before, "nothing was written");
-    // With --flatten the file becomes one group, as asked.
-    let out = add(&["--flatten"]);
+    // With --flatten the file becomes one group, as asked; the data key is wrapped anew for
+    // every reader, so c (never confirmed in this clone) is confirmed with --yes.
+    let out = add(&["--flatten", "--yes"]);
     assert!(
         out.status.success(),
         "{}",
@@ -595,7 +605,7 @@ fn merges_keep_key_groups() {
     // A side that flattened the groups is not merged with one that kept them.
     s.write(GROUPS, &base);
     let (_, dave) = s.identity("dave");
-    let flat = with(&["member", "add", "dave", &dave, "--flatten"]);
+    let flat = with(&["member", "add", "dave", &dave, "--flatten", "--yes"]);
     assert_eq!(groups_of(&s), (0, "none".into()));
     std::fs::write(s.repo.join("B"), &flat).unwrap();
     std::fs::write(s.repo.join("A"), &ours).unwrap();
