@@ -196,8 +196,15 @@ fn readers_reached_through_a_group_are_not_named_by_env_readers() {
     );
     assert!(!mallory_reads(&s, &mallory, &["-e", "production"]));
     assert!(s.read(".sops.yaml").contains("readers: [alice]"));
-    // Named directly, a member is confirmed by the command.
-    s.ok(&["env", "readers", "production", "alice,mallory"]);
+    // Named directly, a member is still asked about: the pushed policy says which key the
+    // name stands for. Confirmed with --yes, she reads it.
+    let err = s.fails(&["env", "readers", "production", "alice,mallory"], 1);
+    assert!(
+        err.contains("mallory") && err.contains("not confirmed"),
+        "{err}"
+    );
+    assert!(!mallory_reads(&s, &mallory, &["-e", "production"]));
+    s.ok(&["env", "readers", "production", "alice,mallory", "--yes"]);
     assert!(mallory_reads(&s, &mallory, &["-e", "production"]));
 }
 
