@@ -488,3 +488,47 @@ fn a_removed_or_expired_member_brought_back_by_a_commit_is_asked_about_again() {
     assert!(err.contains("bob"), "{err}");
     assert!(!run_as(&s, &bob, &["get", "API_KEY"]).status.success());
 }
+
+/// `.env` with a forged age entry for `key` (a copy of the first entry's `enc`: it opens
+/// nothing, but the file now lists `key`).
+fn forged_entry(file: &str, key: &str) -> String {
+    let enc = file
+        .lines()
+        .find_map(|l| l.strip_prefix("sops_age__list_0__map_enc="))
+        .unwrap();
+    file.replace(
+        "sops_lastmodified=",
+        &format!("sops_age__list_9__map_enc={enc}\nsops_age__list_9__map_recipient={key}\nsops_lastmodified="),
+    )
+}
+
+#[test]
+fn merge_of_two_rotations_leaves_out_a_forged_shared_entry() {
+    let s = Sandbox::new();
+    let (mallory, mallory_pub, _) = poisoned(&s);
+    let base = s.read(".env");
+    // Both branches rotated (alice's own key only), and both list mallory by a forged entry.
+    s.write(".sops.yaml", s.git(&["show", "HEAD~1:.sops.yaml"]));
+    s.ok(&["rotate"]);
+    let ours = forged_entry(&s.read(".env"), &mallory_pub);
+    s.write(".env", &base);
+    s.ok(&["rotate"]);
+    let theirs = forged_entry(&s.read(".env"), &mallory_pub);
+    s.git(&["checkout", "-q", "--", ".sops.yaml"]);
+    for (n, t) in [("O", &base), ("A", &ours), ("B", &theirs)] {
+        std::fs::write(s.repo.join(n), t).unwrap();
+    }
+    let out = s.run(&["merge-driver", "O", "A", "B", ".env"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("left out 1 recipient"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::copy(s.repo.join("A"), s.repo.join(".env")).unwrap();
+    assert_eq!(s.ok(&["get", "API_KEY"]), "sk_live_0123456789");
+    assert!(
+        !mallory_reads(&s, &mallory, &[]),
+        "the merge wrapped the new data key for her"
+    );
+}
