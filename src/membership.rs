@@ -66,9 +66,9 @@ pub struct FileChange {
     pub name: String,
     pub path: PathBuf,
     pub action: Action,
-    /// Recipients to add, as member names where known (else short keys).
+    /// Recipients to add, as member names where known (else fingerprints).
     pub added: Vec<String>,
-    /// Recipients to remove, as member names where known (else short keys).
+    /// Recipients to remove, as member names where known (else fingerprints).
     pub removed: Vec<String>,
     /// Member names that can read the file afterwards (expired members excluded).
     pub readers: Vec<String>,
@@ -243,7 +243,7 @@ impl Session {
             named(new)
                 .or_else(|| named(&self.policy))
                 .or_else(|| self.committed_policy().and_then(named))
-                .unwrap_or_else(|| short_key(r))
+                .unwrap_or_else(|| crate::keys::fingerprint(r))
         };
         for (env, decl) in &new.environments {
             if only.is_some_and(|o| !o.iter().any(|e| e == env)) {
@@ -691,7 +691,7 @@ impl Session {
     }
 
     /// A member name for a recipient (from `new`, the session's policy or the committed one),
-    /// else its short key.
+    /// else its fingerprint.
     pub fn label(&self, new: &Policy, r: &str) -> String {
         let named = |p: &Policy| {
             p.members
@@ -703,7 +703,7 @@ impl Session {
         named(new)
             .or_else(|| named(&self.policy))
             .or_else(|| self.committed_policy().and_then(named))
-            .unwrap_or_else(|| short_key(r))
+            .unwrap_or_else(|| crate::keys::fingerprint(r))
     }
 }
 

@@ -183,7 +183,12 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
         Mode::Sync,
         &[(a.name.clone(), r.text.clone())],
     )?;
-    eprintln!("added {} ({}) to {}", a.name, r.short(), to.join(", "));
+    eprintln!(
+        "added {} ({}) to {}",
+        a.name,
+        keys::fingerprint(&r.text),
+        to.join(", ")
+    );
     Ok(0)
 }
 
@@ -216,7 +221,12 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
         Mode::Sync,
         &[(a.name.clone(), r.text.clone())],
     )?;
-    eprintln!("approved {} ({}) into {}", a.name, r.short(), to.join(", "));
+    eprintln!(
+        "approved {} ({}) into {}",
+        a.name,
+        keys::fingerprint(&r.text),
+        to.join(", ")
+    );
     Ok(0)
 }
 
@@ -452,7 +462,10 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
         },
     );
     s.apply(&Plan::default(), Some(&new), &mut ctx.keyring())?;
-    eprintln!("added {name} ({}) to pending in {POLICY_FILE}", r.short());
+    eprintln!(
+        "added {name} ({}) to pending in {POLICY_FILE}",
+        keys::fingerprint(&r.text)
+    );
     eprintln!("next: commit {POLICY_FILE} and open a pull request; a reader runs `envv member approve {name}`");
     Ok(0)
 }
