@@ -84,7 +84,9 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-/// Approve a join request (`envv join`): the member is added as `member add` does.
+/// Approve a join request (`envv join`): the member is added as `member add` does, after you
+/// confirm the key the request holds (compare it with the one they send you; `--yes` skips
+/// the question).
 ///
 /// Example: envv member approve carol --to dev
 #[derive(Args, Debug)]
@@ -214,13 +216,10 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
     new.members.insert(a.name.clone(), m);
     let to = targets(&new, a.to)?;
     membership::add_to(&mut new, &a.name, &to)?;
-    commit(
-        ctx,
-        &mut s,
-        &new,
-        Mode::Sync,
-        &[(a.name.clone(), r.text.clone())],
-    )?;
+    // The request's key comes from the policy (anyone who can push can swap it): the name
+    // confirms nothing, the key is shown and asked about like any other new reader.
+    let named = confirm::named_members(ctx, &new, std::slice::from_ref(&a.name));
+    commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     eprintln!(
         "approved {} ({}) into {}",
         a.name,
