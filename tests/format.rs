@@ -727,3 +727,52 @@ fn a_comment_retyped_as_a_string_fails_the_mac_as_in_sops() {
         );
     }
 }
+
+#[test]
+fn a_rotation_never_gives_one_reader_enough_shares_to_open_alone() {
+    let s = groups_repo();
+    let (a, b) = (key("keys.txt"), key("keys_b.txt"));
+    let (m, m_pub) = s.identity("mallory");
+    // A pusher joins the team and lists herself in key groups 1 and 2 by forged entries.
+    let policy = s.read(".sops.yaml");
+    s.write(
+        ".sops.yaml",
+        policy
+            .replace(
+                "  groups:\n",
+                &format!("    m: {{ key: {m_pub} }}\n  groups:\n"),
+            )
+            .replace("team: [a, b, c]", "team: [a, b, c, m]"),
+    );
+    let mut file = s.read(GROUPS);
+    for g in 0..2 {
+        let enc = file
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "sops_key_groups__list_{g}__map_age__list_0__map_enc="
+                ))
+            })
+            .unwrap()
+            .to_string();
+        let anchor = format!("sops_key_groups__list_{g}__map_age__list_0__map_recipient=");
+        file = file.replacen(
+            &anchor,
+            &format!("sops_key_groups__list_{g}__map_age__list_1__map_enc={enc}\nsops_key_groups__list_{g}__map_age__list_1__map_recipient={m_pub}\n{anchor}"),
+            1,
+        );
+    }
+    s.write(GROUPS, &file);
+    // Even confirmed with --yes, she gets no two shares.
+    let err = s.fails(&["rotate", "--yes", "--identity", &a, "--identity", &b], 2);
+    assert!(err.contains("alone would open it"), "{err}");
+    assert_eq!(s.read(GROUPS), file, "nothing was written");
+    let out = s
+        .envv()
+        .args(["get", "-f", GROUPS, "--identity"])
+        .arg(&m)
+        .arg("API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
