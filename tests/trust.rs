@@ -532,3 +532,25 @@ fn merge_of_two_rotations_leaves_out_a_forged_shared_entry() {
         "the merge wrapped the new data key for her"
     );
 }
+
+#[test]
+fn member_rm_does_not_rotate_for_a_forged_entry_the_policy_never_named() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "API_KEY=sk_live_0123456789"]);
+    let (_bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    commit_as(&s, "Test User <test@example.com>", "bob joins");
+    // No policy change at all: only an entry in `.env` naming mallory's key.
+    let (mallory, mallory_pub) = s.identity("mallory");
+    s.write(".env", forged_entry(&s.read(".env"), &mallory_pub));
+    commit_as(&s, "Mallory <mallory@example.com>", "chore: bump deps");
+    let out = s.run(&["member", "rm", "bob"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not confirmed") && err.contains(&mallory_pub),
+        "{err}"
+    );
+    assert!(!mallory_reads(&s, &mallory, &[]));
+}
