@@ -691,6 +691,24 @@ impl EnvFile {
         }
         // One Shamir share per group, as sops splits it; the threshold stays what it was.
         let needed = meta.groups_needed();
+        // The groups a recipient is in come from the file, which anyone can edit: shares are
+        // never made that one recipient alone could combine.
+        for r in groups.iter().flatten() {
+            let n = groups
+                .iter()
+                .filter(|g| {
+                    g.iter()
+                        .any(|o| crate::keys::same_recipient(&o.text, &r.text))
+                })
+                .count() as u64;
+            if n >= needed.max(2) {
+                return Err(Error::Usage(format!(
+                    "{}: {} is in {n} key groups, any {needed} of which open it, so that reader alone would open it: fix the key groups with sops (`sops updatekeys`), or pass --flatten to make one group",
+                    self.name,
+                    crate::keys::fingerprint(&r.text)
+                )));
+            }
+        }
         let shares = Zeroizing::new(sops::shamir::split(
             dk.bytes(),
             groups.len() as u8,

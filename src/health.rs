@@ -652,14 +652,14 @@ pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     out
 }
 
-/// The member name owning a recipient text, else the shortened key.
+/// The member name owning a recipient text, else its fingerprint ([`crate::keys::fingerprint`]).
 fn member_name(policy: &Policy, recipient: &str) -> String {
     policy
         .members
         .iter()
         .find(|(_, m)| crate::keys::same_recipient(&m.key, recipient))
         .map(|(n, _)| n.clone())
-        .unwrap_or_else(|| crate::keys::short_key(recipient))
+        .unwrap_or_else(|| crate::keys::fingerprint(recipient))
 }
 
 /// Decrypts `f` when the caller can (MAC verified: a mismatch is an error) and checks the

@@ -2,9 +2,10 @@
 //! policy.
 //!
 //! Anyone who can push can add a member to `.sops.yaml`: a policy that names a recipient is no
-//! reason to wrap a data key for them. A recipient is confirmed when a file already wraps its
-//! data key for them, when the command names them, or when this person confirmed them before in
-//! this clone. [`TrustStore`] is that record: `<git common dir>/envv/trusted`, outside the work
+//! reason to wrap a data key for them. A recipient is confirmed when the command names them with
+//! their key, when they are one of the caller's own keys, or when this person confirmed them
+//! before in this clone; a file that lists them counts only for a re-wrap of the same data key
+//! (nothing authenticates the list). [`TrustStore`] is that record: `<git common dir>/envv/trusted`, outside the work
 //! tree and never committed, like ssh's `known_hosts`. [`introductions`] walks the policy's git
 //! history to say which commit made a recipient a reader of an environment, so that a person
 //! (or CI) can see where an unconfirmed reader came from. Nothing here prints.
@@ -69,6 +70,12 @@ impl TrustStore {
     /// Whether `key` was confirmed.
     pub fn contains(&self, key: &str) -> bool {
         self.entries.iter().any(|e| same_recipient(&e.key, key))
+    }
+
+    /// The key last confirmed under member name `name`.
+    pub fn key_of(&self, name: &str) -> Option<&str> {
+        let e = self.entries.iter().rev().find(|e| e.name == name)?;
+        Some(&e.key)
     }
 
     /// The confirmed recipients.
