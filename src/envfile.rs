@@ -693,6 +693,24 @@ impl EnvFile {
         }
         // One Shamir share per group, as sops splits it; the threshold stays what it was.
         let needed = meta.groups_needed();
+        // The groups a recipient is in come from the file, which anyone can edit: shares are
+        // never made that one recipient alone could combine.
+        for r in groups.iter().flatten() {
+            let n = groups
+                .iter()
+                .filter(|g| {
+                    g.iter()
+                        .any(|o| crate::keys::same_recipient(&o.text, &r.text))
+                })
+                .count() as u64;
+            if n >= needed.max(2) {
+                return Err(Error::Usage(format!(
+                    "{}: {} is in {n} key groups, any {needed} of which open it, so that reader alone would open it: fix the key groups with sops (`sops updatekeys`), or pass --flatten to make one group",
+                    self.name,
+                    crate::keys::fingerprint(&r.text)
+                )));
+            }
+        }
         let shares = Zeroizing::new(sops::shamir::split(
             dk.bytes(),
             groups.len() as u8,
@@ -1073,6 +1091,9 @@ pub struct RuleConflict {
     pub wanted: String,
     /// What is wrong, in words.
     pub why: String,
+    /// The policy's `public` patterns that the file's own rule does not have, when the file is
+    /// stricter than the policy (the policy widened what stays plain since it was written).
+    pub widened: Vec<String>,
 }
 
 impl RuleConflict {
@@ -1082,6 +1103,9 @@ impl RuleConflict {
             .line
             .map(|l| format!(" (line {l})"))
             .unwrap_or_default();
+        if !self.widened.is_empty() {
+            return format!("its {} line{at} {}", self.key, self.why);
+        }
         format!(
             "its {} line{at} {}; what stays plain text is decided by the policy's `public` patterns",
             self.key, self.why
@@ -1090,6 +1114,11 @@ impl RuleConflict {
 
     /// How to fix it.
     pub fn fix(&self, file: &str) -> String {
+        if !self.widened.is_empty() {
+            return format!(
+                "if you did not widen `public` in .sops.yaml, restore it (`git log -p -- .sops.yaml` shows who did); to store those keys in plain text, run `envv encrypt -f {file} --fix-rule` (it asks you to confirm the patterns)"
+            );
+        }
         format!(
             "if you did not make this change, restore the file with `git checkout -- {file}`; to re-encrypt it under the policy's rule ({}), run `envv encrypt -f {file} --fix-rule`",
             self.wanted
@@ -1112,7 +1141,13 @@ pub fn rule_conflict(meta: &Metadata, wanted: &CryptRule) -> Option<RuleConflict
         if !meta.rule.covers(wanted) {
             let key = format!("sops_{}", meta.rule.meta_name());
             let line = meta.line_of(meta.rule.meta_name());
-            let why = if line.is_none() {
+            let widened = widened_patterns(&meta.rule, wanted);
+            let why = if !widened.is_empty() {
+                format!(
+                    "encrypts every key, but the policy's `public` now also leaves in plain text keys matching {}: the policy widened what stays plain since the file was written",
+                    quote_patterns(&widened)
+                )
+            } else if line.is_none() {
                 "is missing, so sops's default applies, which leaves in plain text keys the policy encrypts".to_string()
             } else {
                 "leaves in plain text keys the policy encrypts".to_string()
@@ -1122,6 +1157,7 @@ pub fn rule_conflict(meta: &Metadata, wanted: &CryptRule) -> Option<RuleConflict
                 line,
                 wanted: wanted_line,
                 why,
+                widened,
             });
         }
         if meta.mac_only_encrypted {
@@ -1130,10 +1166,30 @@ pub fn rule_conflict(meta: &Metadata, wanted: &CryptRule) -> Option<RuleConflict
                 line: meta.line_of("mac_only_encrypted"),
                 wanted: wanted_line,
                 why: "leaves the plain-text values outside the MAC".into(),
+                widened: Vec::new(),
             });
         }
         None
     }
+}
+
+/// The policy's patterns a file under sops's default rule (every key encrypted, but for the
+/// `_unencrypted` suffix that envv never writes) lacks: the policy is the wider one. Empty when
+/// the file's rule is anything else.
+fn widened_patterns(have: &CryptRule, wanted: &CryptRule) -> Vec<String> {
+    if !have.is_default() {
+        return Vec::new();
+    }
+    wanted.public_patterns()
+}
+
+/// Patterns for a message: quoted, control characters escaped (they are a pusher's text).
+pub fn quote_patterns(patterns: &[String]) -> String {
+    patterns
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl EnvFile {

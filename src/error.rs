@@ -158,6 +158,24 @@ impl From<git2::Error> for Error {
     }
 }
 
+/// Text for a terminal: control characters other than newlines are shown escaped (`\u{1b}`),
+/// so that text a pusher wrote (member names, commit authors, file names) cannot move the
+/// cursor, erase lines or write the clipboard when envv prints it.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Shortens a path for messages: relative to `base` when inside it.
 pub fn display_path(path: &Path, base: &Path) -> String {
     path.strip_prefix(base)

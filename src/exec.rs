@@ -98,16 +98,23 @@ pub fn drop_tracked_locals(root: &Path, layers: &mut Vec<Layer>) -> Vec<String> 
     let Ok(index) = repo.index() else {
         return Vec::new();
     };
+    // The layer's own path, its final component not followed: a committed `.env.local` that
+    // is a symlink is tracked under its own name, whatever it points to.
+    let own_path = |l: &Layer| {
+        let parent = l.path.parent()?.canonicalize().ok()?;
+        Some(parent.join(l.path.file_name()?))
+    };
     let tracked = |l: &Layer| {
-        l.path
-            .canonicalize()
-            .ok()
+        own_path(l)
             .and_then(|p| p.strip_prefix(&workdir).ok().map(Path::to_path_buf))
             .is_some_and(|rel| index.get_path(&rel, 0).is_some())
     };
+    // A personal override is a plain file of your own; a link could point anywhere.
+    let is_link =
+        |l: &Layer| std::fs::symlink_metadata(&l.path).is_ok_and(|m| m.file_type().is_symlink());
     let mut dropped = Vec::new();
     layers.retain(|l| {
-        if l.local && tracked(l) {
+        if l.local && (tracked(l) || is_link(l)) {
             dropped.push(l.name.clone());
             false
         } else {
@@ -190,6 +197,20 @@ pub fn load(
                 value
             };
             match index.get(&key) {
+                // An empty value in an encrypted file is outside its MAC (sops leaves empty
+                // values out): anyone could have added it, so it never replaces a value of an
+                // earlier layer. Personal `.local` overrides may blank a value on purpose.
+                Some(&i)
+                    if value.is_empty()
+                        && !layer.local
+                        && !vars[i].value.is_empty()
+                        && layer_is_encrypted(layer) =>
+                {
+                    warnings.push(format!(
+                        "{key} is empty in {} (empty values are not covered by its MAC): kept the value from {}",
+                        layer.name, layers[vars[i].layer].name
+                    ));
+                }
                 Some(&i) => {
                     vars[i] = Var {
                         key,
@@ -215,6 +236,11 @@ pub fn load(
         skipped,
         warnings,
     })
+}
+
+/// Whether a layer's file is an encrypted (sops) file: cheap, it looks for the MAC line.
+fn layer_is_encrypted(layer: &Layer) -> bool {
+    read_limited(&layer.path).is_ok_and(|b| memchr::memmem::find(&b, b"\nsops_mac=").is_some())
 }
 
 /// The key/value pairs of one layer, in file order (a duplicate key: the last one wins).

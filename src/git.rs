@@ -19,18 +19,36 @@ pub fn find_root(start: &Path) -> PathBuf {
         }
         dir = d.parent();
     }
-    match git2::Repository::discover(start) {
-        Ok(r) => r
-            .workdir()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| start.to_path_buf()),
-        Err(_) => start.to_path_buf(),
-    }
+    open(start)
+        .and_then(|r| r.workdir().map(Path::to_path_buf))
+        .unwrap_or_else(|| start.to_path_buf())
 }
 
-/// Opens the git repository containing `root`, if any.
+/// Opens the git repository whose work tree holds `root`, if any: the nearest ancestor with a
+/// `.git` (folder, or file of a linked worktree or submodule), as git itself finds it.
+///
+/// A folder is never taken for a bare repository: `HEAD`, `objects/` and `refs/` are files
+/// anyone can commit into a work tree, and libgit2's own discovery would then read the trust
+/// file, history and index from committed files. Only a repository with a work tree that
+/// contains `root` counts.
 pub fn open(root: &Path) -> Option<git2::Repository> {
-    git2::Repository::discover(root).ok()
+    let start = std::path::absolute(root).ok()?;
+    let dir = start.ancestors().find(|d| d.join(".git").exists())?;
+    let repo = git2::Repository::open_ext(
+        dir,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .ok()?;
+    if repo.is_bare() {
+        return None;
+    }
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    start
+        .canonicalize()
+        .ok()?
+        .starts_with(&workdir)
+        .then_some(repo)
 }
 
 /// A git config value, looked up as git does: the repository's config, then the global file
@@ -53,4 +71,56 @@ pub fn config_string(root: &Path, name: &str) -> Option<String> {
     git2::Config::open_default()
         .ok()
         .and_then(|c| c.get_string(name).ok())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository at `top` with a committed-looking bare skeleton in `top/app`.
+    fn repo_with_skeleton() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().canonicalize().unwrap();
+        git2::Repository::init(&top).unwrap();
+        let app = top.join("app");
+        for d in ["objects/info", "refs/heads", "envv"] {
+            std::fs::create_dir_all(app.join(d)).unwrap();
+        }
+        std::fs::write(app.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let found = git2::Repository::discover(&app).unwrap();
+        assert_eq!(
+            found.path().canonicalize().unwrap(),
+            app,
+            "libgit2 no longer takes the skeleton for a repository"
+        );
+        (dir, top, app)
+    }
+
+    #[test]
+    fn open_finds_the_work_tree_at_the_top_and_below() {
+        let (_dir, top, app) = repo_with_skeleton();
+        for at in [&top, &app, &top.join("app/refs")] {
+            let repo = open(at).unwrap();
+            assert!(!repo.is_bare());
+            assert_eq!(repo.workdir().unwrap().canonicalize().unwrap(), top);
+        }
+        assert_eq!(find_root(&top.join("app/refs")), top);
+        assert_eq!(
+            crate::trust::TrustStore::path_for(&app).unwrap(),
+            top.join(".git/envv/trusted")
+        );
+        assert_eq!(
+            crate::trust::TrustStore::path_for(&top).unwrap(),
+            top.join(".git/envv/trusted")
+        );
+    }
+
+    #[test]
+    fn open_outside_git_and_bare_repositories_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open(dir.path()).is_none());
+        let bare = dir.path().join("bare.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        assert!(open(&bare).is_none());
+        assert!(crate::trust::TrustStore::path_for(&bare).is_none());
+    }
 }

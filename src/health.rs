@@ -545,9 +545,9 @@ pub fn check(
                         .map(|r| (k, r))
                 })
                 .collect();
-            if !patterned.is_empty() {
-                check_patterns(&mut report, policy, env, f, &patterned, keyring);
-            }
+            // Always when the caller can decrypt: a file whose MAC fails (a line removed by
+            // someone without a key) must not pass `check`.
+            check_patterns(&mut report, policy, env, f, &patterned, keyring);
         }
         walk.map(|h| {
             h.join()
@@ -722,16 +722,18 @@ pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     out
 }
 
-/// The member name owning a recipient text, else the shortened key.
+/// The member name owning a recipient text, else its fingerprint ([`crate::keys::fingerprint`]).
 fn member_name(policy: &Policy, recipient: &str) -> String {
     policy
         .members
         .iter()
         .find(|(_, m)| crate::keys::same_recipient(&m.key, recipient))
         .map(|(n, _)| n.clone())
-        .unwrap_or_else(|| crate::keys::short_key(recipient))
+        .unwrap_or_else(|| crate::keys::fingerprint(recipient))
 }
 
+/// Decrypts `f` when the caller can (MAC verified: a mismatch is an error) and checks the
+/// patterned keys; without an identity, says which patterns went unchecked.
 fn check_patterns(
     report: &mut Report,
     policy: &Policy,
@@ -746,6 +748,7 @@ fn check_patterns(
     };
     let dk = match keyring.unwrap(meta) {
         Ok(Some(dk)) => dk,
+        Ok(None) | Err(_) if patterned.is_empty() => return,
         Ok(None) | Err(_) => {
             let keys = patterned
                 .iter()

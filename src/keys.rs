@@ -128,6 +128,30 @@ pub fn encrypt_armored(recipients: &[Recipient], secret: &[u8]) -> Result<String
     Ok(s)
 }
 
+/// How a key is shown where a person decides whether to trust it: an age key in full, an ssh
+/// key as `ssh-keygen -l` prints it (`ssh-ed25519 SHA256:` and the unpadded base64 of the
+/// SHA-256 of the key blob). A short form such as [`short_key`] can be ground to look like
+/// another key; these cannot.
+pub fn fingerprint(text: &str) -> String {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    use sha2::Digest;
+    let text = text.trim();
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(kind), Some(body)) if kind.starts_with("ssh-") => {
+            match base64::engine::general_purpose::STANDARD.decode(body) {
+                Ok(blob) => format!(
+                    "{kind} SHA256:{}",
+                    STANDARD_NO_PAD.encode(sha2::Sha256::digest(&blob))
+                ),
+                Err(_) => format!("{kind} {body}"),
+            }
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// `age1abcd…wxyz` or `ssh-ed25519 AAAA…wxyz`.
 pub fn short_key(text: &str) -> String {
     let (prefix, body) = match text.split_once(' ') {
@@ -887,6 +911,18 @@ mod tests {
         assert_eq!(&k[..], &[7u8; 32]);
         let other = age::x25519::Identity::generate();
         assert!(try_unwrap(&other, &armored).is_none());
+    }
+
+    #[test]
+    fn fingerprints_are_what_ssh_keygen_prints() {
+        // What `ssh-keygen -lf` (OpenSSH) prints for this test key.
+        let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMWyfOOWyTN73mrdaAZmGIi4jT+fTVyEbW/bxaDbGzY1 bob@test";
+        assert_eq!(
+            fingerprint(ssh),
+            "ssh-ed25519 SHA256:F1AfWRbntnIuvA/x4LCx3j/NYkyNauGDc94yYEtLnXw"
+        );
+        let age = "age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38";
+        assert_eq!(fingerprint(age), age);
     }
 
     #[test]

@@ -66,14 +66,17 @@ pub struct FileChange {
     pub name: String,
     pub path: PathBuf,
     pub action: Action,
-    /// Recipients to add, as member names where known (else short keys).
+    /// Recipients to add, as member names where known (else fingerprints).
     pub added: Vec<String>,
-    /// Recipients to remove, as member names where known (else short keys).
+    /// Recipients to remove, as member names where known (else fingerprints).
     pub removed: Vec<String>,
     /// Member names that can read the file afterwards (expired members excluded).
     pub readers: Vec<String>,
     /// The recipients the file gets.
     pub recipients: Vec<Recipient>,
+    /// Every recipient gets newly wrapped key material (a new data key, or new Shamir shares
+    /// of it), not only the recipients the file lacks: see [`FileChange::new_recipients`].
+    pub fresh: bool,
     /// The file as read while planning (bytes and parsed), for the files that change.
     source: Option<(Vec<u8>, EnvFile)>,
 }
@@ -176,7 +179,7 @@ impl Session {
     fn committed_policy(&self) -> Option<&Policy> {
         self.committed
             .get_or_init(|| {
-                let repo = git2::Repository::discover(&self.root).ok()?;
+                let repo = crate::git::open(&self.root)?;
                 let workdir = repo.workdir()?.canonicalize().ok()?;
                 let rel = self
                     .policy_path
@@ -240,7 +243,7 @@ impl Session {
             named(new)
                 .or_else(|| named(&self.policy))
                 .or_else(|| self.committed_policy().and_then(named))
-                .unwrap_or_else(|| short_key(r))
+                .unwrap_or_else(|| crate::keys::fingerprint(r))
         };
         for (env, decl) in &new.environments {
             if only.is_some_and(|o| !o.iter().any(|e| e == env)) {
@@ -268,6 +271,7 @@ impl Session {
                 removed: Vec::new(),
                 readers,
                 recipients,
+                fresh: false,
                 source: None,
             };
             if !path.exists() {
@@ -308,6 +312,7 @@ impl Session {
                     }
                 }
             }
+            change.fresh = self.wraps_fresh(new, env, change.action, &file);
             if change.action.writes() {
                 change.source = Some((bytes, file));
             }
@@ -331,6 +336,7 @@ impl Session {
                         removed: Vec::new(),
                         readers: Vec::new(),
                         recipients: Vec::new(),
+                        fresh: false,
                         source: None,
                     });
                 }
@@ -558,10 +564,36 @@ fn decide(mode: Mode, drift: &crate::envfile::RecipientDrift) -> Action {
     }
 }
 
+impl Session {
+    /// Whether `action` gives every recipient newly wrapped key material: a rotation (new data
+    /// key), a threshold layout (new Shamir shares, [`EnvFile::rewrap_groups`]) or flattening
+    /// key groups (the data key itself wrapped for everyone).
+    fn wraps_fresh(&self, new: &Policy, env: &str, action: Action, file: &EnvFile) -> bool {
+        let groups = file.meta.as_ref().map_or(0, |m| m.groups.len());
+        match action {
+            Action::Rotate => true,
+            Action::Rewrap => new.key_groups(env).is_some() || (self.flatten && groups > 1),
+            _ => false,
+        }
+    }
+}
+
 impl FileChange {
-    /// The recipients this change wraps the data key for that the file does not wrap it for
-    /// yet.
+    /// The recipients this change wraps key material for that they could not open before.
+    /// When the data key stays and only the file's missing recipients are wrapped for, those
+    /// are the ones the file does not list; when the change makes new key material
+    /// ([`FileChange::fresh`]) it is every recipient: an entry listed in the file is no
+    /// evidence that its recipient holds the data key (nothing authenticates the list, anyone
+    /// can add an entry with a copied `enc`).
     pub fn new_recipients(&self) -> Vec<&Recipient> {
+        if self.fresh && self.source.is_some() && self.action.writes() {
+            return self.recipients.iter().collect();
+        }
+        self.missing_recipients()
+    }
+
+    /// The recipients this change wraps for that the file does not list yet.
+    pub fn missing_recipients(&self) -> Vec<&Recipient> {
         match (&self.source, self.action) {
             (Some((_, f)), Action::Rewrap | Action::Rotate) => {
                 let have = f.meta.as_ref().map(|m| m.recipients()).unwrap_or_default();
@@ -650,6 +682,7 @@ impl Session {
             readers.sort();
             c.readers = readers;
             c.recipients = target;
+            c.fresh = self.wraps_fresh(new, &c.env, c.action, file);
             if !c.action.writes() {
                 c.source = None;
             }
@@ -658,7 +691,7 @@ impl Session {
     }
 
     /// A member name for a recipient (from `new`, the session's policy or the committed one),
-    /// else its short key.
+    /// else its fingerprint.
     pub fn label(&self, new: &Policy, r: &str) -> String {
         let named = |p: &Policy| {
             p.members
@@ -670,7 +703,7 @@ impl Session {
         named(new)
             .or_else(|| named(&self.policy))
             .or_else(|| self.committed_policy().and_then(named))
-            .unwrap_or_else(|| short_key(r))
+            .unwrap_or_else(|| crate::keys::fingerprint(r))
     }
 }
 

@@ -85,13 +85,17 @@ enum Pick {
 
 /// Merges `base`, `ours` and `theirs` (file contents; `base` may be empty for an add/add).
 /// `name` is the file's path for messages. Fails (without a result) when a side cannot be
-/// decrypted or read; the caller then falls back to a plain conflict.
+/// decrypted or read; the caller then falls back to a plain conflict. When the sides use
+/// different data keys, the new one is wrapped only for shared recipients that `confirmed`
+/// accepts: a recipient entry in a file proves nothing (anyone can add one), so a merge that
+/// makes a new data key must not hand it to whoever the files list.
 pub fn merge(
     name: &str,
     base: &[u8],
     ours: &[u8],
     theirs: &[u8],
     ring: &mut Keyring,
+    confirmed: &dyn Fn(&str) -> bool,
 ) -> Result<Merged> {
     let o = open_side("base", name, base, ring)?;
     let mut a = open_side("ours", name, ours, ring)?;
@@ -235,6 +239,22 @@ pub fn merge(
         } else {
             shared
         };
+        let listed = recipients.len();
+        let recipients: Vec<Recipient> = recipients
+            .into_iter()
+            .filter(|r| confirmed(&r.text))
+            .collect();
+        if recipients.is_empty() {
+            return Err(Error::Usage(format!(
+                "{name}: the two sides use different data keys and none of their recipients is confirmed in this clone: merge it by hand, then `envv updatekeys`"
+            )));
+        }
+        if recipients.len() < listed {
+            notes.push(format!(
+                "left out {} recipient(s) not confirmed in this clone; `envv updatekeys` asks about them",
+                listed - recipients.len()
+            ));
+        }
         final_dk = f.rotate(&dk, &mut plain, &recipients)?;
         // The conflict halves must decrypt with the new key too.
         for (k, s) in theirs_lines.iter_mut() {
@@ -438,7 +458,7 @@ mod tests {
         let base = f.to_bytes();
         let ours = with(&f, &plain, &dk, &[("A", Some("a")), ("C", None)]);
         let theirs = with(&f, &plain, &dk, &[("B", Some("b")), ("D", Some("d"))]);
-        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert!(m.conflicts.is_empty());
         let v = values(&m.bytes, &mut ring);
         let want: Vec<(String, String)> = [("A", "a"), ("B", "b"), ("D", "d")]
@@ -470,7 +490,7 @@ mod tests {
         };
         let new_dk = g.rotate(&dk, &mut p, std::slice::from_ref(&r)).unwrap();
         let theirs = g.to_bytes();
-        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert!(m.conflicts.is_empty() && !m.notes.is_empty());
         let merged = EnvFile::from_bytes(Path::new(".env"), ".env", &m.bytes).unwrap();
         let got = merged.unlock(&mut ring, Vec::new).unwrap();
@@ -489,7 +509,7 @@ mod tests {
         let base = f.to_bytes();
         let ours = with(&f, &plain, &dk, &[("A", Some("x"))]);
         let theirs = with(&f, &plain, &dk, &[("A", None)]);
-        let m = merge(".env", &base, &ours, &theirs, &mut ring).unwrap();
+        let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert_eq!(m.conflicts, vec!["A".to_string()]);
         let text = String::from_utf8(m.bytes).unwrap();
         assert!(text.starts_with("<<<<<<< ours\nA=ENC["), "{text}");
@@ -499,7 +519,7 @@ mod tests {
         );
         let (mut stranger, _) = keyring(tmp.path(), "other.txt");
         assert!(matches!(
-            merge(".env", &base, &ours, &theirs, &mut stranger),
+            merge(".env", &base, &ours, &theirs, &mut stranger, &|_| true),
             Err(Error::NoIdentity { .. })
         ));
     }

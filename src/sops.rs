@@ -498,6 +498,22 @@ impl CryptRule {
         out
     }
 
+    /// The `public` patterns an `unencrypted_regex` rule is made of (the parts of envv's union
+    /// form, else the whole regex); none for any other rule.
+    pub fn public_patterns(&self) -> Vec<String> {
+        match self {
+            CryptRule::UnencryptedRegex(r) => {
+                union_parts(r.as_str()).unwrap_or_else(|| vec![r.as_str().to_string()])
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this is sops's default rule (`unencrypted_suffix=_unencrypted`).
+    pub fn is_default(&self) -> bool {
+        matches!(self, CryptRule::UnencryptedSuffix(s) if s == "_unencrypted")
+    }
+
     /// Whether one key (outside any comment run) is encrypted.
     pub fn encrypts_key(&self, key: &str) -> bool {
         self.plan(&[Line::Pair {

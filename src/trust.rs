@@ -2,9 +2,10 @@
 //! policy.
 //!
 //! Anyone who can push can add a member to `.sops.yaml`: a policy that names a recipient is no
-//! reason to wrap a data key for them. A recipient is confirmed when a file already wraps its
-//! data key for them, when the command names them, or when this person confirmed them before in
-//! this clone. [`TrustStore`] is that record: `<git common dir>/envv/trusted`, outside the work
+//! reason to wrap a data key for them. A recipient is confirmed when the command names them with
+//! their key, when they are one of the caller's own keys, or when this person confirmed them
+//! before in this clone; a file that lists them counts only for a re-wrap of the same data key
+//! (nothing authenticates the list). [`TrustStore`] is that record: `<git common dir>/envv/trusted`, outside the work
 //! tree and never committed, like ssh's `known_hosts`. [`introductions`] walks the policy's git
 //! history to say which commit made a recipient a reader of an environment, so that a person
 //! (or CI) can see where an unconfirmed reader came from. Nothing here prints.
@@ -35,12 +36,14 @@ pub struct TrustStore {
     /// `None` outside a git repository: nothing is remembered there.
     path: Option<PathBuf>,
     entries: Vec<Trusted>,
+    /// Confirmed `public` patterns (see [`TrustStore::contains_pattern`]).
+    patterns: Vec<TrustedPattern>,
 }
 
 impl TrustStore {
     /// The trust file of the clone holding `root` (`.git/envv/trusted`, shared by its worktrees).
     pub fn path_for(root: &Path) -> Option<PathBuf> {
-        let repo = git2::Repository::discover(root).ok()?;
+        let repo = crate::git::open(root)?;
         Some(repo.commondir().join("envv").join("trusted"))
     }
 
@@ -48,7 +51,12 @@ impl TrustStore {
     pub fn open(root: &Path) -> Self {
         let path = Self::path_for(root);
         let entries = path.as_deref().map(read_entries).unwrap_or_default();
-        TrustStore { path, entries }
+        let patterns = path.as_deref().map(read_patterns).unwrap_or_default();
+        TrustStore {
+            path,
+            entries,
+            patterns,
+        }
     }
 
     /// Where the store lives, if anywhere.
@@ -59,6 +67,12 @@ impl TrustStore {
     /// Whether `key` was confirmed.
     pub fn contains(&self, key: &str) -> bool {
         self.entries.iter().any(|e| same_recipient(&e.key, key))
+    }
+
+    /// The key last confirmed under member name `name`.
+    pub fn key_of(&self, name: &str) -> Option<&str> {
+        let e = self.entries.iter().rev().find(|e| e.name == name)?;
+        Some(&e.key)
     }
 
     /// The confirmed recipients.
@@ -99,10 +113,13 @@ impl TrustStore {
             return Ok(());
         };
         let mut text = String::from(
-            "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE. Delete a line to be asked about that key again.\n",
+            "# envv: recipients confirmed in this clone (never committed). One per line:\n# KEY<TAB>MEMBER NAME<TAB>DATE, or public<TAB>PATTERN<TAB>DATE for a confirmed `public` pattern.\n# Delete a line to be asked about that key or pattern again.\n",
         );
         for e in &self.entries {
             text.push_str(&format!("{}\t{}\t{}\n", e.key, e.name, e.date));
+        }
+        for p in &self.patterns {
+            text.push_str(&format!("{PATTERN_TAG}\t{}\t{}\n", p.pattern, p.date));
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
@@ -123,6 +140,77 @@ impl TrustStore {
         }
         self.write()
     }
+}
+
+/// A `public` pattern of `.sops.yaml` confirmed in this clone: values of keys it matches may
+/// be stored in plain text. Anyone who can push can widen `public` too, so a pattern counts only
+/// once this person confirmed it (or wrote it through envv).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPattern {
+    /// The regex, exactly as written in `public`.
+    pub pattern: String,
+    /// `YYYY-MM-DD` of the confirmation.
+    pub date: String,
+}
+
+/// First field of a pattern line (`public<TAB>REGEX<TAB>DATE`). It is no recipient, so an envv
+/// that knows only recipient lines skips it.
+const PATTERN_TAG: &str = "public";
+
+impl TrustStore {
+    /// Whether the `public` pattern `pattern` was confirmed (compared as written).
+    pub fn contains_pattern(&self, pattern: &str) -> bool {
+        self.patterns.iter().any(|p| p.pattern == pattern)
+    }
+
+    /// Records `public` patterns as confirmed today and writes the file when that changed it.
+    /// Outside git nothing is written; a pattern with a tab or line break is never recorded.
+    pub fn record_patterns(&mut self, patterns: &[String]) -> Result<()> {
+        if self.path.is_none() {
+            return Ok(());
+        }
+        let date = crate::policy::today().to_string();
+        let mut changed = false;
+        for p in patterns {
+            if p.is_empty() || p.contains(['\t', '\n', '\r']) || self.contains_pattern(p) {
+                continue;
+            }
+            self.patterns.push(TrustedPattern {
+                pattern: p.clone(),
+                date: date.clone(),
+            });
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        self.write()
+    }
+}
+
+fn read_patterns(path: &Path) -> Vec<TrustedPattern> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_TRUST_BYTES {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            if parts.next()? != PATTERN_TAG {
+                return None;
+            }
+            let pattern = parts.next().filter(|p| !p.is_empty())?.to_string();
+            Some(TrustedPattern {
+                pattern,
+                date: parts.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
 }
 
 fn read_entries(path: &Path) -> Vec<Trusted> {
@@ -270,11 +358,113 @@ pub fn former_members(root: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// The policy of `root` as committed at HEAD (`None` outside git, before the first commit, or
+/// when it does not parse).
+pub fn policy_at_head(root: &Path) -> Option<Policy> {
+    let repo = crate::git::open(root)?;
+    let rel = policy_path_in_repo(&repo, root)?;
+    let tree = repo.head().ok()?.peel_to_tree().ok()?;
+    let entry = tree.get_path(&rel).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    crate::policy::parse(POLICY_FILE, blob.content()).ok()
+}
+
+/// For each `public` pattern, the newest commit on HEAD's first-parent history from which
+/// `.sops.yaml` (in `root`) has had that pattern in `public` without interruption. `None`: HEAD's
+/// policy does not have it (only the working tree does), or there is no git history.
+pub fn pattern_introductions(root: &Path, patterns: &[String]) -> Vec<Option<Introduced>> {
+    let mut out = vec![None; patterns.len()];
+    if patterns.is_empty() {
+        return out;
+    }
+    let Some(repo) = crate::git::open(root) else {
+        return out;
+    };
+    let Some(rel) = policy_path_in_repo(&repo, root) else {
+        return out;
+    };
+    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+        return out;
+    };
+    let mut done = vec![false; patterns.len()];
+    for v in &w.versions[0] {
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        let public = v
+            .blob
+            .and_then(|id| repo.find_blob(id).ok())
+            .and_then(|b| crate::policy::parse(POLICY_FILE, b.content()).ok())
+            .map(|p| p.public)
+            .unwrap_or_default();
+        let c = &w.commits[v.commit];
+        for (i, pattern) in patterns.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            if public.contains(pattern) {
+                out[i] = Some(Introduced {
+                    commit: c.id.clone(),
+                    author: c.author.clone(),
+                    time: c.time,
+                    at_least: v.boundary,
+                });
+            } else {
+                done[i] = true;
+            }
+        }
+    }
+    out
+}
 /// `.sops.yaml` of `root` as a path inside the repository.
 pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let root = root.canonicalize().ok()?;
     Some(root.strip_prefix(&workdir).ok()?.join(POLICY_FILE))
+}
+
+/// Resolves a trusted ref without git's short-name order, in which a tag `origin/main` (which a
+/// pull request can bring along) comes before the remote branch `refs/remotes/origin/main`: a
+/// full `refs/...` name is taken as it is, a commit id as a commit id, and a short name must
+/// match exactly one of `refs/remotes/`, `refs/heads/` and `refs/tags/`.
+fn resolve_trusted_ref<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Object<'r>> {
+    use crate::error::Error;
+    let missing = || {
+        Error::Usage(format!(
+            "--trusted-ref {rev}: no such branch, tag or commit here (fetch it first, e.g. `git fetch origin main`)"
+        ))
+    };
+    let candidates: Vec<String> = if rev.starts_with("refs/") {
+        vec![rev.to_string()]
+    } else {
+        ["refs/remotes/", "refs/heads/", "refs/tags/"]
+            .iter()
+            .map(|p| format!("{p}{rev}"))
+            .collect()
+    };
+    let found: Vec<(String, git2::Object<'r>)> = candidates
+        .into_iter()
+        .filter_map(|name| {
+            let r = repo.find_reference(&name).ok()?;
+            let o = r.peel(git2::ObjectType::Commit).ok()?;
+            Some((name, o))
+        })
+        .collect();
+    let is_hex = rev.len() >= 7 && rev.len() <= 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    match (found.len(), is_hex) {
+        (0, true) => repo
+            .revparse_single(rev)
+            .ok()
+            .filter(|o| o.kind() == Some(git2::ObjectType::Commit))
+            .ok_or_else(missing),
+        (0, false) => Err(missing()),
+        (1, false) => Ok(found.into_iter().next().expect("one").1),
+        _ => Err(Error::Usage(format!(
+            "--trusted-ref {rev} is ambiguous here ({}{}): name it in full, e.g. --trusted-ref refs/remotes/{rev}",
+            found.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+            if is_hex { ", and a commit id" } else { "" }
+        ))),
+    }
 }
 
 /// The policy as committed at `rev` (a branch, tag or commit), for `check --trusted-ref`.
@@ -284,20 +474,22 @@ pub fn policy_at(root: &Path, rev: &str) -> Result<Policy> {
         .ok_or_else(|| Error::Usage("--trusted-ref needs a git repository".into()))?;
     let rel = policy_path_in_repo(&repo, root)
         .ok_or_else(|| Error::Usage(format!("cannot place {POLICY_FILE} in the repository")))?;
-    let tree = repo
-        .revparse_single(rev)
-        .and_then(|o| o.peel_to_tree())
-        .map_err(|_| {
-            Error::Usage(format!(
-                "--trusted-ref {rev}: no such commit or branch here (fetch it first, e.g. `git fetch origin main`)"
-            ))
-        })?;
+    let tree = resolve_trusted_ref(&repo, rev)?
+        .peel_to_tree()
+        .map_err(|e| Error::Git(e.message().to_string()))?;
     let entry = tree.get_path(&rel).map_err(|_| {
         Error::Usage(format!(
             "--trusted-ref {rev}: {} does not exist at {rev}",
             rel.display()
         ))
     })?;
+    // A symlink (or anything but a plain file) could point at the pull request's own text.
+    if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() & 0o170000 != 0o100000 {
+        return Err(Error::Usage(format!(
+            "--trusted-ref {rev}: {} is not a regular file at {rev}",
+            rel.display()
+        )));
+    }
     let blob = repo
         .find_blob(entry.id())
         .map_err(|e| Error::Git(e.message().to_string()))?;
@@ -316,7 +508,7 @@ mod tests {
         let path = dir.path().join("envv/trusted");
         let mut s = TrustStore {
             path: Some(path.clone()),
-            entries: Vec::new(),
+            ..Default::default()
         };
         assert!(!s.contains(ALICE));
         s.record(&[("alice".into(), ALICE.into())]).unwrap();
@@ -327,5 +519,30 @@ mod tests {
         let back = read_entries(&path);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].name, "alice");
+    }
+
+    #[test]
+    fn patterns_round_trip_beside_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envv/trusted");
+        let mut s = TrustStore {
+            path: Some(path.clone()),
+            ..Default::default()
+        };
+        s.record(&[("alice".into(), ALICE.into())]).unwrap();
+        s.record_patterns(&["^PORT$".into(), "bad\tone".into()])
+            .unwrap();
+        let back = TrustStore {
+            path: Some(path.clone()),
+            entries: read_entries(&path),
+            patterns: read_patterns(&path),
+        };
+        assert!(back.contains(ALICE));
+        assert!(back.contains_pattern("^PORT$"));
+        assert!(!back.contains_pattern(".*_KEY$"));
+        assert!(!back.contains_pattern("bad\tone"));
+        // A file written before patterns existed reads the same, and a pattern line is no
+        // recipient for a reader that knows only recipient lines.
+        assert_eq!(read_entries(&path).len(), 1);
     }
 }

@@ -512,7 +512,11 @@ fn public_keys_stay_plain() {
         "  public: [\"^PORT$\", \"^NEXT_PUBLIC_\"]\n  environments:",
     );
     s.write(".sops.yaml", policy);
+    // Patterns written by hand are confirmed once, like readers added by hand.
+    let err = s.fails(&["set", "PORT=8080"], 1);
+    assert!(err.contains("\"^PORT$\""), "{err}");
     s.ok(&[
+        "--yes",
         "set",
         "PORT=8080",
         "NEXT_PUBLIC_URL=https://x.example",

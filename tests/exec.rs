@@ -266,8 +266,9 @@ fn export_github_round_trips_and_masks_every_line() {
             ".sops.yaml",
             policy.replacen("envv:\n", "envv:\n  public: [\"^PORT$\"]\n", 1),
         );
+        // A pattern written by hand is confirmed once.
+        s.ok(&["--yes", "set", "PORT", "8080"]);
     });
-    s.ok(&["set", "PORT", "8080"]);
     let gh = s.tmp.path().join("github_env");
     std::fs::write(&gh, "EARLIER=1\n").unwrap();
     let out = s

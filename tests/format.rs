@@ -355,6 +355,7 @@ fn a_file_sops_wrote_under_the_policy_rule_reads_and_writes() {
         "hidden",
     ]);
     s.ok(&[
+        "--yes",
         "set",
         "-f",
         "p.env",
@@ -468,7 +469,16 @@ fn key_groups_and_threshold_survive_every_write() {
     assert_eq!(groups_of(&s), (3, "2".into()), "edit");
     run(&["updatekeys"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "updatekeys");
-    run(&["rotate"]);
+    // A rotation gives every reader new key material: c, listed by the file sops made but
+    // never confirmed in this clone, is asked about first.
+    let mut v: Vec<&str> = two.to_vec();
+    v.push("rotate");
+    let err = s.fails(&v, 1);
+    assert!(
+        err.contains("not confirmed") && err.contains("g.env"),
+        "{err}"
+    );
+    run(&["rotate", "--yes"]);
     assert_eq!(groups_of(&s), (3, "2".into()), "rotate");
     // After the rotation one identity still opens nothing; any two do.
     let err = s.fails(&["get", "-f", GROUPS, "--identity", &c, "NEW"], 1);
@@ -552,8 +562,9 @@ fn lowering_a_threshold_needs_flatten() {
         "{err}"
     );
     assert_eq!(s.read(GROUPS), before, "nothing was written");
-    // With --flatten the file becomes one group, as asked.
-    let out = add(&["--flatten"]);
+    // With --flatten the file becomes one group, as asked; the data key is wrapped anew for
+    // every reader, so c (never confirmed in this clone) is confirmed with --yes.
+    let out = add(&["--flatten", "--yes"]);
     assert!(
         out.status.success(),
         "{}",
@@ -595,7 +606,7 @@ fn merges_keep_key_groups() {
     // A side that flattened the groups is not merged with one that kept them.
     s.write(GROUPS, &base);
     let (_, dave) = s.identity("dave");
-    let flat = with(&["member", "add", "dave", &dave, "--flatten"]);
+    let flat = with(&["member", "add", "dave", &dave, "--flatten", "--yes"]);
     assert_eq!(groups_of(&s), (0, "none".into()));
     std::fs::write(s.repo.join("B"), &flat).unwrap();
     std::fs::write(s.repo.join("A"), &ours).unwrap();
@@ -676,7 +687,7 @@ fn widening_public_keeps_files_writable_narrowing_does_not() {
         )
     };
     s.write(".sops.yaml", with_public("'^PORT$'"));
-    s.ok(&["set", "PORT=8080", "DB=secret"]);
+    s.ok(&["--yes", "set", "PORT=8080", "DB=secret"]);
     assert!(s.read(".env").contains("\nsops_unencrypted_regex=^PORT$\n"));
     // More public patterns: the file still encrypts everything the policy encrypts.
     s.write(".sops.yaml", with_public("'^PORT$', '^NEXT_PUBLIC_'"));
@@ -716,4 +727,53 @@ fn a_comment_retyped_as_a_string_fails_the_mac_as_in_sops() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn a_rotation_never_gives_one_reader_enough_shares_to_open_alone() {
+    let s = groups_repo();
+    let (a, b) = (key("keys.txt"), key("keys_b.txt"));
+    let (m, m_pub) = s.identity("mallory");
+    // A pusher joins the team and lists herself in key groups 1 and 2 by forged entries.
+    let policy = s.read(".sops.yaml");
+    s.write(
+        ".sops.yaml",
+        policy
+            .replace(
+                "  groups:\n",
+                &format!("    m: {{ key: {m_pub} }}\n  groups:\n"),
+            )
+            .replace("team: [a, b, c]", "team: [a, b, c, m]"),
+    );
+    let mut file = s.read(GROUPS);
+    for g in 0..2 {
+        let enc = file
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "sops_key_groups__list_{g}__map_age__list_0__map_enc="
+                ))
+            })
+            .unwrap()
+            .to_string();
+        let anchor = format!("sops_key_groups__list_{g}__map_age__list_0__map_recipient=");
+        file = file.replacen(
+            &anchor,
+            &format!("sops_key_groups__list_{g}__map_age__list_1__map_enc={enc}\nsops_key_groups__list_{g}__map_age__list_1__map_recipient={m_pub}\n{anchor}"),
+            1,
+        );
+    }
+    s.write(GROUPS, &file);
+    // Even confirmed with --yes, she gets no two shares.
+    let err = s.fails(&["rotate", "--yes", "--identity", &a, "--identity", &b], 2);
+    assert!(err.contains("alone would open it"), "{err}");
+    assert_eq!(s.read(GROUPS), file, "nothing was written");
+    let out = s
+        .envv()
+        .args(["get", "-f", GROUPS, "--identity"])
+        .arg(&m)
+        .arg("API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }

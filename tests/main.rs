@@ -16,6 +16,8 @@ mod peers;
 mod phrase;
 mod proposals;
 mod props;
+mod public;
+mod redteam;
 mod reliability;
 mod scan;
 mod threshold;

@@ -369,7 +369,7 @@ fn join_then_approve_or_deny() {
     let s = Sandbox::new();
     s.init_alice();
     s.ok(&["set", "A=1"]);
-    let (carol, _) = s.identity("carol");
+    let (carol, carol_pub) = s.identity("carol");
     let (dave, _) = s.identity("dave");
     let err = String::from_utf8(run_as(&s, &carol, &["join", "--name", "carol"]).stderr).unwrap();
     assert!(err.contains("envv member approve carol"), "{err}");
@@ -384,7 +384,14 @@ fn join_then_approve_or_deny() {
         1,
         "pending is not a reader"
     );
-    s.ok(&["member", "approve", "carol"]);
+    // The request's key comes from the policy: approving asks about it, shown in full.
+    let err = s.fails(&["member", "approve", "carol"], 1);
+    assert!(
+        err.contains("not confirmed") && err.contains(&carol_pub),
+        "{err}"
+    );
+    assert_eq!(code_as(&s, &carol, &["get", "A"]).0, 1);
+    s.ok(&["member", "approve", "carol", "--yes"]);
     assert_eq!(ok_as(&s, &carol, &["get", "A"]), "1");
     let before = s.read(".env");
     let (code, _, stderr) = run3(&s, &["member", "rm", "carol", "--no-rotate"]);

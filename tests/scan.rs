@@ -40,7 +40,9 @@ impl Scan {
                 1,
             ),
         );
+        // The hand-written `public` pattern is confirmed once, as a reader would.
         s.ok(&[
+            "--yes",
             "set",
             &format!("API_TOKEN={TOKEN}"),
             &format!("DB_PASS={DB_PASS}"),

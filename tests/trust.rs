@@ -196,8 +196,15 @@ fn readers_reached_through_a_group_are_not_named_by_env_readers() {
     );
     assert!(!mallory_reads(&s, &mallory, &["-e", "production"]));
     assert!(s.read(".sops.yaml").contains("readers: [alice]"));
-    // Named directly, a member is confirmed by the command.
-    s.ok(&["env", "readers", "production", "alice,mallory"]);
+    // Named directly, a member is still asked about: the pushed policy says which key the
+    // name stands for. Confirmed with --yes, she reads it.
+    let err = s.fails(&["env", "readers", "production", "alice,mallory"], 1);
+    assert!(
+        err.contains("mallory") && err.contains("not confirmed"),
+        "{err}"
+    );
+    assert!(!mallory_reads(&s, &mallory, &["-e", "production"]));
+    s.ok(&["env", "readers", "production", "alice,mallory", "--yes"]);
     assert!(mallory_reads(&s, &mallory, &["-e", "production"]));
 }
 
@@ -480,4 +487,70 @@ fn a_removed_or_expired_member_brought_back_by_a_commit_is_asked_about_again() {
     let err = s.fails(&["updatekeys"], 1);
     assert!(err.contains("bob"), "{err}");
     assert!(!run_as(&s, &bob, &["get", "API_KEY"]).status.success());
+}
+
+/// `.env` with a forged age entry for `key` (a copy of the first entry's `enc`: it opens
+/// nothing, but the file now lists `key`).
+fn forged_entry(file: &str, key: &str) -> String {
+    let enc = file
+        .lines()
+        .find_map(|l| l.strip_prefix("sops_age__list_0__map_enc="))
+        .unwrap();
+    file.replace(
+        "sops_lastmodified=",
+        &format!("sops_age__list_9__map_enc={enc}\nsops_age__list_9__map_recipient={key}\nsops_lastmodified="),
+    )
+}
+
+#[test]
+fn merge_of_two_rotations_leaves_out_a_forged_shared_entry() {
+    let s = Sandbox::new();
+    let (mallory, mallory_pub, _) = poisoned(&s);
+    let base = s.read(".env");
+    // Both branches rotated (alice's own key only), and both list mallory by a forged entry.
+    s.write(".sops.yaml", s.git(&["show", "HEAD~1:.sops.yaml"]));
+    s.ok(&["rotate"]);
+    let ours = forged_entry(&s.read(".env"), &mallory_pub);
+    s.write(".env", &base);
+    s.ok(&["rotate"]);
+    let theirs = forged_entry(&s.read(".env"), &mallory_pub);
+    s.git(&["checkout", "-q", "--", ".sops.yaml"]);
+    for (n, t) in [("O", &base), ("A", &ours), ("B", &theirs)] {
+        std::fs::write(s.repo.join(n), t).unwrap();
+    }
+    let out = s.run(&["merge-driver", "O", "A", "B", ".env"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("left out 1 recipient"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::copy(s.repo.join("A"), s.repo.join(".env")).unwrap();
+    assert_eq!(s.ok(&["get", "API_KEY"]), "sk_live_0123456789");
+    assert!(
+        !mallory_reads(&s, &mallory, &[]),
+        "the merge wrapped the new data key for her"
+    );
+}
+
+#[test]
+fn member_rm_does_not_rotate_for_a_forged_entry_the_policy_never_named() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "API_KEY=sk_live_0123456789"]);
+    let (_bob, bob_pub) = s.identity("bob");
+    s.ok(&["member", "add", "bob", &bob_pub]);
+    commit_as(&s, "Test User <test@example.com>", "bob joins");
+    // No policy change at all: only an entry in `.env` naming mallory's key.
+    let (mallory, mallory_pub) = s.identity("mallory");
+    s.write(".env", forged_entry(&s.read(".env"), &mallory_pub));
+    commit_as(&s, "Mallory <mallory@example.com>", "chore: bump deps");
+    let out = s.run(&["member", "rm", "bob"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not confirmed") && err.contains(&mallory_pub),
+        "{err}"
+    );
+    assert!(!mallory_reads(&s, &mallory, &[]));
 }

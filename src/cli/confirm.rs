@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::Ctx;
 use crate::error::Error;
-use crate::keys::{same_recipient, short_key};
+use crate::keys::{fingerprint, same_recipient};
 use crate::membership::Plan;
 use crate::policy::{Policy, POLICY_FILE};
 use crate::trust::{introductions, TrustStore};
@@ -19,7 +19,8 @@ pub(crate) struct Grant {
     pub key: String,
 }
 
-/// The grants of a plan: per file, the recipients it does not wrap for yet.
+/// The grants of a plan: per file, the recipients it gives key material they could not open
+/// before ([`crate::membership::FileChange::new_recipients`]: all of them on a rotation).
 pub(crate) fn grants_of(plan: &Plan) -> Vec<Grant> {
     let mut out = Vec::new();
     for c in &plan.files {
@@ -85,8 +86,10 @@ impl Confirmed {
     }
 }
 
-/// Checks that every grant goes to a confirmed recipient: one `named` by this command (member
-/// name, key), one of the caller's own identities, or one confirmed before in this clone.
+/// Checks that every grant goes to a confirmed recipient: one `named` by this command with
+/// their key (`member add NAME KEY`, or a name whose key this clone confirmed), one of the
+/// caller's own identities, or one confirmed before in this clone. A recipient a file lists
+/// is no confirmation: [`grants_of`] holds them too when the change makes new key material.
 /// The others are listed with their key and the commit that made them readers; the command
 /// goes on for them only with `--yes` or a yes typed on a terminal, else nothing is changed
 /// and the error exits 1.
@@ -151,13 +154,20 @@ pub(crate) fn confirm(
             }
             None => format!("not committed ({POLICY_FILE} in the working tree)"),
         };
+        let name = name_of(&g.key);
         eprintln!(
-            "  {}  {}  {} ({})  {origin}",
-            name_of(&g.key),
-            short_key(&g.key),
+            "  {name}  {}  {} ({})  {origin}",
+            fingerprint(&g.key),
             g.file,
             g.env
         );
+        if let Some(old) = store.key_of(&name).filter(|k| !same_recipient(k, &g.key)) {
+            eprintln!(
+                "    {name}'s key changed from {} to {}",
+                fingerprint(old),
+                fingerprint(&g.key)
+            );
+        }
     }
     let yes = ctx.yes || (super::stdin_is_tty() && ask("give them access? [y/N] "));
     if !yes {
@@ -196,15 +206,22 @@ pub(crate) fn confirm_new_file(
     confirm(ctx, policy, &grants, &[])
 }
 
-/// Members named on the command line (not groups): `(name, key)` from `policy`.
-pub(crate) fn named_members(policy: &Policy, names: &[String]) -> Vec<(String, String)> {
+/// Members named on the command line (not groups) whose key in `policy` is the one this clone
+/// confirmed under that name: `(name, key)`. A name alone confirms nothing: the policy that
+/// maps it to a key may come from anyone who can push, who may have swapped the key.
+pub(crate) fn named_members(ctx: &Ctx, policy: &Policy, names: &[String]) -> Vec<(String, String)> {
+    let store = TrustStore::open(&ctx.ws.root);
     names
         .iter()
-        .filter_map(|n| policy.members.get(n).map(|m| (n.clone(), m.key.clone())))
+        .filter_map(|n| {
+            let key = &policy.members.get(n)?.key;
+            let confirmed = store.key_of(n)?;
+            same_recipient(confirmed, key).then(|| (n.clone(), key.clone()))
+        })
         .collect()
 }
 
-fn ask(question: &str) -> bool {
+pub(super) fn ask(question: &str) -> bool {
     eprint!("{question}");
     std::io::stderr().flush().ok();
     let mut line = String::new();

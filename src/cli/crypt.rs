@@ -68,6 +68,17 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let dk = f.unlock(&mut ctx.keyring(), || ctx.ws.readers(t))?;
+    let before = super::public::Before::of(&f);
+    let had: Vec<String> = f
+        .meta
+        .as_ref()
+        .map(|m| m.rule.public_patterns())
+        .unwrap_or_default();
+    let adopted: Vec<String> = rule
+        .public_patterns()
+        .into_iter()
+        .filter(|p| !had.contains(p))
+        .collect();
     // The values are authenticated under the file's own rule (a file sops wrote under other
     // creation_rules) or, when only the rule line was swapped, under the policy's.
     let mut plain = match f.decrypt(&dk, true) {
@@ -106,7 +117,9 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
         plain.pending.push(i);
     }
     f.seal(&mut plain, &dk)?;
+    let plain_ok = super::public::confirm_plain(ctx, &before, &f, &adopted)?;
     f.save()?;
+    plain_ok.remember(ctx);
     eprintln!("{} now follows the policy's rule", t.name);
     if !exposed.is_empty() {
         eprintln!(
@@ -126,12 +139,15 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     let recipients = ctx.ws.recipients(t)?;
     let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;
     let rule = ctx.ws.require_policy()?.policy.crypt_rule();
+    let adopted = rule.public_patterns();
     let (mut f, dk, _plain) = EnvFile::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
     if let Some((groups, k)) = super::values::threshold_layout(ctx, t) {
         f.rewrap_groups(&dk, &groups, k, false)?;
     }
+    let plain_ok = super::public::confirm_plain(ctx, &super::public::Before::none(), &f, &adopted)?;
     f.save()?;
     confirmed.remember(ctx);
+    plain_ok.remember(ctx);
     Ok(())
 }
 

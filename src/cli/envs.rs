@@ -177,7 +177,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
         }
         readers.push(DEFAULT_GROUP.into());
     }
-    let named = super::confirm::named_members(&new, &readers);
+    let named = super::confirm::named_members(ctx, &new, &readers);
     new.environments.insert(
         a.name.clone(),
         Environment {
@@ -209,7 +209,7 @@ fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
     if a.threshold.is_some() {
         e.threshold = a.threshold;
     }
-    let named = super::confirm::named_members(&new, &new.environments[&a.name].readers);
+    let named = super::confirm::named_members(ctx, &new, &new.environments[&a.name].readers);
     commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     Ok(0)
 }
@@ -275,7 +275,7 @@ fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
             g.push(m.clone());
         }
     }
-    let named = super::confirm::named_members(&new, &members);
+    let named = super::confirm::named_members(ctx, &new, &members);
     commit(ctx, &mut s, &new, Mode::Sync, &named)?;
     eprintln!("group {}: {}", a.group, new.groups[&a.group].join(", "));
     Ok(0)

@@ -175,6 +175,11 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
         return super::propose::merge_driver(ctx, &name, &base, &ours, &theirs, &a.ours);
     }
     let mut ring = ctx.keyring();
+    // A merge that makes a new data key wraps it only for recipients confirmed in this clone.
+    let store = crate::trust::TrustStore::open(&ctx.ws.root);
+    let mine: Vec<String> = ring.all_publics().into_iter().map(|(p, _)| p).collect();
+    let confirmed =
+        |k: &str| store.contains(k) || mine.iter().any(|m| crate::keys::same_recipient(m, k));
     // A side whose own rule lines leave plain what the policy encrypts is never merged into.
     let rule = super::values::policy_rule(ctx).unwrap_or_default();
     let guard = |bytes: &[u8]| {
@@ -184,7 +189,7 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
     let merged = guard(&base)
         .and_then(|()| guard(&ours))
         .and_then(|()| guard(&theirs))
-        .and_then(|()| merge::merge(&name, &base, &ours, &theirs, &mut ring));
+        .and_then(|()| merge::merge(&name, &base, &ours, &theirs, &mut ring, &confirmed));
     match merged {
         Ok(m) => {
             std::fs::write(&a.ours, &m.bytes).map_err(|e| Error::io(&a.ours, e))?;

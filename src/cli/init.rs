@@ -144,6 +144,8 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
         }
     }
     pf.save()?;
+    // The `public` patterns written here are this user's own.
+    super::public::written_by_user(&pf.policy.public).remember(&ctx);
     eprintln!(
         "wrote {} with you ({name}, {}) as first member of group {DEFAULT_GROUP}",
         policy_path.display(),

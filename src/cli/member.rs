@@ -84,7 +84,9 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-/// Approve a join request (`envv join`): the member is added as `member add` does.
+/// Approve a join request (`envv join`): the member is added as `member add` does, after you
+/// confirm the key the request holds (compare it with the one they send you; `--yes` skips
+/// the question).
 ///
 /// Example: envv member approve carol --to dev
 #[derive(Args, Debug)]
@@ -183,7 +185,12 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
         Mode::Sync,
         &[(a.name.clone(), r.text.clone())],
     )?;
-    eprintln!("added {} ({}) to {}", a.name, r.short(), to.join(", "));
+    eprintln!(
+        "added {} ({}) to {}",
+        a.name,
+        keys::fingerprint(&r.text),
+        to.join(", ")
+    );
     Ok(0)
 }
 
@@ -209,14 +216,16 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
     new.members.insert(a.name.clone(), m);
     let to = targets(&new, a.to)?;
     membership::add_to(&mut new, &a.name, &to)?;
-    commit(
-        ctx,
-        &mut s,
-        &new,
-        Mode::Sync,
-        &[(a.name.clone(), r.text.clone())],
-    )?;
-    eprintln!("approved {} ({}) into {}", a.name, r.short(), to.join(", "));
+    // The request's key comes from the policy (anyone who can push can swap it): the name
+    // confirms nothing, the key is shown and asked about like any other new reader.
+    let named = confirm::named_members(ctx, &new, std::slice::from_ref(&a.name));
+    commit(ctx, &mut s, &new, Mode::Sync, &named)?;
+    eprintln!(
+        "approved {} ({}) into {}",
+        a.name,
+        keys::fingerprint(&r.text),
+        to.join(", ")
+    );
     Ok(0)
 }
 
@@ -452,7 +461,10 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
         },
     );
     s.apply(&Plan::default(), Some(&new), &mut ctx.keyring())?;
-    eprintln!("added {name} ({}) to pending in {POLICY_FILE}", r.short());
+    eprintln!(
+        "added {name} ({}) to pending in {POLICY_FILE}",
+        keys::fingerprint(&r.text)
+    );
     eprintln!("next: commit {POLICY_FILE} and open a pull request; a reader runs `envv member approve {name}`");
     Ok(0)
 }

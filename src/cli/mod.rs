@@ -26,6 +26,7 @@ mod init;
 mod keys;
 mod member;
 mod propose;
+mod public;
 mod scan;
 mod sync;
 mod values;
@@ -62,7 +63,8 @@ pub struct Cli {
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 
-    /// Give the data key to readers you have not confirmed yet (listed first), without asking.
+    /// Give the data key to readers you have not confirmed yet, and store in plain text what
+    /// `public` patterns you have not confirmed yet match (both listed first), without asking.
     #[arg(short = 'y', long = "yes", global = true)]
     pub yes: bool,
     /// Let a re-wrap or rotation (member add/rm, env readers, updatekeys, rotate) replace a
@@ -220,11 +222,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 
 /// Prints an error and its hint to stderr.
 pub fn report(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    use crate::error::printable;
+    eprintln!("error: {}", printable(&e.to_string()));
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", printable(&cause.to_string()));
     }
     if let Some(hint) = e.downcast_ref::<Error>().and_then(Error::hint) {
+        let hint = printable(&hint);
         if hint.starts_with("readers:") {
             eprintln!("  {hint}");
         } else {

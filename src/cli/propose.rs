@@ -126,6 +126,25 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
         .into());
     }
     let texts = meta.recipients();
+    // The file's recipient entries are not authenticated: anyone can add one for themselves.
+    // Encrypt only when every one of them is a reader the committed policy names.
+    let committed = crate::trust::policy_at_head(&ctx.ws.root)
+        .or_else(|| ctx.ws.policy().ok().flatten().map(|pf| pf.policy.clone()))
+        .ok_or_else(|| Error::Usage("no .sops.yaml to check the readers against".into()))?;
+    let readers = committed.recipients(&env);
+    let unknown: Vec<String> = texts
+        .iter()
+        .filter(|t| !readers.iter().any(|r| keys::same_recipient(&r.text, t)))
+        .map(|t| t.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} wraps its data key for {} whom .sops.yaml (as committed) does not list as readers of {env}: a proposal would be readable by them; nothing was written. Ask a reader to run `envv check` and `envv updatekeys`",
+            t.name,
+            unknown.join(", ")
+        ))
+        .into());
+    }
     let recipients = texts
         .iter()
         .map(|r| Recipient::parse(r).map_err(|e| Error::format(&t.name, e)))
@@ -179,11 +198,12 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
     proposals::save(&t.path, &t.name, env_opt(&t), &all)?;
     let file = format!("{}{}", t.name, proposals::SUFFIX);
     eprintln!(
-        "proposed {} for {} in {file}, encrypted to its readers: {}",
-        a.key,
-        t.name,
-        names(ctx, &texts).join(", ")
+        "proposed {} for {} in {file}, encrypted to its readers:",
+        a.key, t.name
     );
+    for (name, key) in names(ctx, &texts).iter().zip(&texts) {
+        eprintln!("  {name}  {key}");
+    }
     eprintln!("  next: `git add {file}`, commit and open a pull request; a reader runs `envv accept -e {env}`");
     Ok(0)
 }

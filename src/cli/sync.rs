@@ -91,7 +91,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
             if !c.added.is_empty() {
                 println!("  missing: {}  (a re-wrap adds them)", c.added.join(", "));
                 let queries: Vec<(String, String)> = c
-                    .new_recipients()
+                    .missing_recipients()
                     .into_iter()
                     .map(|r| (c.env.clone(), r.text.clone()))
                     .collect();
@@ -101,14 +101,14 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
                     match intro {
                         Some(i) => println!(
                             "    {who} ({}) made a reader in commit {} by {} on {}",
-                            crate::keys::short_key(key),
+                            crate::keys::fingerprint(key),
                             i.short(),
                             i.author,
                             i.date()
                         ),
                         None => println!(
                             "    {who} ({}) not committed: only the working tree's {POLICY_FILE} names them",
-                            crate::keys::short_key(key)
+                            crate::keys::fingerprint(key)
                         ),
                     }
                 }

@@ -54,11 +54,13 @@ pub(crate) fn update_with<T>(
     let _lock = crate::fsutil::lock_for(&t.path)?;
     crate::fsutil::clean_stale_temps(&t.path);
     let mut confirmed = None;
+    let mut adopted = Vec::new();
     let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) if create => {
             let recipients = ctx.ws.recipients(t)?;
             confirmed = Some(super::confirm::confirm_new_file(ctx, t, &recipients)?);
             let rule = ctx.ws.require_policy()?.policy.crypt_rule();
+            adopted = rule.public_patterns();
             let (mut f, dk, plain) = EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
             if let Some((groups, k)) = threshold_layout(ctx, t) {
                 f.rewrap_groups(&dk, &groups, k, false)?;
@@ -82,13 +84,16 @@ pub(crate) fn update_with<T>(
     };
     refuse_stale_readers(ctx, t, &f)?;
     let existed = t.path.exists();
+    let before = super::public::Before::of(&f);
     let (changed, out) = change(&mut f, &mut plain, &dk)?;
     if changed || !existed {
         f.seal(&mut plain, &dk)?;
+        let plain_ok = super::public::confirm_plain(ctx, &before, &f, &adopted)?;
         f.save()?;
         if let Some(c) = confirmed {
             c.remember(ctx);
         }
+        plain_ok.remember(ctx);
     }
     Ok(out)
 }
@@ -177,14 +182,31 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> anyhow::Result<i32> {
         let mut changed = Vec::new();
         for (k, v) in pairs {
             if f.set(plain, dk, &k, v)? {
-                changed.push(k);
+                // Said every time: a value in plain text is in git for good once pushed.
+                let why = super::public::stored_plain(f, &k).then(|| {
+                    let pats = super::public::matching(f, &k);
+                    if pats.is_empty() {
+                        "its name ends with the file's unencrypted suffix".to_string()
+                    } else {
+                        format!(
+                            "`public` in .sops.yaml matches it: {}",
+                            crate::envfile::quote_patterns(&pats)
+                        )
+                    }
+                });
+                changed.push((k, why));
             }
         }
         Ok((!changed.is_empty(), changed))
     })?;
     for k in &names {
-        if changed.contains(k) {
-            eprintln!("set {k} in {}", t.name);
+        if let Some((_, why)) = changed.iter().find(|(c, _)| c == k) {
+            match why {
+                Some(why) => {
+                    eprintln!("set {k} in {} as plain text, not encrypted ({why})", t.name)
+                }
+                None => eprintln!("set {k} in {}", t.name),
+            }
         } else {
             eprintln!("{k} unchanged in {}", t.name);
         }
