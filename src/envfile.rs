@@ -301,8 +301,9 @@ impl EnvFile {
                 Line::Pair { key: k, stored, .. } => {
                     let value = if plan[i] && !stored.is_empty() {
                         if sops::is_enc(stored) {
-                            let enc = EncValue::parse(stored)
-                                .map_err(|m| self.line_err(i, format!("value of {k}: {m}")))?;
+                            let enc = EncValue::parse(stored).map_err(|m| {
+                                self.line_err(i, format!("value of {}: {m}", dotenv::shown_key(k)))
+                            })?;
                             aad.clear();
                             aad.extend_from_slice(k.as_bytes());
                             aad.push(b':');
@@ -310,7 +311,7 @@ impl EnvFile {
                             let v = cipher.open(enc, &aad).ok_or_else(|| Error::Tampered {
                                 file: self.name.clone(),
                                 line: self.line_no(i),
-                                key: k.clone(),
+                                key: dotenv::shown_key(k).into_owned(),
                             })?;
                             if ty != ValueType::Str {
                                 mac.add(v.expose());
@@ -326,7 +327,8 @@ impl EnvFile {
                                     file: self.name.clone(),
                                     line: self.line_no(i),
                                     msg: format!(
-                                        "{k} is in plain text in an encrypted file and not covered by its MAC (added by hand?); refusing to use it: `envv encrypt -f {}` encrypts it if it is yours",
+                                        "{} is in plain text in an encrypted file and not covered by its MAC (added by hand?); refusing to use it: `envv encrypt -f {}` encrypts it if it is yours",
+                                        dotenv::shown_key(k),
                                         self.name
                                     ),
                                 });

@@ -6,6 +6,7 @@ mod core;
 mod exec;
 mod gitint;
 mod health;
+mod hostile;
 mod interop;
 mod member;
 mod props;
