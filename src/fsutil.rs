@@ -61,6 +61,8 @@ pub fn temp_beside(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // The rename at the end would replace a link (and a write through it would follow it).
+    crate::paths::refuse_link(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(
             ".{}.",

@@ -246,7 +246,7 @@ pub fn check(
             file: None,
             stored: HashMap::new(),
         };
-        match EnvFile::open(&root.join(&rel), &rel) {
+        match EnvFile::open_in(root, &rel) {
             Ok(f) => {
                 for line in &f.lines {
                     if let Line::Pair { key, stored, .. } = line {

@@ -21,6 +21,7 @@ pub mod hook;
 pub mod keys;
 pub mod membership;
 pub mod merge;
+pub mod paths;
 pub mod policy;
 pub mod secret;
 pub mod sops;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::keys::Recipient;
 
 /// File name of the policy, at the repository root.
@@ -322,7 +322,7 @@ impl Policy {
             if e.file.is_empty() || e.file.contains("..") || Path::new(&e.file).is_absolute() {
                 return Err(err(
                     &["environments", name, "file"],
-                    format!("envv.environments.{name}.file: must be a path inside the repository"),
+                    format!("envv.environments.{name}.file: {:?} must be a relative path inside the repository (no `..`, not absolute)", e.file),
                 ));
             }
             if e.file.ends_with(".local") {
@@ -577,8 +577,8 @@ impl PolicyFile {
     /// Reads and validates `.sops.yaml`. A file without an `envv:` section is an error naming
     /// `envv init`.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).at(path)?;
         let shown = display_name(path);
+        let bytes = crate::paths::read_bounded(path, &shown)?;
         let policy = parse(&shown, &bytes)?;
         Ok(PolicyFile {
             path: path.to_path_buf(),

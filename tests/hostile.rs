@@ -70,3 +70,164 @@ fn a_pasted_private_key_is_not_echoed_as_a_recipient() {
     }
     assert!(err.contains("not a recipient"), "{err}");
 }
+
+fn symlink(target: impl AsRef<std::path::Path>, at: impl AsRef<std::path::Path>) {
+    std::os::unix::fs::symlink(target, at).unwrap();
+}
+
+/// envv with the sandbox environment under `sh -c "PREFIX envv ARGS"`, where PREFIX sets
+/// limits and ends in `exec` (or `exec timeout N`).
+fn envv_limited(s: &Sandbox, prefix: &str, args: &[&str]) -> std::process::Output {
+    let base = s.std_envv();
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!("{prefix} \"$0\" \"$@\""))
+        .arg(base.get_program())
+        .args(args);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.current_dir(&s.repo).output().unwrap()
+}
+
+#[test]
+fn a_committed_symlink_to_another_projects_file_is_refused() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["env", "add", "shared"]);
+    s.ok(&["set", "-e", "shared", "TOKEN=theirs"]);
+    let other = s.tmp.path().join("other-project");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::rename(s.repo.join(".env.shared"), other.join(".env")).unwrap();
+    symlink("../other-project/.env", s.repo.join(".env.shared"));
+    let before = std::fs::read(other.join(".env")).unwrap();
+    for args in [
+        &["updatekeys"][..],
+        &["updatekeys", "--check"],
+        &["check"],
+        &["get", "-e", "shared", "TOKEN"],
+        &["ls", "-e", "shared"],
+        &["set", "-e", "shared", "X=1"],
+        &["get", "-f", ".env.shared", "TOKEN"],
+    ] {
+        let out = s.run(args);
+        let shown = all_output(&out);
+        assert!(!out.status.success(), "envv {args:?} succeeded:\n{shown}");
+        assert!(
+            shown.contains(".env.shared") && shown.contains("out of the repository"),
+            "envv {args:?} names the link:\n{shown}"
+        );
+        assert!(!shown.contains("theirs"), "{shown}");
+    }
+    assert_eq!(std::fs::read(other.join(".env")).unwrap(), before);
+    assert!(std::fs::symlink_metadata(s.repo.join(".env.shared"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_symlinked_folder_is_not_written_through() {
+    let s = Sandbox::new();
+    s.init_alice();
+    std::fs::create_dir_all(s.repo.join("sib")).unwrap();
+    s.ok(&["env", "add", "sib", "--file", "sib/.env"]);
+    s.ok(&["set", "-e", "sib", "A=1"]);
+    let other = s.tmp.path().join("other");
+    std::fs::rename(s.repo.join("sib"), &other).unwrap();
+    symlink("../other", s.repo.join("sib"));
+    let before = std::fs::read(other.join(".env")).unwrap();
+    for args in [
+        &["set", "-e", "sib", "A=2"][..],
+        &["rm", "-e", "sib", "A"],
+        &["updatekeys"],
+        &["get", "-e", "sib", "A"],
+        &["encrypt", "-e", "sib"],
+    ] {
+        let out = s.run(args);
+        let shown = all_output(&out);
+        assert!(!out.status.success(), "envv {args:?} succeeded:\n{shown}");
+        assert!(
+            shown.contains("sib") && shown.contains("out of the repository"),
+            "envv {args:?} names the folder:\n{shown}"
+        );
+    }
+    assert_eq!(std::fs::read(other.join(".env")).unwrap(), before);
+}
+
+#[test]
+fn devices_and_fifos_are_refused_with_bounded_memory() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["env", "add", "zero"]);
+    s.ok(&["env", "add", "fifo"]);
+    symlink("/dev/zero", s.repo.join(".env.zero"));
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(s.repo.join(".env.fifo"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    // 1 GiB of address space and 60 s: reading /dev/zero to the end exceeds both.
+    let limits = "ulimit -v 1048576; ulimit -t 60";
+    for (args, want) in [
+        (&["check"][..], &[".env.zero", ".env.fifo"][..]),
+        (&["ls", "-e", "zero"], &[".env.zero"]),
+        (&["updatekeys", "--check"], &[".env.zero", ".env.fifo"]),
+        (&["ls", "-e", "fifo"], &["FIFO"]),
+        (&["get", "-f", "/dev/zero", "A"], &["device"]),
+        (&["exec", "-f", "/dev/zero", "--", "true"], &["device"]),
+    ] {
+        let out = envv_limited(&s, &format!("{limits}; exec timeout 60"), args);
+        let shown = all_output(&out);
+        assert!(
+            matches!(out.status.code(), Some(1) | Some(2)),
+            "envv {args:?} exited {:?} (killed, out of memory or hung?):\n{shown}",
+            out.status
+        );
+        assert!(
+            want.iter().any(|w| shown.contains(w)),
+            "envv {args:?} names {want:?}:\n{shown}"
+        );
+    }
+}
+
+#[test]
+fn policy_paths_that_climb_out_or_are_absolute_are_refused() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["env", "add", "shared"]);
+    let policy = s.read(".sops.yaml");
+    for bad in ["../other/.env", "/etc/passwd", "sub/../../x.env"] {
+        s.write(
+            ".sops.yaml",
+            policy.replace("file: \".env.shared\"", &format!("file: \"{bad}\"")),
+        );
+        for args in [
+            &["get", "-e", "shared", "A"][..],
+            &["check"],
+            &["updatekeys"],
+        ] {
+            let out = s.run(args);
+            let shown = all_output(&out);
+            assert!(!out.status.success(), "envv {args:?} with {bad}:\n{shown}");
+            assert!(shown.contains(bad), "envv {args:?} names {bad}:\n{shown}");
+        }
+    }
+    // An explicit file outside the repository stays readable.
+    let outside = s.tmp.path().join("x.env");
+    std::fs::write(&outside, "A=outside\n").unwrap();
+    s.write(".sops.yaml", policy);
+    let out = s.ok(&[
+        "exec",
+        "-f",
+        outside.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$A\"",
+    ]);
+    assert_eq!(out, "outside");
+}

@@ -361,7 +361,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
             in_sync: None,
             problem: None,
         };
-        match EnvFile::open(&ctx.ws.root.join(&rel), &rel) {
+        match EnvFile::open_in(&ctx.ws.root, &rel) {
             Ok(f) => {
                 row.exists = true;
                 row.keys = Some(f.keys().collect::<std::collections::BTreeSet<_>>().len());
