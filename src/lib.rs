@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod coredump;
 pub mod dotenv;
 pub mod edit;
 pub mod envdiff;

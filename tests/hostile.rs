@@ -231,3 +231,203 @@ fn policy_paths_that_climb_out_or_are_absolute_are_refused() {
     ]);
     assert_eq!(out, "outside");
 }
+
+fn write_script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// An editor that records the scratch path, its own pid and envv's core limit in `rec/`,
+/// says `ready` on stdout, and waits.
+fn waiting_editor(s: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
+    let rec = s.tmp.path().join("rec");
+    std::fs::create_dir_all(&rec).unwrap();
+    let path = s.tmp.path().join("editor.sh");
+    let r = rec.display();
+    write_script(
+        &path,
+        &format!("for f; do :; done\necho \"$f\" > {r}/path\necho $$ > {r}/editor_pid\ncat /proc/$PPID/limits > {r}/limits\necho ready\nexec sleep 30\n"),
+    );
+    (path, rec)
+}
+
+fn read_ready(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+}
+
+/// `sh -c "ulimit -c unlimited; exec envv ARGS"` with the sandbox environment, spawned.
+fn spawn_with_cores(
+    s: &Sandbox,
+    args: &[&str],
+    extra: &[(&str, &std::path::Path)],
+) -> std::process::Child {
+    let base = s.std_envv();
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -c unlimited && exec \"$0\" \"$@\"")
+        .arg(base.get_program())
+        .args(args);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.current_dir(&s.repo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn kill(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Core files in `dir` (for a plain `core_pattern` such as `core` or `core.%p`).
+fn core_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "core" || n.starts_with("core."))
+        .collect()
+}
+
+#[test]
+fn sigquit_during_edit_leaves_no_core_and_no_scratch_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=hunter2"]);
+    let (ed, rec) = waiting_editor(&s);
+    let mut child = spawn_with_cores(&s, &["edit"], &[("EDITOR", &ed)]);
+    read_ready(&mut child);
+    let scratch = std::fs::read_to_string(rec.join("path")).unwrap();
+    let scratch = std::path::Path::new(scratch.trim());
+    assert!(scratch.exists());
+    // The core size limit of envv itself (read by its child, the editor, from /proc).
+    let limits = std::fs::read_to_string(rec.join("limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let soft = core.split_whitespace().nth(4).unwrap();
+    assert_eq!(soft, "0", "core limit of envv edit: {core}");
+    kill("-QUIT", child.id());
+    let out = child.wait_with_output().unwrap();
+    let editor_pid = std::fs::read_to_string(rec.join("editor_pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", editor_pid.trim()])
+        .status();
+    assert!(
+        !out.status.core_dumped(),
+        "a core was dumped: {:?}",
+        out.status
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!scratch.exists(), "scratch file left behind");
+    assert!(
+        !scratch.parent().unwrap().exists(),
+        "scratch folder left behind"
+    );
+    assert_eq!(core_files(&s.repo), Vec::<String>::new());
+}
+
+#[test]
+fn sigquit_of_a_decrypting_command_dumps_no_core() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let s = Sandbox::new();
+    s.init_alice();
+    // More plaintext than a pipe holds: `decrypt` blocks writing it while nobody reads.
+    let big: Vec<String> = (0..4)
+        .map(|i| format!("BIG{i}={}", "s".repeat(100_000)))
+        .collect();
+    let mut args = vec!["set"];
+    args.extend(big.iter().map(String::as_str));
+    s.ok(&args);
+    let mut child = spawn_with_cores(&s, &["decrypt"], &[]);
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    // It has decrypted and is writing; give it time to fill the pipe and block.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill("-QUIT", child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(3), "{status:?}");
+    assert!(!status.core_dumped(), "a core holding plaintext was dumped");
+    assert_eq!(core_files(&s.repo), Vec::<String>::new());
+}
+
+#[test]
+fn scratch_folders_of_killed_edits_are_swept_and_reported() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=hunter2"]);
+    let (ed, rec) = waiting_editor(&s);
+    for sweeper in [&["status"][..], &["edit"]] {
+        let mut child = s
+            .std_envv()
+            .arg("edit")
+            .env("EDITOR", &ed)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        read_ready(&mut child);
+        let scratch = std::fs::read_to_string(rec.join("path")).unwrap();
+        let folder = std::path::Path::new(scratch.trim())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        kill("-KILL", child.id());
+        child.wait().unwrap();
+        let editor_pid = std::fs::read_to_string(rec.join("editor_pid")).unwrap();
+        kill("-KILL", editor_pid.trim().parse().unwrap());
+        assert!(
+            folder.exists(),
+            "SIGKILL cannot be caught: the folder is left"
+        );
+        let out = s
+            .envv()
+            .args(sweeper)
+            .env("EDITOR", "true")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !folder.exists(),
+            "envv {sweeper:?} removes {}",
+            folder.display()
+        );
+        assert!(
+            err.contains("removed") && err.contains(&folder.display().to_string()),
+            "envv {sweeper:?} says so:\n{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

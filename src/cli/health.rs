@@ -304,6 +304,7 @@ struct EnvRow {
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
+    super::edit::report_swept();
     let mut ring = ctx.keyring();
     let publics = ring.all_publics();
     let Some(pf) = ctx.ws.policy()? else {
