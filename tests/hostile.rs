@@ -431,3 +431,180 @@ fn scratch_folders_of_killed_edits_are_swept_and_reported() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+/// `git ARGS` in `dir` with the hook able to find envv; not asserted.
+fn git_in(s: &Sandbox, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &s.home)
+        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("PATH", path_with_envv())
+        .env_remove("ENVV_FREEZE_OVERRIDE")
+        .env_remove("GIT_INDEX_FILE")
+        .output()
+        .unwrap()
+}
+
+const ALWAYS: &str = "      freeze: [\"Mon 00:00 - Sun 23:59\"]";
+
+#[test]
+fn the_hook_sees_a_policy_in_a_subfolder() {
+    let s = Sandbox::new();
+    let app = s.repo.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    s.ok(&["keygen"]);
+    let ok = |args: &[&str]| {
+        let out = s.envv_in(&app).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", all_output(&out));
+    };
+    ok(&["init", "--name", "alice"]);
+    // init writes the policy at the top of the work tree; this project keeps it in app/.
+    std::fs::rename(s.repo.join(".sops.yaml"), app.join(".sops.yaml")).unwrap();
+    ok(&["hook", "install"]);
+    ok(&["env", "add", "prod", "--file", "secrets/prod.env"]);
+    ok(&["set", "A=1"]);
+    let out = git_in(&s, &s.repo, &["add", "app"]);
+    assert!(out.status.success());
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "app policy"]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    // Then the default environment of app/ is frozen the whole week.
+    let policy = std::fs::read_to_string(app.join(".sops.yaml")).unwrap();
+    let frozen = policy.replacen(
+        "      readers: [team]",
+        &format!("      readers: [team]\n{ALWAYS}"),
+        1,
+    );
+    assert_ne!(frozen, policy);
+    std::fs::write(app.join(".sops.yaml"), frozen).unwrap();
+    git_in(&s, &s.repo, &["add", "app/.sops.yaml"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "freeze"]);
+    assert!(out.status.success(), "{}", all_output(&out));
+
+    // A plaintext file the policy names (not a .env name), committed from the top.
+    std::fs::create_dir_all(app.join("secrets")).unwrap();
+    std::fs::write(app.join("secrets/prod.env"), "DB_PASSWORD=hunter2\n").unwrap();
+    git_in(&s, &s.repo, &["add", "app/secrets/prod.env"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "plaintext"]);
+    let shown = all_output(&out);
+    assert!(
+        !out.status.success(),
+        "a plaintext file was committed:\n{shown}"
+    );
+    assert!(
+        shown.contains("app/secrets/prod.env") && shown.contains("not encrypted"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    git_in(
+        &s,
+        &s.repo,
+        &["rm", "-q", "--cached", "app/secrets/prod.env"],
+    );
+
+    // A change inside the freeze window, committed from the top.
+    ok(&["set", "A=2"]);
+    git_in(&s, &s.repo, &["add", "app/.env"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "frozen change"]);
+    let shown = all_output(&out);
+    assert!(
+        !out.status.success(),
+        "a frozen change was committed:\n{shown}"
+    );
+    assert!(
+        shown.contains("app/.env") && shown.contains("environment default is frozen"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_hook_checks_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["hook", "install"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "policy"]);
+    let keys = std::fs::read_to_string(fixtures().join("keys.txt")).unwrap();
+    let secret = keys
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"notes-\xff.txt");
+    std::fs::write(s.repo.join(name), format!("my TEST key\n{secret}\n")).unwrap();
+    let out = git_in(&s, &s.repo, &["add", "-A"]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "notes"]);
+    let shown = all_output(&out);
+    assert!(!out.status.success(), "an identity was committed:\n{shown}");
+    assert!(
+        shown.contains("notes-\\xff.txt:2") && shown.contains("age secret key"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&secret[16..24]), "{shown}");
+    // A plaintext dotenv file with such a name.
+    git_in(&s, &s.repo, &["rm", "-q", "--cached", "-r", "."]);
+    std::fs::remove_file(s.repo.join(name)).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b".env.\xfe");
+    std::fs::write(s.repo.join(name), "TOKEN=hunter2\n").unwrap();
+    git_in(&s, &s.repo, &["add", "-A"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "env"]);
+    let shown = all_output(&out);
+    assert!(
+        !out.status.success(),
+        "a plaintext file was committed:\n{shown}"
+    );
+    assert!(
+        shown.contains(".env.\\xfe") && shown.contains("not encrypted"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn removing_the_freeze_window_with_the_frozen_change_does_not_pass() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["hook", "install"]);
+    s.ok(&["set", "A=1"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "secrets"]);
+    let policy = s.read(".sops.yaml");
+    let frozen = policy.replacen(
+        "      readers: [team]",
+        &format!("      readers: [team]\n{ALWAYS}"),
+        1,
+    );
+    s.write(".sops.yaml", &frozen);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "frozen"]);
+    s.ok(&["set", "A=2"]);
+    // The same commit drops the window (by hand) ...
+    s.write(".sops.yaml", &policy);
+    git_in(&s, &s.repo, &["add", "-A"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "unfreeze and change"]);
+    let shown = all_output(&out);
+    assert!(!out.status.success(), "the frozen change passed:\n{shown}");
+    assert!(
+        shown.contains("environment default is frozen") && shown.contains("committed policy"),
+        "{shown}"
+    );
+    // ... or deletes the policy altogether.
+    git_in(&s, &s.repo, &["rm", "-q", "--cached", ".sops.yaml"]);
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "no policy and change"]);
+    let shown = all_output(&out);
+    assert!(!out.status.success(), "the frozen change passed:\n{shown}");
+    assert!(shown.contains("environment default is frozen"), "{shown}");
+    // An override still lets a hotfix through.
+    let out = std::process::Command::new("git")
+        .args(["commit", "-qm", "hotfix"])
+        .current_dir(&s.repo)
+        .env("HOME", &s.home)
+        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("PATH", path_with_envv())
+        .env("ENVV_FREEZE_OVERRIDE", "incident 7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+}
