@@ -244,7 +244,9 @@ impl Policy {
     /// The crypt rule for files this policy creates.
     pub fn crypt_rule(&self) -> crate::sops::CryptRule {
         match self.public_regex() {
-            Some(r) => crate::sops::CryptRule::UnencryptedRegex(Regex::new(&r).expect("validated")),
+            Some(r) => crate::sops::CryptRule::UnencryptedRegex(
+                crate::sops::rule_regex(&r).expect("validated"),
+            ),
             None => crate::sops::CryptRule::default(),
         }
     }
@@ -371,10 +373,19 @@ impl Policy {
             }
         }
         for p in &self.public {
-            Regex::new(p).map_err(|e| {
+            crate::sops::rule_regex(p).map_err(|e| {
                 err(
                     &["public"],
                     format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e)),
+                )
+            })?;
+        }
+        // Files store the patterns as one rule (`crypt_rule`), which must compile too.
+        if let Some(all) = self.public_regex() {
+            crate::sops::rule_regex(&all).map_err(|e| {
+                err(
+                    &["public"],
+                    format!("envv.public: the patterns together: {}", regex_msg(&e)),
                 )
             })?;
         }

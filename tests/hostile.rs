@@ -261,7 +261,8 @@ fn read_ready(child: &mut std::process::Child) {
     assert_eq!(line.trim(), "ready");
 }
 
-/// `sh -c "ulimit -c unlimited; exec envv ARGS"` with the sandbox environment, spawned.
+/// `sh -c "ulimit -c unlimited; exec envv ARGS"` with the sandbox environment, spawned, stdout
+/// and stderr piped.
 fn spawn_with_cores(
     s: &Sandbox,
     args: &[&str],
@@ -270,7 +271,8 @@ fn spawn_with_cores(
     let base = s.std_envv();
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
-        .arg("ulimit -c unlimited && exec \"$0\" \"$@\"")
+        // Where the hard limit forbids `unlimited`, as high as it allows.
+        .arg("ulimit -c unlimited 2>/dev/null || ulimit -c \"$(ulimit -H -c)\"; exec \"$0\" \"$@\"")
         .arg(base.get_program())
         .args(args);
     for (k, v) in base.get_envs() {
@@ -607,4 +609,25 @@ fn removing_the_freeze_window_with_the_frozen_change_does_not_pass() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", all_output(&out));
+}
+
+#[test]
+fn a_huge_rule_regex_in_a_file_is_refused_as_too_large() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1"]);
+    let text = s.read(".env");
+    let hostile = text.replace(
+        "sops_unencrypted_suffix=_unencrypted",
+        "sops_encrypted_regex=(\\w{100}){100}",
+    );
+    assert_ne!(hostile, text);
+    s.write(".env", hostile);
+    let started = std::time::Instant::now();
+    let err = s.fails(&["ls"], 2);
+    assert!(
+        err.contains(".env") && err.contains("too large"),
+        "{err} (after {:?})",
+        started.elapsed()
+    );
 }
