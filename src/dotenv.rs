@@ -395,6 +395,15 @@ pub enum Line {
 pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
     let text = decode_utf8(file, bytes)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.starts_with('\u{feff}') {
+        // Found by fuzzing: the second mark became part of a key, and writing the file back
+        // put it first, where the next read dropped it (the file changed meaning).
+        return Err(Error::Parse {
+            file: file.into(),
+            line: 1,
+            msg: "two byte-order marks at the start of the file".into(),
+        });
+    }
     let mut lines = Vec::with_capacity(text.len() / 64 + 1);
     let body = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() {
@@ -515,6 +524,13 @@ mod tests {
             ]
         );
         assert_eq!(p[3].2.as_deref(), Some(" note"));
+    }
+
+    #[test]
+    fn a_second_byte_order_mark_is_refused() {
+        assert!(parse_stored("x.env", "\u{feff}A=1\n".as_bytes()).is_ok());
+        let e = parse_stored("x.env", "\u{feff}\u{feff}#c=d\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with("x.env:1:"), "{e}");
     }
 
     #[test]

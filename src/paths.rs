@@ -71,6 +71,13 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf> {
             }
         }
     }
+    if parts.is_empty() {
+        // `a/..` (found by fuzzing): the repository folder itself, not a file in it.
+        return Err(refused(
+            name,
+            "names a folder, not a file: environment files are files inside the repository",
+        ));
+    }
     let (_, inside) = boundary(root);
     check_walk(root, &parts, &inside, name)?;
     Ok(parts.iter().fold(root.to_path_buf(), |acc, s| acc.join(s)))
@@ -246,6 +253,7 @@ mod tests {
         assert!(resolve(&repo, "../other/.env").is_err());
         assert!(resolve(&repo, "/etc/passwd").is_err());
         assert!(resolve(&repo, "a/../.env").is_ok());
+        assert!(resolve(&repo, "a/../").is_err(), "the folder itself");
         assert!(resolve(&repo, "missing/dir/.env").is_ok());
         #[cfg(unix)]
         {
