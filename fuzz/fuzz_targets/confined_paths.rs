@@ -24,7 +24,13 @@ fn tree() -> &'static Tree {
             std::fs::create_dir_all(repo.join(d)).unwrap();
         }
         std::fs::create_dir_all(base.join("other")).unwrap();
-        for f in [".env", "dir/.env", "dir/sub/.env", "app/.env", "../other/.env"] {
+        for f in [
+            ".env",
+            "dir/.env",
+            "dir/sub/.env",
+            "app/.env",
+            "../other/.env",
+        ] {
             std::fs::write(repo.join(f), "A=1\n").unwrap();
         }
         let links: [(&str, &str); 10] = [
@@ -69,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(real) = a.canonicalize() {
             assert!(real.starts_with(&t.real), "{rel:?} reaches {real:?}");
             if a == p {
-                assert!(real.is_file(), "{rel:?} accepted a non-regular file {real:?}");
+                assert!(
+                    real.is_file(),
+                    "{rel:?} accepted a non-regular file {real:?}"
+                );
             }
             break;
         }

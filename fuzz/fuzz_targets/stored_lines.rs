@@ -47,7 +47,12 @@ fn keys() -> &'static [DataKey] {
 }
 
 /// Stand-ins for a file's own rule regexes (compiled once: `sops::rule_regex` remembers them).
-const PATTERNS: [&str; 4] = ["^PORT$", "^(PORT|NODE_ENV|NEXT_PUBLIC_.*)$", "sops:enc", ".*"];
+const PATTERNS: [&str; 4] = [
+    "^PORT$",
+    "^(PORT|NODE_ENV|NEXT_PUBLIC_.*)$",
+    "sops:enc",
+    ".*",
+];
 
 /// `data` with the value of every `sops_*_regex=` line replaced by one of [`PATTERNS`].
 fn fixed_patterns(data: &[u8]) -> Cow<'_, [u8]> {
@@ -94,8 +99,12 @@ fuzz_target!(|data: &[u8]| {
             for dk in keys() {
                 let unchecked = f.decrypt(dk, false);
                 if let Ok(checked) = f.decrypt(dk, true) {
-                    let unchecked = unchecked.expect("a file whose MAC checks out decrypts without the check");
-                    assert_eq!(checked.values, unchecked.values, "the MAC check changes no value");
+                    let unchecked =
+                        unchecked.expect("a file whose MAC checks out decrypts without the check");
+                    assert_eq!(
+                        checked.values, unchecked.values,
+                        "the MAC check changes no value"
+                    );
                     break;
                 }
             }
