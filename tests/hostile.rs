@@ -159,6 +159,7 @@ fn a_symlinked_folder_is_not_written_through() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc, GNU timeout
 fn devices_and_fifos_are_refused_with_bounded_memory() {
     let s = Sandbox::new();
     s.init_alice();
@@ -311,6 +312,7 @@ fn core_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc, GNU timeout
 fn sigquit_during_edit_leaves_no_core_and_no_scratch_file() {
     use std::os::unix::process::ExitStatusExt;
     let s = Sandbox::new();
@@ -356,6 +358,7 @@ fn sigquit_during_edit_leaves_no_core_and_no_scratch_file() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc, GNU timeout
 fn sigquit_of_a_decrypting_command_dumps_no_core() {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
@@ -386,6 +389,7 @@ fn sigquit_of_a_decrypting_command_dumps_no_core() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc, GNU timeout
 fn scratch_folders_of_killed_edits_are_swept_and_reported() {
     let s = Sandbox::new();
     s.init_alice();
