@@ -36,6 +36,23 @@ pub enum Entry {
     },
 }
 
+/// Appended to messages about a line whose text is withheld.
+pub const NOT_SHOWN: &str = " (the text is not shown: it may be a pasted secret)";
+
+/// A key for a message: the key itself when it is a valid name, else a description. The text
+/// before `=` of a hand-pasted line may be a secret, so an invalid key is never printed.
+pub fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if validate_key(key).is_ok()
+        || (key.starts_with("sops_") && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Borrowed(
+            "the text before `=` (not a key name; not shown: it may be a pasted secret)",
+        )
+    }
+}
+
 /// Checks a key name: 1–256 of `[A-Za-z0-9_]`, not starting with a digit.
 pub fn validate_key(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() {
@@ -44,23 +61,21 @@ pub fn validate_key(key: &str) -> std::result::Result<(), String> {
     if key.len() > MAX_KEY_LEN {
         return Err(format!("key name longer than {MAX_KEY_LEN} characters"));
     }
-    let printable = || key.chars().take(40).collect::<String>();
+    // The text is never shown: a line pasted by mistake (`postgres://app:pw@db…`) puts a
+    // secret where the key should be.
     if key.as_bytes()[0].is_ascii_digit() {
         return Err(format!(
-            "invalid key name \"{}\": must start with a letter or _ and use only A-Z a-z 0-9 _",
-            printable()
+            "invalid key name (it starts with a digit): use A-Z a-z 0-9 _, not starting with a digit{NOT_SHOWN}"
         ));
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(format!(
-            "invalid key name \"{}\": must start with a letter or _ and use only A-Z a-z 0-9 _",
-            printable().escape_debug()
+            "invalid key name (it holds a character other than A-Z a-z 0-9 _){NOT_SHOWN}"
         ));
     }
     if key.starts_with("sops_") {
         return Err(format!(
-            "key name \"{}\" is reserved: names starting with sops_ hold sops metadata",
-            printable()
+            "key name {key} is reserved: names starting with sops_ hold sops metadata"
         ));
     }
     Ok(())
@@ -675,6 +690,15 @@ pub enum Line {
 pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
     let text = decode_utf8(file, bytes)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.starts_with('\u{feff}') {
+        // Found by fuzzing: the second mark became part of a key, and writing the file back
+        // put it first, where the next read dropped it (the file changed meaning).
+        return Err(Error::Parse {
+            file: file.into(),
+            line: 1,
+            msg: "two byte-order marks at the start of the file".into(),
+        });
+    }
     let mut lines = Vec::with_capacity(text.len() / 64 + 1);
     let body = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() {
@@ -806,13 +830,20 @@ mod tests {
     }
 
     #[test]
+    fn a_second_byte_order_mark_is_refused() {
+        assert!(parse_stored("x.env", "\u{feff}A=1\n".as_bytes()).is_ok());
+        let e = parse_stored("x.env", "\u{feff}\u{feff}#c=d\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with("x.env:1:"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = parse_plain("x.env", "A=1\n\nnot a pair\n")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("x.env:3:"), "{e}");
         let e = parse_plain("x.env", "1ST=a\n").unwrap_err().to_string();
-        assert!(e.contains("x.env:1:") && e.contains("1ST"), "{e}");
+        assert!(e.contains("x.env:1:") && !e.contains("1ST"), "{e}");
         let long = format!("1{}=a\n", "x".repeat(30));
         let e = parse_plain("x.env", &long).unwrap_err().to_string();
         assert!(

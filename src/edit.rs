@@ -4,7 +4,10 @@
 //! The scratch file is the only place besides `decrypt -o` where plaintext touches a file
 //! system: it lives in a fresh 0700 folder (on `/dev/shm`, which is memory, when it exists),
 //! is created 0600, and is removed when the [`Scratch`] is dropped — after success, after an
-//! error, and when envv is asked to stop (SIGTERM/SIGHUP: the editor is stopped first).
+//! error, and when envv is asked to stop (SIGTERM/SIGHUP/SIGQUIT: the editor is stopped first).
+//! A SIGKILL cannot be caught: the folder's name holds the owning process id
+//! (`envv-edit-<pid>-XXXX`), and [`sweep_stale`] (run by the next `edit` and by `status`)
+//! removes folders whose process is gone.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +25,91 @@ pub struct Scratch {
     pub path: PathBuf,
 }
 
+/// How every scratch folder's name starts; the owner's pid and `-` follow.
+pub const SCRATCH_PREFIX: &str = "envv-edit-";
+
+/// A scratch folder left by an `edit` that was killed (its process is gone), now removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    pub dir: PathBuf,
+    pub pid: u32,
+}
+
+/// Removes this user's scratch folders whose owning `envv edit` is no longer running (killed
+/// with SIGKILL, or the machine lost power before the folder was removed); their files are
+/// overwritten with zeros first. Returns what was removed. Folders of running processes, of
+/// other users, and without a pid in their name are left alone.
+pub fn sweep_stale() -> Vec<Swept> {
+    let base = scratch_base();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(&base) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || !owned_by_me(&meta) || process_alive(pid) {
+            continue;
+        }
+        let dir = e.path();
+        if let Ok(files) = std::fs::read_dir(&dir) {
+            for f in files.flatten() {
+                let p = f.path();
+                if let Ok(m) = std::fs::symlink_metadata(&p) {
+                    if m.is_file() {
+                        let _ = std::fs::write(&p, vec![0u8; m.len() as usize]);
+                    }
+                }
+            }
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            out.push(Swept { dir, pid });
+        }
+    }
+    out
+}
+
+#[cfg(unix)]
+fn owned_by_me(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.uid() == rustix::process::getuid().as_raw()
+}
+
+#[cfg(not(unix))]
+fn owned_by_me(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Whether a process with this id exists (EPERM: it exists, owned by someone else).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
 /// Where scratch folders go: `/dev/shm` when it is a folder, else the temp folder.
 pub fn scratch_base() -> PathBuf {
     let shm = Path::new("/dev/shm");
@@ -37,7 +125,8 @@ impl Scratch {
     pub fn create(file_name: &str, content: &[u8]) -> Result<Self> {
         let base = scratch_base();
         let mut b = tempfile::Builder::new();
-        b.prefix("envv-edit-");
+        let prefix = format!("{SCRATCH_PREFIX}{}-", std::process::id());
+        b.prefix(&prefix);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -125,11 +214,16 @@ pub enum EditorExit {
     Stopped(i32),
 }
 
-/// Signals that stop an edit session (the editor handles SIGINT itself).
+/// Signals that stop an edit session (the editor handles SIGINT itself). SIGQUIT would
+/// otherwise end envv at once (and, where core dumps are allowed, write one).
 #[cfg(unix)]
-const STOP_SIGNALS: &[i32] = &[signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP];
+const STOP_SIGNALS: &[i32] = &[
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+];
 
-/// Catches SIGINT/SIGTERM/SIGHUP for the rest of the process so that envv outlives them long
+/// Catches SIGINT/SIGTERM/SIGHUP/SIGQUIT for the rest of the process so that envv outlives them long
 /// enough to remove the scratch file. Returns the slot recording the last stop signal.
 pub fn catch_signals() -> Result<Arc<AtomicUsize>> {
     let slot = Arc::new(AtomicUsize::new(0));

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::dotenv::{self, Entry, Line};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::keys::{Keyring, Recipient};
 use crate::secret::Secret;
 use crate::sops::{self, CryptRule, DataKey, EncValue, KeyEntry, MacBuilder, Metadata, ValueType};
 
 /// Largest file envv reads (a dotenv file this size is almost certainly a mistake).
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub const MAX_FILE_BYTES: u64 = crate::paths::MAX_READ_BYTES;
 
 /// An encrypted (or not yet encrypted) dotenv file.
 #[derive(Debug, Clone)]
@@ -44,25 +44,23 @@ pub struct Plain {
 
 impl EnvFile {
     /// Reads a file. A missing file is [`Error::MissingFile`].
+    /// Only a regular file is read, and at most [`MAX_FILE_BYTES`] of it.
     pub fn open(path: &Path, name: &str) -> Result<Self> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let bytes = match crate::paths::read_bounded(path, name) {
+            Ok(b) => b,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::MissingFile { file: name.into() })
             }
-            Err(e) => return Err(Error::io(path, e)),
+            Err(e) => return Err(e),
         };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(Error::format(
-                name,
-                format!(
-                    "larger than {} MiB; refusing to read it as a dotenv file",
-                    MAX_FILE_BYTES >> 20
-                ),
-            ));
-        }
-        let bytes = std::fs::read(path).at(path)?;
         Self::from_bytes(path, name, &bytes)
+    }
+
+    /// Reads the file `rel` that the policy in `root` names, refusing paths that leave the
+    /// working tree (see [`crate::paths::resolve`]).
+    pub fn open_in(root: &Path, rel: &str) -> Result<Self> {
+        let path = crate::paths::resolve(root, rel)?;
+        Self::open(&path, rel.trim_start_matches("./"))
     }
 
     /// An empty, not yet encrypted file at `path`.
@@ -353,8 +351,9 @@ impl EnvFile {
                 Line::Pair { key: k, stored, .. } => {
                     let value = if plan[i] && !stored.is_empty() {
                         if sops::is_enc(stored) {
-                            let enc = EncValue::parse(stored)
-                                .map_err(|m| self.line_err(i, format!("value of {k}: {m}")))?;
+                            let enc = EncValue::parse(stored).map_err(|m| {
+                                self.line_err(i, format!("value of {}: {m}", dotenv::shown_key(k)))
+                            })?;
                             aad.clear();
                             aad.extend_from_slice(k.as_bytes());
                             aad.push(b':');
@@ -362,7 +361,7 @@ impl EnvFile {
                             let v = cipher.open(enc, &aad).ok_or_else(|| Error::Tampered {
                                 file: self.name.clone(),
                                 line: self.line_no(i),
-                                key: k.clone(),
+                                key: dotenv::shown_key(k).into_owned(),
                             })?;
                             match ty {
                                 ValueType::Str => v,
@@ -394,7 +393,8 @@ impl EnvFile {
                                     file: self.name.clone(),
                                     line: self.line_no(i),
                                     msg: format!(
-                                        "{k} is in plain text in an encrypted file and not covered by its MAC (added by hand?); refusing to use it: `envv encrypt -f {}` encrypts it if it is yours",
+                                        "{} is in plain text in an encrypted file and not covered by its MAC (added by hand?); refusing to use it: `envv encrypt -f {}` encrypts it if it is yours",
+                                        dotenv::shown_key(k),
                                         self.name
                                     ),
                                 });

@@ -71,6 +71,11 @@ pub enum Error {
         msg: String,
     },
 
+    /// A path envv refuses to read or write (outside the working tree, a link, not a regular
+    /// file).
+    #[error("{file}: {msg}")]
+    Path { file: String, msg: String },
+
     /// Something the caller asked for that cannot be done as asked.
     #[error("{0}")]
     Usage(String),

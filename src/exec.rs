@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dotenv::{self, Entry, Line};
 use crate::envfile::EnvFile;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::keys::Keyring;
 use crate::secret::Secret;
 use crate::workspace::{Target, Workspace};
@@ -56,7 +56,8 @@ pub struct Var {
 pub fn layers(ws: &Workspace, env: Option<&str>, file: Option<&Path>) -> Result<Vec<Layer>> {
     if file.is_some() {
         let t = ws.target(env, file)?;
-        if !t.path.is_file() {
+        // Anything that exists is read (and refused if it is not a regular file).
+        if !t.path.exists() {
             return Err(Error::MissingFile { file: t.name });
         }
         return Ok(vec![layer_of(t, false)]);
@@ -79,7 +80,12 @@ pub fn layers(ws: &Workspace, env: Option<&str>, file: Option<&Path>) -> Result<
             wanted.push(local_of(s));
         }
     }
-    Ok(wanted.into_iter().filter(|l| l.path.is_file()).collect())
+    let wanted: Vec<Layer> = wanted.into_iter().filter(|l| l.path.is_file()).collect();
+    // A `.local` file is not named by the policy, but a committed link must not lead out either.
+    for l in wanted.iter().filter(|l| l.local) {
+        crate::paths::check_inside(&ws.root, &l.path)?;
+    }
+    Ok(wanted)
 }
 
 /// Removes the `.local` layers that git tracks and returns their names. A personal override is
@@ -302,14 +308,7 @@ fn read_layer(
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).at(path)?.len();
-    if len > crate::envfile::MAX_FILE_BYTES {
-        return Err(Error::format(
-            path.display().to_string(),
-            "too large to be a dotenv file",
-        ));
-    }
-    std::fs::read(path).at(path)
+    crate::paths::read_bounded(path, &path.display().to_string())
 }
 
 fn pairs_of_plain(entries: Vec<Entry>, secret: bool) -> Vec<(String, Secret, bool)> {

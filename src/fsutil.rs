@@ -3,7 +3,8 @@
 //! A write goes to a temporary file in the target's folder, is fsynced, gets the target's mode,
 //! and is renamed over the target; the folder is fsynced after. A crash at any point leaves the
 //! old file or the new one. Writers of one folder serialise on an advisory lock held on the
-//! folder itself, so no lock files are left behind.
+//! folder itself, so no lock files are left behind. A target that is a symlink (or not a
+//! regular file) is refused: a write never follows a link and the rename never replaces one.
 //!
 //! Debug builds honour `ENVV_FAULT_INJECT=<step>` (steps: `after-create`, `after-write`,
 //! `after-fsync`, `before-rename`, `after-rename`; `membership-before-rename` in `membership`)
@@ -61,6 +62,8 @@ pub fn temp_beside(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // The rename at the end would replace a link (and a write through it would follow it).
+    crate::paths::refuse_link(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(
             ".{}.",

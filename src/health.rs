@@ -262,7 +262,7 @@ pub fn check(
             encrypted: false,
             stored: HashMap::new(),
         };
-        match EnvFile::open(&root.join(&rel), &rel) {
+        match EnvFile::open_in(root, &rel) {
             Ok(f) => {
                 if let Some(c) = f.rule_conflict(&policy.crypt_rule()).filter(|_| want) {
                     report.findings.push(

@@ -105,13 +105,78 @@ pub fn dotenv_kind(path: &str) -> Option<DotenvKind> {
     Some(DotenvKind::Secret)
 }
 
-/// Checks the index of `repo`. `root` is the folder holding `.sops.yaml` (policy paths are
-/// relative to it).
-pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Result<Report> {
+/// One `.sops.yaml` of the repository (a monorepo has several): the folder it governs, as a
+/// path prefix with a trailing `/` (empty at the top), and its staged and committed versions.
+struct Scope {
+    prefix: Vec<u8>,
+    staged: Option<Policy>,
+    head: Option<Policy>,
+}
+
+/// The policy that governs `path` (the nearest `.sops.yaml` above it, as sops finds it) in the
+/// staged or the committed tree, with `path` relative to it.
+fn governing<'a>(
+    scopes: &'a [Scope],
+    path: &[u8],
+    head: bool,
+) -> Option<(&'a Policy, &'a [u8], String)> {
+    // `scopes` is sorted deepest first.
+    scopes.iter().find_map(|s| {
+        let p = if head {
+            s.head.as_ref()
+        } else {
+            s.staged.as_ref()
+        }?;
+        let rel = path.strip_prefix(s.prefix.as_slice())?;
+        let rel = std::str::from_utf8(rel).ok()?.to_string();
+        Some((p, s.prefix.as_slice(), rel))
+    })
+}
+
+/// A path for messages: as it is when it is UTF-8, else with `\xNN` for the other bytes.
+pub fn shown_path(path: &[u8]) -> String {
+    match std::str::from_utf8(path) {
+        Ok(s) => s.to_string(),
+        Err(_) => path
+            .utf8_chunks()
+            .map(|c| {
+                let mut s = c.valid().to_string();
+                for b in c.invalid() {
+                    s.push_str(&format!("\\x{b:02x}"));
+                }
+                s
+            })
+            .collect(),
+    }
+}
+
+/// A path as a shell word for a fix command (`$'…'` for a name that is not UTF-8).
+fn shell_path(path: &[u8]) -> String {
+    match std::str::from_utf8(path) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("$'{}'", shown_path(path).replace('\'', "\\'")),
+    }
+}
+
+/// Whether an index path names a policy file.
+fn is_policy_path(path: &[u8]) -> bool {
+    path == POLICY_FILE.as_bytes()
+        || (path.ends_with(POLICY_FILE.as_bytes())
+            && path[..path.len() - POLICY_FILE.len()].ends_with(b"/"))
+}
+
+fn parent_prefix(policy_path: &[u8]) -> Vec<u8> {
+    policy_path[..policy_path.len() - POLICY_FILE.len()].to_vec()
+}
+
+/// Checks the index of `repo`: every staged path (whatever its bytes), against every
+/// `.sops.yaml` in the index (paths relative to the policy that governs them). Freeze windows
+/// come from both the staged and the committed policy; the stricter wins. `_root` (the
+/// command's workspace) does not matter: the hook checks the whole index.
+pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Result<Report> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| Error::Usage("a bare repository has no index to check".into()))?;
-    let prefix = relative_prefix(workdir, root);
     // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
     // blob read here halves the time on large files.
     git2::opts::strict_hash_verification(false);
@@ -121,62 +186,92 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         .and_then(|p| std::fs::metadata(p).ok())
         .and_then(|m| m.modified().ok());
     let mut report = Report::default();
-
-    // The staged policy (not the one on disk).
-    let policy_path = format!("{prefix}{POLICY_FILE}");
-    let mut policy: Option<Policy> = None;
-    if let Some(e) = index.get_path(Path::new(&policy_path), 0) {
-        let blob = repo.find_blob(e.id)?;
-        match policy::parse(&policy_path, blob.content()) {
-            Ok(p) => policy = Some(p),
-            Err(err) => report.findings.push(Finding {
-                file: policy_path.clone(),
-                line: None,
-                message: format!("the staged policy is invalid: {err}"),
-                fix: format!("fix {policy_path}, then `git add {policy_path}`"),
-            }),
-        }
-    }
+    let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
 
     // Paths whose staged content differs from HEAD (what this commit changes).
-    let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
-    let mut changed: Vec<(String, git2::Oid)> = Vec::new();
-    let mut deleted: Vec<String> = Vec::new();
+    let mut changed: Vec<(Vec<u8>, git2::Oid)> = Vec::new();
+    let mut deleted: Vec<Vec<u8>> = Vec::new();
     let diff = repo.diff_tree_to_index(head_tree.as_ref(), Some(&index), None)?;
     for d in diff.deltas() {
         if d.status() == git2::Delta::Deleted {
-            if let Some(p) = d.old_file().path().and_then(Path::to_str) {
-                deleted.push(p.to_string());
+            if let Some(p) = d.old_file().path_bytes() {
+                deleted.push(p.to_vec());
             }
             continue;
         }
         let nf = d.new_file();
-        if let Some(p) = nf.path().and_then(Path::to_str) {
-            changed.push((p.to_string(), nf.id()));
+        if let Some(p) = nf.path_bytes() {
+            changed.push((p.to_vec(), nf.id()));
         }
     }
-    let changed_set: std::collections::HashSet<&str> =
-        changed.iter().map(|(p, _)| p.as_str()).collect();
+    let changed_set: std::collections::HashSet<&[u8]> =
+        changed.iter().map(|(p, _)| p.as_slice()).collect();
+
+    // Every policy: staged ones, and committed ones this commit deletes.
+    let mut scopes: Vec<Scope> = Vec::new();
+    let mut policy_paths: Vec<Vec<u8>> = index
+        .iter()
+        .filter(|e| (e.flags >> 12) & 0x3 == 0 && is_policy_path(&e.path))
+        .map(|e| e.path)
+        .collect();
+    policy_paths.extend(deleted.iter().filter(|p| is_policy_path(p)).cloned());
+    for pp in policy_paths {
+        let shown = shown_path(&pp);
+        let staged = match index.get_path(&bytes_path(&pp), 0) {
+            Some(e) => {
+                let blob = repo.find_blob(e.id)?;
+                match policy::parse(&shown, blob.content()) {
+                    Ok(p) => Some(p),
+                    Err(err) => {
+                        report.findings.push(Finding {
+                            file: shown.clone(),
+                            line: None,
+                            message: format!("the staged policy is invalid: {err}"),
+                            fix: format!("fix {shown}, then `git add {}`", shell_path(&pp)),
+                        });
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let head = head_tree
+            .as_ref()
+            .and_then(|t| t.get_path(&bytes_path(&pp)).ok())
+            .and_then(|e| e.to_object(repo).ok())
+            .and_then(|o| o.peel_to_blob().ok())
+            .and_then(|b| policy::parse(&shown, b.content()).ok());
+        scopes.push(Scope {
+            prefix: parent_prefix(&pp),
+            staged,
+            head,
+        });
+    }
+    scopes.sort_by_key(|s| std::cmp::Reverse(s.prefix.len()));
+    let env_of = |path: &[u8]| -> Option<(&Policy, String)> {
+        let (p, _, rel) = governing(&scopes, path, false)?;
+        p.env_for_file(&rel).map(|e| (p, e.to_string()))
+    };
 
     // An identity anywhere in what this commit adds or changes (dotenv files are scanned
     // below, when they are read anyway).
     let secret_key =
         regex::bytes::Regex::new("AGE-SECRET-KEY-1[0-9A-Za-z]{20}").expect("valid regex");
-    let scan = |path: &str, content: &[u8], findings: &mut Vec<Finding>| {
+    let scan = |path: &[u8], content: &[u8], findings: &mut Vec<Finding>| {
         if let Some(m) = secret_key.find(content) {
             let line = content[..m.start()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let shell = shell_path(path);
             findings.push(Finding {
-                file: path.to_string(),
+                file: shown_path(path),
                 line: Some(line),
                 message: "contains an age secret key (AGE-SECRET-KEY-...): an identity must never be committed".into(),
-                fix: format!("`git rm --cached {path}` and keep the key in ~/.config/envv/keys.txt; if it was ever pushed, make a new key with `envv keygen`"),
+                fix: format!("`git rm --cached -- {shell}` and keep the key in ~/.config/envv/keys.txt; if it was ever pushed, make a new key with `envv keygen`"),
             });
         }
     };
     for (path, id) in &changed {
-        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-        let is_env = policy.as_ref().and_then(|p| p.env_for_file(rel)).is_some();
-        if is_env || dotenv_kind(path) == Some(DotenvKind::Secret) {
+        let kind = dotenv_kind(&String::from_utf8_lossy(path));
+        if env_of(path).is_some() || kind == Some(DotenvKind::Secret) {
             continue;
         }
         let Ok(blob) = repo.find_blob(*id) else {
@@ -190,24 +285,19 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         if (entry.flags >> 12) & 0x3 != 0 {
             continue; // a conflict stage, not a staged file
         }
-        let Ok(path) = std::str::from_utf8(&entry.path) else {
-            continue;
-        };
-        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-        let env = policy
-            .as_ref()
-            .and_then(|p| p.env_for_file(rel))
-            .map(str::to_string);
-        let kind = dotenv_kind(path);
+        let path = entry.path.as_slice();
+        let shown = shown_path(path);
+        let env = env_of(path);
+        let kind = dotenv_kind(&shown);
         if kind == Some(DotenvKind::Proposals) {
             report.files_checked += 1;
             let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
-            if let Some(problem) = crate::proposals::staged_problem(path, &content) {
+            if let Some(problem) = crate::proposals::staged_problem(&shown, &content) {
                 report.findings.push(Finding {
-                    file: path.to_string(),
+                    file: shown.clone(),
                     line: None,
                     message: format!("not a valid proposal file (values must be age-encrypted): {problem}"),
-                    fix: format!("write proposals with `envv propose`; `git rm --cached {path}` if it holds plaintext"),
+                    fix: format!("write proposals with `envv propose`; `git rm --cached -- {}` if it holds plaintext", shell_path(path)),
                 });
             }
             continue;
@@ -217,70 +307,94 @@ pub fn check_index(repo: &git2::Repository, root: &Path, opts: &Options) -> Resu
         }
         if kind == Some(DotenvKind::Local) && env.is_none() {
             report.findings.push(Finding {
-                file: path.to_string(),
+                file: shown.clone(),
                 line: None,
                 message: "a .local file is staged: .local files hold personal plaintext overrides and are never committed".into(),
-                fix: format!("`git rm --cached {path}` (envv init adds .local patterns to .gitignore)"),
+                fix: format!("`git rm --cached -- {}` (envv init adds .local patterns to .gitignore)", shell_path(path)),
             });
             continue;
         }
         report.files_checked += 1;
         let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
-        if changed_set.contains(path) {
+        let is_changed = changed_set.contains(path);
+        if is_changed {
             scan(path, &content, &mut report.findings);
         }
+        let policy = env
+            .as_ref()
+            .map(|(p, _)| *p)
+            .or_else(|| governing(&scopes, path, false).map(|(p, _, _)| p));
         check_dotenv_blob(
-            path,
+            &shown,
             &content,
-            policy.as_ref(),
-            env.as_deref(),
+            policy,
+            env.as_ref().map(|(_, e)| e.as_str()),
             &mut report.findings,
         );
-
-        // Freeze windows apply to files this commit changes.
-        if let (Some(p), Some(e)) = (&policy, &env) {
-            if changed_set.contains(path) {
-                check_freeze(p, e, path, opts, &mut report);
-            }
+        if is_changed {
+            check_freeze(&scopes, path, opts, &mut report);
         }
     }
+    // Freeze windows apply to files this commit changes, deletions included.
     for path in &deleted {
-        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-        if let Some(p) = &policy {
-            if let Some(e) = p.env_for_file(rel) {
-                check_freeze(p, e, path, opts, &mut report);
-            }
-        }
+        check_freeze(&scopes, path, opts, &mut report);
     }
     Ok(report)
 }
 
-/// A finding (or an override note) when `env` is inside one of its freeze windows.
-fn check_freeze(p: &Policy, e: &str, path: &str, opts: &Options, report: &mut Report) {
-    let Some(decl) = p.environments.get(e) else {
-        return;
-    };
-    for w in &decl.freeze {
-        let Ok(window) = policy::parse_freeze(w) else {
+#[cfg(unix)]
+fn bytes_path(p: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(p))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(p: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(p).into_owned())
+}
+
+/// A finding (or an override note) when `path` belongs to an environment that is inside a
+/// freeze window of the staged policy or of the committed one (deleting a window in the same
+/// commit as the change it forbids does not lift it).
+fn check_freeze(scopes: &[Scope], path: &[u8], opts: &Options, report: &mut Report) {
+    for head in [false, true] {
+        let Some((p, _, rel)) = governing(scopes, path, head) else {
             continue;
         };
-        if !window.contains(opts.minute_of_week) {
+        let Some(e) = p.env_for_file(&rel) else {
             continue;
+        };
+        if let Some(w) = active_window(p, e, opts) {
+            let shown = shown_path(path);
+            let from = if head {
+                "the committed policy"
+            } else {
+                "the staged policy"
+            };
+            if opts.freeze_override.is_some() {
+                report
+                    .overridden
+                    .push(format!("{shown} (environment {e}, freeze \"{w}\")"));
+            } else {
+                report.findings.push(Finding {
+                    file: shown,
+                    line: None,
+                    message: format!("environment {e} is frozen now (freeze window \"{w}\" in {from}, UTC) and this commit changes it"),
+                    fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
+                });
+            }
+            return;
         }
-        if opts.freeze_override.is_some() {
-            report
-                .overridden
-                .push(format!("{path} (environment {e}, freeze \"{w}\")"));
-        } else {
-            report.findings.push(Finding {
-                file: path.to_string(),
-                line: None,
-                message: format!("environment {e} is frozen now (freeze window \"{w}\", UTC) and this commit changes it"),
-                fix: "wait for the window to end, or commit with ENVV_FREEZE_OVERRIDE=\"reason\" (the reason is printed)".into(),
-            });
-        }
-        return;
     }
+}
+
+/// The freeze window of `e` in `p` that contains now, if any.
+fn active_window(p: &Policy, e: &str, opts: &Options) -> Option<String> {
+    let decl = p.environments.get(e)?;
+    decl.freeze
+        .iter()
+        .find(|w| policy::parse_freeze(w).is_ok_and(|win| win.contains(opts.minute_of_week)))
+        .cloned()
 }
 
 /// The staged content of an index entry. When the working-tree file still has the size, inode
@@ -295,9 +409,10 @@ fn staged_bytes(
     index_mtime: Option<std::time::SystemTime>,
 ) -> Result<Vec<u8>> {
     #[cfg(unix)]
-    if let (Some(index_mtime), Ok(path)) = (index_mtime, std::str::from_utf8(&entry.path)) {
+    if let Some(index_mtime) = index_mtime {
         use std::os::unix::fs::MetadataExt;
-        let file = workdir.join(path);
+        let path = bytes_path(&entry.path);
+        let file = workdir.join(&path);
         let regular = entry.mode & 0o170000 == 0o100000;
         let entry_mtime = std::time::UNIX_EPOCH
             + std::time::Duration::new(
@@ -305,11 +420,7 @@ fn staged_bytes(
                 entry.mtime.nanoseconds(),
             );
         let filtered = repo
-            .get_attr(
-                Path::new(path),
-                "filter",
-                git2::AttrCheckFlags::FILE_THEN_INDEX,
-            )
+            .get_attr(&path, "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)
             .ok()
             .flatten()
             .is_some();

@@ -51,9 +51,14 @@ impl Recipient {
                 .map_err(|e| format!("invalid age recipient: {e}"))?;
             RecipientKind::X25519
         } else {
-            let shown: String = text.chars().take(20).collect();
+            // The text is not echoed, not even its start: a pasted AGE-SECRET-KEY-1… lands here.
+            let hint = if text.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+                " (this looks like a private key: never share it; `envv whoami` prints your public key)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "\"{shown}\" is not a recipient: expected an age public key (age1...), ssh-ed25519 or ssh-rsa public key"
+                "not a recipient: expected an age public key (age1...), ssh-ed25519 or ssh-rsa public key{hint}"
             ));
         };
         Ok(Recipient { text, kind })

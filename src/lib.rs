@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod coredump;
 pub mod dotenv;
 pub mod edit;
 pub mod envdiff;
@@ -22,6 +23,7 @@ pub mod import;
 pub mod keys;
 pub mod membership;
 pub mod merge;
+pub mod paths;
 pub mod phrase;
 pub mod policy;
 pub mod proposals;

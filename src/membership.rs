@@ -215,10 +215,11 @@ impl Session {
     }
 
     fn lock_policy_folders(&mut self, policy: &Policy) -> Result<()> {
+        // Paths that leave the working tree are skipped here and refused by `plan`.
         let mut paths: Vec<PathBuf> = policy
             .environments
             .values()
-            .map(|e| self.root.join(e.file.trim_start_matches("./")))
+            .filter_map(|e| crate::paths::resolve(&self.root, &e.file).ok())
             .collect();
         paths.sort();
         for p in paths {
@@ -250,7 +251,7 @@ impl Session {
                 continue;
             }
             let name = decl.file.trim_start_matches("./").to_string();
-            let path = self.root.join(&name);
+            let path = crate::paths::resolve(&self.root, &name)?;
             let recipients = new.recipients(env);
             let readers: Vec<String> = new
                 .reader_names(env)
@@ -279,10 +280,7 @@ impl Session {
                 plan.files.push(change);
                 continue;
             }
-            let bytes = std::fs::read(&path).at(&path)?;
-            if bytes.len() as u64 > crate::envfile::MAX_FILE_BYTES {
-                return Err(Error::format(&name, "too large to be a dotenv file"));
-            }
+            let bytes = crate::paths::read_bounded(&path, &name)?;
             let file = EnvFile::from_bytes(&path, &name, &bytes)?;
             let Some(meta) = &file.meta else {
                 change.action = Action::Plaintext;
@@ -325,7 +323,7 @@ impl Session {
                 if new.environments.contains_key(env) || new.env_for_file(&name).is_some() {
                     continue;
                 }
-                let path = self.root.join(&name);
+                let path = crate::paths::resolve(&self.root, &name)?;
                 if path.exists() {
                     plan.files.push(FileChange {
                         env: env.clone(),
@@ -373,7 +371,7 @@ impl Session {
             let (old_bytes, mut file) = match &change.source {
                 Some((b, f)) => (b.clone(), f.clone()),
                 None => {
-                    let b = std::fs::read(&change.path).at(&change.path)?;
+                    let b = crate::paths::read_bounded(&change.path, &change.name)?;
                     let f = EnvFile::from_bytes(&change.path, &change.name, &b)?;
                     (b, f)
                 }
@@ -507,7 +505,7 @@ impl Session {
             .collect();
         let mut deleted: Vec<(&FileChange, Vec<u8>)> = Vec::new();
         for change in deletions {
-            let old = std::fs::read(&change.path).at(&change.path)?;
+            let old = crate::paths::read_bounded(&change.path, &change.name)?;
             if let Err(e) = std::fs::remove_file(&change.path) {
                 self.undo(&prepared, &done);
                 return Err(Error::io(&change.path, e));
@@ -848,7 +846,7 @@ pub fn readable_secrets(
         return Ok(None);
     };
     let name = decl.file.trim_start_matches("./");
-    let path = root.join(name);
+    let path = crate::paths::resolve(root, name)?;
     if !path.exists() {
         return Ok(None);
     }

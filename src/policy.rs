@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::keys::Recipient;
 
 /// File name of the policy, at the repository root.
@@ -294,7 +294,9 @@ impl Policy {
     /// The crypt rule for files this policy creates.
     pub fn crypt_rule(&self) -> crate::sops::CryptRule {
         match self.public_regex() {
-            Some(r) => crate::sops::CryptRule::UnencryptedRegex(Regex::new(&r).expect("validated")),
+            Some(r) => crate::sops::CryptRule::UnencryptedRegex(
+                crate::sops::rule_regex(&r).expect("validated"),
+            ),
             None => crate::sops::CryptRule::default(),
         }
     }
@@ -372,7 +374,7 @@ impl Policy {
             if e.file.is_empty() || e.file.contains("..") || Path::new(&e.file).is_absolute() {
                 return Err(err(
                     &["environments", name, "file"],
-                    format!("envv.environments.{name}.file: must be a path inside the repository"),
+                    format!("envv.environments.{name}.file: {:?} must be a relative path inside the repository (no `..`, not absolute)", e.file),
                 ));
             }
             if e.file.ends_with(".local") {
@@ -447,7 +449,7 @@ impl Policy {
             }
         }
         for p in &self.public {
-            Regex::new(p).map_err(|e| {
+            crate::sops::rule_regex(p).map_err(|e| {
                 err(
                     &["public"],
                     format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e)),
@@ -461,6 +463,15 @@ impl Policy {
                     format!("envv.scan.ignore: \"{}\" is not a glob of paths inside the repository (at most 512 characters, no `..`, not absolute)", g.chars().take(64).collect::<String>().escape_debug()),
                 ));
             }
+        }
+        // Files store the patterns as one rule (`crypt_rule`), which must compile too.
+        if let Some(all) = self.public_regex() {
+            crate::sops::rule_regex(&all).map_err(|e| {
+                err(
+                    &["public"],
+                    format!("envv.public: the patterns together: {}", regex_msg(&e)),
+                )
+            })?;
         }
         for k in &self.schema.required {
             crate::dotenv::validate_key(k).map_err(|m| {
@@ -683,8 +694,8 @@ impl PolicyFile {
     /// Reads and validates `.sops.yaml`. A file without an `envv:` section is an error naming
     /// `envv init`.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).at(path)?;
         let shown = display_name(path);
+        let bytes = crate::paths::read_bounded(path, &shown)?;
         let policy = parse(&shown, &bytes)?;
         Ok(PolicyFile {
             path: path.to_path_buf(),

@@ -47,6 +47,33 @@ const ENC_PREFIX: &str = "ENC[AES256_GCM,data:";
 #[derive(Clone)]
 pub struct DataKey(Zeroizing<[u8; 32]>);
 
+/// Largest compiled size of a rule's regular expression. A pusher writes these lines: without
+/// a bound, `sops_encrypted_regex=(\w{100}){100}` costs every command that reads the file a large
+/// compile (seconds and hundreds of MB under a sanitizer). Real rules are a few KB.
+const RULE_REGEX_SIZE_LIMIT: usize = 256 << 10;
+
+/// Compiles the regular expression of an encryption rule (a file's `sops_*_regex` line or the
+/// policy's `public`), bounded in size, and remembered for the process: every file one creation
+/// rule made carries the same rule, so `check`, `updatekeys` and the hook compile it once.
+pub fn rule_regex(pattern: &str) -> std::result::Result<Regex, regex::Error> {
+    static RECENT: std::sync::Mutex<Vec<(String, Regex)>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(recent) = RECENT.lock() {
+        if let Some((_, r)) = recent.iter().find(|(p, _)| p == pattern) {
+            return Ok(r.clone());
+        }
+    }
+    let r = regex::RegexBuilder::new(pattern)
+        .size_limit(RULE_REGEX_SIZE_LIMIT)
+        .build()?;
+    if let Ok(mut recent) = RECENT.lock() {
+        if recent.len() >= 8 {
+            recent.remove(0);
+        }
+        recent.push((pattern.to_string(), r.clone()));
+    }
+    Ok(r)
+}
+
 impl DataKey {
     /// A fresh random data key.
     pub fn generate() -> Self {
@@ -669,7 +696,9 @@ impl Metadata {
                 foreign.push((key.to_string(), stored.to_string()));
                 continue;
             }
-            let regex = |v: &str| Regex::new(v).map_err(|_| bad("invalid regular expression"));
+            let regex = |v: &str| {
+                rule_regex(v).map_err(|_| bad("invalid (or too large) regular expression"))
+            };
             match name {
                 "lastmodified" => lastmodified = Some(value),
                 "mac" => mac = value,

@@ -98,6 +98,9 @@ impl Workspace {
             } else {
                 self.cwd.join(f)
             });
+            // Inside the working tree the same rules hold as for a policy path (a committed
+            // link must not lead out); a path outside it is the user's explicit choice.
+            crate::paths::check_inside(&self.root, &path)?;
             let name = self.rel(&path);
             let env = self
                 .policy()?
@@ -107,7 +110,7 @@ impl Workspace {
         let policy = self.policy()?;
         match (env, policy) {
             (Some(e), Some(p)) => match p.policy.environments.get(e) {
-                Some(decl) => Ok(self.target_file(&decl.file, Some(e))),
+                Some(decl) => self.target_file(&decl.file, Some(e)),
                 None => Err(Error::Usage(format!(
                     "environment \"{e}\" is not declared in {POLICY_FILE}: add it with `envv env add {e}` (declared: {})",
                     p.policy.environments.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -115,19 +118,20 @@ impl Workspace {
             },
             (Some(e), None) if e != DEFAULT_ENV => Err(Error::Usage(format!("environment \"{e}\" needs a policy: run `envv init`, then `envv env add {e}`"))),
             (_, Some(p)) => match p.policy.environments.get(DEFAULT_ENV) {
-                Some(decl) => Ok(self.target_file(&decl.file, Some(DEFAULT_ENV))),
-                None => Ok(self.target_file(".env", p.policy.env_for_file(".env"))),
+                Some(decl) => self.target_file(&decl.file, Some(DEFAULT_ENV)),
+                None => self.target_file(".env", p.policy.env_for_file(".env")),
             },
-            (_, None) => Ok(self.target_file(".env", None)),
+            (_, None) => self.target_file(".env", None),
         }
     }
 
-    fn target_file(&self, rel: &str, env: Option<&str>) -> Target {
-        Target {
-            path: self.root.join(rel),
+    /// A file named relative to the root (by the policy): confined to the working tree.
+    fn target_file(&self, rel: &str, env: Option<&str>) -> Result<Target> {
+        Ok(Target {
+            path: crate::paths::resolve(&self.root, rel)?,
             name: rel.trim_start_matches("./").to_string(),
             env: env.map(str::to_string),
-        }
+        })
     }
 
     /// Member names that read a target (for "who can decrypt" messages).

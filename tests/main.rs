@@ -8,6 +8,7 @@ mod format;
 mod gitint;
 mod health;
 mod history;
+mod hostile;
 mod identities;
 mod import;
 mod interop;

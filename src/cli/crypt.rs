@@ -134,7 +134,7 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
 pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     crate::fsutil::clean_stale_temps(&t.path);
-    let bytes = std::fs::read(&t.path).map_err(|e| crate::Error::io(&t.path, e))?;
+    let bytes = crate::paths::read_bounded(&t.path, &t.name)?;
     let text = dotenv::decode_utf8(&t.name, &bytes)?;
     let recipients = ctx.ws.recipients(t)?;
     let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;

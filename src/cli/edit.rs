@@ -12,7 +12,8 @@ use crate::error::Error;
 /// Edit the decrypted file in $VISUAL / $EDITOR; only the values you change are re-encrypted.
 ///
 /// The plaintext goes to a private temp file (0600 in a 0700 folder, on /dev/shm when it
-/// exists) that is removed on success, error, Ctrl-C and SIGTERM. The edited text is parsed as
+/// exists) that is removed on success, error, Ctrl-C, SIGTERM and SIGQUIT; after a SIGKILL the
+/// next `envv edit` or `envv status` removes it. The edited text is parsed as
 /// dotenv (quotes, escapes, comments) before anything is written: a bad line reopens the editor
 /// on a terminal, and otherwise aborts naming the line, leaving the file unchanged. Values you
 /// did not touch keep their ciphertext, so `git diff` shows only your changes. A missing file
@@ -26,6 +27,7 @@ use crate::error::Error;
 pub struct EditArgs {}
 
 pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
+    report_swept();
     let t = ctx.target()?;
     let stop = edit::catch_signals()?;
     let editor = edit::editor_command()?;
@@ -122,6 +124,17 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
             }
             Err(e.into())
         }
+    }
+}
+
+/// Removes scratch folders of killed `edit`s and says so (on stderr).
+pub(super) fn report_swept() {
+    for s in edit::sweep_stale() {
+        eprintln!(
+            "removed {}: plaintext left by `envv edit` (pid {}), which was killed before it could clean up",
+            s.dir.display(),
+            s.pid
+        );
     }
 }
 

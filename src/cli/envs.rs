@@ -220,10 +220,10 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
     for (name, e) in &p.environments {
         let rel = e.file.trim_start_matches("./");
         let path = ctx.ws.root.join(rel);
-        let state = if !path.exists() {
+        let state = if std::fs::symlink_metadata(&path).is_err() {
             "no file yet".to_string()
         } else {
-            match EnvFile::open(&path, rel) {
+            match EnvFile::open_in(&ctx.ws.root, rel) {
                 Ok(f) => match &f.meta {
                     None => "plaintext (`envv encrypt`)".into(),
                     Some(m) if recipient_drift(m, &p.recipients(name)).is_empty() => {

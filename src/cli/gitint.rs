@@ -165,7 +165,7 @@ pub struct MergeDriverArgs {
 }
 
 pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+    let read = |p: &Path| crate::paths::read_bounded(p, &p.display().to_string());
     let (base, ours, theirs) = (read(&a.base)?, read(&a.ours)?, read(&a.theirs)?);
     let name = a
         .path
@@ -524,7 +524,7 @@ fn date(ts: i64) -> String {
 /// `KEY=<encrypted: fingerprint>` (a stable hash of the ciphertext), so a diff still shows which
 /// keys changed. Never fails: an unreadable file is printed as it is.
 pub fn textconv(ctx: &Ctx, path: &Path) -> anyhow::Result<i32> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::paths::read_bounded(path, &path.display().to_string()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("envv textconv: cannot read {}: {e}", path.display());

@@ -333,6 +333,7 @@ struct EnvRow {
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
+    super::edit::report_swept();
     let mut ring = ctx.keyring();
     let publics = ring.all_publics();
     let Some(pf) = ctx.ws.policy()? else {
@@ -393,7 +394,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
                 .map(|p| p.len())
                 .unwrap_or(0),
         };
-        match EnvFile::open(&ctx.ws.root.join(&rel), &rel) {
+        match EnvFile::open_in(&ctx.ws.root, &rel) {
             Ok(f) => {
                 row.exists = true;
                 row.keys = Some(f.keys().collect::<std::collections::BTreeSet<_>>().len());

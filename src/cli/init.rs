@@ -102,7 +102,10 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
             {
                 continue;
             }
-            let path = root.join(&n);
+            // A link that leads out of the tree (or a device) is not this project's file.
+            let Ok(path) = crate::paths::resolve(&root, &n) else {
+                continue;
+            };
             if !path.is_file() {
                 continue;
             }

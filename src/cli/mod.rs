@@ -166,6 +166,8 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    // First, before any identity is read or value decrypted: no core dumps.
+    crate::coredump::forbid();
     let ws = Workspace::discover()?;
     if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
         return Err(Error::Usage(

@@ -398,9 +398,14 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
     let plan = f.plan();
     let mut rows = Vec::new();
     for (i, l) in f.lines.iter().enumerate() {
-        if let crate::dotenv::Line::Pair { key, stored, .. } = l {
+        if let crate::dotenv::Line::Pair { key, stored, line } = l {
             let encrypted = f.is_encrypted() && plan[i] && crate::sops::is_enc(stored);
-            rows.push((key.clone(), encrypted, stored.is_empty()));
+            // A hand-pasted line's text before `=` may be a secret: never listed.
+            let key = match crate::dotenv::validate_key(key) {
+                Ok(()) => key.clone(),
+                Err(_) => format!("(line {line}: not a key name, text not shown)"),
+            };
+            rows.push((key, encrypted, stored.is_empty()));
         }
     }
     let current: std::collections::HashMap<String, String> = f

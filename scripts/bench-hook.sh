@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Times the pre-commit hook (`envv hook pre-commit`) on a large commit: 51 staged encrypted
+# files of 10,000 keys each (goal: under 0.5 s), with hyperfine.
+#
+# Usage:
+#   scripts/bench-hook.sh                          # builds envv --release, prints hyperfine's table
+#   ENVV_BIN=path/to/envv scripts/bench-hook.sh    # use an existing binary (no build)
+#   BASELINE_BIN=path/to/old/envv scripts/bench-hook.sh   # also time another build, same data
+#   BENCH_QUICK=1 scripts/bench-hook.sh            # fewer runs
+#
+# Needs hyperfine and git. The data set lives in a temp folder with its own HOME and git config,
+# removed at the end.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { echo "bench-hook: $*" >&2; }
+command -v hyperfine >/dev/null || { log "hyperfine is missing (apt-get install hyperfine)"; exit 2; }
+
+if [ -z "${ENVV_BIN:-}" ]; then
+  log "cargo build --release"
+  (cd "$here" && cargo build --release --quiet)
+  ENVV_BIN="$here/target/release/envv"
+fi
+envv=$(cd "$(dirname "$ENVV_BIN")" && pwd)/$(basename "$ENVV_BIN")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM=1
+unset ENVV_ENV ENVV_AGE_KEY ENVV_AGE_KEY_FILE SOPS_AGE_KEY SOPS_AGE_KEY_FILE GIT_INDEX_FILE
+mkdir -p "$HOME" "$work/repo"
+printf '[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n' >"$GIT_CONFIG_GLOBAL"
+cd "$work/repo"
+git init -q .
+"$envv" keygen >/dev/null 2>&1
+"$envv" init --name bench >/dev/null 2>&1
+
+files=51 keys=10000
+log "making $files files of $keys keys"
+awk -v n=$keys 'BEGIN { for (i = 0; i < n; i++) printf "KEY_%05d=value-%05d-0123456789abcdefghijklmnopqrstuvwxyz\n", i, i }' >.env
+"$envv" encrypt >/dev/null 2>&1
+for i in $(seq 1 $((files - 1))); do
+  "$envv" env add "e$i" >/dev/null 2>&1
+  cp .env ".env.e$i"
+done
+git add -A
+staged=$(git diff --cached --name-only | grep -c '^\.env')
+[ "$staged" = "$files" ] || { log "expected $files staged files, found $staged"; exit 1; }
+"$envv" hook pre-commit || { log "the hook refused the data set"; exit 1; }
+
+runs=20; [ -n "${BENCH_QUICK:-}" ] && runs=5
+cmds=("$envv hook pre-commit")
+names=(-n "envv hook pre-commit")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  cmds+=("$BASELINE_BIN hook pre-commit")
+  names+=(-n "baseline hook pre-commit")
+fi
+hyperfine -N --warmup 2 --runs $runs "${names[@]}" "${cmds[@]}"
