@@ -101,7 +101,7 @@ EOF
     echo "    default: { file: .env, readers: [team] }"
   } >"$dir/.sops.yaml"
   cp "$dir/plain.env" "$dir/.env"
-  (cd "$dir" && git init -q && "$envv" encrypt >/dev/null 2>&1 && git add -A && git commit -qm data)
+  (cd "$dir" && git init -q && "$envv" --yes encrypt >/dev/null 2>&1 && git add -A && git commit -qm data)
   local k="KEY_$(printf %05d $((keys / 2)))" want got
   want=$(grep "^$k=" "$dir/plain.env" | cut -d= -f2)
   got=$(cd "$dir" && "$envv" get "$k"); [ "$got" = "$want" ] || { log "envv get $k is wrong"; exit 1; }
@@ -225,7 +225,7 @@ PY
     for i in $(seq -w 1 20); do echo "    e$i: { file: .env.e$i, readers: [team] }"; done
   } >"$m/.sops.yaml"
   (cd "$m" && git init -q && for i in $(seq -w 1 20); do
-     cp plain.env ".env.e$i" && "$envv" encrypt ".env.e$i" >/dev/null 2>&1; done && git add -A && git commit -qm data)
+     cp plain.env ".env.e$i" && "$envv" --yes encrypt ".env.e$i" >/dev/null 2>&1; done && git add -A && git commit -qm data)
   bench "member add over 20 files x 1,000 keys (re-wrap)" envv "$m" --prepare "git checkout -q -- ." -- "$envv member add m3 $(pub 3)"
   bench "member rm over 20 files x 1,000 keys (rotate)" envv "$m" --prepare "git checkout -q -- ." -- "$envv member rm m2"
   (cd "$m" && git checkout -q -- .)

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod attacks;
 mod core;
 mod exec;
 mod format;
@@ -18,7 +19,6 @@ mod phrase;
 mod proposals;
 mod props;
 mod public;
-mod redteam;
 mod reliability;
 mod scan;
 mod threshold;

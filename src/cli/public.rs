@@ -115,14 +115,27 @@ pub(crate) fn confirm_plain(
             open[i].1.push(k.to_string());
         }
     };
+    // Compiled once: files hold thousands of keys.
+    let compiled: Vec<(String, Regex)> = after
+        .meta
+        .as_ref()
+        .map(|m| m.rule.public_patterns())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Regex::new(&p).ok().map(|r| (p, r)))
+        .collect();
     for l in &after.lines {
-        let Line::Pair { key, .. } = l else {
+        let Line::Pair { key, stored, .. } = l else {
             continue;
         };
-        if before.0.get(key) == Some(&false) || !stored_plain(after, key) {
+        if before.0.get(key) == Some(&false) || stored.is_empty() || encrypted(after, stored) {
             continue;
         }
-        let pats = matching(after, key);
+        let pats: Vec<&String> = compiled
+            .iter()
+            .filter(|(_, r)| r.is_match(key))
+            .map(|(p, _)| p)
+            .collect();
         if pats.iter().any(|p| store.contains_pattern(p)) {
             continue;
         }
