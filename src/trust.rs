@@ -262,6 +262,15 @@ impl Introduced {
     }
 }
 
+/// The repository of `root` and the walk over its `.sops.yaml`'s committed versions, newest
+/// first (`None` outside git or without history).
+fn policy_history(root: &Path) -> Option<(git2::Repository, crate::history::Walk)> {
+    let repo = crate::git::open(root)?;
+    let rel = policy_path_in_repo(&repo, root)?;
+    let w = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS).ok()?;
+    Some((repo, w))
+}
+
 /// For each `(environment, recipient)`, the newest commit on HEAD's first-parent history from
 /// which `.sops.yaml` (in `root`) has made that recipient a reader of that environment without
 /// interruption (for an environment HEAD does not declare yet: a member). `None`: HEAD's
@@ -272,13 +281,7 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
     if queries.is_empty() {
         return out;
     }
-    let Some(repo) = crate::git::open(root) else {
-        return out;
-    };
-    let Some(rel) = policy_path_in_repo(&repo, root) else {
-        return out;
-    };
-    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+    let Some((repo, w)) = policy_history(root) else {
         return out;
     };
     let mut done = vec![false; queries.len()];
@@ -333,13 +336,7 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
 /// who are gone from the current policy).
 pub fn former_members(root: &Path) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let Some(repo) = crate::git::open(root) else {
-        return out;
-    };
-    let Some(rel) = policy_path_in_repo(&repo, root) else {
-        return out;
-    };
-    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+    let Some((repo, w)) = policy_history(root) else {
         return out;
     };
     for v in &w.versions[0] {
@@ -377,13 +374,7 @@ pub fn pattern_introductions(root: &Path, patterns: &[String]) -> Vec<Option<Int
     if patterns.is_empty() {
         return out;
     }
-    let Some(repo) = crate::git::open(root) else {
-        return out;
-    };
-    let Some(rel) = policy_path_in_repo(&repo, root) else {
-        return out;
-    };
-    let Ok(w) = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS) else {
+    let Some((repo, w)) = policy_history(root) else {
         return out;
     };
     let mut done = vec![false; patterns.len()];
