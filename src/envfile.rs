@@ -693,43 +693,8 @@ impl EnvFile {
         }
         // One Shamir share per group, as sops splits it; the threshold stays what it was.
         let needed = meta.groups_needed();
-        // The groups a recipient is in come from the file, which anyone can edit: shares are
-        // never made that one recipient alone could combine.
-        for r in groups.iter().flatten() {
-            let n = groups
-                .iter()
-                .filter(|g| {
-                    g.iter()
-                        .any(|o| crate::keys::same_recipient(&o.text, &r.text))
-                })
-                .count() as u64;
-            if n >= needed.max(2) {
-                return Err(Error::Usage(format!(
-                    "{}: {} is in {n} key groups, any {needed} of which open it, so that reader alone would open it: fix the key groups with sops (`sops updatekeys`), or pass --flatten to make one group",
-                    self.name,
-                    crate::keys::fingerprint(&r.text)
-                )));
-            }
-        }
-        let shares = Zeroizing::new(sops::shamir::split(
-            dk.bytes(),
-            groups.len() as u8,
-            needed as u8,
-        ));
-        let mut wrapped = Vec::with_capacity(groups.len());
-        for (group, share) in groups.iter().zip(shares.iter()) {
-            let entries = group
-                .iter()
-                .map(|r| {
-                    Ok(KeyEntry {
-                        recipient: r.text.clone(),
-                        enc: r.wrap(share)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            wrapped.push(entries);
-        }
-        meta.groups = wrapped;
+        // The groups a recipient is in come from the file, which anyone can edit.
+        meta.groups = split_into_groups(&self.name, dk, &groups, needed)?;
         meta.key_groups_form = true;
         meta.shamir_threshold = Some(needed);
         Ok(())
@@ -788,27 +753,9 @@ impl EnvFile {
                 groups.len()
             )));
         }
-        let shares = Zeroizing::new(sops::shamir::split(dk.bytes(), groups.len() as u8, k));
-        let mut wrapped = Vec::with_capacity(groups.len());
-        for (group, share) in groups.iter().zip(shares.iter()) {
-            if group.is_empty() {
-                return Err(Error::Usage(format!(
-                    "{}: a key group has no recipient",
-                    self.name
-                )));
-            }
-            let entries = group
-                .iter()
-                .map(|r| {
-                    Ok(KeyEntry {
-                        recipient: r.text.clone(),
-                        enc: r.wrap(share)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            wrapped.push(entries);
-        }
-        meta.groups = wrapped;
+        let groups = split_into_groups(&self.name, dk, groups, u64::from(k))?;
+        let meta = self.meta.as_mut().expect("rewrap needs metadata");
+        meta.groups = groups;
         meta.key_groups_form = true;
         meta.shamir_threshold = Some(u64::from(k));
         Ok(())
@@ -955,6 +902,58 @@ impl EnvFile {
     pub fn save(&self) -> Result<()> {
         crate::fsutil::write_atomic(&self.path, &self.to_bytes(), 0o644)
     }
+}
+
+/// Splits `dk` into one Shamir share per group, any `needed` of which recover it, and wraps
+/// each share for its group's recipients (as sops does with key groups). Refused when a group
+/// is empty or when one recipient sits in `needed` groups or more: that reader alone would hold
+/// enough shares, whether the groups came from a file (anyone can edit it) or a policy.
+fn split_into_groups(
+    name: &str,
+    dk: &DataKey,
+    groups: &[Vec<Recipient>],
+    needed: u64,
+) -> Result<Vec<Vec<KeyEntry>>> {
+    if groups.iter().any(Vec::is_empty) {
+        return Err(Error::Usage(format!(
+            "{name}: a key group has no recipient"
+        )));
+    }
+    for r in groups.iter().flatten() {
+        let n = groups
+            .iter()
+            .filter(|g| {
+                g.iter()
+                    .any(|o| crate::keys::same_recipient(&o.text, &r.text))
+            })
+            .count() as u64;
+        if n >= needed.max(2) {
+            return Err(Error::Usage(format!(
+                "{name}: {} is in {n} key groups, any {needed} of which open it, so that reader alone would open it: give each reader fewer groups (the policy's reader entries, or `sops updatekeys`), or pass --flatten to make one group",
+                crate::keys::fingerprint(&r.text)
+            )));
+        }
+    }
+    let shares = Zeroizing::new(sops::shamir::split(
+        dk.bytes(),
+        groups.len() as u8,
+        needed as u8,
+    ));
+    groups
+        .iter()
+        .zip(shares.iter())
+        .map(|(group, share)| {
+            group
+                .iter()
+                .map(|r| {
+                    Ok(KeyEntry {
+                        recipient: r.text.clone(),
+                        enc: r.wrap(share)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
 }
 
 /// How a file's recipients differ from what the policy wants.

@@ -369,3 +369,18 @@ fn a_threshold_needs_enough_entries() {
     assert!(err.contains("threshold"), "{err}");
     assert!(!s.read(".sops.yaml").contains("vault"));
 }
+
+#[test]
+fn one_reader_in_enough_groups_to_open_alone_is_refused() {
+    let v = vault();
+    let before = v.s.read(".env.vault");
+    // bob is in ops, and named again: two of the groups, and two open the file.
+    let mut c = v.s.envv();
+    c.arg("-i").arg(alice(&v)).arg("-i").arg(&v.bob);
+    c.args(["--yes", "env", "readers", "vault", "ops,bob,carol"]);
+    let out = c.output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in 2 key groups"), "{err}");
+    assert_eq!(v.s.read(".env.vault"), before);
+}
