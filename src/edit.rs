@@ -191,7 +191,7 @@ pub fn editor_command() -> Result<Vec<String>> {
         return Ok(vec!["vi".into()]);
     };
     let words = shell_words::split(&raw).map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "cannot parse $VISUAL/$EDITOR ({e}): set it to e.g. `code --wait`"
         ))
     })?;
@@ -247,10 +247,17 @@ pub fn catch_signals() -> Result<Arc<AtomicUsize>> {
 pub fn run_editor(editor: &[String], path: &Path, stop: &AtomicUsize) -> Result<EditorExit> {
     let (prog, args) = editor
         .split_first()
-        .ok_or_else(|| Error::Usage("empty editor command".into()))?;
-    let mut child = std::process::Command::new(prog).args(args).arg(path).spawn().map_err(|e| {
-        Error::Usage(format!("cannot start the editor `{prog}`: {e} (set $VISUAL or $EDITOR, e.g. `export EDITOR=nano`)"))
-    })?;
+        .ok_or_else(|| Error::usage("empty editor command"))?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .arg(path)
+        .spawn()
+        .map_err(|e| {
+            Error::usage_hint(
+                format!("cannot start the editor `{prog}`: {e}"),
+                "set $VISUAL or $EDITOR, e.g. `export EDITOR=nano`",
+            )
+        })?;
     loop {
         let sig = stop.load(Ordering::SeqCst);
         if sig != 0 {

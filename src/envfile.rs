@@ -226,11 +226,8 @@ impl EnvFile {
         keyring: &mut Keyring,
         readers: impl FnOnce() -> Vec<String>,
     ) -> Result<DataKey> {
-        let meta = self.meta.as_ref().ok_or_else(|| {
-            Error::Usage(format!(
-                "{} is not encrypted yet: run `envv encrypt -f {}`",
-                self.name, self.name
-            ))
+        let meta = self.meta.as_ref().ok_or_else(|| Error::NotEncrypted {
+            file: self.name.clone(),
         })?;
         let unwrapped = keyring.unwrap(meta).map_err(|e| match e {
             Error::Crypto(m) if m.contains("sops_shamir_threshold") => Error::format(&self.name, m),
@@ -285,10 +282,9 @@ impl EnvFile {
     }
 
     fn decrypt_inner(&self, key: &DataKey, verify_mac: bool, allow_pending: bool) -> Result<Plain> {
-        let meta = self
-            .meta
-            .as_ref()
-            .ok_or_else(|| Error::Usage(format!("{} is not encrypted", self.name)))?;
+        let meta = self.meta.as_ref().ok_or_else(|| Error::NotEncrypted {
+            file: self.name.clone(),
+        })?;
         let plan = meta.rule.plan(&self.lines);
         let cipher = key.cipher();
         let mut plain = Plain {
@@ -529,7 +525,7 @@ impl EnvFile {
         }
         if encrypt {
             if std::str::from_utf8(value.expose()).is_err() {
-                return Err(Error::Usage(format!(
+                return Err(Error::refused(format!(
                     "the value for {key} is not valid UTF-8 text"
                 )));
             }
@@ -538,9 +534,7 @@ impl EnvFile {
             Ok(dk.cipher().encrypt(value.expose(), &aad, ValueType::Str))
         } else {
             dotenv::escape_stored(value.expose()).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{key} is public (kept in plain text) but its value has a CR or the text \\n, which the sops format cannot store unencrypted"
-                ))
+                Error::refused(format!("{key} is public (kept in plain text) but its value has a CR or the text \\n, which the sops format cannot store unencrypted"))
             })
         }
     }
@@ -741,17 +735,21 @@ impl EnvFile {
         let meta = self.meta.as_mut().expect("rewrap needs metadata");
         let before = meta.groups_needed();
         if u64::from(k) < before && !flatten {
-            return Err(Error::Usage(format!(
-                "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
-                self.name
-            )));
+            return Err(Error::key_groups(
+                &self.name,
+                format!("needs {before} key groups to decrypt; the policy asks for {k}"),
+                Some("lowering a threshold needs --flatten"),
+            ));
         }
         if groups.len() < 2 || usize::from(k) > groups.len() || k < 2 {
-            return Err(Error::Usage(format!(
-                "{}: a threshold of {k} needs at least {k} key groups (has {})",
-                self.name,
-                groups.len()
-            )));
+            return Err(Error::key_groups(
+                &self.name,
+                format!(
+                    "a threshold of {k} needs at least {k} key groups (has {})",
+                    groups.len()
+                ),
+                None,
+            ));
         }
         let groups = split_into_groups(&self.name, dk, groups, u64::from(k))?;
         let meta = self.meta.as_mut().expect("rewrap needs metadata");
@@ -783,11 +781,7 @@ impl EnvFile {
             .map(|r| crate::keys::short_key(&r.text))
             .collect();
         if !unplaced.is_empty() {
-            return Err(Error::Usage(format!(
-                "{} has {layout}; envv cannot tell which group {} should join: add them with sops (key_groups in creation_rules, then `sops updatekeys`), or pass --flatten to make one group that any single reader opens",
-                self.name,
-                unplaced.join(", ")
-            )));
+            return Err(Error::key_groups(&self.name, format!("has {layout}; envv cannot tell which group {} should join", unplaced.join(", ")), Some("add them with sops (key_groups in creation_rules, then `sops updatekeys`), or pass --flatten to make one group that any single reader opens")));
         }
         let groups: Vec<Vec<Recipient>> = meta
             .groups
@@ -801,11 +795,7 @@ impl EnvFile {
             })
             .collect();
         if let Some(i) = groups.iter().position(Vec::is_empty) {
-            return Err(Error::Usage(format!(
-                "{} has {layout}; this change leaves key group {} with no recipient, which lowers what it takes to decrypt it: pass --flatten to make one group that any single reader opens",
-                self.name,
-                i + 1
-            )));
+            return Err(Error::key_groups(&self.name, format!("has {layout}; this change leaves key group {} with no recipient, which lowers what it takes to decrypt it", i + 1), Some("pass --flatten to make one group that any single reader opens")));
         }
         Ok(groups)
     }
@@ -915,9 +905,11 @@ fn split_into_groups(
     needed: u64,
 ) -> Result<Vec<Vec<KeyEntry>>> {
     if groups.iter().any(Vec::is_empty) {
-        return Err(Error::Usage(format!(
-            "{name}: a key group has no recipient"
-        )));
+        return Err(Error::key_groups(
+            name,
+            "a key group has no recipient",
+            None,
+        ));
     }
     for r in groups.iter().flatten() {
         let n = groups
@@ -928,10 +920,7 @@ fn split_into_groups(
             })
             .count() as u64;
         if n >= needed.max(2) {
-            return Err(Error::Usage(format!(
-                "{name}: {} is in {n} key groups, any {needed} of which open it, so that reader alone would open it: give each reader fewer groups (the policy's reader entries, or `sops updatekeys`), or pass --flatten to make one group",
-                crate::keys::fingerprint(&r.text)
-            )));
+            return Err(Error::key_groups(name, format!("{} is in {n} key groups, any {needed} of which open it, so that reader alone would open it", crate::keys::fingerprint(&r.text)), Some("give each reader fewer groups (the policy's reader entries, or `sops updatekeys`), or pass --flatten to make one group")));
         }
     }
     let shares = Zeroizing::new(sops::shamir::split(
@@ -995,8 +984,8 @@ pub fn recipient_drift(meta: &Metadata, wanted: &[Recipient]) -> RecipientDrift 
 /// Wraps a data key for each recipient.
 pub fn wrap_all(dk: &DataKey, recipients: &[Recipient]) -> Result<Vec<KeyEntry>> {
     if recipients.is_empty() {
-        return Err(Error::Usage(
-            "no recipients: the policy gives this file no readers".into(),
+        return Err(Error::refused(
+            "no recipients: the policy gives this file no readers",
         ));
     }
     recipients
@@ -1196,12 +1185,10 @@ impl EnvFile {
     pub fn refuse_rule_conflict(&self, wanted: &CryptRule) -> Result<()> {
         match self.rule_conflict(wanted) {
             None => Ok(()),
-            Some(c) => Err(Error::Usage(format!(
-                "refusing to write {}: {}\n  fix: {}",
-                self.name,
-                c.message(),
-                c.fix(&self.name)
-            ))),
+            Some(c) => Err(Error::refused_hint(
+                format!("refusing to write {}: {}", self.name, c.message()),
+                c.fix(&self.name),
+            )),
         }
     }
 }

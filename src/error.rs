@@ -2,7 +2,7 @@
 //!
 //! Every error names the file (and line or key where there is one) and never carries a secret
 //! value: messages are built from names, paths and line numbers only. The CLI layer prints the
-//! message, the hint, and maps the kind to an exit code (see `Error::exit_code`).
+//! message with its hints and maps the kind to an exit code (`cli::CliError`).
 
 use std::path::Path;
 
@@ -76,9 +76,52 @@ pub enum Error {
     #[error("{file}: {msg}")]
     Path { file: String, msg: String },
 
-    /// Something the caller asked for that cannot be done as asked.
-    #[error("{0}")]
-    Usage(String),
+    /// No `.sops.yaml` was found: in `dir`, or (`parents`) in it and every folder above it.
+    #[error("no {} in {dir}{}", crate::policy::POLICY_FILE, if *parents { " or its parents" } else { "" })]
+    NoPolicy { dir: String, parents: bool },
+
+    /// An environment name the policy does not declare.
+    #[error(
+        "environment \"{env}\" is not declared in {}",
+        crate::policy::POLICY_FILE
+    )]
+    UnknownEnv { env: String, declared: Vec<String> },
+
+    /// A file that is not the file of any environment of the policy.
+    #[error("{file} is not the file of any environment in {policy}")]
+    UndeclaredFile { file: String, policy: String },
+
+    /// A file that exists but is not encrypted yet.
+    #[error("{file} is not encrypted")]
+    NotEncrypted { file: String },
+
+    /// An environment whose readers have all expired or been removed.
+    #[error("environment {env} has no current reader (all expired?)")]
+    NoReaders { env: String },
+
+    /// A file that people the policy no longer lists can still decrypt.
+    #[error("{file} can still be decrypted by {} whom {} no longer lists as readers", who.join(", "), crate::policy::POLICY_FILE)]
+    StaleReaders { file: String, who: Vec<String> },
+
+    /// A working folder that is not inside a git repository.
+    #[error("{dir} is not inside a git repository")]
+    NotARepo { dir: String },
+
+    /// A key-group layout or threshold envv will not change as asked.
+    #[error("{file}: {msg}")]
+    KeyGroups {
+        file: String,
+        msg: String,
+        hint: Option<String>,
+    },
+
+    /// Arguments that cannot be used as given.
+    #[error("{msg}")]
+    Usage { msg: String, hint: Option<String> },
+
+    /// An operation envv refuses in the repository's current state.
+    #[error("{msg}")]
+    Refused { msg: String, hint: Option<String> },
 
     /// A check found problems (pre-commit, updatekeys --check, check).
     #[error("{0}")]
@@ -102,41 +145,44 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code for this error: 1 for a failed check, missing key or missing access,
-    /// 2 for usage and input errors.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::KeyNotFound { .. }
-            | Error::CheckFailed(_)
-            | Error::NoIdentity { .. }
-            | Error::TooFewGroups { .. } => 1,
-            _ => 2,
+    /// Builds an [`Error::Usage`] without a hint.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage {
+            msg: msg.into(),
+            hint: None,
         }
     }
 
-    /// A next step for the user, when there is an obvious one.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::Mac { file } => Some(format!(
-                "`git diff {file}` shows what changed; `envv decrypt --ignore-mac -f {file}` recovers readable values"
-            )),
-            Error::NoIdentity { readers, tried, .. } => {
-                let readers = if readers.is_empty() { "(unknown: no policy names this file)".to_string() } else { readers.join(", ") };
-                let tried = if tried.is_empty() { "nothing: no identity found (run `envv keygen`)".to_string() } else { tried.join(", ") };
-                Some(format!(
-                    "readers: {readers}\n  tried:   {tried}\n  hint:    send `envv whoami` to a reader and ask them to run `envv member add <you> <key>`"
-                ))
-            }
-            Error::TooFewGroups { tried, .. } => Some(format!(
-                "tried:   {}\n  hint:    add the identity of another group (`--identity FILE`, or ENVV_AGE_KEY_FILE), or ask the holders of the other groups",
-                tried.join(", ")
-            )),
-            Error::Tampered { file, .. } => Some(format!(
-                "`git diff {file}` shows what changed; restore it with `git checkout -- {file}`"
-            )),
-            Error::KeyNotFound { .. } => Some("`envv ls` lists the keys; `envv set KEY` adds one".into()),
-            Error::MissingFile { .. } => Some("`envv set KEY` creates it".into()),
-            _ => None,
+    /// Builds an [`Error::Usage`] with the next step.
+    pub fn usage_hint(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage {
+            msg: msg.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Builds an [`Error::Refused`] without a hint.
+    pub fn refused(msg: impl Into<String>) -> Self {
+        Error::Refused {
+            msg: msg.into(),
+            hint: None,
+        }
+    }
+
+    /// Builds an [`Error::Refused`] with the next step.
+    pub fn refused_hint(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Refused {
+            msg: msg.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Builds an [`Error::KeyGroups`].
+    pub fn key_groups(file: impl Into<String>, msg: impl Into<String>, hint: Option<&str>) -> Self {
+        Error::KeyGroups {
+            file: file.into(),
+            msg: msg.into(),
+            hint: hint.map(str::to_string),
         }
     }
 

@@ -42,9 +42,9 @@ pub struct Setup {
 
 /// Writes missing `.gitattributes` lines at the work tree root and sets the repository config.
 pub fn setup(repo: &git2::Repository) -> Result<Setup> {
-    let workdir = repo.workdir().ok_or_else(|| {
-        Error::Usage("a bare repository has no work tree for .gitattributes".into())
-    })?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::usage("a bare repository has no work tree for .gitattributes"))?;
     let path = workdir.join(".gitattributes");
     let existing = match std::fs::read_to_string(&path) {
         Ok(s) => s,

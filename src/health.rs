@@ -191,15 +191,10 @@ pub fn check(
 ) -> Result<Report> {
     if let Some(e) = only {
         if !policy.environments.contains_key(e) {
-            return Err(Error::Usage(format!(
-                "environment \"{e}\" is not declared in {POLICY_FILE} (declared: {})",
-                policy
-                    .environments
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(Error::UnknownEnv {
+                env: e.to_string(),
+                declared: policy.environments.keys().cloned().collect(),
+            });
         }
     }
     let mut report = Report::default();

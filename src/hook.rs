@@ -176,7 +176,7 @@ fn parent_prefix(policy_path: &[u8]) -> Vec<u8> {
 pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Result<Report> {
     let workdir = repo
         .workdir()
-        .ok_or_else(|| Error::Usage("a bare repository has no index to check".into()))?;
+        .ok_or_else(|| Error::usage("a bare repository has no index to check"))?;
     // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
     // blob read here halves the time on large files.
     git2::opts::strict_hash_verification(false);
@@ -727,11 +727,14 @@ pub fn install(repo: &git2::Repository, force: bool) -> Result<Installed> {
         Some(_) => {
             let chained = dir.join(CHAINED_NAME);
             if chained.exists() {
-                return Err(Error::Usage(format!(
-                    "{} exists and so does {}: move one of them away, or run `envv hook install --force` to replace the hook",
-                    hook.display(),
-                    chained.display()
-                )));
+                return Err(Error::refused_hint(
+                    format!(
+                        "{} exists and so does {}",
+                        hook.display(),
+                        chained.display()
+                    ),
+                    "move one of them away, or run `envv hook install --force` to replace the hook",
+                ));
             }
             std::fs::rename(&hook, &chained).at(&hook)?;
             Installed::Chained {

@@ -170,7 +170,7 @@ fn read_bounded(path: &Path, name: &str) -> Result<Vec<u8>> {
     };
     let meta = f.metadata().at(path)?;
     if !meta.is_file() {
-        return Err(Error::Usage(format!("{name} is not a regular file")));
+        return Err(Error::usage(format!("{name} is not a regular file")));
     }
     let mut bytes = Vec::new();
     f.take(MAX_FILE_BYTES + 1)
@@ -279,9 +279,7 @@ fn private_keys(
                 ".env.keys".to_string()
             };
             let missing = || {
-                Error::Usage(format!(
-                    "cannot decrypt {name}: {key_name} is neither set in the environment nor in a .env.keys file beside it (set {key_name}=<hex key>, or put the .env.keys file next to {name})"
-                ))
+                Error::usage_hint(format!("cannot decrypt {name}: {key_name} is neither set in the environment nor in a .env.keys file beside it"), format!("set {key_name}=<hex key>, or put the .env.keys file next to {name}"))
             };
             let bytes = match read_bounded(&keys_path, &keys_name) {
                 Ok(b) => Zeroizing::new(b),
@@ -303,14 +301,14 @@ fn private_keys(
             continue;
         }
         let raw = decode_hex(part).ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "{origin} is not a dotenvx private key (64 hexadecimal characters)"
             ))
         })?;
         keys.push(raw);
     }
     if keys.is_empty() {
-        return Err(Error::Usage(format!("{origin} is empty")));
+        return Err(Error::usage(format!("{origin} is empty")));
     }
     Ok((keys, origin))
 }

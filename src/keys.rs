@@ -825,12 +825,15 @@ pub fn keygen(path: &Path) -> Result<String> {
 pub fn write_identity(path: &Path, identity: &str, verb: &str) -> Result<String> {
     let id: age::x25519::Identity = identity
         .parse()
-        .map_err(|_| Error::Usage("not an age X25519 identity".into()))?;
+        .map_err(|_| Error::usage("not an age X25519 identity"))?;
     if path.exists() || path.is_symlink() {
-        return Err(Error::Usage(format!(
-            "{} already exists; envv never overwrites a key file (its public key: `envv whoami`; write elsewhere with -o FILE)",
-            path.display()
-        )));
+        return Err(Error::refused_hint(
+            format!(
+                "{} already exists; envv never overwrites a key file",
+                path.display()
+            ),
+            "its public key: `envv whoami`; write elsewhere with -o FILE",
+        ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;

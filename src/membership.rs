@@ -116,10 +116,10 @@ impl Session {
     pub fn begin(root: &Path) -> Result<Self> {
         let policy_path = root.join(POLICY_FILE);
         if !policy_path.is_file() {
-            return Err(Error::Usage(format!(
-                "no {POLICY_FILE} in {}: run `envv init` first",
-                root.display()
-            )));
+            return Err(Error::NoPolicy {
+                dir: root.display().to_string(),
+                parents: false,
+            });
         }
         let root_lock = crate::fsutil::lock_for(&policy_path)?;
         crate::fsutil::clean_stale_temps(&policy_path);
@@ -147,10 +147,10 @@ impl Session {
     pub fn read_only(root: &Path) -> Result<Self> {
         let policy_path = root.join(POLICY_FILE);
         if !policy_path.is_file() {
-            return Err(Error::Usage(format!(
-                "no {POLICY_FILE} in {}: run `envv init` first",
-                root.display()
-            )));
+            return Err(Error::NoPolicy {
+                dir: root.display().to_string(),
+                parents: false,
+            });
         }
         let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
@@ -259,9 +259,9 @@ impl Session {
                 .filter(|n| !new.is_expired(n))
                 .collect();
             if recipients.is_empty() && path.exists() {
-                return Err(Error::Usage(format!(
-                    "environment {env} ({name}) has no current reader (all expired?): give it one with `envv env readers {env} GROUP|MEMBER,...`"
-                )));
+                return Err(Error::NoReaders {
+                    env: env.to_string(),
+                });
             }
             let mut change = FileChange {
                 env: env.clone(),
@@ -376,16 +376,18 @@ impl Session {
                     (b, f)
                 }
             };
-            let meta = file
-                .meta
-                .as_ref()
-                .ok_or_else(|| Error::Usage(format!("{} is not encrypted", change.name)))?;
+            let meta = file.meta.as_ref().ok_or_else(|| Error::NotEncrypted {
+                file: change.name.clone(),
+            })?;
             file.refuse_rule_conflict(&new.unwrap_or(&self.policy).crypt_rule())?;
             if change.action == Action::Rotate && meta.has_foreign_master_keys() {
-                return Err(Error::Usage(format!(
-                    "{} also has pgp/kms master keys or key groups envv cannot re-wrap; remove them with `sops updatekeys` or `sops --rm-pgp`, then run this again",
-                    change.name
-                )));
+                return Err(Error::refused_hint(
+                    format!(
+                        "{} also has pgp/kms master keys or key groups envv cannot re-wrap",
+                        change.name
+                    ),
+                    "remove them with `sops updatekeys` or `sops --rm-pgp`, then run this again",
+                ));
             }
             let old_readers = self.policy.reader_names(&change.env);
             let dk = match file.unlock(keyring, || old_readers.clone()) {
@@ -438,10 +440,13 @@ impl Session {
                 (_, Some((groups, k))) => {
                     let before = meta.groups_needed();
                     if u64::from(k) < before && !self.flatten {
-                        return Err(Error::Usage(format!(
-                            "{} needs {before} key groups to decrypt; the policy asks for {k}: lowering a threshold needs --flatten",
-                            change.name
-                        )));
+                        return Err(Error::key_groups(
+                            &change.name,
+                            format!(
+                                "needs {before} key groups to decrypt; the policy asks for {k}"
+                            ),
+                            Some("lowering a threshold needs --flatten"),
+                        ));
                     }
                     let mut plain = file.decrypt(&dk, true)?;
                     let new_dk = file.rotate_with(&dk, &mut plain, &change.recipients, true)?;
@@ -745,7 +750,7 @@ fn sync_all_parallel(files: &[(&Path, &tempfile::NamedTempFile)]) -> Result<()> 
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Usage("an fsync thread panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::usage("an fsync thread panicked")))
             })
         })?;
     }
@@ -797,7 +802,7 @@ pub fn add_to(policy: &mut Policy, member: &str, targets: &[String]) -> Result<(
                 e.readers.push(member.to_string());
             }
         } else {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "--to {t}: no group or environment of that name (groups: {}; environments: {})",
                 join_or_none(policy.groups.keys()),
                 join_or_none(policy.environments.keys())
@@ -818,14 +823,14 @@ fn join_or_none<'a>(it: impl Iterator<Item = &'a String>) -> String {
 
 /// Checks a new member's key: a valid recipient no other member or pending request already has.
 pub fn check_new_key(policy: &Policy, name: &str, key: &str) -> Result<Recipient> {
-    let r = Recipient::parse(key).map_err(|m| Error::Usage(format!("key of {name}: {m}")))?;
+    let r = Recipient::parse(key).map_err(|m| Error::usage(format!("key of {name}: {m}")))?;
     if let Some((other, _)) = policy
         .members
         .iter()
         .chain(policy.pending.iter())
         .find(|(n, m)| n.as_str() != name && same_recipient(&m.key, &r.text))
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "key of {name}: {other} already has this key ({})",
             r.short()
         )));

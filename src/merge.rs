@@ -42,7 +42,7 @@ struct Side {
 fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Result<Side> {
     let file = EnvFile::from_bytes(Path::new(name), name, bytes)?;
     if !file.is_encrypted() && !bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{name} ({label}) is not an encrypted file"
         )));
     }
@@ -101,7 +101,7 @@ pub fn merge(
     let mut a = open_side("ours", name, ours, ring)?;
     let b = open_side("theirs", name, theirs, ring)?;
     let (Some(dk_a), Some(dk_b)) = (a.dk.clone(), b.dk.clone()) else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{name}: one side of the merge is empty or not encrypted"
         )));
     };
@@ -116,9 +116,7 @@ pub fn merge(
             .map(|m| (m.groups.len().max(1), m.groups_needed()))
     };
     if layout(&a) != layout(&b) || (o.dk.is_some() && layout(&o) != layout(&a)) {
-        return Err(Error::Usage(format!(
-            "{name}: the sides have different key groups or thresholds; envv does not merge them (that could lower what it takes to decrypt the file)"
-        )));
+        return Err(Error::key_groups(name, "the sides have different key groups or thresholds; envv does not merge them (that could lower what it takes to decrypt the file)", None));
     }
 
     let mut union: Vec<String> = a.order.clone();
@@ -215,9 +213,7 @@ pub fn merge(
         if meta_a.has_foreign_master_keys() || meta_b.has_foreign_master_keys() {
             // A new data key could not be wrapped for the pgp/kms/... entries: their holders
             // would lose the file. Leave it to a person (and sops).
-            return Err(Error::Usage(
-                "the two sides use different data keys and the file also has pgp/kms keys envv cannot re-wrap: resolve this merge with sops".into(),
-            ));
+            return Err(Error::refused_hint("the two sides use different data keys and the file also has pgp/kms keys envv cannot re-wrap", "resolve this merge with sops"));
         }
         let shared: Vec<Recipient> = meta_a
             .recipients()
@@ -245,9 +241,7 @@ pub fn merge(
             .filter(|r| confirmed(&r.text))
             .collect();
         if recipients.is_empty() {
-            return Err(Error::Usage(format!(
-                "{name}: the two sides use different data keys and none of their recipients is confirmed in this clone: merge it by hand, then `envv updatekeys`"
-            )));
+            return Err(Error::refused_hint(format!("{name}: the two sides use different data keys and none of their recipients is confirmed in this clone"), "merge it by hand, then `envv updatekeys`"));
         }
         if recipients.len() < listed {
             notes.push(format!(

@@ -215,7 +215,7 @@ impl Matcher {
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
                     .build(patterns.iter().map(|p| &p[..]))
-                    .map_err(|e| Error::Usage(format!("cannot build the value search: {e}")))?,
+                    .map_err(|e| Error::usage(format!("cannot build the value search: {e}")))?,
             )
         };
         Ok(Matcher {
@@ -441,7 +441,7 @@ fn path_of_bytes(b: &[u8]) -> PathBuf {
 pub fn worktree_files(repo: &git2::Repository) -> Result<Vec<TreeFile>> {
     let workdir = repo
         .workdir()
-        .ok_or_else(|| Error::Usage("a bare repository has no working tree to scan".into()))?
+        .ok_or_else(|| Error::usage("a bare repository has no working tree to scan"))?
         .to_path_buf();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut out = Vec::new();

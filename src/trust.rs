@@ -421,7 +421,7 @@ pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathB
 fn resolve_trusted_ref<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Object<'r>> {
     use crate::error::Error;
     let missing = || {
-        Error::Usage(format!(
+        Error::usage(format!(
             "--trusted-ref {rev}: no such branch, tag or commit here (fetch it first, e.g. `git fetch origin main`)"
         ))
     };
@@ -450,11 +450,18 @@ fn resolve_trusted_ref<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2
             .ok_or_else(missing),
         (0, false) => Err(missing()),
         (1, false) => Ok(found.into_iter().next().expect("one").1),
-        _ => Err(Error::Usage(format!(
-            "--trusted-ref {rev} is ambiguous here ({}{}): name it in full, e.g. --trusted-ref refs/remotes/{rev}",
-            found.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
-            if is_hex { ", and a commit id" } else { "" }
-        ))),
+        _ => Err(Error::usage_hint(
+            format!(
+                "--trusted-ref {rev} is ambiguous here ({}{})",
+                found
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if is_hex { ", and a commit id" } else { "" }
+            ),
+            format!("name it in full, e.g. --trusted-ref refs/remotes/{rev}"),
+        )),
     }
 }
 
@@ -462,21 +469,21 @@ fn resolve_trusted_ref<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2
 pub fn policy_at(root: &Path, rev: &str) -> Result<Policy> {
     use crate::error::Error;
     let repo = crate::git::open(root)
-        .ok_or_else(|| Error::Usage("--trusted-ref needs a git repository".into()))?;
+        .ok_or_else(|| Error::usage("--trusted-ref needs a git repository"))?;
     let rel = policy_path_in_repo(&repo, root)
-        .ok_or_else(|| Error::Usage(format!("cannot place {POLICY_FILE} in the repository")))?;
+        .ok_or_else(|| Error::usage(format!("cannot place {POLICY_FILE} in the repository")))?;
     let tree = resolve_trusted_ref(&repo, rev)?
         .peel_to_tree()
         .map_err(|e| Error::Git(e.message().to_string()))?;
     let entry = tree.get_path(&rel).map_err(|_| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "--trusted-ref {rev}: {} does not exist at {rev}",
             rel.display()
         ))
     })?;
     // A symlink (or anything but a plain file) could point at the pull request's own text.
     if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() & 0o170000 != 0o100000 {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--trusted-ref {rev}: {} is not a regular file at {rev}",
             rel.display()
         )));

@@ -63,11 +63,9 @@ impl Workspace {
 
     /// The policy, or an error naming `envv init`.
     pub fn require_policy(&self) -> Result<&PolicyFile> {
-        self.policy()?.ok_or_else(|| {
-            Error::Usage(format!(
-                "no {POLICY_FILE} in {} or its parents: run `envv init` first",
-                self.cwd.display()
-            ))
+        self.policy()?.ok_or_else(|| Error::NoPolicy {
+            dir: self.cwd.display().to_string(),
+            parents: true,
         })
     }
 
@@ -111,12 +109,15 @@ impl Workspace {
         match (env, policy) {
             (Some(e), Some(p)) => match p.policy.environments.get(e) {
                 Some(decl) => self.target_file(&decl.file, Some(e)),
-                None => Err(Error::Usage(format!(
-                    "environment \"{e}\" is not declared in {POLICY_FILE}: add it with `envv env add {e}` (declared: {})",
-                    p.policy.environments.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))),
+                None => Err(Error::UnknownEnv {
+                    env: e.to_string(),
+                    declared: p.policy.environments.keys().cloned().collect(),
+                }),
             },
-            (Some(e), None) if e != DEFAULT_ENV => Err(Error::Usage(format!("environment \"{e}\" needs a policy: run `envv init`, then `envv env add {e}`"))),
+            (Some(e), None) if e != DEFAULT_ENV => Err(Error::usage_hint(
+                format!("environment \"{e}\" needs a policy"),
+                format!("run `envv init`, then `envv env add {e}`"),
+            )),
             (_, Some(p)) => match p.policy.environments.get(DEFAULT_ENV) {
                 Some(decl) => self.target_file(&decl.file, Some(DEFAULT_ENV)),
                 None => self.target_file(".env", p.policy.env_for_file(".env")),
@@ -145,15 +146,15 @@ impl Workspace {
     /// The recipients a target must be encrypted for, from the policy.
     pub fn recipients(&self, t: &Target) -> Result<Vec<Recipient>> {
         let p = self.require_policy()?;
-        let env = t.env.as_deref().ok_or_else(|| {
-            Error::Usage(format!(
-                "{} is not the file of any environment in {POLICY_FILE}: declare it with `envv env add NAME --file {}`",
-                t.name, t.name
-            ))
+        let env = t.env.as_deref().ok_or_else(|| Error::UndeclaredFile {
+            file: t.name.clone(),
+            policy: POLICY_FILE.to_string(),
         })?;
         let r = p.policy.recipients(env);
         if r.is_empty() {
-            return Err(Error::Usage(format!("environment {env} has no current readers (all expired?): fix its readers in {POLICY_FILE}")));
+            return Err(Error::NoReaders {
+                env: env.to_string(),
+            });
         }
         Ok(r)
     }

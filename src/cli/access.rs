@@ -2,6 +2,7 @@
 //! whether the data key was rotated since. Read from git history and the files' metadata: no
 //! identity needed, nothing decrypted.
 
+use super::CliResult;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -29,23 +30,18 @@ pub struct AccessArgs {
     pub json: bool,
 }
 
-pub fn access(ctx: &Ctx, a: AccessArgs) -> anyhow::Result<i32> {
-    let pf = ctx
-        .ws
-        .policy()?
-        .ok_or_else(|| Error::Usage("no .sops.yaml here: `envv init` creates one".to_string()))?;
+pub fn access(ctx: &Ctx, a: AccessArgs) -> CliResult<i32> {
+    let pf = ctx.ws.policy()?.ok_or_else(|| Error::NoPolicy {
+        dir: ctx.ws.cwd.display().to_string(),
+        parents: true,
+    })?;
     let policy = &pf.policy;
     let envs: Vec<String> = match &ctx.env {
         Some(e) if !policy.environments.contains_key(e) => {
-            return Err(Error::Usage(format!(
-                "environment \"{e}\" is not declared in .sops.yaml (declared: {})",
-                policy
-                    .environments
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            return Err(Error::UnknownEnv {
+                env: e.clone(),
+                declared: policy.environments.keys().cloned().collect(),
+            }
             .into())
         }
         Some(e) => vec![e.clone()],

@@ -1,5 +1,6 @@
 //! `envv encrypt` and `envv decrypt`: whole files.
 
+use super::CliResult;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -28,7 +29,7 @@ pub struct EncryptArgs {
     pub fix_rule: bool,
 }
 
-pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
+pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> CliResult<i32> {
     let t = match &a.path {
         Some(p) => ctx.ws.target(None, Some(p))?,
         None => ctx.target()?,
@@ -56,7 +57,7 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> anyhow::Result<i32> {
 
 /// `envv encrypt --fix-rule`: the policy's rule replaces the file's own, every value is stored
 /// as that rule says (MAC verified first, values re-encrypted only where their state changes).
-fn fix_rule(ctx: &Ctx, t: &Target) -> anyhow::Result<i32> {
+fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     let rule = super::values::policy_rule(ctx)?;
     let mut f = EnvFile::open(&t.path, &t.name)?;
@@ -177,7 +178,7 @@ pub struct DecryptArgs {
     pub textconv: bool,
 }
 
-pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> anyhow::Result<i32> {
+pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> CliResult<i32> {
     if let (true, Some(p)) = (a.textconv, &a.path) {
         return super::gitint::textconv(ctx, p);
     }

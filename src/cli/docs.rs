@@ -1,6 +1,7 @@
 //! `envv completions` and `envv man`: shell completions and a man page, generated from the clap
 //! definitions so they never drift from the real flags.
 
+use super::{CliError, CliResult};
 use std::io::Write;
 
 use clap::{Args, CommandFactory};
@@ -22,7 +23,7 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn completions(_ctx: &Ctx, a: CompletionsArgs) -> anyhow::Result<i32> {
+pub fn completions(_ctx: &Ctx, a: CompletionsArgs) -> CliResult<i32> {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(a.shell, &mut cmd, "envv", &mut out);
@@ -42,14 +43,14 @@ pub struct ManArgs {
     pub command: Option<String>,
 }
 
-pub fn man(_ctx: &Ctx, a: ManArgs) -> anyhow::Result<i32> {
+pub fn man(_ctx: &Ctx, a: ManArgs) -> CliResult<i32> {
     let mut cmd = Cli::command();
     cmd.build();
     let page = match &a.command {
         None => cmd,
         Some(name) => {
             let sub = cmd.find_subcommand(name).cloned().ok_or_else(|| {
-                crate::Error::Usage(format!("no command \"{name}\": `envv --help` lists them"))
+                CliError::usage(format!("no command \"{name}\"")).hint("`envv --help` lists them")
             })?;
             let full: &'static str = Box::leak(format!("envv-{}", sub.get_name()).into_boxed_str());
             sub.name(full)

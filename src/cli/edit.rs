@@ -1,5 +1,6 @@
 //! `envv edit`: the decrypted file in your editor, re-encrypted when you save.
 
+use super::{CliError, CliResult};
 use std::cell::Cell;
 
 use clap::Args;
@@ -26,7 +27,7 @@ use crate::error::Error;
 #[command(verbatim_doc_comment)]
 pub struct EditArgs {}
 
-pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
+pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {
     report_swept();
     let t = ctx.target()?;
     let stop = edit::catch_signals()?;
@@ -92,10 +93,10 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
                 }
                 Err(e) if super::stdin_is_tty() && ask_reopen(&e) => continue,
                 Err(e) => {
-                    return Err(Error::Usage(format!(
-                        "{e}\n  nothing changed in {}: fix that line and run `envv edit` again",
-                        t.name
-                    )));
+                    return Err(Error::refused_hint(
+                        format!("{e}\n  nothing changed in {}", t.name),
+                        "fix that line and run `envv edit` again",
+                    ));
                 }
             }
         }
@@ -119,7 +120,7 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> anyhow::Result<i32> {
         }
         Err(e) => {
             if let Some(sig) = stopped.get() {
-                super::report(&e.into());
+                CliError::from(e).print();
                 return Ok(128 + sig);
             }
             Err(e.into())
@@ -140,7 +141,7 @@ pub(super) fn report_swept() {
 
 /// Shows the parse error and asks whether to reopen the editor (default yes).
 fn ask_reopen(e: &Error) -> bool {
-    eprintln!("error: {e}");
+    CliError::from(e).print();
     eprint!("reopen the editor to fix it? [Y/n] ");
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() {

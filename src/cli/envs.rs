@@ -1,6 +1,7 @@
 //! `envv env add|ls|readers` and `envv group add|rm|ls`: declare environments and who reads
 //! them. A change of readers re-wraps or rotates files like `member add`/`rm`.
 
+use super::CliResult;
 use clap::{Args, Subcommand};
 
 use super::member::commit;
@@ -8,7 +9,7 @@ use super::Ctx;
 use crate::envfile::{recipient_drift, EnvFile};
 use crate::error::Error;
 use crate::membership::Mode;
-use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP, POLICY_FILE};
+use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP};
 
 /// Declare environments and who reads them.
 ///
@@ -129,7 +130,7 @@ pub struct GroupLsArgs {
     pub json: bool,
 }
 
-pub fn env(ctx: &Ctx, a: EnvArgs) -> anyhow::Result<i32> {
+pub fn env(ctx: &Ctx, a: EnvArgs) -> CliResult<i32> {
     match a.command {
         EnvCommand::Add(a) => env_add(ctx, a),
         EnvCommand::Ls(a) => env_ls(ctx, a),
@@ -137,7 +138,7 @@ pub fn env(ctx: &Ctx, a: EnvArgs) -> anyhow::Result<i32> {
     }
 }
 
-pub fn group(ctx: &Ctx, a: GroupArgs) -> anyhow::Result<i32> {
+pub fn group(ctx: &Ctx, a: GroupArgs) -> CliResult<i32> {
     match a.command {
         GroupCommand::Add(a) => group_add(ctx, a),
         GroupCommand::Rm(a) => group_rm(ctx, a),
@@ -152,14 +153,14 @@ fn clean(list: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
+fn env_add(ctx: &Ctx, a: EnvAddArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if let Some(e) = new.environments.get(&a.name) {
-        return Err(Error::Usage(format!(
-            "environment {} already exists (file {}); `envv env readers {} ...` changes its readers",
-            a.name, e.file, a.name
-        ))
+        return Err(Error::usage_hint(
+            format!("environment {} already exists (file {})", a.name, e.file),
+            format!("`envv env readers {} ...` changes its readers", a.name),
+        )
         .into());
     }
     let file = match &ctx.file {
@@ -170,7 +171,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
     let mut readers = clean(a.readers);
     if readers.is_empty() {
         if !new.groups.contains_key(DEFAULT_GROUP) {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "there is no group {DEFAULT_GROUP}: say who reads it with --readers GROUP|MEMBER,..."
             ))
             .into());
@@ -195,14 +196,14 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
+fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(e) = new.environments.get_mut(&a.name) else {
-        return Err(Error::Usage(format!(
-            "environment \"{}\" is not declared in {POLICY_FILE}: add it with `envv env add {}`",
-            a.name, a.name
-        ))
+        return Err(Error::UnknownEnv {
+            env: a.name.clone(),
+            declared: new.environments.keys().cloned().collect(),
+        }
         .into());
     };
     e.readers = clean(a.readers);
@@ -214,7 +215,7 @@ fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
+fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> CliResult<i32> {
     let p = &ctx.ws.require_policy()?.policy;
     let mut rows = Vec::new();
     for (name, e) in &p.environments {
@@ -265,7 +266,7 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
+fn group_add(ctx: &Ctx, a: GroupAddArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let members = clean(a.members);
@@ -281,11 +282,11 @@ fn group_add(ctx: &Ctx, a: GroupAddArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
+fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(g) = new.groups.get_mut(&a.group) else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "no group named {} (groups: {})",
             a.group,
             new.groups.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -296,28 +297,27 @@ fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> anyhow::Result<i32> {
     if members.is_empty() {
         let users = users_of(&new, &a.group);
         if !users.is_empty() {
-            return Err(Error::Usage(format!(
-                "group {} is still used by {}: change those first (`envv env readers ENV ...`)",
-                a.group,
-                users.join(", ")
-            ))
+            return Err(Error::refused_hint(
+                format!("group {} is still used by {}", a.group, users.join(", ")),
+                "change those first (`envv env readers ENV ...`)",
+            )
             .into());
         }
         new.groups.remove(&a.group);
     } else {
         for m in &members {
             if !g.contains(m) {
-                return Err(Error::Usage(format!("{m} is not in group {}", a.group)).into());
+                return Err(Error::usage(format!("{m} is not in group {}", a.group)).into());
             }
         }
         g.retain(|m| !members.contains(m));
     }
     let orphans = crate::membership::newly_unreadable_envs(&s.policy, &new);
     if !orphans.is_empty() {
-        return Err(Error::Usage(format!(
-            "nobody would be left to read {}: add readers first",
-            orphans.join(", ")
-        ))
+        return Err(Error::refused_hint(
+            format!("nobody would be left to read {}", orphans.join(", ")),
+            "add readers first",
+        )
         .into());
     }
     commit(ctx, &mut s, &new, Mode::Sync, &[])?;
@@ -340,7 +340,7 @@ fn users_of(p: &Policy, group: &str) -> Vec<String> {
     out
 }
 
-fn group_ls(ctx: &Ctx, a: GroupLsArgs) -> anyhow::Result<i32> {
+fn group_ls(ctx: &Ctx, a: GroupLsArgs) -> CliResult<i32> {
     let p = &ctx.ws.require_policy()?.policy;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p.groups)?);

@@ -1,5 +1,6 @@
 //! `envv exec` and `envv export`: secrets into a process, or into CI in the format it reads.
 
+use super::{CliError, CliResult};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -107,7 +108,7 @@ fn load(ctx: &Ctx, expand: bool, ignore_mac: bool) -> crate::Result<Vec<Var>> {
     Ok(loaded.vars)
 }
 
-pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
+pub fn exec(ctx: &Ctx, a: ExecArgs) -> CliResult<i32> {
     let vars = load(ctx, a.expand, a.ignore_mac)?;
     let redaction = a.redact.then(|| super::scan::redaction(&vars));
     let vars = exec::select(vars, &a.only, is_set)?;
@@ -127,13 +128,20 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
     match launched {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: envv exec: {e}");
-            match e {
-                exec::LaunchError::NotFound { .. } => eprintln!("  hint: check the spelling, or that it is installed and on PATH"),
-                exec::LaunchError::NotExecutable { .. } => eprintln!("  hint: `chmod +x {cmd}`, or run it through its interpreter (`envv exec -- sh {cmd}`)"),
-                exec::LaunchError::Other { .. } => {}
-            }
-            Ok(e.exit_code())
+            let err = CliError {
+                kind: super::Kind::Launch(e.exit_code()),
+                message: format!("envv exec: {e}"),
+                hints: Vec::new(),
+            };
+            Err(match e {
+                exec::LaunchError::NotFound { .. } => {
+                    err.hint("check the spelling, or that it is installed and on PATH")
+                }
+                exec::LaunchError::NotExecutable { .. } => err.hint(format!(
+                    "`chmod +x {cmd}`, or run it through its interpreter (`envv exec -- sh {cmd}`)"
+                )),
+                exec::LaunchError::Other { .. } => err,
+            })
         }
     }
 }
@@ -190,13 +198,13 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
+pub fn export(ctx: &Ctx, a: ExportArgs) -> CliResult<i32> {
     if a.format == Format::K8s {
         check_k8s_name(a.name.as_deref())?;
     }
     let github_env = if a.format == Format::Github {
         Some(std::env::var_os("GITHUB_ENV").filter(|v| !v.is_empty()).ok_or_else(|| {
-            Error::Usage("GITHUB_ENV is not set: --format github runs inside a GitHub Actions step (elsewhere use --format dotenv or shell)".into())
+            Error::usage("GITHUB_ENV is not set: --format github runs inside a GitHub Actions step (elsewhere use --format dotenv or shell)")
         })?)
     } else {
         None
@@ -277,7 +285,7 @@ fn render_shell(vars: &[Var]) -> Vec<u8> {
 
 fn utf8(v: &Var) -> crate::Result<&str> {
     v.value.expose_str().ok_or_else(|| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "the value of {} is not UTF-8 text; this format cannot carry it",
             v.key
         ))
@@ -293,7 +301,7 @@ fn render_json(vars: &[Var]) -> crate::Result<Vec<u8>> {
         );
     }
     let mut out = serde_json::to_vec_pretty(&serde_json::Value::Object(map))
-        .map_err(|e| Error::Usage(e.to_string()))?;
+        .map_err(|e| Error::usage(e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -302,10 +310,7 @@ fn render_docker(vars: &[Var]) -> crate::Result<Vec<u8>> {
     let mut out = Vec::new();
     for v in vars {
         if v.value.expose().iter().any(|&b| b == b'\n' || b == b'\r') {
-            return Err(Error::Usage(format!(
-                "{} has a line break, which docker's --env-file cannot carry: run the container with `envv exec` as entrypoint, or use --format dotenv with compose's env_file",
-                v.key
-            )));
+            return Err(Error::refused_hint(format!("{} has a line break, which docker's --env-file cannot carry", v.key), "run the container with `envv exec` as entrypoint, or use --format dotenv with compose's env_file"));
         }
         out.extend_from_slice(v.key.as_bytes());
         out.push(b'=');
@@ -317,7 +322,7 @@ fn render_docker(vars: &[Var]) -> crate::Result<Vec<u8>> {
 
 fn check_k8s_name(name: Option<&str>) -> crate::Result<()> {
     let name = name.ok_or_else(|| {
-        Error::Usage("--format k8s needs --name NAME (the Secret's metadata.name)".into())
+        Error::usage("--format k8s needs --name NAME (the Secret's metadata.name)")
     })?;
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -327,7 +332,7 @@ fn check_k8s_name(name: Option<&str>) -> crate::Result<()> {
             && !l.ends_with('-')
     };
     if name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--name \"{}\" is not a valid Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
             name.escape_debug()
         )));

@@ -1,6 +1,7 @@
 //! Git integration commands: `hook install`, `hook pre-commit`, `git setup`, `merge-driver`,
 //! `log`, and the `decrypt --textconv` rendering git diff uses.
 
+use super::{CliError, CliResult};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +16,8 @@ use crate::history;
 use crate::{gitsetup, hook, merge};
 
 fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
-    crate::git::open(&ctx.ws.root).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} is not inside a git repository: run `git init` first",
-            ctx.ws.cwd.display()
-        ))
+    crate::git::open(&ctx.ws.root).ok_or_else(|| Error::NotARepo {
+        dir: ctx.ws.cwd.display().to_string(),
     })
 }
 
@@ -58,7 +56,7 @@ pub enum HookCommand {
     PreCommit,
 }
 
-pub fn hook_cmd(ctx: &Ctx, a: HookArgs) -> anyhow::Result<i32> {
+pub fn hook_cmd(ctx: &Ctx, a: HookArgs) -> CliResult<i32> {
     let repo = repo(ctx)?;
     match a.command {
         HookCommand::Install { force } => {
@@ -90,7 +88,7 @@ pub fn hook_cmd(ctx: &Ctx, a: HookArgs) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             for f in &report.findings {
-                eprintln!("error: {f}");
+                CliError::failed(f.to_string()).print();
             }
             eprintln!(
                 "envv pre-commit: {} problem(s) in staged files; nothing was committed (`git commit --no-verify` skips this check)",
@@ -121,7 +119,7 @@ pub enum GitCommand {
     Setup,
 }
 
-pub fn git_cmd(ctx: &Ctx, a: GitArgs) -> anyhow::Result<i32> {
+pub fn git_cmd(ctx: &Ctx, a: GitArgs) -> CliResult<i32> {
     let repo = repo(ctx)?;
     match a.command {
         GitCommand::Setup => {
@@ -164,7 +162,7 @@ pub struct MergeDriverArgs {
     pub path: Option<String>,
 }
 
-pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
+pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> CliResult<i32> {
     let read = |p: &Path| crate::paths::read_bounded(p, &p.display().to_string());
     let (base, ours, theirs) = (read(&a.base)?, read(&a.ours)?, read(&a.theirs)?);
     let name = a
@@ -210,11 +208,15 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> anyhow::Result<i32> {
         Err(e) => {
             std::fs::write(&a.ours, merge::plain_conflict(&ours, &theirs))
                 .map_err(|e| Error::io(&a.ours, e))?;
-            eprintln!("envv merge-driver: {name}: cannot merge key by key: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("  {h}");
-            }
-            eprintln!("  the whole file is left as a conflict: ask a reader of {name} to merge it, or pick one side with `git checkout --ours/--theirs {name}`");
+            let mut err = CliError::from(e);
+            err.message = format!(
+                "envv merge-driver: {name}: cannot merge key by key: {}",
+                err.message
+            );
+            err.hints.push(super::Hint::Next(format!(
+                "the whole file is left as a conflict: ask a reader of {name} to merge it, or pick one side with `git checkout --ours/--theirs {name}`"
+            )));
+            err.print();
             Ok(1)
         }
     }
@@ -265,7 +267,7 @@ struct Entry<'a> {
     proof: Option<history::Proof>,
 }
 
-pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
+pub fn log(ctx: &Ctx, a: LogArgs) -> CliResult<i32> {
     let repo = repo(ctx)?;
     let policy = ctx.ws.policy()?.map(|p| p.policy.clone());
     let files: Vec<String> = if ctx.env.is_some() || ctx.file.is_some() {
@@ -289,7 +291,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> anyhow::Result<i32> {
         None => None,
         Some(d) => Some(
             crate::policy::parse_date(d)
-                .ok_or_else(|| Error::Usage(format!("--since {d}: expected a date YYYY-MM-DD")))?
+                .ok_or_else(|| Error::usage(format!("--since {d}: expected a date YYYY-MM-DD")))?
                 .midnight()
                 .assume_utc()
                 .unix_timestamp(),
@@ -523,7 +525,7 @@ fn date(ts: i64) -> String {
 /// `decrypt --textconv FILE`: what `git diff` shows. Readers see `KEY=value`; anyone else sees
 /// `KEY=<encrypted: fingerprint>` (a stable hash of the ciphertext), so a diff still shows which
 /// keys changed. Never fails: an unreadable file is printed as it is.
-pub fn textconv(ctx: &Ctx, path: &Path) -> anyhow::Result<i32> {
+pub fn textconv(ctx: &Ctx, path: &Path) -> CliResult<i32> {
     let bytes = match crate::paths::read_bounded(path, &path.display().to_string()) {
         Ok(b) => b,
         Err(e) => {

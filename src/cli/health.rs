@@ -1,5 +1,6 @@
 //! `envv check`, `envv diff`, `envv status`: what is wrong, what differs, where you stand.
 
+use super::CliResult;
 use clap::Args;
 use serde_json::json;
 
@@ -45,7 +46,7 @@ pub struct CheckArgs {
     pub trusted_ref: Option<String>,
 }
 
-pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
+pub fn check(ctx: &Ctx, a: CheckArgs) -> CliResult<i32> {
     let (policy, source) = match &a.trusted_ref {
         Some(r) => {
             let p = crate::trust::policy_at(&ctx.ws.root, r)?;
@@ -67,10 +68,9 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<i32> {
                 policy
                     .env_for_file(&rel)
                     .map(str::to_string)
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "{rel} is not the file of any environment in {source}"
-                        ))
+                    .ok_or_else(|| Error::UndeclaredFile {
+                        file: rel.clone(),
+                        policy: source.to_string(),
                     })?,
             )
         }
@@ -190,7 +190,7 @@ pub struct DiffArgs {
     pub exit_code: bool,
 }
 
-pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
+pub fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<i32> {
     ctx.ws.require_policy()?;
     let ta = ctx.ws.target(Some(&a.a), None)?;
     let tb = ctx.ws.target(Some(&a.b), None)?;
@@ -201,10 +201,9 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> anyhow::Result<i32> {
                       t: &crate::workspace::Target|
      -> crate::Result<Option<crate::sops::DataKey>> {
         if !f.is_encrypted() {
-            return Err(Error::Usage(format!(
-                "{} is not encrypted: run `envv encrypt -f {}` first",
-                t.name, t.name
-            )));
+            return Err(Error::NotEncrypted {
+                file: t.name.clone(),
+            });
         }
         match f.unlock(&mut ring, || ctx.ws.readers(t)) {
             Ok(k) => Ok(Some(k)),
@@ -332,7 +331,7 @@ struct EnvRow {
     proposals: usize,
 }
 
-pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
+pub fn status(ctx: &Ctx, a: StatusArgs) -> CliResult<i32> {
     super::edit::report_swept();
     let mut ring = ctx.keyring();
     let publics = ring.all_publics();

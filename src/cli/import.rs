@@ -1,6 +1,7 @@
 //! `envv import`: bring the secrets of a dotenvx, sops or plaintext dotenv file into an
 //! environment, through the same write path as `envv set`.
 
+use super::CliResult;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -53,7 +54,7 @@ impl From<FromArg> for Format {
     }
 }
 
-pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
+pub fn import(ctx: &Ctx, a: ImportArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let source_abs = crate::workspace::normalize(&if a.source.is_absolute() {
         a.source.clone()
@@ -62,9 +63,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
     });
     let source_name = ctx.ws.rel(&source_abs);
     if source_abs == t.path {
-        return Err(Error::Usage(format!(
-            "{source_name} is the file of the environment being imported into: rename it first (`mv {source_name} {source_name}.old`), then `envv import {source_name}.old`"
-        ))
+        return Err(Error::usage_hint(format!("{source_name} is the file of the environment being imported into"), format!("rename it first (`mv {source_name} {source_name}.old`), then `envv import {source_name}.old`"))
         .into());
     }
     let mut ring = ctx.keyring();
@@ -77,7 +76,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
         &env,
     )?;
     if got.pairs.is_empty() {
-        return Err(Error::Usage(format!("{source_name} has no keys to import")).into());
+        return Err(Error::usage(format!("{source_name} has no keys to import")).into());
     }
     let overwrite = a.overwrite;
     let pairs = got.pairs;
@@ -94,10 +93,13 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
             }
         }
         if !conflicts.is_empty() {
-            return Err(Error::Usage(format!(
-                "{} already set in {target} to other values: nothing imported (`--overwrite` replaces them; `envv diff` or `envv get` compares)",
-                conflicts.join(", ")
-            )));
+            return Err(Error::refused_hint(
+                format!(
+                    "{} already set in {target} to other values: nothing imported",
+                    conflicts.join(", ")
+                ),
+                "`--overwrite` replaces them; `envv diff` or `envv get` compares",
+            ));
         }
         let mut changed = false;
         for (k, v) in pairs {

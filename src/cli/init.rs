@@ -1,6 +1,7 @@
 //! `envv init`: the policy with you as its first member, `.gitignore` entries, and the offer to
 //! encrypt plaintext `.env*` files already in the folder.
 
+use super::{CliError, CliResult};
 use std::io::Write;
 
 use clap::Args;
@@ -35,7 +36,7 @@ pub struct InitArgs {
 
 const IGNORE_LINES: [&str; 2] = [".env.local", ".env.*.local"];
 
-pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
+pub fn run(mut ctx: Ctx, a: InitArgs) -> CliResult<i32> {
     // init works at the git root (or here), not at some parent that has a policy of its own.
     let root = crate::git::open(&ctx.ws.cwd)
         .and_then(|r| r.workdir().map(|p| p.to_path_buf()))
@@ -55,10 +56,11 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
             Err(crate::Error::Policy { msg, .. })
                 if msg.contains("no envv: section") && a.force => {}
             Err(crate::Error::Policy { msg, .. }) if msg.contains("no envv: section") => {
-                anyhow::bail!(crate::Error::Usage(format!(
-                    "{} exists without an envv: section; `envv init --force` rewrites it (its creation_rules are regenerated from the policy)",
+                return Err(CliError::usage(format!(
+                    "{} exists without an envv: section",
                     policy_path.display()
-                )));
+                ))
+                .hint("`envv init --force` rewrites it (its creation_rules are regenerated from the policy)"));
             }
             Err(e) => return Err(e.into()),
         }
@@ -68,7 +70,7 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
         Some(k) => k,
         None => {
             let path = keys::default_key_file()
-                .ok_or_else(|| anyhow::anyhow!("cannot find your home folder"))?;
+                .ok_or_else(|| CliError::usage("cannot find your home folder"))?;
             let k = keys::keygen(&path)?;
             eprintln!(
                 "no identity found: created {} (public key {k})",
@@ -178,7 +180,7 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn member_name(ctx: &Ctx, given: Option<&str>) -> anyhow::Result<String> {
+fn member_name(ctx: &Ctx, given: Option<&str>) -> CliResult<String> {
     if let Some(n) = given {
         return Ok(n.to_string());
     }
@@ -193,9 +195,7 @@ fn member_name(ctx: &Ctx, given: Option<&str>) -> anyhow::Result<String> {
         .unwrap_or_default();
     let s = policy::slug(&user);
     if s.is_empty() {
-        anyhow::bail!(crate::Error::Usage(
-            "cannot tell your name: pass --name NAME".into()
-        ));
+        return Err(CliError::usage("cannot tell your name").hint("pass --name NAME"));
     }
     Ok(s)
 }

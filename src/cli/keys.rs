@@ -1,5 +1,6 @@
 //! `envv keygen` (with recovery phrases), `envv recover` and `envv whoami`.
 
+use super::{CliError, CliResult};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -38,12 +39,12 @@ pub struct KeygenArgs {
     pub show_phrase: Option<Option<PathBuf>>,
 }
 
-fn default_key_path() -> anyhow::Result<PathBuf> {
+fn default_key_path() -> CliResult<PathBuf> {
     keys::default_key_file()
-        .ok_or_else(|| anyhow::anyhow!("cannot find your home folder; pass --output FILE"))
+        .ok_or_else(|| CliError::usage("cannot find your home folder").hint("pass --output FILE"))
 }
 
-pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> anyhow::Result<i32> {
+pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> CliResult<i32> {
     if let Some(file) = a.show_phrase {
         return show_phrase(file);
     }
@@ -56,9 +57,9 @@ pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> anyhow::Result<i32> {
     println!("{public}");
     if a.phrase {
         let lines = keys::x25519_lines(&path)?;
-        let line = lines
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("{}: no identity after writing it", path.display()))?;
+        let line = lines.first().ok_or_else(|| {
+            CliError::usage(format!("{}: no identity after writing it", path.display()))
+        })?;
         let words = phrase::phrase_of(line)?;
         println!("{}", &*words);
         eprintln!(
@@ -69,22 +70,23 @@ pub fn keygen(_ctx: &Ctx, a: KeygenArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn show_phrase(file: Option<PathBuf>) -> anyhow::Result<i32> {
+fn show_phrase(file: Option<PathBuf>) -> CliResult<i32> {
     let path = match file {
         Some(p) => p,
         None => default_key_path()?,
     };
     let lines = keys::x25519_lines(&path)?;
     if lines.is_empty() {
-        anyhow::bail!(
+        return Err(CliError::usage(format!(
             "{}: no plain X25519 identity (AGE-SECRET-KEY-1…) in this file; only those have a recovery phrase",
             path.display()
-        );
+        )));
     }
     if !super::stdin_is_tty() || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        anyhow::bail!(
-            "--show-phrase prints your secret key as words and asks first: run it in a terminal"
-        );
+        return Err(CliError::usage(
+            "--show-phrase prints your secret key as words and asks first",
+        )
+        .hint("run it in a terminal"));
     }
     eprint!(
         "This prints the secret identity in {} as words: anyone who sees them can decrypt what you can.\nType yes to show it: ",
@@ -97,9 +99,12 @@ fn show_phrase(file: Option<PathBuf>) -> anyhow::Result<i32> {
         return Ok(1);
     }
     for line in &lines {
-        let id: age::x25519::Identity = line
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{}: an identity line does not parse", path.display()))?;
+        let id: age::x25519::Identity = line.parse().map_err(|_| {
+            CliError::usage(format!(
+                "{}: an identity line does not parse",
+                path.display()
+            ))
+        })?;
         println!("# public key: {}", id.to_public());
         println!("{}", &*phrase::phrase_of(line)?);
     }
@@ -123,16 +128,17 @@ pub struct RecoverArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn recover(_ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<i32> {
+pub fn recover(_ctx: &Ctx, a: RecoverArgs) -> CliResult<i32> {
     let path = match a.output {
         Some(p) => p,
         None => default_key_path()?,
     };
     if path.exists() || path.is_symlink() {
-        anyhow::bail!(
-            "{} already exists; envv never overwrites a key file: pass -o FILE for the recovered identity",
+        return Err(CliError::usage(format!(
+            "{} already exists; envv never overwrites a key file",
             path.display()
-        );
+        ))
+        .hint("pass -o FILE for the recovered identity"));
     }
     let typed = if super::stdin_is_tty() {
         Zeroizing::new(rpassword::prompt_password(
@@ -142,7 +148,7 @@ pub fn recover(_ctx: &Ctx, a: RecoverArgs) -> anyhow::Result<i32> {
         let mut buf = Zeroizing::new(Vec::new());
         std::io::Read::read_to_end(&mut std::io::stdin().take(4096), &mut buf)?;
         let text = std::str::from_utf8(&buf)
-            .map_err(|_| anyhow::anyhow!("the phrase on stdin is not text"))?;
+            .map_err(|_| CliError::usage("the phrase on stdin is not text"))?;
         Zeroizing::new(text.to_string())
     };
     let identity = phrase::identity_of(&typed)?;
@@ -166,7 +172,7 @@ pub struct WhoamiArgs {
     pub json: bool,
 }
 
-pub fn whoami(ctx: &Ctx, a: WhoamiArgs) -> anyhow::Result<i32> {
+pub fn whoami(ctx: &Ctx, a: WhoamiArgs) -> CliResult<i32> {
     let mut ring = ctx.keyring();
     let publics = ring.all_publics();
     let policy = ctx.ws.policy().ok().flatten();

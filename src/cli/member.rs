@@ -1,6 +1,7 @@
 //! `envv member add|rm|ls|approve|deny` and `envv join`: who can read, and the re-encryption
 //! every change of it needs (planned and applied by `crate::membership`).
 
+use super::CliResult;
 use clap::{Args, Subcommand};
 
 use super::{confirm, Ctx};
@@ -124,7 +125,7 @@ pub struct JoinArgs {
     pub key: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, a: MemberArgs) -> anyhow::Result<i32> {
+pub fn run(ctx: &Ctx, a: MemberArgs) -> CliResult<i32> {
     match a.command {
         MemberCommand::Add(a) => add(ctx, a),
         MemberCommand::Rm(a) => rm(ctx, a),
@@ -146,25 +147,25 @@ fn targets(policy: &Policy, to: Vec<String>) -> crate::Result<Vec<String>> {
     if policy.groups.contains_key(DEFAULT_GROUP) {
         return Ok(vec![DEFAULT_GROUP.into()]);
     }
-    Err(Error::Usage(format!(
+    Err(Error::usage(format!(
         "there is no group {DEFAULT_GROUP}: say where the member goes with --to GROUP|ENV"
     )))
 }
 
-fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
+fn add(ctx: &Ctx, a: AddArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if new.members.contains_key(&a.name) {
-        return Err(Error::Usage(format!(
-            "{} is already a member; `envv member rm {}` first to change their key",
-            a.name, a.name
-        ))
+        return Err(Error::usage_hint(
+            format!("{} is already a member", a.name),
+            format!("`envv member rm {}` first to change their key", a.name),
+        )
         .into());
     }
     let r = membership::check_new_key(&new, &a.name, &a.key)?;
     if let Some(d) = &a.expires {
         if policy::parse_date(d).is_none() {
-            return Err(Error::Usage(format!("--expires {d}: not a date (YYYY-MM-DD)")).into());
+            return Err(Error::usage(format!("--expires {d}: not a date (YYYY-MM-DD)")).into());
         }
     }
     new.pending.remove(&a.name);
@@ -194,11 +195,11 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
+fn approve(ctx: &Ctx, a: ApproveArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let Some(m) = new.pending.remove(&a.name) else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "no pending request named {} (pending: {})",
             a.name,
             names(new.pending.keys())
@@ -206,10 +207,10 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
         .into());
     };
     if new.members.contains_key(&a.name) {
-        return Err(Error::Usage(format!(
-            "{} is already a member; `envv member deny {}` drops the request",
-            a.name, a.name
-        ))
+        return Err(Error::usage_hint(
+            format!("{} is already a member", a.name),
+            format!("`envv member deny {}` drops the request", a.name),
+        )
         .into());
     }
     let r = membership::check_new_key(&new, &a.name, &m.key)?;
@@ -229,11 +230,11 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn deny(ctx: &Ctx, a: DenyArgs) -> anyhow::Result<i32> {
+fn deny(ctx: &Ctx, a: DenyArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     if new.pending.remove(&a.name).is_none() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "no pending request named {} (pending: {})",
             a.name,
             names(new.pending.keys())
@@ -248,7 +249,7 @@ fn deny(ctx: &Ctx, a: DenyArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
+fn rm(ctx: &Ctx, a: RmArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let old = s.policy.clone();
     let mut new = old.clone();
@@ -258,7 +259,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             eprintln!("removed the pending request of {}", a.name);
             return Ok(0);
         }
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is not a member (members: {})",
             a.name,
             names(old.members.keys())
@@ -272,7 +273,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
         .iter()
         .any(|(p, _)| same_recipient(p, &key));
     if mine && !a.force {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is you (one of your identities has this key): removing yourself locks you out; pass --force to do it anyway",
             a.name
         ))
@@ -295,11 +296,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
                 .iter()
                 .map(|e| format!("{e} ({})", old.environments[e].file))
                 .collect();
-            return Err(Error::Usage(format!(
-                "{} is the last current reader of {}: add another reader first (`envv env readers ENV GROUP,...` or `envv member add ... --to ENV`), or pass --force to remove the environment and delete its file",
-                a.name,
-                list.join(", ")
-            ))
+            return Err(Error::refused_hint(format!("{} is the last current reader of {}", a.name, list.join(", ")), "add another reader first (`envv env readers ENV GROUP,...` or `envv member add ... --to ENV`), or pass --force to remove the environment and delete its file")
             .into());
         }
         membership::drop_envs(&mut new, &orphans);
@@ -338,7 +335,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
+fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let p = &ctx.ws.require_policy()?.policy;
     if a.json {
         let members: Vec<serde_json::Value> = p
@@ -406,7 +403,7 @@ fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
+pub fn join(ctx: &Ctx, a: JoinArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let mut new = s.policy.clone();
     let key = match a.key {
@@ -416,8 +413,9 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
             keys::my_public_key(&mut ring)
                 .or_else(|| ring.all_publics().into_iter().next().map(|(p, _)| p))
                 .ok_or_else(|| {
-                    Error::Usage(
-                        "no identity found: run `envv keygen` first (or pass --key)".into(),
+                    Error::usage_hint(
+                        "no identity found",
+                        "run `envv keygen` first (or pass --key)",
                     )
                 })?
         }
@@ -442,13 +440,14 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<i32> {
             from_git
                 .or(Some(user))
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| Error::Usage("cannot tell your name: pass --name NAME".into()))?
+                .ok_or_else(|| Error::usage_hint("cannot tell your name", "pass --name NAME"))?
         }
     };
     if new.members.contains_key(&name) || new.groups.contains_key(&name) {
-        return Err(Error::Usage(format!(
-            "the name {name} is taken in {POLICY_FILE}: pass --name OTHER"
-        ))
+        return Err(Error::usage_hint(
+            format!("the name {name} is taken in {POLICY_FILE}"),
+            "pass --name OTHER",
+        )
         .into());
     }
     let r = membership::check_new_key(&new, &name, &key)?;

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Error;
 use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
+pub use error::{CliError, CliResult, Hint, Kind};
 
 mod access;
 mod confirm;
@@ -18,6 +18,7 @@ mod crypt;
 mod docs;
 mod edit;
 mod envs;
+mod error;
 mod exec;
 mod gitint;
 mod health;
@@ -159,21 +160,20 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            report(&e);
-            e.downcast_ref::<Error>().map(Error::exit_code).unwrap_or(2)
+            e.print();
+            e.exit_code()
         }
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+fn dispatch(cli: Cli) -> CliResult<i32> {
     // First, before any identity is read or value decrypted: no core dumps.
     crate::coredump::forbid();
     let ws = Workspace::discover()?;
     if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
-        return Err(Error::Usage(
-            "-f/--file may be given once for this command (exec and export take several)".into(),
-        )
-        .into());
+        return Err(CliError::usage(
+            "-f/--file may be given once for this command (exec and export take several)",
+        ));
     }
     let ctx = Ctx {
         ws,
@@ -222,28 +222,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// Prints an error and its hint to stderr.
-pub fn report(e: &anyhow::Error) {
-    use crate::error::printable;
-    eprintln!("error: {}", printable(&e.to_string()));
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {}", printable(&cause.to_string()));
-    }
-    if let Some(hint) = e.downcast_ref::<Error>().and_then(Error::hint) {
-        let hint = printable(&hint);
-        if hint.starts_with("readers:") {
-            eprintln!("  {hint}");
-        } else {
-            eprintln!("  hint: {hint}");
-        }
-    }
-}
-
 /// Writes plaintext output to `output` (a 0600 file, with a reminder) or to stdout.
-pub(crate) fn write_plaintext(
-    output: Option<&std::path::Path>,
-    bytes: &[u8],
-) -> anyhow::Result<()> {
+pub(crate) fn write_plaintext(output: Option<&std::path::Path>, bytes: &[u8]) -> CliResult<()> {
     use std::io::Write;
     match output {
         Some(p) => {

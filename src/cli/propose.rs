@@ -1,5 +1,6 @@
 //! `envv propose`, `envv accept`, `envv reject`: values from contributors who cannot read.
 
+use super::CliResult;
 use std::collections::BTreeSet;
 
 use clap::Args;
@@ -97,29 +98,32 @@ fn names(ctx: &Ctx, recipients: &[&str]) -> Vec<String> {
         .collect()
 }
 
-pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
+pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     let t = ctx.target()?;
-    crate::dotenv::validate_key(&a.key).map_err(Error::Usage)?;
+    crate::dotenv::validate_key(&a.key).map_err(Error::usage)?;
     let env = env_name(&t);
     let f = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) => {
-            return Err(Error::Usage(format!(
-                "{} does not exist yet, so it has no readers to encrypt to: a reader creates it with `envv set -e {env} KEY`",
-                t.name
-            ))
+            return Err(Error::refused_hint(
+                format!(
+                    "{} does not exist yet, so it has no readers to encrypt to",
+                    t.name
+                ),
+                format!("a reader creates it with `envv set -e {env} KEY`"),
+            )
             .into())
         }
         other => other?,
     };
     let Some(meta) = f.meta.as_ref().filter(|_| f.is_encrypted()) else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is not encrypted, so it has no readers to encrypt to",
             t.name
         ))
         .into());
     };
     if meta.groups.len() > 1 {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} needs several key groups together (a threshold environment): a proposal readable by one reader would weaken it; ask a reader to set the value",
             t.name
         ))
@@ -130,7 +134,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
     // Encrypt only when every one of them is a reader the committed policy names.
     let committed = crate::trust::policy_at_head(&ctx.ws.root)
         .or_else(|| ctx.ws.policy().ok().flatten().map(|pf| pf.policy.clone()))
-        .ok_or_else(|| Error::Usage("no .sops.yaml to check the readers against".into()))?;
+        .ok_or_else(|| Error::usage("no .sops.yaml to check the readers against"))?;
     let readers = committed.recipients(&env);
     let unknown: Vec<String> = texts
         .iter()
@@ -138,11 +142,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
         .map(|t| t.to_string())
         .collect();
     if !unknown.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} wraps its data key for {} whom .sops.yaml (as committed) does not list as readers of {env}: a proposal would be readable by them; nothing was written. Ask a reader to run `envv check` and `envv updatekeys`",
-            t.name,
-            unknown.join(", ")
-        ))
+        return Err(Error::refused_hint(format!("{} wraps its data key for {} whom .sops.yaml (as committed) does not list as readers of {env}: a proposal would be readable by them; nothing was written", t.name, unknown.join(", ")), "ask a reader to run `envv check` and `envv updatekeys`")
         .into());
     }
     let recipients = texts
@@ -160,7 +160,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
         None => super::values::read_value(&a.key)?,
     };
     if value.len() > proposals::MAX_VALUE {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the value for {} is larger than {} KiB, the limit for a proposal",
             a.key,
             proposals::MAX_VALUE / 1024
@@ -232,7 +232,7 @@ fn confirm(question: &str) -> bool {
         && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-pub fn accept(ctx: &Ctx, a: AcceptArgs) -> anyhow::Result<i32> {
+pub fn accept(ctx: &Ctx, a: AcceptArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let env = env_name(&t);
     let file = format!("{}{}", t.name, proposals::SUFFIX);
@@ -247,11 +247,10 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> anyhow::Result<i32> {
         for p in &chosen {
             eprintln!("  {}  by {}  {}", p.key, p.by_shown(), p.date_shown());
         }
-        return Err(Error::Usage(format!(
-            "{} proposals pending for {}: name the keys to accept, or pass --yes to accept them all",
-            chosen.len(),
-            t.name
-        ))
+        return Err(Error::usage_hint(
+            format!("{} proposals pending for {}", chosen.len(), t.name),
+            "name the keys to accept, or pass --yes to accept them all",
+        )
         .into());
     }
     // Open every chosen value first: nothing is written unless all of them open.
@@ -259,16 +258,16 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> anyhow::Result<i32> {
     let mut opened: Vec<(Proposal, Secret)> = Vec::new();
     for p in chosen {
         let bytes = ring.open_armored(&p.armored, proposals::MAX_VALUE).ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "cannot open the proposal for {} in {file}: it is not encrypted to any of your identities (not a reader, or proposed to earlier readers: ask for it again)",
                 p.key
             ))
         })?;
         if std::str::from_utf8(&bytes).is_err() {
-            return Err(Error::Usage(format!(
-                "the proposal for {} in {file} is not UTF-8 text: reject it with `envv reject -e {env} {}`",
-                p.key, p.key
-            ))
+            return Err(Error::refused_hint(
+                format!("the proposal for {} in {file} is not UTF-8 text", p.key),
+                format!("reject it with `envv reject -e {env} {}`", p.key),
+            )
             .into());
         }
         opened.push((p, Secret::new(bytes.to_vec())));
@@ -323,7 +322,7 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub fn reject(ctx: &Ctx, a: RejectArgs) -> anyhow::Result<i32> {
+pub fn reject(ctx: &Ctx, a: RejectArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let file = format!("{}{}", t.name, proposals::SUFFIX);
     let _lock = crate::fsutil::lock_for(&t.path)?;
@@ -365,7 +364,7 @@ pub(crate) fn merge_driver(
     ours: &[u8],
     theirs: &[u8],
     out: &std::path::Path,
-) -> anyhow::Result<i32> {
+) -> CliResult<i32> {
     let parse = |b: &[u8]| proposals::parse(name, b);
     let (b, o, t) = (parse(base)?, parse(ours)?, parse(theirs)?);
     match proposals::merge3(&b, &o, &t) {

@@ -1,6 +1,7 @@
 //! `envv scan`: the repository's own secrets, searched for where they leaked; the hook's
 //! value scan; the values `exec --redact` hides.
 
+use super::CliResult;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -191,31 +192,31 @@ impl AllowList {
     }
 }
 
-pub fn scan(ctx: &Ctx, a: ScanArgs) -> anyhow::Result<i32> {
+pub fn scan(ctx: &Ctx, a: ScanArgs) -> CliResult<i32> {
     match run(ctx, &a) {
         Ok(code) => Ok(code),
         Err(e) => {
-            super::report(&e);
+            e.print();
             Ok(2)
         }
     }
 }
 
-fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
+fn run(ctx: &Ctx, a: &ScanArgs) -> CliResult<i32> {
     if a.min_length == 0 {
-        return Err(Error::Usage("--min-length must be at least 1".into()).into());
+        return Err(Error::usage("--min-length must be at least 1").into());
     }
     let repo = crate::git::open(&ctx.ws.root);
     if (a.staged || a.history) && repo.is_none() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--staged and --history need a git repository, and {} is not in one",
             ctx.ws.cwd.display()
         ))
         .into());
     }
     if !a.paths.is_empty() && (a.staged || a.history) {
-        return Err(Error::Usage(
-            "PATHs search files on disk: give them without --staged/--history".into(),
+        return Err(Error::usage(
+            "PATHs search files on disk: give them without --staged/--history",
         )
         .into());
     }
@@ -271,7 +272,7 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<i32> {
     let matcher = Matcher::new(&loaded.values, a.min_length)?;
     if matcher.is_empty() {
         if loaded.values.is_empty() {
-            return Err(Error::Usage(if loaded.unreadable.is_empty() {
+            return Err(Error::usage(if loaded.unreadable.is_empty() {
                 "no managed values to search for: no encrypted file here (`envv set KEY` adds one)".to_string()
             } else {
                 "none of the encrypted files here opens with your identities, so there is nothing to search for (`envv whoami` shows your key)".to_string()

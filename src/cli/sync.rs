@@ -1,5 +1,6 @@
 //! `envv updatekeys` and `envv rotate`: make files match the policy, and renew data keys.
 
+use super::CliResult;
 use clap::Args;
 
 use super::member::report;
@@ -38,25 +39,27 @@ pub struct RotateArgs {}
 fn selected(ctx: &Ctx, policy: &Policy) -> crate::Result<Option<Vec<String>>> {
     if let Some(f) = &ctx.file {
         let rel = ctx.ws.rel(f);
-        let env = policy.env_for_file(&rel).ok_or_else(|| {
-            Error::Usage(format!(
-                "{rel} is not the file of any environment in {POLICY_FILE}: declare it with `envv env add NAME --file {rel}`"
-            ))
-        })?;
+        let env = policy
+            .env_for_file(&rel)
+            .ok_or_else(|| Error::UndeclaredFile {
+                file: rel.clone(),
+                policy: POLICY_FILE.to_string(),
+            })?;
         return Ok(Some(vec![env.to_string()]));
     }
     if let Some(e) = &ctx.env {
         if !policy.environments.contains_key(e) {
-            return Err(Error::Usage(format!(
-                "environment \"{e}\" is not declared in {POLICY_FILE}: add it with `envv env add {e}`"
-            )));
+            return Err(Error::UnknownEnv {
+                env: e.clone(),
+                declared: policy.environments.keys().cloned().collect(),
+            });
         }
         return Ok(Some(vec![e.clone()]));
     }
     Ok(None)
 }
 
-pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
+pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
     if a.check {
         let s = Session::read_only(&ctx.ws.root)?;
         let only = selected(ctx, &s.policy)?;
@@ -154,7 +157,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> anyhow::Result<i32> {
+pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> CliResult<i32> {
     let mut s = ctx.session()?;
     let only = selected(ctx, &s.policy)?;
     let policy = s.policy.clone();

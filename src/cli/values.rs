@@ -1,5 +1,6 @@
 //! `envv set`, `get`, `rm`, `ls`: one value at a time.
 
+use super::CliResult;
 use std::io::Read;
 
 use clap::Args;
@@ -20,10 +21,9 @@ pub(crate) fn open_decrypted(
 ) -> crate::Result<(EnvFile, DataKey, Plain)> {
     let f = EnvFile::open(&t.path, &t.name)?;
     if !f.is_encrypted() {
-        return Err(Error::Usage(format!(
-            "{} is not encrypted: run `envv encrypt -f {}` first",
-            t.name, t.name
-        )));
+        return Err(Error::NotEncrypted {
+            file: t.name.clone(),
+        });
     }
     let mut ring = ctx.keyring();
     let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
@@ -136,11 +136,10 @@ fn refuse_stale_readers(ctx: &Ctx, t: &Target, f: &EnvFile) -> crate::Result<()>
                 .unwrap_or_else(|| crate::keys::short_key(r))
         })
         .collect();
-    Err(Error::Usage(format!(
-        "{} can still be decrypted by {} whom .sops.yaml no longer lists as readers: run `envv updatekeys` (rotates its data key) before changing it",
-        t.name,
-        who.join(", ")
-    )))
+    Err(Error::StaleReaders {
+        file: t.name.clone(),
+        who,
+    })
 }
 
 /// The key groups and threshold a new file of a threshold environment gets from the policy.
@@ -174,7 +173,7 @@ pub struct SetArgs {
     pub args: Vec<String>,
 }
 
-pub fn set(ctx: &Ctx, a: SetArgs) -> anyhow::Result<i32> {
+pub fn set(ctx: &Ctx, a: SetArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let pairs = parse_set_args(&a.args)?;
     let names: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
@@ -236,15 +235,13 @@ fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
             || a.starts_with("--identity=")
             || (args[0].contains('=') && a.starts_with('-'))
     }) {
-        return Err(Error::Usage(format!(
-            "`{flag}` after the key would be stored as a value: put options before the key (`envv set {flag} KEY`), or pipe a value that looks like an option on stdin"
-        )));
+        return Err(Error::usage_hint(format!("`{flag}` after the key would be stored as a value"), format!("put options before the key (`envv set {flag} KEY`), or pipe a value that looks like an option on stdin")));
     }
     if args[0].contains('=') {
         let mut out: Vec<(String, Secret)> = Vec::new();
         for (n, arg) in args.iter().enumerate() {
             if !arg.contains('=') {
-                return Err(Error::Usage(format!("argument {} is not KEY=VALUE (mixing KEY VALUE and KEY=VALUE forms is not allowed)", n + 1)));
+                return Err(Error::usage(format!("argument {} is not KEY=VALUE (mixing KEY VALUE and KEY=VALUE forms is not allowed)", n + 1)));
             }
             let entries = dotenv::parse_plain(&format!("argument {}", n + 1), arg)?;
             for e in entries {
@@ -258,17 +255,19 @@ fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
         return Ok(out);
     }
     let key = &args[0];
-    dotenv::validate_key(key).map_err(Error::Usage)?;
+    dotenv::validate_key(key).map_err(Error::usage)?;
     let value = match args.len() {
         1 => read_value(key)?,
         2 => {
             warn_history();
             Secret::from_str(&args[1])
         }
-        _ => return Err(Error::Usage(
-            "too many arguments: `envv set KEY VALUE` (quote the value) or `envv set K1=V1 K2=V2`"
-                .into(),
-        )),
+        _ => {
+            return Err(Error::usage_hint(
+                "too many arguments",
+                "`envv set KEY VALUE` (quote the value) or `envv set K1=V1 K2=V2`",
+            ))
+        }
     };
     Ok(vec![(key.clone(), value)])
 }
@@ -302,7 +301,7 @@ pub(crate) fn read_value(key: &str) -> crate::Result<Secret> {
         s = Secret::new(b[..b.len() - trim].to_vec());
     }
     if std::str::from_utf8(s.expose()).is_err() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the value for {key} read from stdin is not UTF-8 text"
         )));
     }
@@ -322,7 +321,7 @@ pub struct GetArgs {
     pub ignore_mac: bool,
 }
 
-pub fn get(ctx: &Ctx, a: GetArgs) -> anyhow::Result<i32> {
+pub fn get(ctx: &Ctx, a: GetArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let (f, _dk, plain) = open_decrypted(ctx, &t, a.ignore_mac)?;
     let v = f.get(&plain, &a.key).ok_or_else(|| Error::KeyNotFound {
@@ -350,7 +349,7 @@ pub struct RmArgs {
     pub keys: Vec<String>,
 }
 
-pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
+pub fn rm(ctx: &Ctx, a: RmArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let keys = a.keys.clone();
     let missing = update(ctx, &t, false, move |f, plain, _dk| {
@@ -392,7 +391,7 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-pub fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
+pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let f = EnvFile::open(&t.path, &t.name)?;
     let plan = f.plan();
