@@ -28,6 +28,7 @@ pub mod phrase;
 pub mod policy;
 pub mod proposals;
 pub mod redact;
+pub mod render;
 pub mod scan;
 pub mod secret;
 pub mod sops;

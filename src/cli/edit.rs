@@ -38,12 +38,11 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {
     let left_empty = Cell::new(false);
     let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
         let scratch = {
-            let (text, warnings) =
-                super::crypt::render_dotenv(f, plain, super::crypt::Render::Edit);
-            for w in warnings {
+            let text = crate::render::file(f, plain, crate::render::FileMode::Edit);
+            for w in &text.warnings {
                 eprintln!("warning: {w}");
             }
-            Scratch::create(&t.name, &text)?
+            Scratch::create(&t.name, &text.bytes)?
         };
         loop {
             match edit::run_editor(&editor, &scratch.path, &stop)? {

@@ -5,13 +5,12 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
-use base64::Engine;
 use clap::{Args, ValueEnum};
 
 use super::Ctx;
-use crate::dotenv;
 use crate::error::Error;
 use crate::exec::{self, LoadOptions, Var};
+use crate::render;
 
 /// Run a command with the decrypted variables in its environment.
 ///
@@ -200,7 +199,7 @@ pub struct ExportArgs {
 
 pub fn export(ctx: &Ctx, a: ExportArgs) -> CliResult<i32> {
     if a.format == Format::K8s {
-        check_k8s_name(a.name.as_deref())?;
+        render::check_k8s_name(a.name.as_deref())?;
     }
     let github_env = if a.format == Format::Github {
         Some(std::env::var_os("GITHUB_ENV").filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -211,19 +210,25 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> CliResult<i32> {
     };
     let vars = load(ctx, a.expand, false)?;
     let vars = exec::select(vars, &a.only, |_| false)?;
-    let out = zeroize::Zeroizing::new(match a.format {
-        Format::Dotenv => render_dotenv(&vars),
-        Format::Shell => render_shell(&vars),
-        Format::Json => render_json(&vars)?,
-        Format::Docker => render_docker(&vars)?,
-        Format::K8s => render_k8s(
+    let out = match a.format {
+        Format::Dotenv => {
+            let r = render::dotenv(&vars);
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            r.bytes
+        }
+        Format::Shell => render::shell(&vars),
+        Format::Json => render::json(&vars)?,
+        Format::Docker => render::docker(&vars)?,
+        Format::K8s => render::k8s(
             &vars,
             a.name.as_deref().unwrap_or_default(),
             a.namespace.as_deref(),
         ),
         Format::Github => {
             let path = PathBuf::from(github_env.expect("checked above"));
-            let (masks, entries) = render_github(&vars)?;
+            let (masks, entries) = render::github(&vars);
             let mut so = std::io::stdout().lock();
             so.write_all(&masks)?;
             so.flush()?;
@@ -236,221 +241,7 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> CliResult<i32> {
             eprintln!("exported {} variable(s) to $GITHUB_ENV", vars.len());
             return Ok(0);
         }
-    });
+    };
     super::write_plaintext(a.output.as_deref(), &out)?;
     Ok(0)
-}
-
-/// KEY=value lines spelled for the dotenv readers; a warning names each value that no spelling
-/// carries to all of them.
-fn render_dotenv(vars: &[Var]) -> Vec<u8> {
-    let cap: usize = vars
-        .iter()
-        .map(|v| v.key.len() + 2 * v.value.len() + 8)
-        .sum();
-    let mut out = Vec::with_capacity(cap);
-    for v in vars {
-        out.extend_from_slice(v.key.as_bytes());
-        out.push(b'=');
-        let s = dotenv::spell(v.value.expose(), true);
-        out.extend_from_slice(&s.text);
-        out.push(b'\n');
-        if !s.misread_by.is_empty() {
-            eprintln!(
-                "warning: {}",
-                super::crypt::misread_warning(&v.key, s.misread_by)
-            );
-        }
-    }
-    out
-}
-
-fn render_shell(vars: &[Var]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for v in vars {
-        out.extend_from_slice(b"export ");
-        out.extend_from_slice(v.key.as_bytes());
-        out.extend_from_slice(b"='");
-        for &b in v.value.expose() {
-            if b == b'\'' {
-                out.extend_from_slice(b"'\\''");
-            } else {
-                out.push(b);
-            }
-        }
-        out.extend_from_slice(b"'\n");
-    }
-    out
-}
-
-fn utf8(v: &Var) -> crate::Result<&str> {
-    v.value.expose_str().ok_or_else(|| {
-        Error::usage(format!(
-            "the value of {} is not UTF-8 text; this format cannot carry it",
-            v.key
-        ))
-    })
-}
-
-fn render_json(vars: &[Var]) -> crate::Result<Vec<u8>> {
-    let mut map = serde_json::Map::new();
-    for v in vars {
-        map.insert(
-            v.key.clone(),
-            serde_json::Value::String(utf8(v)?.to_string()),
-        );
-    }
-    let mut out = serde_json::to_vec_pretty(&serde_json::Value::Object(map))
-        .map_err(|e| Error::usage(e.to_string()))?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-fn render_docker(vars: &[Var]) -> crate::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for v in vars {
-        if v.value.expose().iter().any(|&b| b == b'\n' || b == b'\r') {
-            return Err(Error::refused_hint(format!("{} has a line break, which docker's --env-file cannot carry", v.key), "run the container with `envv exec` as entrypoint, or use --format dotenv with compose's env_file"));
-        }
-        out.extend_from_slice(v.key.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(v.value.expose());
-        out.push(b'\n');
-    }
-    Ok(out)
-}
-
-fn check_k8s_name(name: Option<&str>) -> crate::Result<()> {
-    let name = name.ok_or_else(|| {
-        Error::usage("--format k8s needs --name NAME (the Secret's metadata.name)")
-    })?;
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(Error::usage(format!(
-            "--name \"{}\" is not a valid Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
-            name.escape_debug()
-        )));
-    }
-    Ok(())
-}
-
-fn render_k8s(vars: &[Var], name: &str, namespace: Option<&str>) -> Vec<u8> {
-    let mut s = String::from("apiVersion: v1\nkind: Secret\nmetadata:\n");
-    s.push_str(&format!("  name: {name}\n"));
-    if let Some(ns) = namespace {
-        s.push_str(&format!(
-            "  namespace: {}\n",
-            serde_json::Value::String(ns.to_string())
-        ));
-    }
-    s.push_str("type: Opaque\n");
-    if vars.is_empty() {
-        s.push_str("data: {}\n");
-        return s.into_bytes();
-    }
-    s.push_str("data:\n");
-    let engine = base64::engine::general_purpose::STANDARD;
-    for v in vars {
-        s.push_str(&format!(
-            "  {}: \"{}\"\n",
-            v.key,
-            engine.encode(v.value.expose())
-        ));
-    }
-    s.into_bytes()
-}
-
-/// Escapes workflow-command data as the runner unescapes it (`%`, CR, LF).
-fn escape_command_data(line: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(line.len());
-    for &b in line {
-        match b {
-            b'%' => out.extend_from_slice(b"%25"),
-            b'\r' => out.extend_from_slice(b"%0D"),
-            b'\n' => out.extend_from_slice(b"%0A"),
-            _ => out.push(b),
-        }
-    }
-    out
-}
-
-/// `::add-mask::` lines (stdout) and `$GITHUB_ENV` heredoc entries.
-fn render_github(vars: &[Var]) -> crate::Result<(Vec<u8>, Vec<u8>)> {
-    use rand::Rng;
-    let mut masks = Vec::new();
-    let mut entries = Vec::new();
-    for v in vars {
-        let value = v.value.expose();
-        if v.secret {
-            for line in value.split(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
-                masks.extend_from_slice(b"::add-mask::");
-                masks.extend_from_slice(&escape_command_data(line));
-                masks.push(b'\n');
-            }
-        }
-        let delimiter = loop {
-            let d = format!("ghadelimiter_{:032x}", rand::thread_rng().gen::<u128>());
-            if !value.windows(d.len()).any(|w| w == d.as_bytes()) {
-                break d;
-            }
-        };
-        entries.extend_from_slice(v.key.as_bytes());
-        entries.extend_from_slice(b"<<");
-        entries.extend_from_slice(delimiter.as_bytes());
-        entries.push(b'\n');
-        if !value.is_empty() {
-            entries.extend_from_slice(value);
-            entries.push(b'\n');
-        }
-        entries.extend_from_slice(delimiter.as_bytes());
-        entries.push(b'\n');
-    }
-    Ok((masks, entries))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::Secret;
-
-    fn var(k: &str, v: &str) -> Var {
-        Var {
-            key: k.into(),
-            value: Secret::from_str(v),
-            secret: true,
-            layer: 0,
-        }
-    }
-
-    #[test]
-    fn shell_quoting_survives_single_quotes() {
-        let out = render_shell(&[var("A", "it's")]);
-        assert_eq!(out, b"export A='it'\\''s'\n");
-    }
-
-    #[test]
-    fn k8s_names_are_checked() {
-        assert!(check_k8s_name(Some("my-app.v1")).is_ok());
-        assert!(check_k8s_name(Some("My_App")).is_err());
-        assert!(check_k8s_name(None).is_err());
-    }
-
-    #[test]
-    fn github_masks_each_line_and_escapes_percent() {
-        let (masks, _) = render_github(&[var("A", "one\n50%\n")]).unwrap();
-        assert_eq!(
-            String::from_utf8(masks).unwrap(),
-            "::add-mask::one\n::add-mask::50%25\n"
-        );
-    }
 }

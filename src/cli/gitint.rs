@@ -564,8 +564,8 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
     match decrypted {
         Some((plain, mac_ok)) => {
-            let (text, _) = super::crypt::render_dotenv(&f, &plain, super::crypt::Render::Textconv);
-            out.extend_from_slice(&text);
+            let text = crate::render::file(&f, &plain, crate::render::FileMode::Textconv);
+            out.extend_from_slice(&text.bytes);
             if !mac_ok {
                 out.extend_from_slice(
                     b"# envv: the MAC does not match (edited outside envv/sops?)\n",
