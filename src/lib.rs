@@ -32,6 +32,7 @@ pub mod render;
 pub mod scan;
 pub mod secret;
 pub mod sops;
+pub mod store;
 pub mod trust;
 pub mod workspace;
 

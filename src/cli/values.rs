@@ -11,6 +11,7 @@ use crate::envfile::{EnvFile, Plain};
 use crate::error::Error;
 use crate::secret::Secret;
 use crate::sops::DataKey;
+use crate::store::{self, Store};
 use crate::workspace::Target;
 
 /// Opens and decrypts the target (MAC verified unless `ignore_mac`).
@@ -19,20 +20,11 @@ pub(crate) fn open_decrypted(
     t: &Target,
     ignore_mac: bool,
 ) -> crate::Result<(EnvFile, DataKey, Plain)> {
-    let f = EnvFile::open(&t.path, &t.name)?;
-    if !f.is_encrypted() {
-        return Err(Error::NotEncrypted {
-            file: t.name.clone(),
-        });
-    }
-    let mut ring = ctx.keyring();
-    let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
-    let plain = f.decrypt(&dk, !ignore_mac)?;
-    Ok((f, dk, plain))
+    store::open_decrypted(&ctx.ws, &mut ctx.keyring(), t, ignore_mac)
 }
 
-/// Runs `change` on the target under the folder lock, creating the file when missing, then
-/// seals and saves it if anything changed. Returns what `change` returned.
+/// [`Store::update`] with the command line's confirmations, creating the file when missing if
+/// `create`.
 pub(crate) fn update<T>(
     ctx: &Ctx,
     t: &Target,
@@ -51,104 +43,79 @@ pub(crate) fn update_with<T>(
     allow_pending: bool,
     change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
 ) -> crate::Result<T> {
-    let _lock = crate::fsutil::lock_for(&t.path)?;
-    crate::fsutil::clean_stale_temps(&t.path);
-    let mut confirmed = None;
-    let mut adopted = Vec::new();
-    let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
-        Err(Error::MissingFile { .. }) if create => {
-            let recipients = ctx.ws.recipients(t)?;
-            confirmed = Some(super::confirm::confirm_new_file(ctx, t, &recipients)?);
-            let rule = ctx.ws.require_policy()?.policy.crypt_rule();
-            adopted = rule.public_patterns();
-            let (mut f, dk, plain) = EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
-            if let Some((groups, k)) = threshold_layout(ctx, t) {
-                f.rewrap_groups(&dk, &groups, k, false)?;
-            }
-            (f, dk, plain)
-        }
-        Err(e) => return Err(e),
-        Ok(f) if f.is_encrypted() => {
-            // Before decrypting: under a swapped rule line the MAC may not even verify.
-            f.refuse_rule_conflict(&policy_rule(ctx)?)?;
-            let mut ring = ctx.keyring();
-            let dk = f.unlock(&mut ring, || ctx.ws.readers(t))?;
-            let plain = if allow_pending {
-                f.decrypt_allowing_pending(&dk)?
-            } else {
-                f.decrypt(&dk, true)?
-            };
-            (f, dk, plain)
-        }
-        Ok(_) => open_decrypted(ctx, t, false)?,
+    let mut gate = Prompts::new(ctx);
+    let how = store::Open {
+        create,
+        allow_pending,
     };
-    refuse_stale_readers(ctx, t, &f)?;
-    let existed = t.path.exists();
-    let before = super::public::Before::of(&f);
-    let (changed, out) = change(&mut f, &mut plain, &dk)?;
-    if changed || !existed {
-        f.seal(&mut plain, &dk)?;
-        let plain_ok = super::public::confirm_plain(ctx, &before, &f, &adopted)?;
-        f.save()?;
-        if let Some(c) = confirmed {
-            c.remember(ctx);
+    Store::new(&ctx.ws, ctx.keyring(), &mut gate).update(t, how, change)
+}
+
+/// The store's confirmations on the command line: new readers and new plain-text values are
+/// confirmed against this clone's trust file, else with `--yes` or a yes typed on a terminal.
+struct Prompts<'a> {
+    ctx: &'a Ctx,
+    readers: Option<super::confirm::Confirmed>,
+    before: Option<super::public::Before>,
+    adopted: Vec<String>,
+    patterns: Option<super::public::Confirmed>,
+}
+
+impl<'a> Prompts<'a> {
+    fn new(ctx: &'a Ctx) -> Self {
+        Prompts {
+            ctx,
+            readers: None,
+            before: None,
+            adopted: Vec::new(),
+            patterns: None,
         }
-        plain_ok.remember(ctx);
     }
-    Ok(out)
+}
+
+impl store::Gate for Prompts<'_> {
+    fn new_file(&mut self, t: &Target, recipients: &[crate::keys::Recipient]) -> crate::Result<()> {
+        self.readers = Some(super::confirm::confirm_new_file(self.ctx, t, recipients)?);
+        Ok(())
+    }
+
+    fn opened(&mut self, f: &EnvFile, adopted: &[String]) {
+        self.before = Some(super::public::Before::of(f));
+        self.adopted = adopted.to_vec();
+    }
+
+    fn before_save(&mut self, f: &EnvFile) -> crate::Result<()> {
+        let before = self.before.as_ref().expect("opened before saving");
+        self.patterns = Some(super::public::confirm_plain(
+            self.ctx,
+            before,
+            f,
+            &self.adopted,
+        )?);
+        Ok(())
+    }
+
+    fn saved(&mut self) {
+        if let Some(c) = self.readers.take() {
+            c.remember(self.ctx);
+        }
+        if let Some(c) = self.patterns.take() {
+            c.remember(self.ctx);
+        }
+    }
 }
 
 /// What the policy leaves in plain text (its `public` patterns; sops's default without a policy).
 pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::sops::CryptRule> {
-    Ok(ctx
-        .ws
-        .policy()?
-        .map(|p| p.policy.crypt_rule())
-        .unwrap_or_default())
+    store::policy_rule(&ctx.ws)
 }
 
-/// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
-/// (a member removed or expired by a hand edit or a pull): `envv updatekeys` rotates it first.
-fn refuse_stale_readers(ctx: &Ctx, t: &Target, f: &EnvFile) -> crate::Result<()> {
-    let (Some(meta), Some(env)) = (&f.meta, &t.env) else {
-        return Ok(());
-    };
-    // Read the policy again, now that the folder lock is held: a concurrent `member add`
-    // writes the files and then the policy under the same lock.
-    let path = ctx.ws.policy_path();
-    if !path.is_file() {
-        return Ok(());
-    }
-    let pf = crate::policy::PolicyFile::load(&path)?;
-    let drift = crate::envfile::recipient_drift(meta, &pf.policy.recipients(env));
-    if drift.extra.is_empty() {
-        return Ok(());
-    }
-    let who: Vec<String> = drift
-        .extra
-        .iter()
-        .map(|r| {
-            pf.policy
-                .members
-                .iter()
-                .find(|(_, m)| crate::keys::same_recipient(&m.key, r))
-                .map(|(n, _)| n.clone())
-                .unwrap_or_else(|| crate::keys::short_key(r))
-        })
-        .collect();
-    Err(Error::StaleReaders {
-        file: t.name.clone(),
-        who,
-    })
-}
-
-/// The key groups and threshold a new file of a threshold environment gets from the policy.
+/// The key groups and threshold the policy gives the target's environment.
 pub(crate) fn threshold_layout(
     ctx: &Ctx,
     t: &Target,
 ) -> Option<(Vec<Vec<crate::keys::Recipient>>, u8)> {
-    let env = t.env.as_deref()?;
-    ctx.ws.require_policy().ok()?.policy.key_groups(env)
+    store::threshold_layout(&ctx.ws, t)
 }
 
 /// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
