@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dotenv::{Entry, Line};
-use crate::envfile::{EnvFile, Plain};
 use crate::error::{Error, IoContext, Result};
-use crate::secret::Secret;
 
 /// A private folder holding one plaintext file; both are removed on drop.
 pub struct Scratch {
@@ -285,113 +282,6 @@ pub fn run_editor(editor: &[String], path: &Path, stop: &AtomicUsize) -> Result<
     }
 }
 
-/// Makes `f`/`plain` hold the edited entries. Values and comments whose text did not change keep
-/// their stored line (their ciphertext) byte for byte; the others are left pending, so the next
-/// [`EnvFile::seal`] encrypts exactly them. Returns whether anything changed.
-pub fn apply(f: &mut EnvFile, plain: &mut Plain, edited: Vec<Entry>) -> bool {
-    let old_lines = std::mem::take(&mut f.lines);
-    let old_values = std::mem::take(&mut plain.values);
-    let reencrypt: Vec<usize> = plain
-        .pending
-        .iter()
-        .chain(plain.retype.iter())
-        .copied()
-        .collect();
-    let mut old_pairs: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut old_comments: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<usize>> =
-        std::collections::HashMap::new();
-    for (i, l) in old_lines.iter().enumerate() {
-        if reencrypt.contains(&i) {
-            continue;
-        }
-        match l {
-            Line::Pair { key, .. } => {
-                old_pairs.insert(key.clone(), i);
-            }
-            Line::Comment(_) => {
-                if let Some(v) = &old_values[i] {
-                    old_comments
-                        .entry(shown_comment(v.expose()))
-                        .or_default()
-                        .push_back(i);
-                }
-            }
-            Line::Blank => {}
-        }
-    }
-    let mut lines = Vec::with_capacity(edited.len());
-    let mut values: Vec<Option<Secret>> = Vec::with_capacity(edited.len());
-    let mut pending = Vec::new();
-    let mut push_comment = |text: String,
-                            lines: &mut Vec<Line>,
-                            values: &mut Vec<Option<Secret>>,
-                            pending: &mut Vec<usize>| {
-        if let Some(i) = old_comments
-            .get_mut(text.as_bytes())
-            .and_then(|q| q.pop_front())
-        {
-            lines.push(old_lines[i].clone());
-            values.push(old_values[i].clone());
-        } else {
-            lines.push(Line::Comment(text.clone()));
-            values.push(Some(Secret::from_str(&text)));
-            pending.push(lines.len() - 1);
-        }
-    };
-    for e in edited {
-        match e {
-            Entry::Blank => {
-                lines.push(Line::Blank);
-                values.push(None);
-            }
-            Entry::Comment(text) => push_comment(text, &mut lines, &mut values, &mut pending),
-            Entry::Pair {
-                key,
-                value,
-                comment,
-                ..
-            } => {
-                if let Some(c) = comment {
-                    push_comment(c, &mut lines, &mut values, &mut pending);
-                }
-                let same = old_pairs
-                    .get(&key)
-                    .filter(|&&i| old_values[i].as_ref() == Some(&value));
-                match same {
-                    Some(&i) => {
-                        lines.push(old_lines[i].clone());
-                        values.push(Some(value));
-                    }
-                    None => {
-                        lines.push(Line::Pair {
-                            key,
-                            stored: String::new(),
-                            line: 0,
-                        });
-                        values.push(Some(value));
-                        pending.push(lines.len() - 1);
-                    }
-                }
-            }
-        }
-    }
-    while matches!(lines.last(), Some(Line::Blank)) {
-        lines.pop();
-        values.pop();
-    }
-    let changed = !pending.is_empty() || lines != old_lines;
-    f.lines = lines;
-    plain.values = values;
-    plain.pending = pending;
-    plain.retype.clear();
-    changed
-}
-
-/// A comment as `render_dotenv` shows it (one line).
-fn shown_comment(v: &[u8]) -> Vec<u8> {
-    crate::dotenv::comment_text(v).to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,41 +306,5 @@ mod tests {
         }
         drop(s);
         assert!(!path.exists() && !dir.exists());
-    }
-
-    #[test]
-    fn apply_keeps_unchanged_ciphertexts_and_order() {
-        use crate::keys::Recipient;
-        let r = Recipient::parse("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38")
-            .unwrap();
-        let text = "# top\nA=1\nB=2\n\nC=3\n";
-        let (mut f, dk, mut plain) =
-            EnvFile::encrypt_new(Path::new(".env"), ".env", text, &[r], Default::default())
-                .unwrap();
-        let before = f.lines.clone();
-        // Reorder, change B, drop C, add a comment and D.
-        let edited =
-            crate::dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\nD='x y' # why\n").unwrap();
-        assert!(apply(&mut f, &mut plain, edited));
-        f.seal(&mut plain, &dk).unwrap();
-        assert_eq!(
-            f.lines[0], before[0],
-            "unchanged comment keeps its ciphertext"
-        );
-        assert_eq!(f.lines[2], before[1], "A keeps its ciphertext after a move");
-        assert_ne!(f.lines[1], before[2]);
-        let keys: Vec<&str> = f.keys().collect();
-        assert_eq!(keys, ["B", "A", "D"]);
-        let again = f.decrypt(&dk, true).unwrap();
-        assert_eq!(f.get(&again, "B").unwrap().expose(), b"two");
-        assert_eq!(f.get(&again, "D").unwrap().expose(), b"x y");
-        assert_eq!(f.lines.len(), 6, "# top, B, A, # new, # why, D");
-
-        // The same text again changes nothing.
-        let (mut g, mut p2) = (f.clone(), f.decrypt(&dk, true).unwrap());
-        let shown =
-            crate::dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\n# why\nD='x y'\n").unwrap();
-        assert!(!apply(&mut g, &mut p2, shown));
-        assert_eq!(g.lines, f.lines);
     }
 }

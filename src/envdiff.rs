@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::envfile::{EnvFile, Plain};
+use crate::envfile::{EnvFile, Opened};
 use crate::sops::DataKey;
 
 /// How one key compares between the two environments.
@@ -45,7 +45,7 @@ pub struct KeyDiff {
 /// One side: a file, and its values when they could be decrypted.
 pub struct Side<'a> {
     pub file: &'a EnvFile,
-    pub plain: Option<&'a Plain>,
+    pub plain: Option<&'a Opened>,
 }
 
 /// Compares two files key by key, sorted by key name. `hash_key` (see [`hash_key`]) is needed
@@ -55,7 +55,7 @@ pub fn compare(a: &Side, b: &Side, hash_key: Option<&[u8; 32]>) -> Vec<KeyDiff> 
         let mut m = std::collections::BTreeMap::new();
         for k in s.file.keys() {
             let h = match (s.plain, hash_key) {
-                (Some(p), Some(hk)) => s.file.get(p, k).map(|v| short_hash(hk, v.expose())),
+                (Some(p), Some(hk)) => p.get(k).map(|v| short_hash(hk, v.expose())),
                 _ => None,
             };
             m.insert(k.to_string(), h);
@@ -174,7 +174,7 @@ mod tests {
         let r = crate::keys::Recipient::parse(&id.to_public().to_string()).unwrap();
         let p = std::path::Path::new("x");
         let rule = crate::sops::CryptRule::default;
-        let (fa, da, pa) = EnvFile::encrypt_new(
+        let pa = Opened::encrypt_new(
             p,
             ".env.a",
             "SAME=1\nDIFF=a\nONLY_A=x\n",
@@ -182,16 +182,17 @@ mod tests {
             rule(),
         )
         .unwrap();
-        let (fb, db, pb) =
-            EnvFile::encrypt_new(p, ".env.b", "SAME=1\nDIFF=b\nONLY_B=y\n", &[r], rule()).unwrap();
-        let hk = hash_key(&da, &db);
+        let pb =
+            Opened::encrypt_new(p, ".env.b", "SAME=1\nDIFF=b\nONLY_B=y\n", &[r], rule()).unwrap();
+        let (fa, fb) = (pa.file(), pb.file());
+        let hk = hash_key(pa.data_key(), pb.data_key());
         let rows = compare(
             &Side {
-                file: &fa,
+                file: fa,
                 plain: Some(&pa),
             },
             &Side {
-                file: &fb,
+                file: fb,
                 plain: Some(&pb),
             },
             Some(&hk),
@@ -209,11 +210,11 @@ mod tests {
         assert_eq!(rows[3].hash_a, rows[3].hash_b);
         let rows = compare(
             &Side {
-                file: &fa,
+                file: fa,
                 plain: Some(&pa),
             },
             &Side {
-                file: &fb,
+                file: fb,
                 plain: None,
             },
             None,

@@ -1,9 +1,10 @@
 //! One encrypted `.env` file: open, decrypt, change, seal and save it.
 //!
 //! An [`EnvFile`] keeps the stored lines as they are (order, blank lines, ciphertexts) plus the
-//! parsed sops metadata. Decrypting gives a [`Plain`] view aligned with the lines. Changes
-//! re-encrypt only the values that changed, so unchanged values keep their ciphertext byte for
-//! byte; [`EnvFile::seal`] recomputes the MAC and timestamp; [`EnvFile::save`] writes atomically.
+//! parsed sops metadata. Decrypting gives an [`Opened`] file, which holds each line's plaintext
+//! and is the only way to change values. Changes re-encrypt only the values that changed, so
+//! unchanged values keep their ciphertext byte for byte; [`Opened::seal`] recomputes the MAC and
+//! timestamp; [`EnvFile::save`] writes atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -21,28 +22,41 @@ pub const MAX_FILE_BYTES: u64 = crate::paths::MAX_READ_BYTES;
 /// An encrypted (or not yet encrypted) dotenv file.
 #[derive(Debug, Clone)]
 pub struct EnvFile {
-    pub path: PathBuf,
+    path: PathBuf,
     /// The name used in messages (path relative to the repository root).
-    pub name: String,
+    name: String,
     /// Data lines in file order (metadata lines excluded).
-    pub lines: Vec<Line>,
+    lines: Vec<Line>,
     /// sops metadata; `None` for a plaintext file.
-    pub meta: Option<Metadata>,
-}
-
-/// The decrypted view of a file: one entry per line (pairs and comments), aligned with
-/// [`EnvFile::lines`].
-#[derive(Debug, Default)]
-pub struct Plain {
-    pub values: Vec<Option<Secret>>,
-    /// Lines holding plaintext where the file's rule wants ciphertext (added by hand); they are
-    /// encrypted by the next seal.
-    pub pending: Vec<usize>,
-    /// Lines whose ciphertext has a non-string sops type; re-encrypted as strings on seal.
-    pub retype: Vec<usize>,
+    meta: Option<Metadata>,
 }
 
 impl EnvFile {
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The name used in messages (path relative to the repository root).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Data lines in file order (metadata lines excluded).
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// sops metadata; `None` for a plaintext file.
+    pub fn meta(&self) -> Option<&Metadata> {
+        self.meta.as_ref()
+    }
+
+    /// The metadata, to change key entries or the rule line by hand.
+    pub fn meta_mut(&mut self) -> Option<&mut Metadata> {
+        self.meta.as_mut()
+    }
+
     /// Reads a file. A missing file is [`Error::MissingFile`].
     /// Only a regular file is read, and at most [`MAX_FILE_BYTES`] of it.
     pub fn open(path: &Path, name: &str) -> Result<Self> {
@@ -61,6 +75,17 @@ impl EnvFile {
     pub fn open_in(root: &Path, rel: &str) -> Result<Self> {
         let path = crate::paths::resolve(root, rel)?;
         Self::open(&path, rel.trim_start_matches("./"))
+    }
+
+    /// An encrypted file assembled from stored lines and metadata (another sops store's
+    /// document, read as the dotenv store would write it).
+    pub fn from_stored(path: &Path, name: &str, lines: Vec<Line>, meta: Metadata) -> Self {
+        EnvFile {
+            path: path.to_path_buf(),
+            name: name.into(),
+            lines,
+            meta: Some(meta),
+        }
     }
 
     /// An empty, not yet encrypted file at `path`.
@@ -271,26 +296,38 @@ impl EnvFile {
     /// Decrypts every value and comment and verifies the MAC (unless `verify_mac` is false).
     /// A value in plain text where the file's rule wants ciphertext (a line added by hand, not
     /// covered by the MAC) is refused when the MAC is verified: it could override a real value.
-    pub fn decrypt(&self, key: &DataKey, verify_mac: bool) -> Result<Plain> {
-        self.decrypt_inner(key, verify_mac, !verify_mac)
+    pub fn decrypt(self, key: &DataKey, verify_mac: bool) -> Result<Opened> {
+        let slots = self.decrypt_inner(key, verify_mac, !verify_mac)?;
+        Ok(Opened {
+            file: self,
+            dk: key.clone(),
+            slots,
+        })
     }
 
     /// Like [`EnvFile::decrypt`] with the MAC verified over the encrypted values only, keeping
     /// plaintext lines added by hand as pending (for `envv encrypt`, which encrypts them).
-    pub fn decrypt_allowing_pending(&self, key: &DataKey) -> Result<Plain> {
-        self.decrypt_inner(key, true, true)
+    pub fn decrypt_allowing_pending(self, key: &DataKey) -> Result<Opened> {
+        let slots = self.decrypt_inner(key, true, true)?;
+        Ok(Opened {
+            file: self,
+            dk: key.clone(),
+            slots,
+        })
     }
 
-    fn decrypt_inner(&self, key: &DataKey, verify_mac: bool, allow_pending: bool) -> Result<Plain> {
+    fn decrypt_inner(
+        &self,
+        key: &DataKey,
+        verify_mac: bool,
+        allow_pending: bool,
+    ) -> Result<Vec<Slot>> {
         let meta = self.meta.as_ref().ok_or_else(|| Error::NotEncrypted {
             file: self.name.clone(),
         })?;
         let plan = meta.rule.plan(&self.lines);
         let cipher = key.cipher();
-        let mut plain = Plain {
-            values: Vec::with_capacity(self.lines.len()),
-            ..Default::default()
-        };
+        let mut slots: Vec<Slot> = Vec::with_capacity(self.lines.len());
         let mut mac = MacBuilder::new(meta.mac_only_encrypted);
         // A plaintext value ending in CR: sops covers the CR in its MAC when it encrypted a CRLF
         // file; a file converted to CRLF afterwards (git autocrlf) was covered without it. The
@@ -303,6 +340,7 @@ impl EnvFile {
         let mut cr_values = Vec::new();
         let mut aad = Vec::with_capacity(64);
         for (i, line) in self.lines.iter().enumerate() {
+            let mut state = State::Sealed;
             let v = match line {
                 Line::Blank => None,
                 Line::Comment(text) => {
@@ -324,7 +362,7 @@ impl EnvFile {
                                 if let Some(m) = &mut mac_lf {
                                     m.add(v.expose());
                                 }
-                                plain.retype.push(i);
+                                state = State::Retype;
                             }
                             _ => {
                                 return Err(self.line_err(
@@ -339,7 +377,7 @@ impl EnvFile {
                         Some(v)
                     } else {
                         if plan[i] && !text.is_empty() {
-                            plain.pending.push(i);
+                            state = State::Pending;
                         }
                         Some(Secret::from_str(text))
                     }
@@ -377,8 +415,11 @@ impl EnvFile {
                                     if let Some(m) = &mut mac_lf {
                                         m.add(typed.mac.expose());
                                     }
-                                    plain.retype.push(i);
-                                    plain.values.push(Some(typed.shown));
+                                    state = State::Retype;
+                                    slots.push(Slot {
+                                        value: Some(typed.shown),
+                                        state,
+                                    });
                                     continue;
                                 }
                             }
@@ -395,9 +436,12 @@ impl EnvFile {
                                     ),
                                 });
                             }
-                            plain.pending.push(i);
+                            state = State::Pending;
                             let parsed = parse_plain_value(&self.name, self.line_no(i), k, stored)?;
-                            plain.values.push(Some(parsed));
+                            slots.push(Slot {
+                                value: Some(parsed),
+                                state,
+                            });
                             continue;
                         }
                     } else {
@@ -420,7 +464,7 @@ impl EnvFile {
                     Some(value)
                 }
             };
-            plain.values.push(v);
+            slots.push(Slot { value: v, state });
         }
         if verify_mac {
             let computed = mac.finish();
@@ -437,8 +481,8 @@ impl EnvFile {
                 Some(stored) if stored.expose() == computed.as_bytes() => {}
                 Some(stored) if lf_ok(&stored) => {
                     for (i, lf) in cr_values {
-                        if let Some(v) = &plain.values[i] {
-                            plain.values[i] = Some(Secret::new(v.expose()[..lf].to_vec()));
+                        if let Some(v) = &slots[i].value {
+                            slots[i].value = Some(Secret::new(v.expose()[..lf].to_vec()));
                         }
                     }
                 }
@@ -449,70 +493,10 @@ impl EnvFile {
                 }
             }
         }
-        Ok(plain)
+        Ok(slots)
     }
 
-    fn line_no(&self, i: usize) -> usize {
-        match &self.lines[i] {
-            Line::Pair { line, .. } if *line > 0 => *line,
-            _ => i + 1,
-        }
-    }
-
-    fn line_err(&self, i: usize, msg: String) -> Error {
-        Error::Parse {
-            file: self.name.clone(),
-            line: self.line_no(i),
-            msg,
-        }
-    }
-
-    /// Value of `key` from a decrypted view.
-    pub fn get<'a>(&self, plain: &'a Plain, key: &str) -> Option<&'a Secret> {
-        self.find(key).and_then(|i| plain.values[i].as_ref())
-    }
-
-    /// Sets `key` to `value`. Returns false when the value was already that (nothing changes).
-    /// A new key is appended after the last line.
-    pub fn set(
-        &mut self,
-        plain: &mut Plain,
-        dk: &DataKey,
-        key: &str,
-        value: Secret,
-    ) -> Result<bool> {
-        let idx = self.find(key);
-        if let Some(i) = idx {
-            if plain.values[i].as_ref() == Some(&value)
-                && !plain.pending.contains(&i)
-                && !plain.retype.contains(&i)
-            {
-                return Ok(false);
-            }
-        }
-        let i = match idx {
-            Some(i) => i,
-            None => {
-                self.lines.push(Line::Pair {
-                    key: key.into(),
-                    stored: String::new(),
-                    line: 0,
-                });
-                plain.values.push(None);
-                self.lines.len() - 1
-            }
-        };
-        let encrypt = self.rule().plan(&self.lines)[i];
-        let stored = self.store_value(dk, key, &value, encrypt)?;
-        if let Line::Pair { stored: s, .. } = &mut self.lines[i] {
-            *s = stored;
-        }
-        plain.values[i] = Some(value);
-        plain.pending.retain(|&p| p != i);
-        plain.retype.retain(|&p| p != i);
-        Ok(true)
-    }
-
+    /// `value` as the text after `=`: encrypted under `dk` when `encrypt`, else escaped.
     fn store_value(
         &self,
         dk: &DataKey,
@@ -539,139 +523,19 @@ impl EnvFile {
         }
     }
 
-    /// Removes every line of `key`. Returns false when it was not there.
-    pub fn remove(&mut self, plain: &mut Plain, key: &str) -> bool {
-        let before = self.lines.len();
-        let mut keep_lines = Vec::with_capacity(before);
-        let mut keep_values = Vec::with_capacity(before);
-        let mut remap = vec![usize::MAX; before];
-        for (i, (l, v)) in std::mem::take(&mut self.lines)
-            .into_iter()
-            .zip(std::mem::take(&mut plain.values))
-            .enumerate()
-        {
-            if matches!(&l, Line::Pair { key: k, .. } if k == key) {
-                continue;
-            }
-            remap[i] = keep_lines.len();
-            keep_lines.push(l);
-            keep_values.push(v);
+    fn line_no(&self, i: usize) -> usize {
+        match &self.lines[i] {
+            Line::Pair { line, .. } if *line > 0 => *line,
+            _ => i + 1,
         }
-        self.lines = keep_lines;
-        plain.values = keep_values;
-        plain.pending = plain
-            .pending
-            .iter()
-            .filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX))
-            .collect();
-        plain.retype = plain
-            .retype
-            .iter()
-            .filter_map(|&p| remap.get(p).copied().filter(|&x| x != usize::MAX))
-            .collect();
-        self.lines.len() != before
     }
 
-    /// Encrypts pending plaintext lines, recomputes the MAC and stamps the time.
-    pub fn seal(&mut self, plain: &mut Plain, dk: &DataKey) -> Result<()> {
-        let plan = self.plan();
-        let cipher = dk.cipher();
-        let todo: Vec<usize> = plain
-            .pending
-            .iter()
-            .chain(plain.retype.iter())
-            .copied()
-            .collect();
-        for i in todo {
-            let Some(v) = plain.values[i].as_ref() else {
-                continue;
-            };
-            let new_text = match &self.lines[i] {
-                Line::Comment(_) if v.is_empty() => continue,
-                Line::Comment(_) if plan[i] => cipher.encrypt(v.expose(), b":", ValueType::Comment),
-                Line::Comment(_) => continue,
-                Line::Pair { key, .. } => self.store_value(dk, key, v, plan[i])?,
-                Line::Blank => continue,
-            };
-            match &mut self.lines[i] {
-                Line::Comment(text) => *text = new_text,
-                Line::Pair { stored, .. } => *stored = new_text,
-                Line::Blank => {}
-            }
+    fn line_err(&self, i: usize, msg: String) -> Error {
+        Error::Parse {
+            file: self.name.clone(),
+            line: self.line_no(i),
+            msg,
         }
-        plain.pending.clear();
-        plain.retype.clear();
-        let meta = self.meta.as_mut().expect("seal needs metadata");
-        let mut mac = MacBuilder::new(meta.mac_only_encrypted);
-        for (i, l) in self.lines.iter().enumerate() {
-            if let (Line::Pair { .. }, Some(v)) = (l, &plain.values[i]) {
-                if !meta.mac_only_encrypted || plan[i] {
-                    mac.add(v.expose());
-                }
-            }
-        }
-        let now = sops::now_timestamp();
-        // A rotation proof covers one MAC: a new MAC makes it meaningless.
-        meta.foreign.retain(|(k, _)| k != sops::ROTATION_PROOF_KEY);
-        meta.mac = cipher.encrypt(mac.finish().as_bytes(), now.as_bytes(), ValueType::Str);
-        meta.lastmodified = now;
-        Ok(())
-    }
-
-    /// Turns plaintext dotenv text into an encrypted file for `recipients` (a new data key).
-    /// Inline comments become encrypted comment lines above their key.
-    pub fn encrypt_new(
-        path: &Path,
-        name: &str,
-        text: &str,
-        recipients: &[Recipient],
-        rule: CryptRule,
-    ) -> Result<(Self, DataKey, Plain)> {
-        let entries = dotenv::parse_plain(name, text)?;
-        refuse_duplicate_entries(name, &entries)?;
-        let dk = DataKey::generate();
-        let mut file = EnvFile {
-            path: path.to_path_buf(),
-            name: name.into(),
-            lines: Vec::new(),
-            meta: None,
-        };
-        file.meta = Some(Metadata::new(vec![wrap_all(&dk, recipients)?], rule));
-        let mut plain = Plain::default();
-        for e in entries {
-            match e {
-                Entry::Blank => {
-                    file.lines.push(Line::Blank);
-                    plain.values.push(None);
-                }
-                Entry::Comment(c) => {
-                    file.lines.push(Line::Comment(c.clone()));
-                    plain.pending.push(file.lines.len() - 1);
-                    plain.values.push(Some(Secret::from_str(&c)));
-                }
-                Entry::Pair {
-                    key,
-                    value,
-                    comment,
-                    ..
-                } => {
-                    if let Some(c) = comment {
-                        file.lines.push(Line::Comment(c.clone()));
-                        plain.pending.push(file.lines.len() - 1);
-                        plain.values.push(Some(Secret::from_str(&c)));
-                    }
-                    file.lines.push(Line::Pair {
-                        key,
-                        stored: String::new(),
-                        line: 0,
-                    });
-                    plain.pending.push(file.lines.len() - 1);
-                    plain.values.push(Some(value));
-                }
-            }
-        }
-        file.seal(&mut plain, &dk)?;
-        Ok((file, dk, plain))
     }
 
     /// Wraps `dk` for `recipients`, replacing all key entries. Values untouched. A file with key
@@ -842,55 +706,493 @@ impl EnvFile {
         Ok(())
     }
 
-    /// New data key: every value and comment re-encrypted, wrapped for `recipients` (key groups
-    /// kept, as [`EnvFile::rewrap`]). The file gets a rotation proof under `previous` (its data
-    /// key until now), so that a reader of the previous version can tell this rotation from a
-    /// replacement of the file.
-    pub fn rotate(
-        &mut self,
-        previous: &DataKey,
-        plain: &mut Plain,
-        recipients: &[Recipient],
-    ) -> Result<DataKey> {
-        self.rotate_with(previous, plain, recipients, false)
+    /// Saves atomically (temp file, fsync, rename), keeping the file's mode.
+    pub fn save(&self) -> Result<()> {
+        crate::fsutil::write_atomic(&self.path, &self.to_bytes(), 0o644)
+    }
+}
+
+/// A decrypted file: the stored file, its data key, and each line's plaintext.
+///
+/// The only way to change a file's values. Every method keeps the stored lines and their
+/// plaintext in step; values that change are left to be encrypted by [`Opened::seal`], and
+/// values that do not keep their ciphertext byte for byte.
+#[derive(Clone)]
+pub struct Opened {
+    file: EnvFile,
+    dk: DataKey,
+    /// One per line of `file`, in the same order.
+    slots: Vec<Slot>,
+}
+
+/// The plaintext of one line and whether the next seal must encrypt it.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    /// A pair's value or a comment's text; `None` for blank lines and empty values.
+    value: Option<Secret>,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum State {
+    /// Stored as the file's rule wants it.
+    #[default]
+    Sealed,
+    /// Plaintext where the rule wants ciphertext (added by hand, or changed): encrypted by the
+    /// next seal.
+    Pending,
+    /// Ciphertext with a non-string sops type: re-encrypted as a string by the next seal.
+    Retype,
+}
+
+impl Slot {
+    fn new(value: Option<Secret>, state: State) -> Self {
+        Slot { value, state }
+    }
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("file", &self.file.name)
+            .field("lines", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    /// The stored file (ciphertexts and metadata) as it is now.
+    pub fn file(&self) -> &EnvFile {
+        &self.file
     }
 
-    /// [`EnvFile::rotate`]; `flatten` makes one key group.
-    pub fn rotate_with(
-        &mut self,
-        previous: &DataKey,
-        plain: &mut Plain,
+    /// The stored file, giving up the plaintext.
+    pub fn into_file(self) -> EnvFile {
+        self.file
+    }
+
+    /// The name used in messages.
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    /// The data key the values are encrypted with.
+    pub fn data_key(&self) -> &DataKey {
+        &self.dk
+    }
+
+    /// The value of `key` (its last line).
+    pub fn get(&self, key: &str) -> Option<&Secret> {
+        self.file
+            .find(key)
+            .and_then(|i| self.slots[i].value.as_ref())
+    }
+
+    /// Each stored line with its plaintext (a pair's value, a comment's text).
+    pub fn entries(&self) -> impl Iterator<Item = (&Line, Option<&Secret>)> {
+        self.file
+            .lines
+            .iter()
+            .zip(&self.slots)
+            .map(|(l, s)| (l, s.value.as_ref()))
+    }
+
+    /// [`Opened::entries`], giving up the file: each stored line with its plaintext.
+    pub fn into_entries(self) -> impl Iterator<Item = (Line, Option<Secret>)> {
+        self.file
+            .lines
+            .into_iter()
+            .zip(self.slots)
+            .map(|(l, s)| (l, s.value))
+    }
+
+    /// How many lines hold plaintext that the next seal encrypts (lines added by hand).
+    pub fn pending(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state == State::Pending)
+            .count()
+    }
+
+    /// Sets `key` to `value`. Returns false when the value was already that (nothing changes).
+    /// A new key is appended after the last line.
+    pub fn set(&mut self, key: &str, value: Secret) -> Result<bool> {
+        let idx = self.file.find(key);
+        if let Some(i) = idx {
+            if self.slots[i].value.as_ref() == Some(&value) && self.slots[i].state == State::Sealed
+            {
+                return Ok(false);
+            }
+        }
+        let i = match idx {
+            Some(i) => i,
+            None => {
+                self.file.lines.push(Line::Pair {
+                    key: key.into(),
+                    stored: String::new(),
+                    line: 0,
+                });
+                self.slots.push(Slot::default());
+                self.file.lines.len() - 1
+            }
+        };
+        let encrypt = self.file.rule().plan(&self.file.lines)[i];
+        let stored = self.file.store_value(&self.dk, key, &value, encrypt)?;
+        if let Line::Pair { stored: s, .. } = &mut self.file.lines[i] {
+            *s = stored;
+        }
+        self.slots[i] = Slot::new(Some(value), State::Sealed);
+        Ok(true)
+    }
+
+    /// Removes every line of `key`. Returns false when it was not there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.file.lines.len();
+        let lines = std::mem::take(&mut self.file.lines);
+        let slots = std::mem::take(&mut self.slots);
+        let (lines, slots): (Vec<Line>, Vec<Slot>) = lines
+            .into_iter()
+            .zip(slots)
+            .filter(|(l, _)| !matches!(l, Line::Pair { key: k, .. } if k == key))
+            .unzip();
+        self.file.lines = lines;
+        self.slots = slots;
+        self.file.lines.len() != before
+    }
+
+    /// Makes the file hold the edited entries (`envv edit`). Values and comments whose text did
+    /// not change keep their stored line (their ciphertext) byte for byte; the others are left
+    /// for the next [`Opened::seal`] to encrypt. Returns whether anything changed.
+    pub fn apply_edit(&mut self, edited: Vec<Entry>) -> bool {
+        use std::collections::{HashMap, VecDeque};
+        let old_lines = std::mem::take(&mut self.file.lines);
+        let old_slots = std::mem::take(&mut self.slots);
+        let mut old_pairs: HashMap<String, usize> = HashMap::new();
+        let mut old_comments: HashMap<Vec<u8>, VecDeque<usize>> = HashMap::new();
+        for (i, (l, s)) in old_lines.iter().zip(&old_slots).enumerate() {
+            if s.state != State::Sealed {
+                continue;
+            }
+            match l {
+                Line::Pair { key, .. } => {
+                    old_pairs.insert(key.clone(), i);
+                }
+                Line::Comment(_) => {
+                    if let Some(v) = &s.value {
+                        old_comments
+                            .entry(dotenv::comment_text(v.expose()).to_vec())
+                            .or_default()
+                            .push_back(i);
+                    }
+                }
+                Line::Blank => {}
+            }
+        }
+        let mut lines = Vec::with_capacity(edited.len());
+        let mut slots = Vec::with_capacity(edited.len());
+        let mut changed = false;
+        let mut push_comment =
+            |text: String, lines: &mut Vec<Line>, slots: &mut Vec<Slot>| -> bool {
+                if let Some(i) = old_comments
+                    .get_mut(text.as_bytes())
+                    .and_then(|q| q.pop_front())
+                {
+                    lines.push(old_lines[i].clone());
+                    slots.push(old_slots[i].clone());
+                    false
+                } else {
+                    // The rule decides from the text whether a comment is encrypted, so the line
+                    // holds it until the seal replaces it by its ciphertext.
+                    slots.push(Slot::new(Some(Secret::from_str(&text)), State::Pending));
+                    lines.push(Line::Comment(text));
+                    true
+                }
+            };
+        for e in edited {
+            match e {
+                Entry::Blank => {
+                    lines.push(Line::Blank);
+                    slots.push(Slot::default());
+                }
+                Entry::Comment(text) => changed |= push_comment(text, &mut lines, &mut slots),
+                Entry::Pair {
+                    key,
+                    value,
+                    comment,
+                    ..
+                } => {
+                    if let Some(c) = comment {
+                        changed |= push_comment(c, &mut lines, &mut slots);
+                    }
+                    let same = old_pairs
+                        .get(&key)
+                        .filter(|&&i| old_slots[i].value.as_ref() == Some(&value));
+                    match same {
+                        Some(&i) => {
+                            lines.push(old_lines[i].clone());
+                            slots.push(Slot::new(Some(value), State::Sealed));
+                        }
+                        None => {
+                            lines.push(Line::Pair {
+                                key,
+                                stored: String::new(),
+                                line: 0,
+                            });
+                            slots.push(Slot::new(Some(value), State::Pending));
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        while matches!(lines.last(), Some(Line::Blank)) {
+            lines.pop();
+            slots.pop();
+        }
+        let changed = changed || lines != old_lines;
+        self.file.lines = lines;
+        self.slots = slots;
+        changed
+    }
+
+    /// Takes on `rule` (the policy's `public` patterns) as the file's rule: every line whose
+    /// stored form disagrees with it is left for the next seal to re-encrypt or store in plain
+    /// text. Returns the keys that were in plain text and will be encrypted (they were exposed).
+    pub fn adopt_rule(&mut self, rule: CryptRule) -> Vec<String> {
+        let meta = self
+            .file
+            .meta
+            .as_mut()
+            .expect("an opened file is encrypted");
+        meta.rule = rule;
+        meta.mac_only_encrypted = false;
+        let plan = self.file.plan();
+        let mut exposed = Vec::new();
+        for (i, l) in self.file.lines.iter().enumerate() {
+            let (stored, key) = match l {
+                Line::Pair { key, stored, .. } => (stored, Some(key)),
+                Line::Comment(text) => (text, None),
+                Line::Blank => continue,
+            };
+            if stored.is_empty() || plan[i] == sops::is_enc(stored) {
+                continue;
+            }
+            if let (true, Some(k)) = (plan[i], key) {
+                exposed.push(k.clone());
+            }
+            self.slots[i].state = State::Pending;
+        }
+        exposed
+    }
+
+    /// Gives `key` the stored text `stored` (a ciphertext under this file's data key, taken from
+    /// another version of the file) for the plaintext `value`, adding the key when missing.
+    pub fn adopt_stored(&mut self, key: &str, stored: String, value: Secret) {
+        let i = match self.file.find(key) {
+            Some(i) => i,
+            None => {
+                self.file.lines.push(Line::Pair {
+                    key: key.into(),
+                    stored: String::new(),
+                    line: 0,
+                });
+                self.slots.push(Slot::default());
+                self.file.lines.len() - 1
+            }
+        };
+        self.file.lines[i] = Line::Pair {
+            key: key.into(),
+            stored,
+            line: 0,
+        };
+        self.slots[i] = Slot::new(Some(value), State::Sealed);
+    }
+
+    /// Appends an empty line for `key` (outside the MAC): the place of a merge conflict's half.
+    pub fn push_placeholder(&mut self, key: &str) {
+        self.file.lines.push(Line::Pair {
+            key: key.into(),
+            stored: String::new(),
+            line: 0,
+        });
+        self.slots.push(Slot::default());
+    }
+
+    /// `value` stored for `key` as this file's rule and data key want it (the text after `=`).
+    /// (The rule is applied to the key on a line of its own, as for a new key.)
+    pub fn stored_form(&self, key: &str, value: &Secret) -> Result<String> {
+        let probe = [Line::Pair {
+            key: key.into(),
+            stored: String::new(),
+            line: 0,
+        }];
+        let encrypt = self.file.rule().plan(&probe)[0];
+        self.file.store_value(&self.dk, key, value, encrypt)
+    }
+
+    /// The metadata, to change key entries by hand (a merge keeps recipients both sides added).
+    pub fn meta_mut(&mut self) -> &mut Metadata {
+        self.file
+            .meta
+            .as_mut()
+            .expect("an opened file is encrypted")
+    }
+
+    /// Encrypts pending plaintext lines, recomputes the MAC and stamps the time.
+    pub fn seal(&mut self) -> Result<()> {
+        let plan = self.file.plan();
+        let cipher = self.dk.cipher();
+        // By index: each step reads the file (its rule, to encrypt) and then writes one line.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..self.file.lines.len() {
+            if self.slots[i].state == State::Sealed {
+                continue;
+            }
+            self.slots[i].state = State::Sealed;
+            let Some(v) = self.slots[i].value.as_ref() else {
+                continue;
+            };
+            let new_text = match &self.file.lines[i] {
+                Line::Comment(_) if v.is_empty() => continue,
+                Line::Comment(_) if plan[i] => cipher.encrypt(v.expose(), b":", ValueType::Comment),
+                // A comment the rule keeps in plain text already holds its text.
+                Line::Comment(_) => continue,
+                Line::Pair { key, .. } => self.file.store_value(&self.dk, key, v, plan[i])?,
+                Line::Blank => continue,
+            };
+            match &mut self.file.lines[i] {
+                Line::Comment(text) => *text = new_text,
+                Line::Pair { stored, .. } => *stored = new_text,
+                Line::Blank => {}
+            }
+        }
+        let meta = self.file.meta.as_mut().expect("seal needs metadata");
+        let mut mac = MacBuilder::new(meta.mac_only_encrypted);
+        for (i, (l, s)) in self.file.lines.iter().zip(&self.slots).enumerate() {
+            if let (Line::Pair { .. }, Some(v)) = (l, &s.value) {
+                if !meta.mac_only_encrypted || plan[i] {
+                    mac.add(v.expose());
+                }
+            }
+        }
+        let now = sops::now_timestamp();
+        // A rotation proof covers one MAC: a new MAC makes it meaningless.
+        meta.foreign.retain(|(k, _)| k != sops::ROTATION_PROOF_KEY);
+        meta.mac = cipher.encrypt(mac.finish().as_bytes(), now.as_bytes(), ValueType::Str);
+        meta.lastmodified = now;
+        Ok(())
+    }
+
+    /// Turns plaintext dotenv text into an encrypted file for `recipients` (a new data key).
+    /// Inline comments become encrypted comment lines above their key.
+    pub fn encrypt_new(
+        path: &Path,
+        name: &str,
+        text: &str,
         recipients: &[Recipient],
-        flatten: bool,
-    ) -> Result<DataKey> {
-        // Refuse before anything changes.
-        self.regroup(recipients, flatten)?;
+        rule: CryptRule,
+    ) -> Result<Self> {
+        let entries = dotenv::parse_plain(name, text)?;
+        refuse_duplicate_entries(name, &entries)?;
         let dk = DataKey::generate();
-        let plan = self.plan();
-        for (i, l) in self.lines.iter().enumerate() {
+        let file = EnvFile {
+            path: path.to_path_buf(),
+            name: name.into(),
+            lines: Vec::new(),
+            meta: Some(Metadata::new(vec![wrap_all(&dk, recipients)?], rule)),
+        };
+        let mut o = Opened {
+            file,
+            dk,
+            slots: Vec::new(),
+        };
+        for e in entries {
+            match e {
+                Entry::Blank => {
+                    o.file.lines.push(Line::Blank);
+                    o.slots.push(Slot::default());
+                }
+                Entry::Comment(c) => {
+                    o.slots
+                        .push(Slot::new(Some(Secret::from_str(&c)), State::Pending));
+                    o.file.lines.push(Line::Comment(c));
+                }
+                Entry::Pair {
+                    key,
+                    value,
+                    comment,
+                    ..
+                } => {
+                    if let Some(c) = comment {
+                        o.slots
+                            .push(Slot::new(Some(Secret::from_str(&c)), State::Pending));
+                        o.file.lines.push(Line::Comment(c));
+                    }
+                    o.file.lines.push(Line::Pair {
+                        key,
+                        stored: String::new(),
+                        line: 0,
+                    });
+                    o.slots.push(Slot::new(Some(value), State::Pending));
+                }
+            }
+        }
+        o.seal()?;
+        Ok(o)
+    }
+
+    /// Wraps the data key for `recipients` (see [`EnvFile::rewrap`]).
+    pub fn rewrap(&mut self, recipients: &[Recipient], flatten: bool) -> Result<()> {
+        self.file.rewrap(&self.dk, recipients, flatten)
+    }
+
+    /// Splits the data key into the key groups `groups` with threshold `k` (see
+    /// [`EnvFile::rewrap_groups`]).
+    pub fn rewrap_groups(&mut self, groups: &[Vec<Recipient>], k: u8, flatten: bool) -> Result<()> {
+        self.file.rewrap_groups(&self.dk, groups, k, flatten)
+    }
+
+    /// New data key: every value and comment re-encrypted, wrapped for `recipients` (key groups
+    /// kept, as [`EnvFile::rewrap`]). The file gets a rotation proof under the previous data
+    /// key, so that a reader of the previous version can tell this rotation from a replacement
+    /// of the file.
+    pub fn rotate(&mut self, recipients: &[Recipient]) -> Result<()> {
+        self.rotate_with(recipients, false)
+    }
+
+    /// [`Opened::rotate`]; `flatten` makes one key group.
+    pub fn rotate_with(&mut self, recipients: &[Recipient], flatten: bool) -> Result<()> {
+        // Refuse before anything changes.
+        self.file.regroup(recipients, flatten)?;
+        let previous = std::mem::replace(&mut self.dk, DataKey::generate());
+        let plan = self.file.plan();
+        for (i, l) in self.file.lines.iter().enumerate() {
             let encrypted_now = match l {
                 Line::Pair { stored, .. } => sops::is_enc(stored),
                 Line::Comment(t) => sops::is_enc(t),
                 Line::Blank => false,
             };
             if plan[i] && encrypted_now {
-                plain.pending.push(i);
+                self.slots[i].state = State::Pending;
             }
         }
-        plain.pending.sort_unstable();
-        plain.pending.dedup();
-        self.rewrap(&dk, recipients, flatten)?;
-        self.seal(plain, &dk)?;
-        let meta = self.meta.as_mut().expect("rotate needs metadata");
-        let proof = sops::rotation_proof(previous, &meta.mac, &meta.lastmodified);
+        self.file.rewrap(&self.dk, recipients, flatten)?;
+        self.seal()?;
+        let meta = self.file.meta.as_mut().expect("rotate needs metadata");
+        let proof = sops::rotation_proof(&previous, &meta.mac, &meta.lastmodified);
         meta.foreign
             .push((sops::ROTATION_PROOF_KEY.to_string(), proof));
-        Ok(dk)
+        Ok(())
     }
 
-    /// Saves atomically (temp file, fsync, rename), keeping the file's mode.
+    /// The file as bytes (see [`EnvFile::to_bytes`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.file.to_bytes()
+    }
+
+    /// Saves atomically (see [`EnvFile::save`]).
     pub fn save(&self) -> Result<()> {
-        crate::fsutil::write_atomic(&self.path, &self.to_bytes(), 0o644)
+        self.file.save()
     }
 }
 
@@ -1237,7 +1539,7 @@ mod tests {
     #[test]
     fn encrypt_set_remove_keep_other_ciphertexts() {
         let (_id, r) = recipient();
-        let (mut f, dk, mut plain) = EnvFile::encrypt_new(
+        let mut f = Opened::encrypt_new(
             Path::new("x"),
             ".env",
             "# top\nA=1\n\nB='two # x'\nC=three # note\n",
@@ -1245,37 +1547,36 @@ mod tests {
             CryptRule::default(),
         )
         .unwrap();
+        let dk = f.data_key().clone();
         let bytes = f.to_bytes();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(!text.contains("two"), "{text}");
         assert!(text.contains("\n\nB=ENC["), "blank line kept: {text}");
         let reread = EnvFile::from_bytes(Path::new("x"), ".env", &bytes).unwrap();
-        let p2 = reread.decrypt(&dk, true).unwrap();
-        assert_eq!(reread.get(&p2, "B").unwrap().expose(), b"two # x");
-        assert_eq!(reread.get(&p2, "C").unwrap().expose(), b"three");
+        let p2 = reread.clone().decrypt(&dk, true).unwrap();
+        assert_eq!(p2.get("B").unwrap().expose(), b"two # x");
+        assert_eq!(p2.get("C").unwrap().expose(), b"three");
         let stored = |l: &Line| match l {
             Line::Pair { stored, .. } => stored.clone(),
             _ => String::new(),
         };
-        let old_a = stored(&reread.lines[1]);
-        assert!(f
-            .set(&mut plain, &dk, "B", Secret::from_str("new"))
-            .unwrap());
-        assert!(!f.set(&mut plain, &dk, "A", Secret::from_str("1")).unwrap());
-        f.seal(&mut plain, &dk).unwrap();
-        assert_eq!(stored(&f.lines[1]), old_a);
-        assert!(f.remove(&mut plain, "C"));
-        f.seal(&mut plain, &dk).unwrap();
+        let old_a = stored(&reread.lines()[1]);
+        assert!(f.set("B", Secret::from_str("new")).unwrap());
+        assert!(!f.set("A", Secret::from_str("1")).unwrap());
+        f.seal().unwrap();
+        assert_eq!(stored(&f.file().lines()[1]), old_a);
+        assert!(f.remove("C"));
+        f.seal().unwrap();
         let back = EnvFile::from_bytes(Path::new("x"), ".env", &f.to_bytes()).unwrap();
-        let p3 = back.decrypt(&dk, true).unwrap();
-        assert_eq!(back.get(&p3, "B").unwrap().expose(), b"new");
-        assert!(back.get(&p3, "C").is_none());
+        let p3 = back.clone().decrypt(&dk, true).unwrap();
+        assert_eq!(p3.get("B").unwrap().expose(), b"new");
+        assert!(p3.get("C").is_none());
     }
 
     #[test]
     fn encrypted_values_without_metadata_are_refused() {
         let (_id, r) = recipient();
-        let (f, _, _) = EnvFile::encrypt_new(
+        let f = Opened::encrypt_new(
             Path::new("x"),
             ".env",
             "A=1\nB=2\n",
@@ -1301,8 +1602,8 @@ mod tests {
     fn to_bytes_allocates_exactly_once() {
         let (_id, r) = recipient();
         let text = "# c\nA=1\n\nB=two\nP_unencrypted=x\n";
-        let (f, _, _) =
-            EnvFile::encrypt_new(Path::new("x"), ".env", text, &[r], CryptRule::default()).unwrap();
+        let f =
+            Opened::encrypt_new(Path::new("x"), ".env", text, &[r], CryptRule::default()).unwrap();
         let bytes = f.to_bytes();
         assert_eq!(bytes.len(), bytes.capacity());
         assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"));
@@ -1311,7 +1612,7 @@ mod tests {
     #[test]
     fn crlf_public_values_verify_with_or_without_their_cr() {
         let (_id, r) = recipient();
-        let (f, dk, _) = EnvFile::encrypt_new(
+        let f = Opened::encrypt_new(
             Path::new("x"),
             ".env",
             "A=1\nP_unencrypted=x\n",
@@ -1319,23 +1620,27 @@ mod tests {
             CryptRule::default(),
         )
         .unwrap();
+        let dk = f.data_key().clone();
         // Converted to CRLF after sops or envv wrote it (git autocrlf): the MAC covered `x`.
         let crlf = String::from_utf8(f.to_bytes())
             .unwrap()
             .replace('\n', "\r\n");
         let g = EnvFile::from_bytes(Path::new("x"), ".env", crlf.as_bytes()).unwrap();
-        let p = g.decrypt(&dk, true).unwrap();
-        assert_eq!(g.get(&p, "P_unencrypted").unwrap().expose(), b"x");
+        let p = g.clone().decrypt(&dk, true).unwrap();
+        assert_eq!(p.get("P_unencrypted").unwrap().expose(), b"x");
         // A CR the MAC does not cover either way is tampering.
         let edited = crlf.replace("P_unencrypted=x\r", "P_unencrypted=x\r\r\ry");
         let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();
-        assert!(matches!(g.decrypt(&dk, true), Err(Error::Mac { .. })));
+        assert!(matches!(
+            g.clone().decrypt(&dk, true),
+            Err(Error::Mac { .. })
+        ));
     }
 
     #[test]
     fn mac_detects_plaintext_edit_and_swap() {
         let (_id, r) = recipient();
-        let (f, dk, _) = EnvFile::encrypt_new(
+        let f = Opened::encrypt_new(
             Path::new("x"),
             ".env",
             "A=1\nB=2\nP_unencrypted=x\n",
@@ -1343,15 +1648,80 @@ mod tests {
             CryptRule::default(),
         )
         .unwrap();
+        let dk = f.data_key().clone();
         let text = String::from_utf8(f.to_bytes()).unwrap();
         let edited = text.replace("P_unencrypted=x", "P_unencrypted=y");
         let g = EnvFile::from_bytes(Path::new("x"), ".env", edited.as_bytes()).unwrap();
-        assert!(matches!(g.decrypt(&dk, true), Err(Error::Mac { .. })));
-        assert!(g.decrypt(&dk, false).is_ok());
+        assert!(matches!(
+            g.clone().decrypt(&dk, true),
+            Err(Error::Mac { .. })
+        ));
+        assert!(g.clone().decrypt(&dk, false).is_ok());
         let a = text.lines().find(|l| l.starts_with("A=")).unwrap()[2..].to_string();
         let b = text.lines().find(|l| l.starts_with("B=")).unwrap()[2..].to_string();
         let swapped = text.replace(&a, "@@").replace(&b, &a).replace("@@", &b);
         let g = EnvFile::from_bytes(Path::new("x"), ".env", swapped.as_bytes()).unwrap();
-        assert!(matches!(g.decrypt(&dk, true), Err(Error::Tampered { .. })));
+        assert!(matches!(
+            g.clone().decrypt(&dk, true),
+            Err(Error::Tampered { .. })
+        ));
+    }
+
+    #[test]
+    fn apply_edit_keeps_unchanged_ciphertexts_and_order() {
+        let r = Recipient::parse("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38")
+            .unwrap();
+        let text = "# top\nA=1\nB=2\n\nC=3\n";
+        let mut f =
+            Opened::encrypt_new(Path::new(".env"), ".env", text, &[r], Default::default()).unwrap();
+        let before = f.file().lines().to_vec();
+        // Reorder, change B, drop C, add a comment and D.
+        let edited = dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\nD='x y' # why\n").unwrap();
+        assert!(f.apply_edit(edited));
+        f.seal().unwrap();
+        let lines = f.file().lines();
+        assert_eq!(
+            lines[0], before[0],
+            "unchanged comment keeps its ciphertext"
+        );
+        assert_eq!(lines[2], before[1], "A keeps its ciphertext after a move");
+        assert_ne!(lines[1], before[2]);
+        let keys: Vec<&str> = f.file().keys().collect();
+        assert_eq!(keys, ["B", "A", "D"]);
+        let dk = f.data_key().clone();
+        let again = f.file().clone().decrypt(&dk, true).unwrap();
+        assert_eq!(again.get("B").unwrap().expose(), b"two");
+        assert_eq!(again.get("D").unwrap().expose(), b"x y");
+        assert_eq!(lines.len(), 6, "# top, B, A, # new, # why, D");
+
+        // The same text again changes nothing.
+        let mut g = again.clone();
+        let shown = dotenv::parse_plain("e", "# top\nB=two\nA=1\n# new\n# why\nD='x y'\n").unwrap();
+        assert!(!g.apply_edit(shown));
+        assert_eq!(g.file().lines(), f.file().lines());
+    }
+
+    #[test]
+    fn remove_keeps_every_other_line_with_its_value() {
+        let r = Recipient::parse("age1y7hpnjewjmlg9hz7yycl7mendl9zfzlgr7gh56px4tdrn7fvxehscrzh38")
+            .unwrap();
+        let mut f = Opened::encrypt_new(
+            Path::new(".env"),
+            ".env",
+            "A=1\nB=2\nC=4\n",
+            &[r],
+            Default::default(),
+        )
+        .unwrap();
+        f.push_placeholder("A");
+        assert!(f.remove("A"));
+        assert!(!f.remove("A"));
+        assert_eq!(f.get("B").unwrap().expose(), b"2");
+        assert_eq!(f.get("C").unwrap().expose(), b"4");
+        let entries: Vec<_> = f
+            .entries()
+            .map(|(_, v)| v.map(|v| v.expose().to_vec()))
+            .collect();
+        assert_eq!(entries, [Some(b"2".to_vec()), Some(b"4".to_vec())]);
     }
 }

@@ -275,10 +275,10 @@ fn read_layer(
         ));
     }
     let dk = f.unlock(keyring, || readers(layer))?;
-    let plain = f.decrypt(&dk, !opts.ignore_mac)?;
     let plan = f.plan();
-    let mut out = Vec::with_capacity(f.lines.len());
-    for (i, (line, value)) in f.lines.iter().zip(plain.values).enumerate() {
+    let mut out = Vec::with_capacity(f.lines().len());
+    let opened = f.decrypt(&dk, !opts.ignore_mac)?;
+    for (i, (line, value)) in opened.into_entries().enumerate() {
         if let (
             Line::Pair {
                 key,
@@ -291,17 +291,17 @@ fn read_layer(
             // Keys come from the file as stored (a sops file may hold any text before `=`, such
             // as `export FOO` or ` FOO ` from a hand-written file, and keys are not in the MAC):
             // only real names reach an environment or a shell; the others are left out.
-            if dotenv::validate_key(key).is_err() {
+            if dotenv::validate_key(&key).is_err() {
                 warnings.push(format!(
                     "{}:{}: left out: {}",
                     layer.name,
-                    if *n > 0 { *n } else { i + 1 },
-                    dotenv::key_problem(key)
+                    if n > 0 { n } else { i + 1 },
+                    dotenv::key_problem(&key)
                 ));
                 continue;
             }
             let secret = plan[i] && !stored.is_empty();
-            out.push((key.clone(), value, secret));
+            out.push((key, value, secret));
         }
     }
     Ok(out)

@@ -266,7 +266,7 @@ pub fn check(
                             .hint(c.fix(&rel)),
                     );
                 }
-                for line in &f.lines {
+                for line in f.lines() {
                     if let Line::Pair { key, stored, .. } = line {
                         let aged = policy
                             .schema
@@ -390,7 +390,7 @@ pub fn check(
                 continue;
             };
             let rel = l.rel.as_str();
-            match &f.meta {
+            match &f.meta() {
                 None if !l.stored.is_empty() => report.findings.push(
                     Finding::new(
                         Level::Error,
@@ -483,7 +483,7 @@ pub fn check(
                     },
                 };
                 if let Some(m) = problem {
-                    let line = f.lines.iter().find_map(|x| match x {
+                    let line = f.lines().iter().find_map(|x| match x {
                         Line::Pair { key: k, line, .. } if k == key => Some(*line),
                         _ => None,
                     });
@@ -737,8 +737,8 @@ fn check_patterns(
     patterned: &[(&String, Regex)],
     keyring: &mut Keyring,
 ) {
-    let rel = f.name.as_str();
-    let Some(meta) = &f.meta else {
+    let rel = f.name();
+    let Some(meta) = &f.meta() else {
         return;
     };
     let dk = match keyring.unwrap(meta) {
@@ -763,7 +763,7 @@ fn check_patterns(
             return;
         }
     };
-    let plain = match f.decrypt(&dk, true) {
+    let plain = match f.clone().decrypt(&dk, true) {
         Ok(p) => p,
         Err(e) => {
             report.findings.push(
@@ -775,7 +775,7 @@ fn check_patterns(
         }
     };
     for (k, rx) in patterned {
-        let Some(v) = f.get(&plain, k) else { continue };
+        let Some(v) = plain.get(k) else { continue };
         let matches = std::str::from_utf8(v.expose()).is_ok_and(|s| rx.is_match(s));
         if !matches {
             let desc = policy.schema.keys[*k]

@@ -660,15 +660,12 @@ pub fn examine_rekey(
         _ => Proof::Missing,
     };
     let values = |f: &crate::envfile::EnvFile, dk: &crate::sops::DataKey| {
-        let plain = f.decrypt(dk, false).ok()?;
+        let opened = f.clone().decrypt(dk, false).ok()?;
         Some(
-            f.lines
-                .iter()
-                .enumerate()
-                .filter_map(|(i, l)| match l {
-                    Line::Pair { key, .. } => {
-                        Some((key.clone(), plain.values[i].clone().unwrap_or_default()))
-                    }
+            opened
+                .into_entries()
+                .filter_map(|(l, v)| match l {
+                    Line::Pair { key, .. } => Some((key, v.unwrap_or_default())),
                     _ => None,
                 })
                 .collect::<Vec<(String, crate::secret::Secret)>>(),

@@ -401,23 +401,23 @@ fn read_sops(
         SopsKind::Dotenv => (EnvFile::from_bytes(path, name, bytes)?, Vec::new()),
         SopsKind::Json | SopsKind::Yaml => structured_file(path, name, bytes, kind)?,
     };
-    if f.meta.is_none() {
+    if f.meta().is_none() {
         return Err(Error::format(
             name,
             "has no sops metadata: not a sops-encrypted file",
         ));
     }
-    let meta = f.meta.as_ref().expect("checked above");
+    let meta = f.meta().expect("checked above");
     let recipients: Vec<String> = meta
         .recipients()
         .into_iter()
         .map(crate::keys::short_key)
         .collect();
     let dk = f.unlock(keyring, || recipients)?;
-    let plain = f.decrypt(&dk, true)?;
+    let opened = f.decrypt(&dk, true)?;
     let mut pairs = Vec::new();
-    for (i, line) in f.lines.iter().enumerate() {
-        if let (Line::Pair { key, .. }, Some(v)) = (line, &plain.values[i]) {
+    for (i, (line, v)) in opened.entries().enumerate() {
+        if let (Line::Pair { key, .. }, Some(v)) = (line, v) {
             // An unencrypted YAML/JSON boolean is hashed as sops prints it (`True`); the value
             // a dotenv consumer sees is `true`, as for an encrypted one.
             let v = if bools.contains(&i) {
@@ -426,7 +426,7 @@ fn read_sops(
                 } else {
                     "false"
                 })
-            } else if kind != SopsKind::Dotenv && is_float(&f.lines[i]) {
+            } else if kind != SopsKind::Dotenv && is_float(line) {
                 // sops stores every JSON number as a float, written without a fraction
                 // (`5432`); the dotenv view adds `.0`, but the document said `5432`.
                 let b = v.expose();
@@ -669,12 +669,7 @@ fn structured_file(
             line: 0,
         });
     }
-    let f = EnvFile {
-        path: path.to_path_buf(),
-        name: name.into(),
-        lines,
-        meta: Some(meta),
-    };
+    let f = EnvFile::from_stored(path, name, lines, meta);
     Ok((f, bools))
 }
 

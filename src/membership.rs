@@ -282,7 +282,7 @@ impl Session {
             }
             let bytes = crate::paths::read_bounded(&path, &name)?;
             let file = EnvFile::from_bytes(&path, &name, &bytes)?;
-            let Some(meta) = &file.meta else {
+            let Some(meta) = &file.meta() else {
                 change.action = Action::Plaintext;
                 plan.files.push(change);
                 continue;
@@ -376,7 +376,7 @@ impl Session {
                     (b, f)
                 }
             };
-            let meta = file.meta.as_ref().ok_or_else(|| Error::NotEncrypted {
+            let meta = file.meta().ok_or_else(|| Error::NotEncrypted {
                 file: change.name.clone(),
             })?;
             file.refuse_rule_conflict(&new.unwrap_or(&self.policy).crypt_rule())?;
@@ -448,13 +448,15 @@ impl Session {
                             Some("lowering a threshold needs --flatten"),
                         ));
                     }
-                    let mut plain = file.decrypt(&dk, true)?;
-                    let new_dk = file.rotate_with(&dk, &mut plain, &change.recipients, true)?;
-                    file.rewrap_groups(&new_dk, &groups, k, self.flatten)?;
+                    let mut opened = file.decrypt(&dk, true)?;
+                    opened.rotate_with(&change.recipients, true)?;
+                    opened.rewrap_groups(&groups, k, self.flatten)?;
+                    file = opened.into_file();
                 }
                 (_, None) => {
-                    let mut plain = file.decrypt(&dk, true)?;
-                    file.rotate_with(&dk, &mut plain, &change.recipients, self.flatten)?;
+                    let mut opened = file.decrypt(&dk, true)?;
+                    opened.rotate_with(&change.recipients, self.flatten)?;
+                    file = opened.into_file();
                 }
             }
             let new_bytes = file.to_bytes();
@@ -572,7 +574,7 @@ impl Session {
     /// key), a threshold layout (new Shamir shares, [`EnvFile::rewrap_groups`]) or flattening
     /// key groups (the data key itself wrapped for everyone).
     fn wraps_fresh(&self, new: &Policy, env: &str, action: Action, file: &EnvFile) -> bool {
-        let groups = file.meta.as_ref().map_or(0, |m| m.groups.len());
+        let groups = file.meta().map_or(0, |m| m.groups.len());
         match action {
             Action::Rotate => true,
             Action::Rewrap => new.key_groups(env).is_some() || (self.flatten && groups > 1),
@@ -599,7 +601,7 @@ impl FileChange {
     pub fn missing_recipients(&self) -> Vec<&Recipient> {
         match (&self.source, self.action) {
             (Some((_, f)), Action::Rewrap | Action::Rotate) => {
-                let have = f.meta.as_ref().map(|m| m.recipients()).unwrap_or_default();
+                let have = f.meta().map(|m| m.recipients()).unwrap_or_default();
                 self.recipients
                     .iter()
                     .filter(|r| !have.iter().any(|h| same_recipient(h, &r.text)))
@@ -616,7 +618,7 @@ impl FileChange {
         let Some((_, f)) = &self.source else {
             return Vec::new();
         };
-        let have = f.meta.as_ref().map(|m| m.recipients()).unwrap_or_default();
+        let have = f.meta().map(|m| m.recipients()).unwrap_or_default();
         have.into_iter()
             .filter(|h| {
                 !h.starts_with('(') && !self.recipients.iter().any(|r| same_recipient(h, &r.text))
@@ -635,7 +637,7 @@ impl Session {
         let has = |list: &[Recipient], key: &str| list.iter().any(|r| same_recipient(&r.text, key));
         for c in plan.files.iter_mut() {
             let Some((_, file)) = &c.source else { continue };
-            let Some(meta) = &file.meta else { continue };
+            let Some(meta) = &file.meta() else { continue };
             let old = if self.policy.environments.contains_key(&c.env) {
                 self.policy.recipients(&c.env)
             } else {
@@ -725,7 +727,9 @@ pub fn check_policy(p: &Policy) -> Result<()> {
 
 /// Whether `dk` decrypts the file's MAC (so it is the file's data key).
 fn opens_mac(file: &EnvFile, dk: &crate::sops::DataKey) -> bool {
-    let Some(meta) = &file.meta else { return false };
+    let Some(meta) = &file.meta() else {
+        return false;
+    };
     let Some(aad) = sops::canonical_time(&meta.lastmodified) else {
         return false;
     };
@@ -856,7 +860,7 @@ pub fn readable_secrets(
         return Ok(None);
     }
     let f = EnvFile::open(&path, name)?;
-    let Some(meta) = &f.meta else {
+    let Some(meta) = &f.meta() else {
         return Ok(None);
     };
     if !meta
@@ -869,7 +873,7 @@ pub fn readable_secrets(
     let plan = f.plan();
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
-    for (i, l) in f.lines.iter().enumerate() {
+    for (i, l) in f.lines().iter().enumerate() {
         if let crate::dotenv::Line::Pair { key, stored, .. } = l {
             if plan[i] && sops::is_enc(stored) && seen.insert(key.as_str()) {
                 out.push(key.clone());
@@ -882,6 +886,7 @@ pub fn readable_secrets(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envfile::Opened;
     use crate::policy::Environment;
 
     fn key() -> (age::x25519::Identity, String) {
@@ -949,7 +954,7 @@ mod tests {
         let (_, m) = key();
         let (_, b) = key();
         let mut p = Policy::initial("alice", &a);
-        let (f, _, _) = EnvFile::encrypt_new(
+        let f = Opened::encrypt_new(
             &root.join(".env"),
             ".env",
             "A=1\n",
@@ -1001,7 +1006,7 @@ mod tests {
         }
         .save()
         .unwrap();
-        let (f, _, _) = EnvFile::encrypt_new(
+        let f = Opened::encrypt_new(
             &root.join(".env"),
             ".env",
             "A=1\nB=2\n",

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::dotenv::{self, Line};
-use crate::envfile::{EnvFile, Plain};
+use crate::envfile::{EnvFile, Opened};
 use crate::error::{Error, Result};
 use crate::keys::{Keyring, Recipient};
 use crate::secret::Secret;
-use crate::sops::{DataKey, KeyEntry};
+use crate::sops::KeyEntry;
 
 /// The result of a merge.
 #[derive(Debug)]
@@ -30,8 +30,8 @@ pub struct Merged {
 /// One decrypted side.
 struct Side {
     file: EnvFile,
-    dk: Option<DataKey>,
-    plain: Plain,
+    /// The decrypted file (`None` for an empty base).
+    opened: Option<Opened>,
     /// key → value (last occurrence wins, as dotenv loaders do).
     values: HashMap<String, Secret>,
     /// key → stored text (to reuse ciphertexts under the same data key).
@@ -46,29 +46,27 @@ fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Resul
             "{name} ({label}) is not an encrypted file"
         )));
     }
-    let (dk, plain) = if file.is_encrypted() {
+    let opened = if file.is_encrypted() {
         let dk = file.unlock(ring, Vec::new)?;
-        let plain = file.decrypt(&dk, true)?;
-        (Some(dk), plain)
+        Some(file.clone().decrypt(&dk, true)?)
     } else {
-        (None, Plain::default())
+        None
     };
     let mut values = HashMap::new();
     let mut stored = HashMap::new();
     let mut order = Vec::new();
-    for (i, l) in file.lines.iter().enumerate() {
+    for (l, v) in opened.iter().flat_map(|o| o.entries()) {
         if let Line::Pair { key, stored: s, .. } = l {
             if !values.contains_key(key) {
                 order.push(key.clone());
             }
-            values.insert(key.clone(), plain.values[i].clone().unwrap_or_default());
+            values.insert(key.clone(), v.cloned().unwrap_or_default());
             stored.insert(key.clone(), s.clone());
         }
     }
     Ok(Side {
         file,
-        dk,
-        plain,
+        opened,
         values,
         stored,
         order,
@@ -100,7 +98,8 @@ pub fn merge(
     let o = open_side("base", name, base, ring)?;
     let mut a = open_side("ours", name, ours, ring)?;
     let b = open_side("theirs", name, theirs, ring)?;
-    let (Some(dk_a), Some(dk_b)) = (a.dk.clone(), b.dk.clone()) else {
+    let dk = |s: &Side| s.opened.as_ref().map(|o| o.data_key().clone());
+    let (Some(dk_a), Some(dk_b)) = (dk(&a), dk(&b)) else {
         return Err(Error::usage(format!(
             "{name}: one side of the merge is empty or not encrypted"
         )));
@@ -111,11 +110,10 @@ pub fn merge(
     // a person (`envv updatekeys --flatten` or sops).
     let layout = |s: &Side| {
         s.file
-            .meta
-            .as_ref()
+            .meta()
             .map(|m| (m.groups.len().max(1), m.groups_needed()))
     };
-    if layout(&a) != layout(&b) || (o.dk.is_some() && layout(&o) != layout(&a)) {
+    if layout(&a) != layout(&b) || (o.opened.is_some() && layout(&o) != layout(&a)) {
         return Err(Error::key_groups(name, "the sides have different key groups or thresholds; envv does not merge them (that could lower what it takes to decrypt the file)", None));
     }
 
@@ -143,9 +141,7 @@ pub fn merge(
 
     // The result's data key: ours, unless the sides use different keys (a rotation on one
     // side, e.g. after `member rm`): then a fresh key, so a removed member's key opens nothing.
-    let mut f = std::mem::replace(&mut a.file, EnvFile::empty(Path::new(name), name));
-    let mut plain = std::mem::take(&mut a.plain);
-    let dk = dk_a.clone();
+    let mut f = a.opened.take().expect("ours is encrypted");
     let mut conflicts = Vec::new();
     let mut theirs_lines: Vec<(String, Option<String>)> = Vec::new(); // conflicted key → theirs stored
     let mut ours_missing: Vec<String> = Vec::new();
@@ -153,34 +149,25 @@ pub fn merge(
         match pick {
             Pick::Keep => {}
             Pick::Remove => {
-                f.remove(&mut plain, &k);
+                f.remove(&k);
             }
-            Pick::Take(v) => {
-                f.set(&mut plain, &dk, &k, v)?;
-                if same_key {
-                    if let (Some(i), Some(s)) = (f.find(&k), b.stored.get(&k)) {
-                        // Keep theirs' ciphertext byte for byte (it decrypts with the same key).
-                        if let Line::Pair { stored, .. } = &mut f.lines[i] {
-                            *stored = s.clone();
-                        }
-                    }
+            Pick::Take(v) => match b.stored.get(&k) {
+                // Keep theirs' ciphertext byte for byte (it decrypts with the same key).
+                Some(s) if same_key => f.adopt_stored(&k, s.clone(), v),
+                _ => {
+                    f.set(&k, v)?;
                 }
-            }
+            },
             Pick::Conflict(vb) => {
                 conflicts.push(k.clone());
-                if f.find(&k).is_none() {
+                if f.file().find(&k).is_none() {
                     // Removed on our side, changed on theirs: a placeholder line (outside the
                     // MAC) marks where theirs goes; our half of the conflict is empty.
-                    f.lines.push(Line::Pair {
-                        key: k.clone(),
-                        stored: String::new(),
-                        line: 0,
-                    });
-                    plain.values.push(None);
+                    f.push_placeholder(&k);
                     ours_missing.push(k.clone());
                 }
                 let theirs_stored = match vb {
-                    Some(v) => Some(store(&f, &dk, &k, &v)?),
+                    Some(v) => Some(f.stored_form(&k, &v)?),
                     None => None,
                 };
                 theirs_lines.push((k.clone(), theirs_stored));
@@ -189,10 +176,9 @@ pub fn merge(
     }
 
     // Recipients: ours plus any theirs added (same data key, so their entries are valid).
-    let meta_b = b.file.meta.clone().expect("encrypted");
-    let mut final_dk = dk.clone();
+    let meta_b = b.file.meta().cloned().expect("encrypted");
     if same_key {
-        let meta = f.meta.as_mut().expect("encrypted");
+        let meta = f.meta_mut();
         if meta.groups.len() == 1 && meta_b.groups.len() == 1 {
             let extra: Vec<KeyEntry> = meta_b.groups[0]
                 .iter()
@@ -209,7 +195,7 @@ pub fn merge(
             }
         }
     } else {
-        let meta_a = f.meta.clone().expect("encrypted");
+        let meta_a = f.file().meta().cloned().expect("encrypted");
         if meta_a.has_foreign_master_keys() || meta_b.has_foreign_master_keys() {
             // A new data key could not be wrapped for the pgp/kms/... entries: their holders
             // would lose the file. Leave it to a person (and sops).
@@ -249,12 +235,12 @@ pub fn merge(
                 listed - recipients.len()
             ));
         }
-        final_dk = f.rotate(&dk, &mut plain, &recipients)?;
+        f.rotate(&recipients)?;
         // The conflict halves must decrypt with the new key too.
         for (k, s) in theirs_lines.iter_mut() {
             if s.is_some() {
                 let v = b.values.get(k).cloned().unwrap_or_default();
-                *s = Some(store(&f, &final_dk, k, &v)?);
+                *s = Some(f.stored_form(k, &v)?);
             }
         }
         notes.push(format!(
@@ -265,38 +251,25 @@ pub fn merge(
     // With conflicts, the MAC line is a conflict too: ours is valid when every conflict keeps
     // our side, theirs when every conflict keeps their side (both under one timestamp).
     let theirs_mac = if theirs_lines.is_empty() {
-        f.seal(&mut plain, &final_dk)?;
+        f.seal()?;
         None
     } else {
         let mut attempt = 0;
         loop {
             let mut t = f.clone();
-            let mut tp = Plain {
-                values: plain.values.clone(),
-                pending: plain.pending.clone(),
-                retype: plain.retype.clone(),
-            };
             for (k, stored) in &theirs_lines {
                 match (stored, b.values.get(k)) {
-                    (Some(st), Some(v)) => {
-                        let i = t.find(k).expect("conflicted keys have a line");
-                        t.lines[i] = Line::Pair {
-                            key: k.clone(),
-                            stored: st.clone(),
-                            line: 0,
-                        };
-                        tp.values[i] = Some(v.clone());
-                    }
+                    (Some(st), Some(v)) => t.adopt_stored(k, st.clone(), v.clone()),
                     _ => {
-                        t.remove(&mut tp, k);
+                        t.remove(k);
                     }
                 }
             }
-            t.seal(&mut tp, &final_dk)?;
-            f.seal(&mut plain, &final_dk)?;
+            t.seal()?;
+            f.seal()?;
             let (tm, fm) = (
-                t.meta.as_ref().expect("encrypted"),
-                f.meta.as_ref().expect("encrypted"),
+                t.file().meta().expect("encrypted"),
+                f.file().meta().expect("encrypted"),
             );
             if tm.lastmodified == fm.lastmodified || attempt == 3 {
                 break Some(tm.mac.clone());
@@ -306,7 +279,7 @@ pub fn merge(
     };
 
     let mut bytes = Vec::with_capacity(ours.len() + theirs.len() / 4);
-    for l in &f.lines {
+    for l in f.file().lines() {
         if let Line::Pair { key, .. } = l {
             if let Some((_, theirs_stored)) = theirs_lines.iter().find(|(k, _)| k == key) {
                 bytes.extend_from_slice(b"<<<<<<< ours\n");
@@ -330,7 +303,7 @@ pub fn merge(
         }
         dotenv::emit_stored(std::slice::from_ref(l), &mut bytes);
     }
-    if let Some(m) = &f.meta {
+    if let Some(m) = f.file().meta() {
         for l in m.to_lines() {
             match (&l, &theirs_mac) {
                 (Line::Pair { key, .. }, Some(tmac)) if key == "sops_mac" => {
@@ -354,22 +327,6 @@ pub fn merge(
         conflicts,
         notes,
     })
-}
-
-/// A value stored for `key` under `dk`, following the file's crypt rule.
-fn store(f: &EnvFile, dk: &DataKey, key: &str, v: &Secret) -> Result<String> {
-    let mut probe = EnvFile {
-        path: f.path.clone(),
-        name: f.name.clone(),
-        lines: Vec::new(),
-        meta: f.meta.clone(),
-    };
-    let mut plain = Plain::default();
-    probe.set(&mut plain, dk, key, v.clone())?;
-    match probe.lines.first() {
-        Some(Line::Pair { stored, .. }) => Ok(stored.clone()),
-        _ => Ok(String::new()),
-    }
 }
 
 /// A plain conflict for when the caller cannot decrypt: both files whole between markers.
@@ -399,8 +356,8 @@ mod tests {
         (Keyring::new(&[path]), Recipient::parse(&public).unwrap())
     }
 
-    fn file(text: &str, r: &Recipient) -> (EnvFile, DataKey, Plain) {
-        EnvFile::encrypt_new(
+    fn file(text: &str, r: &Recipient) -> Opened {
+        Opened::encrypt_new(
             Path::new(".env"),
             ".env",
             text,
@@ -413,34 +370,30 @@ mod tests {
     fn values(bytes: &[u8], ring: &mut Keyring) -> Vec<(String, String)> {
         let f = EnvFile::from_bytes(Path::new(".env"), ".env", bytes).unwrap();
         let dk = f.unlock(ring, Vec::new).unwrap();
-        let plain = f.decrypt(&dk, true).unwrap();
+        let plain = f.clone().decrypt(&dk, true).unwrap();
         f.keys()
             .map(|k| {
                 (
                     k.to_string(),
-                    String::from_utf8(f.get(&plain, k).unwrap().expose().to_vec()).unwrap(),
+                    String::from_utf8(plain.get(k).unwrap().expose().to_vec()).unwrap(),
                 )
             })
             .collect()
     }
 
-    fn with(f: &EnvFile, plain: &Plain, dk: &DataKey, changes: &[(&str, Option<&str>)]) -> Vec<u8> {
+    fn with(f: &Opened, changes: &[(&str, Option<&str>)]) -> Vec<u8> {
         let mut f = f.clone();
-        let mut p = Plain {
-            values: plain.values.clone(),
-            ..Default::default()
-        };
         for (k, v) in changes {
             match v {
                 Some(v) => {
-                    f.set(&mut p, dk, k, Secret::from_str(v)).unwrap();
+                    f.set(k, Secret::from_str(v)).unwrap();
                 }
                 None => {
-                    f.remove(&mut p, k);
+                    f.remove(k);
                 }
             }
         }
-        f.seal(&mut p, dk).unwrap();
+        f.seal().unwrap();
         f.to_bytes()
     }
 
@@ -448,10 +401,10 @@ mod tests {
     fn one_sided_changes_merge_and_keep_ciphertexts() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut ring, r) = keyring(tmp.path(), "k.txt");
-        let (f, dk, plain) = file("A=1\nB=2\nC=3\n", &r);
+        let f = file("A=1\nB=2\nC=3\n", &r);
         let base = f.to_bytes();
-        let ours = with(&f, &plain, &dk, &[("A", Some("a")), ("C", None)]);
-        let theirs = with(&f, &plain, &dk, &[("B", Some("b")), ("D", Some("d"))]);
+        let ours = with(&f, &[("A", Some("a")), ("C", None)]);
+        let theirs = with(&f, &[("B", Some("b")), ("D", Some("d"))]);
         let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert!(m.conflicts.is_empty());
         let v = values(&m.bytes, &mut ring);
@@ -474,15 +427,12 @@ mod tests {
     fn a_rotation_on_one_side_gives_a_fresh_data_key() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut ring, r) = keyring(tmp.path(), "k.txt");
-        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let f = file("A=1\nB=2\n", &r);
         let base = f.to_bytes();
-        let ours = with(&f, &plain, &dk, &[("A", Some("a"))]);
+        let ours = with(&f, &[("A", Some("a"))]);
         let mut g = f.clone();
-        let mut p = Plain {
-            values: plain.values.clone(),
-            ..Default::default()
-        };
-        let new_dk = g.rotate(&dk, &mut p, std::slice::from_ref(&r)).unwrap();
+        g.rotate(std::slice::from_ref(&r)).unwrap();
+        let (dk, new_dk) = (f.data_key(), g.data_key());
         let theirs = g.to_bytes();
         let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert!(m.conflicts.is_empty() && !m.notes.is_empty());
@@ -499,10 +449,10 @@ mod tests {
     fn conflicts_and_unreadable_sides() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut ring, r) = keyring(tmp.path(), "k.txt");
-        let (f, dk, plain) = file("A=1\nB=2\n", &r);
+        let f = file("A=1\nB=2\n", &r);
         let base = f.to_bytes();
-        let ours = with(&f, &plain, &dk, &[("A", Some("x"))]);
-        let theirs = with(&f, &plain, &dk, &[("A", None)]);
+        let ours = with(&f, &[("A", Some("x"))]);
+        let theirs = with(&f, &[("A", None)]);
         let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
         assert_eq!(m.conflicts, vec!["A".to_string()]);
         let text = String::from_utf8(m.bytes).unwrap();

@@ -11,7 +11,7 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use crate::dotenv::{self, Line};
-use crate::envfile::{EnvFile, Plain};
+use crate::envfile::{EnvFile, Opened};
 use crate::error::{Error, Result};
 use crate::exec::Var;
 
@@ -38,10 +38,11 @@ pub enum FileMode {
 
 /// The decrypted file as dotenv text: comments, blank lines, spelled values. Lines whose key is
 /// not a key name (a sops file may hold any text before `=`) are left out, with a warning.
-pub fn file(f: &EnvFile, plain: &Plain, mode: FileMode) -> Rendered {
+pub fn file(o: &Opened, mode: FileMode) -> Rendered {
+    let f = o.file();
     // Room for the worst case (every value double-quoted with every byte escaped), so the buffer
     // never grows.
-    let cap = f.lines.iter().zip(&plain.values).map(|(l, v)| {
+    let cap = o.entries().map(|(l, v)| {
         let key = if let Line::Pair { key, .. } = l {
             key.len()
         } else {
@@ -52,7 +53,7 @@ pub fn file(f: &EnvFile, plain: &Plain, mode: FileMode) -> Rendered {
     let mut out = Zeroizing::new(Vec::with_capacity(cap.sum::<usize>() + 64));
     let mut warnings = Vec::new();
     let plan = f.plan();
-    for (i, l) in f.lines.iter().enumerate() {
+    for (i, (l, value)) in o.entries().enumerate() {
         match l {
             Line::Blank => out.push(b'\n'),
             Line::Comment(text) => {
@@ -61,7 +62,7 @@ pub fn file(f: &EnvFile, plain: &Plain, mode: FileMode) -> Rendered {
                     continue;
                 }
                 out.push(b'#');
-                if let Some(v) = &plain.values[i] {
+                if let Some(v) = value {
                     // A comment spanning lines would turn into data lines: keep it on one.
                     out.extend_from_slice(&dotenv::comment_text(v.expose()));
                 }
@@ -77,18 +78,18 @@ pub fn file(f: &EnvFile, plain: &Plain, mode: FileMode) -> Rendered {
                     let why = dotenv::key_problem(key);
                     match (mode, edit_name(f, key)) {
                         (FileMode::Edit, Some(fixed)) => {
-                            warnings.push(format!("{}:{n}: shown as {fixed} (the file stores it with `export ` or spaces); saving stores it under that name", f.name));
+                            warnings.push(format!("{}:{n}: shown as {fixed} (the file stores it with `export ` or spaces); saving stores it under that name", f.name()));
                             shown = fixed;
                         }
                         (FileMode::Edit, None) => {
                             warnings.push(format!(
                                 "{}:{n}: not shown, and removed when you save: {why}",
-                                f.name
+                                f.name()
                             ));
                             continue;
                         }
                         (FileMode::Decrypt, _) => {
-                            warnings.push(format!("{}:{n}: left out: {why}", f.name));
+                            warnings.push(format!("{}:{n}: left out: {why}", f.name()));
                             continue;
                         }
                         (FileMode::Textconv, _) => {
@@ -101,13 +102,13 @@ pub fn file(f: &EnvFile, plain: &Plain, mode: FileMode) -> Rendered {
                 }
                 out.extend_from_slice(shown.as_bytes());
                 out.push(b'=');
-                if let Some(v) = &plain.values[i] {
+                if let Some(v) = value {
                     let s = dotenv::spell(v.expose(), mode != FileMode::Edit);
                     out.extend_from_slice(&s.text);
                     if mode == FileMode::Decrypt && !s.misread_by.is_empty() {
                         warnings.push(format!(
                             "{}: {}",
-                            f.name,
+                            f.name(),
                             misread_warning(key, s.misread_by)
                         ));
                     }

@@ -15,10 +15,10 @@
 //!
 //! The core never asks the user anything: the [`Gate`] is the command line's part.
 
-use crate::envfile::{EnvFile, Plain};
+use crate::envfile::{EnvFile, Opened};
 use crate::error::{Error, Result};
 use crate::keys::{Keyring, Recipient};
-use crate::sops::{CryptRule, DataKey};
+use crate::sops::CryptRule;
 use crate::workspace::{Target, Workspace};
 
 /// The confirmations a write needs from the person running envv. The command line implements
@@ -75,7 +75,7 @@ impl<'a> Store<'a> {
     }
 
     /// Opens and decrypts `t` (the MAC verified unless `ignore_mac`), without writing.
-    pub fn open(&mut self, t: &Target, ignore_mac: bool) -> Result<(EnvFile, DataKey, Plain)> {
+    pub fn open(&mut self, t: &Target, ignore_mac: bool) -> Result<Opened> {
         open_decrypted(self.ws, &mut self.keyring, t, ignore_mac)
     }
 
@@ -86,46 +86,44 @@ impl<'a> Store<'a> {
         &mut self,
         t: &Target,
         how: Open,
-        change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> Result<(bool, T)>,
+        change: impl FnOnce(&mut Opened) -> Result<(bool, T)>,
     ) -> Result<T> {
         let ws = self.ws;
         let _lock = crate::fsutil::lock_for(&t.path)?;
         crate::fsutil::clean_stale_temps(&t.path);
         let mut adopted = Vec::new();
-        let (mut f, dk, mut plain) = match EnvFile::open(&t.path, &t.name) {
+        let mut f = match EnvFile::open(&t.path, &t.name) {
             Err(Error::MissingFile { .. }) if how.create => {
                 let recipients = ws.recipients(t)?;
                 self.gate.new_file(t, &recipients)?;
                 let rule = ws.require_policy()?.policy.crypt_rule();
                 adopted = rule.public_patterns();
-                let (mut f, dk, plain) =
-                    EnvFile::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
+                let mut f = Opened::encrypt_new(&t.path, &t.name, "", &recipients, rule)?;
                 if let Some((groups, k)) = threshold_layout(ws, t) {
-                    f.rewrap_groups(&dk, &groups, k, false)?;
+                    f.rewrap_groups(&groups, k, false)?;
                 }
-                (f, dk, plain)
+                f
             }
             Err(e) => return Err(e),
             Ok(f) if f.is_encrypted() => {
                 // Before decrypting: under a swapped rule line the MAC may not even verify.
                 f.refuse_rule_conflict(&policy_rule(ws)?)?;
                 let dk = f.unlock(&mut self.keyring, || ws.readers(t))?;
-                let plain = if how.allow_pending {
+                if how.allow_pending {
                     f.decrypt_allowing_pending(&dk)?
                 } else {
                     f.decrypt(&dk, true)?
-                };
-                (f, dk, plain)
+                }
             }
             Ok(_) => open_decrypted(ws, &mut self.keyring, t, false)?,
         };
-        refuse_stale_readers(ws, t, &f)?;
+        refuse_stale_readers(ws, t, f.file())?;
         let existed = t.path.exists();
-        self.gate.opened(&f, &adopted);
-        let (changed, out) = change(&mut f, &mut plain, &dk)?;
+        self.gate.opened(f.file(), &adopted);
+        let (changed, out) = change(&mut f)?;
         if changed || !existed {
-            f.seal(&mut plain, &dk)?;
-            self.gate.before_save(&f)?;
+            f.seal()?;
+            self.gate.before_save(f.file())?;
             f.save()?;
             self.gate.saved();
         }
@@ -139,7 +137,7 @@ pub fn open_decrypted(
     keyring: &mut Keyring,
     t: &Target,
     ignore_mac: bool,
-) -> Result<(EnvFile, DataKey, Plain)> {
+) -> Result<Opened> {
     let f = EnvFile::open(&t.path, &t.name)?;
     if !f.is_encrypted() {
         return Err(Error::NotEncrypted {
@@ -147,8 +145,7 @@ pub fn open_decrypted(
         });
     }
     let dk = f.unlock(keyring, || ws.readers(t))?;
-    let plain = f.decrypt(&dk, !ignore_mac)?;
-    Ok((f, dk, plain))
+    f.decrypt(&dk, !ignore_mac)
 }
 
 /// The key groups and threshold the policy gives `t`'s environment, when it has some.
@@ -168,7 +165,7 @@ pub fn policy_rule(ws: &Workspace) -> Result<CryptRule> {
 /// Refuses to add secrets to a file that someone the policy no longer names can still decrypt
 /// (a member removed or expired by a hand edit or a pull): `envv updatekeys` rotates it first.
 fn refuse_stale_readers(ws: &Workspace, t: &Target, f: &EnvFile) -> Result<()> {
-    let (Some(meta), Some(env)) = (&f.meta, &t.env) else {
+    let (Some(meta), Some(env)) = (&f.meta(), &t.env) else {
         return Ok(());
     };
     // Read the policy again, now that the folder lock is held: a concurrent `member add`

@@ -81,8 +81,7 @@ pub fn access(ctx: &Ctx, a: AccessArgs) -> CliResult<i32> {
         };
         let wrapped: Vec<String> = match EnvFile::open(&ctx.ws.root.join(rel), rel) {
             Ok(f) => f
-                .meta
-                .as_ref()
+                .meta()
                 .map(|m| m.recipients().iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
             Err(Error::MissingFile { .. }) => Vec::new(),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Ctx;
-use crate::dotenv::{self, Line};
-use crate::envfile::EnvFile;
+use crate::dotenv;
+use crate::envfile::{EnvFile, Opened};
 use crate::workspace::Target;
 
 /// Encrypt a plaintext dotenv file in place, for the readers the policy gives it.
@@ -43,8 +43,8 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> CliResult<i32> {
         eprintln!("encrypted {} for {}", t.name, ctx.ws.readers(&t).join(", "));
         return Ok(0);
     }
-    let n = super::values::update_with(ctx, &t, false, true, |_f, plain, _dk| {
-        let n = plain.pending.len();
+    let n = super::values::update_with(ctx, &t, false, true, |f| {
+        let n = f.pending();
         Ok((n > 0, n))
     })?;
     if n == 0 {
@@ -60,7 +60,7 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> CliResult<i32> {
 fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
     let _lock = crate::fsutil::lock_for(&t.path)?;
     let rule = super::values::policy_rule(ctx)?;
-    let mut f = EnvFile::open(&t.path, &t.name)?;
+    let f = EnvFile::open(&t.path, &t.name)?;
     if f.rule_conflict(&rule).is_none() {
         eprintln!(
             "{} already follows the policy's rule; nothing to do",
@@ -71,8 +71,7 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
     let dk = f.unlock(&mut ctx.keyring(), || ctx.ws.readers(t))?;
     let before = super::public::Before::of(&f);
     let had: Vec<String> = f
-        .meta
-        .as_ref()
+        .meta()
         .map(|m| m.rule.public_patterns())
         .unwrap_or_default();
     let adopted: Vec<String> = rule
@@ -82,44 +81,23 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
         .collect();
     // The values are authenticated under the file's own rule (a file sops wrote under other
     // creation_rules) or, when only the rule line was swapped, under the policy's.
-    let mut plain = match f.decrypt(&dk, true) {
-        Ok(p) => p,
+    let mut o = match f.clone().decrypt(&dk, true) {
+        Ok(o) => o,
         Err(own) => {
-            let mut g = f.clone();
-            let meta = g.meta.as_mut().expect("encrypted");
+            let mut g = f;
+            let meta = g.meta_mut().expect("encrypted");
             meta.rule = rule.clone();
             meta.mac_only_encrypted = false;
             match g.decrypt(&dk, true) {
-                Ok(p) => {
-                    f = g;
-                    p
-                }
+                Ok(o) => o,
                 Err(_) => return Err(own.into()),
             }
         }
     };
-    let meta = f.meta.as_mut().expect("encrypted");
-    meta.rule = rule;
-    meta.mac_only_encrypted = false;
-    let plan = f.plan();
-    let mut exposed = Vec::new();
-    for (i, l) in f.lines.iter().enumerate() {
-        let (stored, key) = match l {
-            Line::Pair { key, stored, .. } => (stored, Some(key)),
-            Line::Comment(text) => (text, None),
-            Line::Blank => continue,
-        };
-        if stored.is_empty() || plan[i] == crate::sops::is_enc(stored) {
-            continue;
-        }
-        if let (true, Some(k)) = (plan[i], key) {
-            exposed.push(k.clone());
-        }
-        plain.pending.push(i);
-    }
-    f.seal(&mut plain, &dk)?;
-    let plain_ok = super::public::confirm_plain(ctx, &before, &f, &adopted)?;
-    f.save()?;
+    let exposed = o.adopt_rule(rule);
+    o.seal()?;
+    let plain_ok = super::public::confirm_plain(ctx, &before, o.file(), &adopted)?;
+    o.save()?;
     plain_ok.remember(ctx);
     eprintln!("{} now follows the policy's rule", t.name);
     if !exposed.is_empty() {
@@ -141,11 +119,12 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;
     let rule = ctx.ws.require_policy()?.policy.crypt_rule();
     let adopted = rule.public_patterns();
-    let (mut f, dk, _plain) = EnvFile::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
+    let mut f = Opened::encrypt_new(&t.path, &t.name, text, &recipients, rule)?;
     if let Some((groups, k)) = super::values::threshold_layout(ctx, t) {
-        f.rewrap_groups(&dk, &groups, k, false)?;
+        f.rewrap_groups(&groups, k, false)?;
     }
-    let plain_ok = super::public::confirm_plain(ctx, &super::public::Before::none(), &f, &adopted)?;
+    let plain_ok =
+        super::public::confirm_plain(ctx, &super::public::Before::none(), f.file(), &adopted)?;
     f.save()?;
     confirmed.remember(ctx);
     plain_ok.remember(ctx);
@@ -186,8 +165,8 @@ pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> CliResult<i32> {
         Some(p) => ctx.ws.target(None, Some(p))?,
         None => ctx.target()?,
     };
-    let (f, _dk, plain) = super::values::open_decrypted(ctx, &t, a.ignore_mac)?;
-    let out = crate::render::file(&f, &plain, crate::render::FileMode::Decrypt);
+    let f = super::values::open_decrypted(ctx, &t, a.ignore_mac)?;
+    let out = crate::render::file(&f, crate::render::FileMode::Decrypt);
     for w in &out.warnings {
         eprintln!("warning: {w}");
     }

@@ -36,9 +36,9 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {
     let label = format!("{} (edited)", t.name);
     let existed = t.path.exists();
     let left_empty = Cell::new(false);
-    let result = super::values::update(ctx, &t, true, |f, plain, _dk| {
+    let result = super::values::update(ctx, &t, true, |f| {
         let scratch = {
-            let text = crate::render::file(f, plain, crate::render::FileMode::Edit);
+            let text = crate::render::file(f, crate::render::FileMode::Edit);
             for w in &text.warnings {
                 eprintln!("warning: {w}");
             }
@@ -75,20 +75,13 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {
                 });
             match parsed {
                 Ok(entries) => {
-                    let changed = edit::apply(f, plain, entries);
-                    if !existed && f.lines.is_empty() {
+                    let changed = f.apply_edit(entries);
+                    if !existed && f.file().lines().is_empty() {
                         // Nothing typed into a new file: do not create an empty one.
                         left_empty.set(true);
                         return Err(Error::CheckFailed(String::new()));
                     }
-                    return Ok((
-                        changed,
-                        if changed {
-                            Some(plain.pending.len())
-                        } else {
-                            None
-                        },
-                    ));
+                    return Ok((changed, if changed { Some(f.pending()) } else { None }));
                 }
                 Err(e) if super::stdin_is_tty() && ask_reopen(&e) => continue,
                 Err(e) => {

@@ -225,7 +225,7 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> CliResult<i32> {
             "no file yet".to_string()
         } else {
             match EnvFile::open_in(&ctx.ws.root, rel) {
-                Ok(f) => match &f.meta {
+                Ok(f) => match &f.meta() {
                     None => "plaintext (`envv encrypt`)".into(),
                     Some(m) if recipient_drift(m, &p.recipients(name)).is_empty() => {
                         "in sync".into()

@@ -554,17 +554,17 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
         return zeroize::Zeroizing::new(bytes.to_vec());
     }
     let mut ring = ctx.keyring();
-    let decrypted = f
-        .unlock(&mut ring, Vec::new)
-        .ok()
-        .and_then(|dk| match f.decrypt(&dk, true) {
-            Ok(p) => Some((p, true)),
-            Err(_) => f.decrypt(&dk, false).ok().map(|p| (p, false)),
-        });
+    let decrypted =
+        f.unlock(&mut ring, Vec::new)
+            .ok()
+            .and_then(|dk| match f.clone().decrypt(&dk, true) {
+                Ok(p) => Some((p, true)),
+                Err(_) => f.clone().decrypt(&dk, false).ok().map(|p| (p, false)),
+            });
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
     match decrypted {
-        Some((plain, mac_ok)) => {
-            let text = crate::render::file(&f, &plain, crate::render::FileMode::Textconv);
+        Some((opened, mac_ok)) => {
+            let text = crate::render::file(&opened, crate::render::FileMode::Textconv);
             out.extend_from_slice(&text.bytes);
             if !mac_ok {
                 out.extend_from_slice(
@@ -574,7 +574,7 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
         }
         None => {
             let plan = f.plan();
-            for (i, l) in f.lines.iter().enumerate() {
+            for (i, l) in f.lines().iter().enumerate() {
                 match l {
                     Line::Blank => out.push(b'\n'),
                     Line::Comment(t) if plan[i] && crate::sops::is_enc(t) => {
@@ -608,7 +608,7 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
             }
         }
     }
-    if let Some(m) = &f.meta {
+    if let Some(m) = &f.meta() {
         let mut r: Vec<String> = m
             .recipients()
             .iter()

@@ -213,7 +213,10 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<i32> {
     };
     let (dka, dkb) = (unlock(&fa, &ta)?, unlock(&fb, &tb)?);
     let (pa, pb) = match (&dka, &dkb) {
-        (Some(x), Some(y)) => (Some(fa.decrypt(x, true)?), Some(fb.decrypt(y, true)?)),
+        (Some(x), Some(y)) => (
+            Some(fa.clone().decrypt(x, true)?),
+            Some(fb.clone().decrypt(y, true)?),
+        ),
         _ => (None, None),
     };
     let hk = match (&dka, &dkb) {
@@ -397,7 +400,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> CliResult<i32> {
             Ok(f) => {
                 row.exists = true;
                 row.keys = Some(f.keys().collect::<std::collections::BTreeSet<_>>().len());
-                if let Some(meta) = &f.meta {
+                if let Some(meta) = &f.meta() {
                     row.you_read_file = Some(meta.recipients().iter().any(|r| mine(r)));
                     row.in_sync = Some(
                         crate::envfile::recipient_drift(meta, &policy.recipients(name)).is_empty(),

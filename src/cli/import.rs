@@ -81,11 +81,11 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> CliResult<i32> {
     let overwrite = a.overwrite;
     let pairs = got.pairs;
     let target = t.name.clone();
-    let outcome = super::values::update(ctx, &t, true, move |f, plain, dk| {
+    let outcome = super::values::update(ctx, &t, true, move |f| {
         let mut out = Outcome::default();
         let mut conflicts = Vec::new();
         for (k, v) in &pairs {
-            match f.get(plain, k) {
+            match f.get(k) {
                 Some(old) if old == v => out.unchanged.push(k.clone()),
                 Some(_) if !overwrite => conflicts.push(k.clone()),
                 Some(_) => out.replaced.push(k.clone()),
@@ -104,7 +104,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> CliResult<i32> {
         let mut changed = false;
         for (k, v) in pairs {
             let v: Secret = v;
-            changed |= f.set(plain, dk, &k, v)?;
+            changed |= f.set(&k, v)?;
         }
         Ok((changed, out))
     })?;

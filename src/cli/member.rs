@@ -604,7 +604,7 @@ fn encrypted_keys(path: &std::path::Path, name: &str) -> Vec<String> {
     };
     let plan = f.plan();
     let mut out: Vec<String> = Vec::new();
-    for (i, l) in f.lines.iter().enumerate() {
+    for (i, l) in f.lines().iter().enumerate() {
         if let crate::dotenv::Line::Pair { key, stored, .. } = l {
             if plan[i] && crate::sops::is_enc(stored) && !out.contains(key) {
                 out.push(key.clone());

@@ -115,7 +115,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
         }
         other => other?,
     };
-    let Some(meta) = f.meta.as_ref().filter(|_| f.is_encrypted()) else {
+    let Some(meta) = f.meta().filter(|_| f.is_encrypted()) else {
         return Err(Error::usage(format!(
             "{} is not encrypted, so it has no readers to encrypt to",
             t.name
@@ -300,10 +300,10 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> CliResult<i32> {
         return Ok(0);
     }
     let keys: Vec<String> = accepted.iter().map(|(k, _)| k.clone()).collect();
-    super::values::update(ctx, &t, false, move |f, plain, dk| {
+    super::values::update(ctx, &t, false, move |f| {
         let mut changed = false;
         for (k, v) in accepted {
-            changed |= f.set(plain, dk, &k, v)?;
+            changed |= f.set(&k, v)?;
         }
         Ok((changed, ()))
     })?;

@@ -27,7 +27,7 @@ impl Before {
     /// The state of `f` now.
     pub fn of(f: &EnvFile) -> Self {
         let mut m = HashMap::new();
-        for l in &f.lines {
+        for l in f.lines() {
             if let Line::Pair { key, stored, .. } = l {
                 if !stored.is_empty() {
                     m.insert(key.clone(), encrypted(f, stored));
@@ -46,7 +46,7 @@ impl Before {
 /// Whether `key` holds a non-empty plain-text value in `f`.
 pub(crate) fn stored_plain(f: &EnvFile, key: &str) -> bool {
     f.find(key).is_some_and(|i| {
-        matches!(&f.lines[i], Line::Pair { stored, .. }
+        matches!(&f.lines()[i], Line::Pair { stored, .. }
             if !stored.is_empty() && !encrypted(f, stored))
     })
 }
@@ -57,7 +57,7 @@ fn encrypted(f: &EnvFile, stored: &str) -> bool {
 
 /// The `public` patterns of `f`'s rule that match `key`.
 pub(crate) fn matching(f: &EnvFile, key: &str) -> Vec<String> {
-    let Some(meta) = &f.meta else {
+    let Some(meta) = &f.meta() else {
         return Vec::new();
     };
     meta.rule
@@ -117,14 +117,13 @@ pub(crate) fn confirm_plain(
     };
     // Compiled once: files hold thousands of keys.
     let compiled: Vec<(String, Regex)> = after
-        .meta
-        .as_ref()
+        .meta()
         .map(|m| m.rule.public_patterns())
         .unwrap_or_default()
         .into_iter()
         .filter_map(|p| Regex::new(&p).ok().map(|r| (p, r)))
         .collect();
-    for l in &after.lines {
+    for l in after.lines() {
         let Line::Pair { key, stored, .. } = l else {
             continue;
         };
@@ -161,7 +160,7 @@ pub(crate) fn confirm_plain(
             "these `public` patterns"
         },
         if open.len() == 1 { "is" } else { "are" },
-        after.name
+        after.name()
     );
     let mut first_commit = None;
     for ((p, keys), intro) in open.iter().zip(&intros) {

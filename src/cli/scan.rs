@@ -115,7 +115,8 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
             (Some(e), Some(p)) => p.policy.reader_names(e),
             _ => Vec::new(),
         };
-        let plain = match f
+        let plan = f.plan();
+        let opened = match f
             .unlock(&mut ring, readers)
             .and_then(|dk| f.decrypt(&dk, true))
         {
@@ -129,17 +130,16 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
                 continue;
             }
         };
-        let plan = f.plan();
         let label = env.clone().unwrap_or_else(|| name.clone());
-        for (i, (line, value)) in f.lines.iter().zip(plain.values).enumerate() {
+        for (i, (line, value)) in opened.into_entries().enumerate() {
             if let (crate::dotenv::Line::Pair { key, .. }, Some(value)) = (line, value) {
-                let is_public = !plan[i] || public.as_ref().is_some_and(|r| r.is_match(key));
+                let is_public = !plan[i] || public.as_ref().is_some_and(|r| r.is_match(&key));
                 if is_public || value.is_empty() {
                     continue;
                 }
                 // Key names are not in the MAC: only a valid name reaches the output.
-                let key = if crate::dotenv::validate_key(key).is_ok() {
-                    key.clone()
+                let key = if crate::dotenv::validate_key(&key).is_ok() {
+                    key
                 } else {
                     format!("(invalid key name, line {})", i + 1)
                 };

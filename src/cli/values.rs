@@ -7,19 +7,14 @@ use clap::Args;
 
 use super::Ctx;
 use crate::dotenv::{self, Entry};
-use crate::envfile::{EnvFile, Plain};
+use crate::envfile::{EnvFile, Opened};
 use crate::error::Error;
 use crate::secret::Secret;
-use crate::sops::DataKey;
 use crate::store::{self, Store};
 use crate::workspace::Target;
 
 /// Opens and decrypts the target (MAC verified unless `ignore_mac`).
-pub(crate) fn open_decrypted(
-    ctx: &Ctx,
-    t: &Target,
-    ignore_mac: bool,
-) -> crate::Result<(EnvFile, DataKey, Plain)> {
+pub(crate) fn open_decrypted(ctx: &Ctx, t: &Target, ignore_mac: bool) -> crate::Result<Opened> {
     store::open_decrypted(&ctx.ws, &mut ctx.keyring(), t, ignore_mac)
 }
 
@@ -29,7 +24,7 @@ pub(crate) fn update<T>(
     ctx: &Ctx,
     t: &Target,
     create: bool,
-    change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
+    change: impl FnOnce(&mut Opened) -> crate::Result<(bool, T)>,
 ) -> crate::Result<T> {
     update_with(ctx, t, create, false, change)
 }
@@ -41,7 +36,7 @@ pub(crate) fn update_with<T>(
     t: &Target,
     create: bool,
     allow_pending: bool,
-    change: impl FnOnce(&mut EnvFile, &mut Plain, &DataKey) -> crate::Result<(bool, T)>,
+    change: impl FnOnce(&mut Opened) -> crate::Result<(bool, T)>,
 ) -> crate::Result<T> {
     let mut gate = Prompts::new(ctx);
     let how = store::Open {
@@ -144,13 +139,13 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let pairs = parse_set_args(&a.args)?;
     let names: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
-    let changed = update(ctx, &t, true, move |f, plain, dk| {
+    let changed = update(ctx, &t, true, move |f| {
         let mut changed = Vec::new();
         for (k, v) in pairs {
-            if f.set(plain, dk, &k, v)? {
+            if f.set(&k, v)? {
                 // Said every time: a value in plain text is in git for good once pushed.
-                let why = super::public::stored_plain(f, &k).then(|| {
-                    let pats = super::public::matching(f, &k);
+                let why = super::public::stored_plain(f.file(), &k).then(|| {
+                    let pats = super::public::matching(f.file(), &k);
                     if pats.is_empty() {
                         "its name ends with the file's unencrypted suffix".to_string()
                     } else {
@@ -290,8 +285,8 @@ pub struct GetArgs {
 
 pub fn get(ctx: &Ctx, a: GetArgs) -> CliResult<i32> {
     let t = ctx.target()?;
-    let (f, _dk, plain) = open_decrypted(ctx, &t, a.ignore_mac)?;
-    let v = f.get(&plain, &a.key).ok_or_else(|| Error::KeyNotFound {
+    let f = open_decrypted(ctx, &t, a.ignore_mac)?;
+    let v = f.get(&a.key).ok_or_else(|| Error::KeyNotFound {
         key: a.key.clone(),
         file: t.name.clone(),
     })?;
@@ -319,11 +314,11 @@ pub struct RmArgs {
 pub fn rm(ctx: &Ctx, a: RmArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let keys = a.keys.clone();
-    let missing = update(ctx, &t, false, move |f, plain, _dk| {
+    let missing = update(ctx, &t, false, move |f| {
         let mut missing = Vec::new();
         let mut any = false;
         for k in &keys {
-            if f.remove(plain, k) {
+            if f.remove(k) {
                 any = true;
             } else {
                 missing.push(k.clone());
@@ -363,7 +358,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let f = EnvFile::open(&t.path, &t.name)?;
     let plan = f.plan();
     let mut rows = Vec::new();
-    for (i, l) in f.lines.iter().enumerate() {
+    for (i, l) in f.lines().iter().enumerate() {
         if let crate::dotenv::Line::Pair { key, stored, line } = l {
             let encrypted = f.is_encrypted() && plan[i] && crate::sops::is_enc(stored);
             // A hand-pasted line's text before `=` may be a secret: never listed.
@@ -375,7 +370,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
         }
     }
     let current: std::collections::HashMap<String, String> = f
-        .lines
+        .lines()
         .iter()
         .filter_map(|l| match l {
             crate::dotenv::Line::Pair { key, stored, .. } => Some((key.clone(), stored.clone())),
