@@ -1095,19 +1095,7 @@ fn member_add_during_sets_loses_nothing() {
 
 /// Runs git in the sandbox repo without asserting success.
 fn git_raw(s: &Sandbox, args: &[&str]) -> Output {
-    std::process::Command::new("git")
-        .args(args)
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("TMPDIR", s.tmp_dir())
-        .env("PATH", path_with_envv())
-        .env_remove("ENVV_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap()
+    s.git_out(&s.repo, args)
 }
 
 #[test]
