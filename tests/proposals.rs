@@ -23,7 +23,12 @@ fn setup(s: &Sandbox) -> PathBuf {
 }
 
 /// `envv propose -e production KEY` as the outsider, value on stdin.
-fn propose(s: &Sandbox, outsider: &std::path::Path, key: &str, value: &str) -> std::process::Output {
+fn propose(
+    s: &Sandbox,
+    outsider: &std::path::Path,
+    key: &str,
+    value: &str,
+) -> std::process::Output {
     s.envv_as(outsider)
         .args(["propose", "-e", "production", key])
         .write_stdin(value)
