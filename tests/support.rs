@@ -94,6 +94,8 @@ impl Sandbox {
             ("LC_ALL", "C".into()),
             ("TZ", "UTC".into()),
             ("TERM", "dumb".into()),
+            // clap wraps help at COLUMNS when no terminal is attached.
+            ("COLUMNS", "100".into()),
             ("NO_COLOR", "1".into()),
             ("GIT_CONFIG_GLOBAL", self.gitconfig().into_os_string()),
             ("GIT_CONFIG_NOSYSTEM", "1".into()),
