@@ -3,7 +3,7 @@
 //! `check`, `member ls`, `log`, `access`). The snapshot files are `tests/snapshots/*.snap`.
 //!
 //! Everything that differs between runs is replaced by a placeholder before comparing: the
-//! sandbox's temp folder (`[SANDBOX]`), the fixture keys (`[KEY_A]`, `[KEY_B]`, `[KEY_C]`), any
+//! sandbox's temp folder (`[SANDBOX]`), the fixture keys (`[KEY_A]`, `[KEY_B…]` shortened), any
 //! other age public key (`[AGE_KEY]`), commit ids and keyed hashes (`[COMMIT]`, `[HEX]`),
 //! ciphertext (`ENC[...]`), timestamps and today's date. Identities are the TEST keys of `tests/fixtures` and every commit
 //! has the sandbox's fixed date, so what is left is the same on every machine.
@@ -49,6 +49,9 @@ fn settings(s: &Sandbox, shown: &str) -> insta::Settings {
             (regex_escape(TEST_KEY_A_PUBLIC), "[KEY_A]"),
             (regex_escape(TEST_KEY_B_PUBLIC), "[KEY_B]"),
             (regex_escape(TEST_KEY_C_PUBLIC), "[KEY_C]"),
+            (regex_escape(&short(TEST_KEY_A_PUBLIC)), "[KEY_A…]"),
+            (regex_escape(&short(TEST_KEY_B_PUBLIC)), "[KEY_B…]"),
+            (regex_escape(&short(TEST_KEY_C_PUBLIC)), "[KEY_C…]"),
             (r"age1[02-9ac-hj-np-z]{58}".into(), "[AGE_KEY]"),
             // Shortened keys in messages (age1q3…x7).
             (
@@ -71,6 +74,11 @@ fn settings(s: &Sandbox, shown: &str) -> insta::Settings {
         set.add_filter(r, t.as_str());
     }
     set
+}
+
+/// A key as messages shorten it: the first 8 and the last 4 characters (`age1abcd…wxyz`).
+fn short(key: &str) -> String {
+    format!("{}…{}", &key[..8], &key[key.len() - 4..])
 }
 
 fn regex_escape(text: &str) -> String {
