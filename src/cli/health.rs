@@ -24,8 +24,9 @@ Examples:
 ///
 /// Exit 0 when clean, 1 on any error-level finding (warnings too with --strict). Pattern
 /// checks need to decrypt: an environment you cannot read gets a warning, never silence.
-/// `--json` prints {"findings":[{"level","kind","env","file","key","message","hint","commit",
-/// "date"}],"summary":{"errors","warnings","notes","environments","ok","policy"}}.
+/// `--json` prints {"findings": [{"level", "kind", "env", "file", "key", "message", "hint",
+/// "commit", "date"}], "summary": {"errors", "warnings", "notes", "environments", "ok",
+/// "policy"}}.
 ///
 /// Without --trusted-ref, the schema (patterns included), readers and environments come from
 /// the working tree's .sops.yaml: on a pull request that is the author's text, and a pattern

@@ -28,7 +28,9 @@ Examples:
 /// with --history every blob of every reachable commit, each finding reported by the commit
 /// that introduced it. Encrypted files are never findings; `scan: { ignore: [GLOB] }` in the
 /// envv section of .sops.yaml allow-lists paths. Findings name file, line, column, key,
-/// environment and form, never the value. Exit codes: 0 clean, 1 found, 2 error.
+/// environment and form, never the value.
+///
+/// Exit codes: 0 clean, 1 found, 2 error.
 #[derive(Args, Debug)]
 #[command(after_long_help = SCAN_EXAMPLES)]
 pub struct ScanArgs {
