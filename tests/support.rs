@@ -341,8 +341,8 @@ pub fn in_ci() -> bool {
 }
 
 /// A test part that needs `tool` cannot run: under `CI=true` this fails the test; elsewhere
-/// it prints one line to stderr naming the test, the tool and `how` to get it, and the caller
-/// skips that part.
+/// it prints one line to stderr (visible in a plain `cargo test`) naming the test, the tool and
+/// `how` to get it, and the caller skips that part.
 pub fn missing_tool(tool: &str, how: &str) {
     let test = std::thread::current()
         .name()
@@ -352,7 +352,13 @@ pub fn missing_tool(tool: &str, how: &str) {
         !in_ci(),
         "{test}: {tool} is required under CI=true but was not found ({how})"
     );
-    eprintln!("SKIPPED part of {test}: {tool} not found ({how}); under CI=true this fails");
+    // Written to the real stderr, not through eprintln!, which the test harness captures and
+    // hides for a passing test.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: {tool} not found ({how}), the steps that need it did not run; under CI=true this fails"
+    );
 }
 
 /// The real sops binary: `$ENVV_TEST_SOPS`, `sops` on PATH, or the peers cache. When it is
