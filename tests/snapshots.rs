@@ -283,6 +283,29 @@ fn hook_refuses_a_staged_plaintext_file() {
 }
 
 #[test]
+fn running_exec_and_export() {
+    let s = alice_repo();
+    snap(
+        &s,
+        "exec_printenv",
+        &[
+            "exec",
+            "--only",
+            "DATABASE_URL",
+            "--",
+            "printenv",
+            "DATABASE_URL",
+        ],
+    );
+    snap(
+        &s,
+        "exec_command_not_found",
+        &["exec", "--", "no-such-command"],
+    );
+    snap(&s, "export_shell", &["export", "--format", "shell"]);
+}
+
+#[test]
 fn version() {
     snap(&Sandbox::new(), "version", &["--version"]);
 }
@@ -290,6 +313,7 @@ fn version() {
 #[test]
 fn error_no_policy() {
     let s = with_key_a();
+    snap(&s, "status_no_policy", &["status"]);
     snap(&s, "error_no_policy_set", &["set", "A=1"]);
     snap(&s, "error_no_policy_access", &["access"]);
 }
@@ -410,6 +434,7 @@ fn error_unconfirmed_reader() {
     // Adding a value gives nobody new the data key; re-wrapping or rotating would.
     snap(&s, "error_unconfirmed_reader_rotate", &["rotate"]);
     snap(&s, "error_unconfirmed_reader_updatekeys", &["updatekeys"]);
+    snap(&s, "check_out_of_sync", &["check"]);
 }
 
 #[test]
