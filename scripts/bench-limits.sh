@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Times how fast envv refuses hostile or oversized input (goal: each case well under 1 s on a
-# release build; the test suite only checks that they are refused, with a hang guard):
+# Times how fast envv refuses hostile or oversized input (the test suite only checks that they
+# are refused, with a hang guard; BENCH_LIMIT_MS turns a budget into a failure here):
 #   - a 100 MB .env (sparse: the size check comes before any read) for encrypt, get, set, decrypt
 #   - 1,000,000 plaintext lines with a duplicate key on the last line (parsed whole, refused)
 #   - hostile .sops.yaml files: an alias bomb, 100,000-deep flow nesting, 200-deep block
