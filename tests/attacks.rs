@@ -292,15 +292,7 @@ fn tracked_local_symlink_into_submodule_is_loaded() {
     let lib = s.tmp.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     let git_in = |dir: &Path, args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", &s.home)
-            .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        s.git_in(dir, args);
     };
     git_in(&lib, &["init", "-q", "."]);
     std::fs::write(lib.join(".env"), "API_KEY=attacker-chosen\n").unwrap();

@@ -658,7 +658,11 @@ fn edit_creates_a_new_file_only_when_something_was_entered() {
 
 #[test]
 fn edit_on_a_terminal_reopens_the_editor_after_a_bad_line() {
-    let Ok(script) = which("script") else { return }; // util-linux `script` gives envv a TTY
+    // util-linux `script` gives envv a TTY.
+    let Ok(script) = which("script") else {
+        missing_tool("script", "util-linux");
+        return;
+    };
     let s = Sandbox::new();
     s.init_alice();
     s.ok(&["set", "A=1"]);
@@ -671,17 +675,10 @@ fn edit_on_a_terminal_reopens_the_editor_after_a_bad_line() {
         ),
     );
     let bin = assert_cmd::cargo::cargo_bin("envv");
-    let c = s.std_envv();
-    let out = std::process::Command::new(script)
+    let out = s
+        .command(script)
         .args(["-qec", &format!("{} edit", bin.display()), "/dev/null"])
-        .envs(
-            c.get_envs()
-                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
-        )
-        .env_remove("VISUAL")
-        .env_remove("EDITOR")
         .env("EDITOR", &ed)
-        .current_dir(&s.repo)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -14,12 +14,9 @@ fn write_policy(s: &Sandbox, alice: &str, bob_extra: &str, envs: &str, schema: &
 /// `git add -A && git commit` with author and committer dates set; returns the commit id.
 fn commit_at(s: &Sandbox, date: &str, msg: &str) -> String {
     s.git(&["add", "-A"]);
-    let out = std::process::Command::new("git")
+    let out = s
+        .git_cmd(&s.repo)
         .args(["commit", "-q", "-m", msg])
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_AUTHOR_DATE", date)
         .env("GIT_COMMITTER_DATE", date)
         .output()

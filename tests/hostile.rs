@@ -78,19 +78,13 @@ fn symlink(target: impl AsRef<std::path::Path>, at: impl AsRef<std::path::Path>)
 /// envv with the sandbox environment under `sh -c "PREFIX envv ARGS"`, where PREFIX sets
 /// limits and ends in `exec` (or `exec timeout N`).
 fn envv_limited(s: &Sandbox, prefix: &str, args: &[&str]) -> std::process::Output {
-    let base = s.std_envv();
-    let mut c = std::process::Command::new("sh");
-    c.arg("-c")
+    s.command("sh")
+        .arg("-c")
         .arg(format!("{prefix} \"$0\" \"$@\""))
-        .arg(base.get_program())
-        .args(args);
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.current_dir(&s.repo).output().unwrap()
+        .arg(assert_cmd::cargo::cargo_bin("envv"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -269,24 +263,16 @@ fn spawn_with_cores(
     args: &[&str],
     extra: &[(&str, &std::path::Path)],
 ) -> std::process::Child {
-    let base = s.std_envv();
-    let mut c = std::process::Command::new("sh");
+    let mut c = s.command("sh");
     c.arg("-c")
         // Where the hard limit forbids `unlimited`, as high as it allows.
         .arg("ulimit -c unlimited 2>/dev/null || ulimit -c \"$(ulimit -H -c)\"; exec \"$0\" \"$@\"")
-        .arg(base.get_program())
+        .arg(assert_cmd::cargo::cargo_bin("envv"))
         .args(args);
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
     for (k, v) in extra {
         c.env(k, v);
     }
-    c.current_dir(&s.repo)
-        .stdin(std::process::Stdio::null())
+    c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -440,17 +426,7 @@ fn scratch_folders_of_killed_edits_are_swept_and_reported() {
 
 /// `git ARGS` in `dir` with the hook able to find envv; not asserted.
 fn git_in(s: &Sandbox, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("PATH", path_with_envv())
-        .env_remove("ENVV_FREEZE_OVERRIDE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .unwrap()
+    s.git_out(dir, args)
 }
 
 const ALWAYS: &str = "      freeze: [\"Mon 00:00 - Sun 23:59\"]";
@@ -602,13 +578,9 @@ fn removing_the_freeze_window_with_the_frozen_change_does_not_pass() {
     assert!(!out.status.success(), "the frozen change passed:\n{shown}");
     assert!(shown.contains("environment default is frozen"), "{shown}");
     // An override still lets a hotfix through.
-    let out = std::process::Command::new("git")
+    let out = s
+        .git_cmd(&s.repo)
         .args(["commit", "-qm", "hotfix"])
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("PATH", path_with_envv())
         .env("ENVV_FREEZE_OVERRIDE", "incident 7")
         .output()
         .unwrap();

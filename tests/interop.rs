@@ -241,10 +241,7 @@ fn tricky_sandbox(recipients: usize) -> (Sandbox, Vec<std::path::PathBuf>) {
 
 #[test]
 fn files_envv_writes_decrypt_with_real_sops() {
-    let Some(sops) = sops() else {
-        eprintln!("sops not found: skipping");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     for n in [1, 3] {
         let (s, keys) = tricky_sandbox(n);
         let big = "0123456789abcdef".repeat(4096);
@@ -292,10 +289,7 @@ fn files_envv_writes_decrypt_with_real_sops() {
 
 #[test]
 fn files_sops_writes_decrypt_with_envv() {
-    let Some(sops) = sops() else {
-        eprintln!("sops not found: skipping");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     let (s, keys) = tricky_sandbox(2);
     // sops's dotenv input has no quoting: values are written raw, with \n for newlines.
     let mut plain = String::from("# made by sops\n");
@@ -359,10 +353,7 @@ fn files_sops_writes_decrypt_with_envv() {
 
 #[test]
 fn sops_set_updatekeys_and_rotate_leave_files_envv_reads() {
-    let Some(sops) = sops() else {
-        eprintln!("sops not found: skipping");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     let (s, keys) = tricky_sandbox(1);
     s.envv()
         .args(["set", "A=1", "B=two words"])
@@ -430,10 +421,7 @@ fn sops_set_updatekeys_and_rotate_leave_files_envv_reads() {
 
 #[test]
 fn non_default_env_file_decrypts_with_sops_input_type() {
-    let Some(sops) = sops() else {
-        eprintln!("sops not found: skipping");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     let (s, keys) = tricky_sandbox(1);
     let policy = s
         .read(".sops.yaml")
@@ -473,10 +461,7 @@ fn non_default_env_file_decrypts_with_sops_input_type() {
 fn files_sops_encrypts_under_envv_creation_rules_read_and_write() {
     // `public` becomes the generated rule's unencrypted_regex; sops writes it into the file,
     // and envv, which compares a file's rule with the policy's, reads and writes that file.
-    let Some(sops) = sops() else {
-        eprintln!("sops not found: skipping");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     let (s, keys) = tricky_sandbox(1);
     let policy = s.read(".sops.yaml").replace(
         "creation_rules:",

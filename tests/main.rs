@@ -21,5 +21,6 @@ mod props;
 mod public;
 mod reliability;
 mod scan;
+mod snapshots;
 mod threshold;
 mod trust;

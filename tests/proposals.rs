@@ -23,9 +23,13 @@ fn setup(s: &Sandbox) -> PathBuf {
 }
 
 /// `envv propose -e production KEY` as the outsider, value on stdin.
-fn propose(s: &Sandbox, outsider: &PathBuf, key: &str, value: &str) -> std::process::Output {
-    s.envv()
-        .env("HOME", outsider)
+fn propose(
+    s: &Sandbox,
+    outsider: &std::path::Path,
+    key: &str,
+    value: &str,
+) -> std::process::Output {
+    s.envv_as(outsider)
         .args(["propose", "-e", "production", key])
         .write_stdin(value)
         .output()
@@ -59,8 +63,7 @@ fn outsider_proposes_and_reader_accepts() {
 
     // The outsider still cannot read anything.
     let out = s
-        .envv()
-        .env("HOME", &outsider)
+        .envv_as(&outsider)
         .args(["get", "-e", "production", "EXISTING"])
         .output()
         .unwrap();
@@ -199,8 +202,7 @@ fn propose_needs_an_existing_encrypted_file() {
     let outsider = setup(&s);
     s.ok(&["env", "add", "staging"]);
     let out = s
-        .envv()
-        .env("HOME", &outsider)
+        .envv_as(&outsider)
         .args(["propose", "-e", "staging", "K"])
         .write_stdin("v")
         .output()

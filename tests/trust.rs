@@ -213,19 +213,20 @@ fn check_and_updatekeys_check_in_a_fresh_clone_name_the_commit() {
     let s = Sandbox::new();
     let (_, _, commit) = poisoned(&s);
     let clone = s.tmp.path().join("ci");
-    let out = std::process::Command::new("git")
+    let out = s
+        .git_cmd(s.tmp.path())
         .args(["clone", "-q"])
         .arg(&s.repo)
         .arg(&clone)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ci = |args: &[&str]| {
         s.envv_in(&clone)
-            .env("XDG_CONFIG_HOME", s.tmp.path().join("no-keys"))
-            .env("HOME", s.tmp.path().join("ci-home"))
+            .envs([
+                ("XDG_CONFIG_HOME", s.tmp.path().join("no-keys")),
+                ("HOME", s.tmp.path().join("ci-home")),
+            ])
             .args(args)
             .output()
             .unwrap()
@@ -263,21 +264,12 @@ fn a_yes_typed_on_a_terminal_confirms() {
     // `script` gives envv a terminal; the answer comes from our stdin.
     let bin = assert_cmd::cargo::cargo_bin("envv");
     let run = |answer: &str| {
-        let mut c = std::process::Command::new("script");
+        let mut c = s.command("script");
         c.args([
             "-qec",
             &format!("{} updatekeys", bin.display()),
             "/dev/null",
         ])
-        .current_dir(&s.repo)
-        .env("HOME", &s.home)
-        .env("GIT_CONFIG_GLOBAL", s.tmp.path().join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("ENVV_AGE_KEY")
-        .env_remove("ENVV_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY_FILE")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -14,16 +14,19 @@ use crate::history::{self, AccessEvent};
 use crate::keys::same_recipient;
 use crate::policy::Policy;
 
-/// Who can read each environment: current readers with the commit that gave them the data key
-/// (the grant), their group path and `expires:`; past readers with the commit that removed
-/// them and whether the data key was rotated afterwards; readers named in .sops.yaml that the
-/// file does not wrap the data key for yet (unconfirmed). Needs no identity.
+const ACCESS_EXAMPLES: &str = "\
+Examples:
+  envv access
+  envv access -e production --json";
+
+/// Who can read each environment, since which commit, and who could before.
 ///
-/// Examples:
-///   envv access
-///   envv access -e production --json
+/// Lists current readers with the commit that gave them the data key (the grant), their group
+/// path and `expires:`; past readers with the commit that removed them and whether the data
+/// key was rotated afterwards; readers named in .sops.yaml that the file does not wrap the
+/// data key for yet (unconfirmed). Needs no identity.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ACCESS_EXAMPLES)]
 pub struct AccessArgs {
     /// Print JSON.
     #[arg(long)]

@@ -10,15 +10,17 @@ use crate::dotenv;
 use crate::envfile::{EnvFile, Opened};
 use crate::workspace::Target;
 
+const ENCRYPT_EXAMPLES: &str = "\
+Example:
+  envv encrypt .env.production";
+
 /// Encrypt a plaintext dotenv file in place, for the readers the policy gives it.
 ///
 /// Values are parsed as dotenv (quotes, escapes, `export`, inline comments); comments are
 /// encrypted too. On an encrypted file, lines added in plain text are encrypted and the rest is
 /// left alone, so running it twice changes nothing.
-///
-/// Example: envv encrypt .env.production
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ENCRYPT_EXAMPLES)]
 pub struct EncryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,
@@ -131,17 +133,18 @@ pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
     Ok(())
 }
 
+const DECRYPT_EXAMPLES: &str = "\
+Examples:
+  envv decrypt -e production
+  envv decrypt -o /tmp/app.env";
+
 /// Print the decrypted file as dotenv, spelled so dotenv parsers read the same values.
 ///
 /// Encrypted comments and blank lines come back; `-o FILE` writes a 0600 file instead of stdout.
 /// Values are spelled so that dotenv parsers read them literally; a warning names the key when
 /// no spelling suits every parser (`envv export --format json` is exact).
-///
-/// Examples:
-///   envv decrypt -e production
-///   envv decrypt -o /tmp/app.env
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = DECRYPT_EXAMPLES)]
 pub struct DecryptArgs {
     /// The file (default: the -e/-f selection).
     pub path: Option<PathBuf>,

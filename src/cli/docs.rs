@@ -9,14 +9,15 @@ use clap_complete::Shell;
 
 use super::{Cli, Ctx};
 
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  envv completions bash > ~/.local/share/bash-completion/completions/envv
+  envv completions zsh > \"${fpath[1]}/_envv\"
+  envv completions fish > ~/.config/fish/completions/envv.fish";
+
 /// Print shell completions.
-///
-/// Examples:
-///   envv completions bash > ~/.local/share/bash-completion/completions/envv
-///   envv completions zsh > "${fpath[1]}/_envv"
-///   envv completions fish > ~/.config/fish/completions/envv.fish
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = COMPLETIONS_EXAMPLES)]
 pub struct CompletionsArgs {
     /// The shell: bash, zsh, fish, elvish or powershell.
     #[arg(value_enum)]
@@ -31,13 +32,14 @@ pub fn completions(_ctx: &Ctx, a: CompletionsArgs) -> CliResult<i32> {
     Ok(0)
 }
 
+const MAN_EXAMPLES: &str = "\
+Examples:
+  envv man | man -l -
+  envv man exec > envv-exec.1";
+
 /// Print the man page (roff), for envv or one of its commands.
-///
-/// Examples:
-///   envv man | man -l -
-///   envv man exec > envv-exec.1
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = MAN_EXAMPLES)]
 pub struct ManArgs {
     /// A command to document instead of envv itself.
     pub command: Option<String>,

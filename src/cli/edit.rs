@@ -10,6 +10,11 @@ use crate::dotenv;
 use crate::edit::{self, EditorExit, Scratch};
 use crate::error::Error;
 
+const EDIT_EXAMPLES: &str = "\
+Examples:
+  envv edit
+  EDITOR=\"code --wait\" envv edit -e production";
+
 /// Edit the decrypted file in $VISUAL / $EDITOR; only the values you change are re-encrypted.
 ///
 /// The plaintext goes to a private temp file (0600 in a 0700 folder, on /dev/shm when it
@@ -19,12 +24,8 @@ use crate::error::Error;
 /// on a terminal, and otherwise aborts naming the line, leaving the file unchanged. Values you
 /// did not touch keep their ciphertext, so `git diff` shows only your changes. A missing file
 /// is created.
-///
-/// Examples:
-///   envv edit
-///   EDITOR="code --wait" envv edit -e production
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = EDIT_EXAMPLES)]
 pub struct EditArgs {}
 
 pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {

@@ -11,10 +11,13 @@ use crate::error::Error;
 use crate::membership::Mode;
 use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP};
 
+const ENV_EXAMPLES: &str = "\
+Example:
+  envv env add production --readers ops";
+
 /// Declare environments and who reads them.
-///
-/// Example: envv env add production --readers ops
 #[derive(Args, Debug)]
+#[command(after_long_help = ENV_EXAMPLES)]
 pub struct EnvArgs {
     #[command(subcommand)]
     pub command: EnvCommand,
@@ -27,17 +30,18 @@ pub enum EnvCommand {
     Readers(EnvReadersArgs),
 }
 
+const ENV_ADD_EXAMPLES: &str = "\
+Examples:
+  envv env add staging --file config/.env.staging --readers dev,ci
+  envv env add vault --readers ops,security,cto --threshold 2";
+
 /// Declare an environment: its file (-f/--file PATH, default .env.NAME; .env for `default`)
 /// and its readers (default: team).
 ///
 /// With --threshold K each reader entry (a member or a group) becomes one sops key group, and
 /// any K of them together are needed to decrypt (break-glass: no one alone can).
-///
-/// Examples:
-///   envv env add staging --file config/.env.staging --readers dev,ci
-///   envv env add vault --readers ops,security,cto --threshold 2
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ENV_ADD_EXAMPLES)]
 pub struct EnvAddArgs {
     /// Environment name (`envv set -e NAME` uses it).
     pub name: String,
@@ -49,26 +53,30 @@ pub struct EnvAddArgs {
     pub threshold: Option<u8>,
 }
 
+const ENV_LS_EXAMPLES: &str = "\
+Example:
+  envv env ls";
+
 /// List environments: file, readers, and whether the file matches the policy.
-///
-/// Example: envv env ls
 #[derive(Args, Debug)]
+#[command(after_long_help = ENV_LS_EXAMPLES)]
 pub struct EnvLsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+const ENV_READERS_EXAMPLES: &str = "\
+Examples:
+  envv env readers production ops,ci
+  envv env readers vault ops,security,cto,legal --threshold 3";
+
 /// Set who reads an environment (replaces its readers); files are re-wrapped or rotated.
 ///
 /// Members you name are confirmed by this command; members reached through a group whom you
 /// have not confirmed yet are listed and need --yes (or a yes on a terminal).
-///
-/// Examples:
-///   envv env readers production ops,ci
-///   envv env readers vault ops,security,cto,legal --threshold 3
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ENV_READERS_EXAMPLES)]
 pub struct EnvReadersArgs {
     /// The environment.
     pub name: String,
@@ -81,10 +89,13 @@ pub struct EnvReadersArgs {
     pub threshold: Option<u8>,
 }
 
+const GROUP_EXAMPLES: &str = "\
+Example:
+  envv group add ops alice bob";
+
 /// Manage groups of members.
-///
-/// Example: envv group add ops alice bob
 #[derive(Args, Debug)]
+#[command(after_long_help = GROUP_EXAMPLES)]
 pub struct GroupArgs {
     #[command(subcommand)]
     pub command: GroupCommand,
@@ -97,10 +108,13 @@ pub enum GroupCommand {
     Ls(GroupLsArgs),
 }
 
+const GROUP_ADD_EXAMPLES: &str = "\
+Example:
+  envv group add ops alice bob";
+
 /// Create a group and/or add members to it (files it reads are re-wrapped for them).
-///
-/// Example: envv group add ops alice bob
 #[derive(Args, Debug)]
+#[command(after_long_help = GROUP_ADD_EXAMPLES)]
 pub struct GroupAddArgs {
     /// The group.
     pub group: String,
@@ -108,11 +122,14 @@ pub struct GroupAddArgs {
     pub members: Vec<String>,
 }
 
+const GROUP_RM_EXAMPLES: &str = "\
+Example:
+  envv group rm ops bob";
+
 /// Remove members from a group (files it reads are rotated), or the whole group when no member
 /// is given (it must not be a reader anywhere).
-///
-/// Example: envv group rm ops bob
 #[derive(Args, Debug)]
+#[command(after_long_help = GROUP_RM_EXAMPLES)]
 pub struct GroupRmArgs {
     /// The group.
     pub group: String,
@@ -120,10 +137,13 @@ pub struct GroupRmArgs {
     pub members: Vec<String>,
 }
 
+const GROUP_LS_EXAMPLES: &str = "\
+Example:
+  envv group ls --json";
+
 /// List groups and their members.
-///
-/// Example: envv group ls --json
 #[derive(Args, Debug)]
+#[command(after_long_help = GROUP_LS_EXAMPLES)]
 pub struct GroupLsArgs {
     /// Print JSON.
     #[arg(long)]

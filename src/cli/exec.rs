@@ -12,6 +12,13 @@ use crate::error::Error;
 use crate::exec::{self, LoadOptions, Var};
 use crate::render;
 
+const EXEC_EXAMPLES: &str = "\
+Examples:
+  envv exec -- npm start
+  envv exec -e production --only DATABASE_URL -- ./migrate.sh
+  envv exec --override -- printenv PORT
+  envv exec --redact -- npm test        # values in the output become [redacted:KEY]";
+
 /// Run a command with the decrypted variables in its environment.
 ///
 /// Loads `.env`, then the environment's file (`.env.<env>`), then `.env.local`, then
@@ -21,15 +28,10 @@ use crate::render;
 /// unless --expand (or ENVV_EXPAND=1 in your environment; `expand:` in .sops.yaml is ignored).
 /// A .local file that git tracks is not loaded (warned about). With -f FILE only that file is
 /// loaded.
-/// Exit codes: CMD's own; 127 when CMD is not found, 126 when it cannot be executed.
 ///
-/// Examples:
-///   envv exec -- npm start
-///   envv exec -e production --only DATABASE_URL -- ./migrate.sh
-///   envv exec --override -- printenv PORT
-///   envv exec --redact -- npm test        # values in the output become [redacted:KEY]
+/// Exit codes: CMD's own; 127 when CMD is not found, 126 when it cannot be executed.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = EXEC_EXAMPLES)]
 pub struct ExecArgs {
     /// Let file values replace variables already set in the environment.
     #[arg(long = "override")]
@@ -163,19 +165,20 @@ pub enum Format {
     K8s,
 }
 
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  eval \"$(envv export --format shell)\"
+  envv export -e production --format github          # in a GitHub Actions step
+  envv export -e production --format k8s --name app | kubectl apply -f -";
+
 /// Print the decrypted variables for CI, containers and shells.
 ///
 /// Uses the same files and order as `envv exec` (the environment's file wins over `.env`).
 /// `github` writes to the file named by $GITHUB_ENV with a random heredoc delimiter and prints
 /// `::add-mask::` lines for every line of every secret value, so later steps see the variables
 /// and the log hides them.
-///
-/// Examples:
-///   eval "$(envv export --format shell)"
-///   envv export -e production --format github          # in a GitHub Actions step
-///   envv export -e production --format k8s --name app | kubectl apply -f -
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = EXPORT_EXAMPLES)]
 pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "dotenv")]

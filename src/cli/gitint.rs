@@ -21,13 +21,27 @@ fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
     })
 }
 
+const INSTALL_EXAMPLES: &str = "\
+Example:
+  envv hook install";
+
+const PRE_COMMIT_EXAMPLES: &str = "\
+Examples:
+  envv hook pre-commit       # what the hook runs before each commit
+  ENVV_FREEZE_OVERRIDE=\"incident 4711: rotate leaked key\" git commit";
+
+const SETUP_EXAMPLES: &str = "\
+Example:
+  envv git setup && git add .gitattributes";
+
+const HOOK_EXAMPLES: &str = "\
+Examples:
+  envv hook install          # once per clone
+  envv hook pre-commit       # what the hook runs (checks the index, not the working tree)";
+
 /// The pre-commit guard for staged .env files.
-///
-/// Examples:
-///   envv hook install          # once per clone
-///   envv hook pre-commit       # what the hook runs (checks the index, not the working tree)
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = HOOK_EXAMPLES)]
 pub struct HookArgs {
     #[command(subcommand)]
     pub command: HookCommand,
@@ -39,8 +53,7 @@ pub enum HookCommand {
     ///
     /// Respects core.hooksPath and worktrees. An existing hook is kept: it is renamed to
     /// pre-commit.envv-chained and run first. Re-running changes nothing.
-    ///
-    /// Example: envv hook install
+    #[command(after_long_help = INSTALL_EXAMPLES)]
     Install {
         /// Replace an existing pre-commit hook instead of chaining it.
         #[arg(long)]
@@ -51,8 +64,7 @@ pub enum HookCommand {
     ///
     /// Freeze windows are in UTC; ENVV_FREEZE_OVERRIDE="reason" allows a change inside one
     /// (the reason is printed, so it lands in the CI/hook log).
-    ///
-    /// Example: ENVV_FREEZE_OVERRIDE="incident 4711: rotate leaked key" git commit
+    #[command(after_long_help = PRE_COMMIT_EXAMPLES)]
     PreCommit,
 }
 
@@ -99,10 +111,13 @@ pub fn hook_cmd(ctx: &Ctx, a: HookArgs) -> CliResult<i32> {
     }
 }
 
+const GIT_EXAMPLES: &str = "\
+Example:
+  envv git setup";
+
 /// Git integration setup.
-///
-/// Example: envv git setup
 #[derive(Args, Debug)]
+#[command(after_long_help = GIT_EXAMPLES)]
 pub struct GitArgs {
     #[command(subcommand)]
     pub command: GitCommand,
@@ -114,8 +129,7 @@ pub enum GitCommand {
     /// .local and examples: diff=envv merge=envv) and the repository config for the textconv
     /// (`git diff` shows decrypted changes to readers) and the key-by-key merge driver.
     /// Idempotent.
-    ///
-    /// Example: envv git setup && git add .gitattributes
+    #[command(after_long_help = SETUP_EXAMPLES)]
     Setup,
 }
 
@@ -142,15 +156,19 @@ pub fn git_cmd(ctx: &Ctx, a: GitArgs) -> CliResult<i32> {
     }
 }
 
+const MERGE_DRIVER_EXAMPLES: &str = "\
+Examples:
+  envv git setup            # configures the driver for this clone, as:
+  git config merge.envv.driver \"envv merge-driver %O %A %B %P\"";
+
 /// Git merge driver: three-way merge of an encrypted .env file, key by key.
 ///
 /// Installed by `envv git setup`; git calls it as `envv merge-driver %O %A %B %P`. A key
 /// changed on one side takes that side; the same key changed differently on both sides is a
 /// conflict with markers around that key only (and the sops_mac line: one MAC per side), exit 1.
 /// The result has one data key, a fresh MAC and valid metadata.
-///
-/// Example: git config merge.envv.driver "envv merge-driver %O %A %B %P"
 #[derive(Args, Debug)]
+#[command(after_long_help = MERGE_DRIVER_EXAMPLES)]
 pub struct MergeDriverArgs {
     /// The common ancestor's version (%O).
     pub base: PathBuf,
@@ -222,19 +240,22 @@ pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> CliResult<i32> {
     }
 }
 
-/// Per-key history from git, without decrypting: who added, changed or removed which key in
-/// which commit, who was granted or lost access, and when the data key changed.
+const LOG_EXAMPLES: &str = "\
+Examples:
+  envv log DATABASE_URL
+  envv log -e production --json
+  envv log --since 2026-01-01 --author alice
+  envv log --access            # grants and revocations only";
+
+/// Per-key history from git, without decrypting.
+///
+/// Shows who added, changed or removed which key in which commit, who was granted or lost
+/// access, and when the data key changed.
 ///
 /// Without -e/-f, every environment's file in .sops.yaml is read. History is HEAD's
 /// first-parent chain (a merge counts when it landed).
-///
-/// Examples:
-///   envv log DATABASE_URL
-///   envv log -e production --json
-///   envv log --since 2026-01-01 --author alice
-///   envv log --access            # grants and revocations only
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = LOG_EXAMPLES)]
 pub struct LogArgs {
     /// Only commits that touched this key.
     pub key: Option<String>,

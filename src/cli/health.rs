@@ -11,6 +11,12 @@ use crate::error::Error;
 use crate::health::{self, Finding, Level};
 use crate::keys;
 
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  envv check
+  envv check -e production --json --strict     # in CI, with the CI identity
+  envv check --trusted-ref origin/main         # CI on pull requests";
+
 /// Check secrets against the policy: schema, drift, age, expiry, recipients
 ///
 /// Finds required keys that are missing, values not matching their pattern and bad key names
@@ -19,20 +25,16 @@ use crate::keys;
 ///
 /// Exit 0 when clean, 1 on any error-level finding (warnings too with --strict). Pattern
 /// checks need to decrypt: an environment you cannot read gets a warning, never silence.
-/// `--json` prints {"findings":[{"level","kind","env","file","key","message","hint","commit",
-/// "date"}],"summary":{"errors","warnings","notes","environments","ok","policy"}}.
+/// `--json` prints {"findings": [{"level", "kind", "env", "file", "key", "message", "hint",
+/// "commit", "date"}], "summary": {"errors", "warnings", "notes", "environments", "ok",
+/// "policy"}}.
 ///
 /// Without --trusted-ref, the schema (patterns included), readers and environments come from
 /// the working tree's .sops.yaml: on a pull request that is the author's text, and a pattern
 /// they edit learns something about a value from each run. On pull requests pass
 /// --trusted-ref with the base branch: the policy is then read from that commit.
-///
-/// Examples:
-///   envv check
-///   envv check -e production --json --strict     # in CI, with the CI identity
-///   envv check --trusted-ref origin/main         # CI on pull requests
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = CHECK_EXAMPLES)]
 pub struct CheckArgs {
     /// Print JSON (shape above).
     #[arg(long)]
@@ -157,6 +159,11 @@ fn finding_json(f: &Finding) -> serde_json::Value {
     })
 }
 
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  envv diff staging production
+  envv diff default production --json --exit-code";
+
 /// Compare two environments by key, showing keyed hashes, never values
 ///
 /// Lists keys only in one of them and keys whose values differ. Values are never shown:
@@ -166,12 +173,8 @@ fn finding_json(f: &Finding) -> serde_json::Value {
 /// Without access to both files only key names are compared. `--json` prints
 /// {"a","b","values_compared","keys":[{"key","status","hash_a","hash_b"}],"summary":{...}}
 /// with status only_a, only_b, different, same or not_compared.
-///
-/// Examples:
-///   envv diff staging production
-///   envv diff default production --json --exit-code
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = DIFF_EXAMPLES)]
 pub struct DiffArgs {
     /// First environment.
     #[arg(value_name = "ENV1")]
@@ -306,14 +309,17 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<i32> {
     Ok(code)
 }
 
+const STATUS_EXAMPLES: &str = "\
+Example:
+  envv status";
+
 /// Where this repository stands and what to run next.
 ///
 /// One screen for a newcomer: the environments, their files, who reads each, whether you
 /// can, how many keys, whether the git hook and diff setup are installed, and the next
 /// command to run for anything missing. Needs no decryption.
-///
-/// Example: envv status
 #[derive(Args, Debug)]
+#[command(after_long_help = STATUS_EXAMPLES)]
 pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]

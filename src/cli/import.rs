@@ -11,19 +11,20 @@ use crate::error::Error;
 use crate::import::{self, Format};
 use crate::secret::Secret;
 
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  mv .env .env.dotenvx && envv import .env.dotenvx
+  envv import -e production secrets.prod.yaml --from sops
+  envv import old.env --overwrite";
+
 /// Import secrets from a dotenvx, sops (JSON, YAML, dotenv) or plaintext dotenv file.
 ///
 /// The values are encrypted for the readers of the environment (`-e ENV`, default `.env`). A key
 /// that is already set to another value needs --overwrite. Only key names are printed.
 /// dotenvx keys come from DOTENV_PRIVATE_KEY[_ENV] or the .env.keys file beside FILE; sops files
 /// open with your identities and their MAC is checked.
-///
-/// Examples:
-///   mv .env .env.dotenvx && envv import .env.dotenvx
-///   envv import -e production secrets.prod.yaml --from sops
-///   envv import old.env --overwrite
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = IMPORT_EXAMPLES)]
 pub struct ImportArgs {
     /// The file to import.
     #[arg(value_name = "FILE")]

@@ -12,16 +12,20 @@ use crate::error::IoContext;
 use crate::keys;
 use crate::policy::{self, Environment, Policy, PolicyFile, DEFAULT_GROUP};
 
-/// Set up envv here: writes .sops.yaml with you as first member, ignores .env.local files,
-/// and offers to encrypt existing plaintext .env files.
+const INIT_EXAMPLES: &str = "\
+Example:
+  envv init --name alice --encrypt";
+
+/// Set up envv here: a .sops.yaml policy with you as its first member.
+///
+/// Writes .sops.yaml, adds the .env.local files to .gitignore, and offers to encrypt existing
+/// plaintext .env files.
 ///
 /// Your member name comes from --name, else git's user.name, else $USER. Without a key, one is
 /// generated (as `envv keygen`). When stdin is not a terminal nothing is asked: pass --encrypt
 /// to encrypt existing files.
-///
-/// Example: envv init --name alice --encrypt
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = INIT_EXAMPLES)]
 pub struct InitArgs {
     /// Your member name.
     #[arg(long)]

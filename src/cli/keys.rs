@@ -12,18 +12,19 @@ use zeroize::Zeroizing;
 use super::Ctx;
 use crate::{keys, phrase};
 
+const KEYGEN_EXAMPLES: &str = "\
+Examples:
+  envv keygen
+  envv keygen --phrase               # public key, then the 24 words
+  envv keygen --show-phrase          # the phrase of your existing key file (asks first)";
+
 /// Create your age identity (X25519) in ~/.config/envv/keys.txt (mode 0600); never overwrites.
 ///
 /// Prints the public key: give it to a teammate, or use it with `envv init` / `envv join`.
 /// With --phrase it also prints the identity's 24-word recovery phrase (BIP39, English) on the
 /// next line: write it on paper, and `envv recover` rebuilds the same identity from it.
-///
-/// Examples:
-///   envv keygen
-///   envv keygen --phrase               # public key, then the 24 words
-///   envv keygen --show-phrase          # the phrase of your existing key file (asks first)
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = KEYGEN_EXAMPLES)]
 pub struct KeygenArgs {
     /// Write the identity here instead of the default key file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -111,17 +112,18 @@ fn show_phrase(file: Option<PathBuf>) -> CliResult<i32> {
     Ok(0)
 }
 
+const RECOVER_EXAMPLES: &str = "\
+Examples:
+  envv recover                        # type the 24 words at the hidden prompt
+  envv recover -o ~/new-keys.txt < phrase.txt";
+
 /// Rebuild your identity from its 24-word recovery phrase (from `envv keygen --phrase`).
 ///
 /// Reads the phrase on stdin (a hidden prompt on a terminal), checks every word and the
 /// checksum, and writes the identity with mode 0600 to ~/.config/envv/keys.txt or -o FILE.
 /// Never overwrites a file. Prints the public key, which matches your membership.
-///
-/// Examples:
-///   envv recover                        # type the 24 words at the hidden prompt
-///   envv recover -o ~/new-keys.txt < phrase.txt
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = RECOVER_EXAMPLES)]
 pub struct RecoverArgs {
     /// Write the identity here instead of the default key file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -161,11 +163,13 @@ pub fn recover(_ctx: &Ctx, a: RecoverArgs) -> CliResult<i32> {
     Ok(0)
 }
 
+const WHOAMI_EXAMPLES: &str = "\
+Example:
+  envv whoami --json";
+
 /// Show your public keys and which members of this repository's policy they are.
-///
-/// Example: envv whoami --json
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = WHOAMI_EXAMPLES)]
 pub struct WhoamiArgs {
     /// Print JSON.
     #[arg(long)]

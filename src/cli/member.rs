@@ -10,10 +10,13 @@ use crate::keys::{self, same_recipient, short_key};
 use crate::membership::{self, Action, Mode, Plan, Session};
 use crate::policy::{self, Member, Policy, DEFAULT_GROUP, POLICY_FILE};
 
+const MEMBER_EXAMPLES: &str = "\
+Example:
+  envv member add bob age1... --to ops";
+
 /// Manage who can read: add, remove, list members; approve or deny join requests.
-///
-/// Example: envv member add bob age1... --to ops
 #[derive(Args, Debug)]
+#[command(after_long_help = MEMBER_EXAMPLES)]
 pub struct MemberArgs {
     #[command(subcommand)]
     pub command: MemberCommand,
@@ -28,6 +31,10 @@ pub enum MemberCommand {
     Deny(DenyArgs),
 }
 
+const ADD_EXAMPLES: &str = "\
+Example:
+  envv member add bob \"ssh-ed25519 AAAA... bob@laptop\" --to ops,staging";
+
 /// Add a member and wrap the data key of every file they can now read for their key.
 ///
 /// No value is re-encrypted: only recipient entries are added. You must be able to decrypt each
@@ -35,9 +42,8 @@ pub enum MemberCommand {
 /// environments (repeatable or comma-separated). Only this member is added: other differences
 /// between the files and .sops.yaml (a hand edit, a pull) are left alone and listed for
 /// `envv updatekeys`.
-///
-/// Example: envv member add bob "ssh-ed25519 AAAA... bob@laptop" --to ops,staging
 #[derive(Args, Debug)]
+#[command(after_long_help = ADD_EXAMPLES)]
 pub struct AddArgs {
     /// Member name (letters, digits, - _ .).
     pub name: String,
@@ -54,15 +60,18 @@ pub struct AddArgs {
     pub expires: Option<String>,
 }
 
+const RM_EXAMPLES: &str = "\
+Example:
+  envv member rm bob";
+
 /// Remove a member: every file they could read gets a new data key (all values re-encrypted),
 /// and the keys they could read are listed: rotate those at their providers.
 ///
 /// Removing yourself, or the last reader of an environment, is refused unless --force (with
 /// --force an environment nobody can read any more is removed from the policy and its file
 /// deleted; it stays in git history).
-///
-/// Example: envv member rm bob
 #[derive(Args, Debug)]
+#[command(after_long_help = RM_EXAMPLES)]
 pub struct RmArgs {
     /// Member (or pending request) to remove.
     pub name: String,
@@ -74,23 +83,29 @@ pub struct RmArgs {
     pub force: bool,
 }
 
+const LS_EXAMPLES: &str = "\
+Example:
+  envv member ls --json";
+
 /// List members, their keys, groups, the environments each can read, expiry, and pending
 /// join requests. Needs no identity.
-///
-/// Example: envv member ls --json
 #[derive(Args, Debug)]
+#[command(after_long_help = LS_EXAMPLES)]
 pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+const APPROVE_EXAMPLES: &str = "\
+Example:
+  envv member approve carol --to dev";
+
 /// Approve a join request (`envv join`): the member is added as `member add` does, after you
 /// confirm the key the request holds (compare it with the one they send you; `--yes` skips
 /// the question).
-///
-/// Example: envv member approve carol --to dev
 #[derive(Args, Debug)]
+#[command(after_long_help = APPROVE_EXAMPLES)]
 pub struct ApproveArgs {
     /// Name of the pending request.
     pub name: String,
@@ -99,23 +114,28 @@ pub struct ApproveArgs {
     pub to: Vec<String>,
 }
 
+const DENY_EXAMPLES: &str = "\
+Example:
+  envv member deny mallory";
+
 /// Deny (drop) a join request.
-///
-/// Example: envv member deny mallory
 #[derive(Args, Debug)]
+#[command(after_long_help = DENY_EXAMPLES)]
 pub struct DenyArgs {
     /// Name of the pending request.
     pub name: String,
 }
 
-/// Ask to join: adds your public key to `pending:` in .sops.yaml. Commit it and open a pull
-/// request; a reader then runs `envv member approve NAME`.
+const JOIN_EXAMPLES: &str = "\
+Example:
+  envv join --name carol";
+
+/// Ask to join: adds your public key to `pending:` in .sops.yaml.
 ///
-/// Your name comes from --name, else git's user.name, else $USER; your key from --key, else
+/// Commit it and open a pull request; a reader then runs `envv member approve NAME`. Your name comes from --name, else git's user.name, else $USER; your key from --key, else
 /// your first identity (as `envv whoami` shows).
-///
-/// Example: envv join --name carol
 #[derive(Args, Debug)]
+#[command(after_long_help = JOIN_EXAMPLES)]
 pub struct JoinArgs {
     /// Your member name.
     #[arg(long)]

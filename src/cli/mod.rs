@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::keys::Keyring;
 use crate::workspace::{Target, Workspace};
@@ -149,10 +149,97 @@ impl Ctx {
     }
 }
 
+/// The headings of `envv --help`, each with its commands in the order shown. Every command is
+/// under exactly one heading (a test checks this).
+pub const COMMAND_HEADINGS: &[(&str, &[&str])] = &[
+    (
+        "Secrets",
+        &[
+            "init",
+            "set",
+            "get",
+            "rm",
+            "ls",
+            "edit",
+            "import",
+            "encrypt",
+            "decrypt",
+            "rotate",
+            "updatekeys",
+            "propose",
+            "accept",
+            "reject",
+        ],
+    ),
+    ("Running", &["exec", "export"]),
+    (
+        "People",
+        &[
+            "keygen", "whoami", "recover", "member", "join", "group", "env", "access",
+        ],
+    ),
+    ("Git", &["hook", "git", "merge-driver", "log"]),
+    ("Health", &["status", "check", "diff", "scan"]),
+    ("Documentation", &["completions", "man", "help"]),
+];
+
+/// The `help` command clap adds, as its listing shows it.
+const HELP_ABOUT: &str = "Print this message or the help of the given subcommand(s)";
+
+/// The command line with `envv --help` listing the commands under [`COMMAND_HEADINGS`].
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let listing = command_listing(&cmd);
+    cmd.help_template(format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{listing}Options:\n{{options}}{{after-help}}"
+    ))
+}
+
+/// The command listing of `envv --help`: one block per heading, each command's summary
+/// wrapped at word boundaries to 100 columns.
+fn command_listing(cmd: &clap::Command) -> String {
+    const WIDTH: usize = 100;
+    let name_width = COMMAND_HEADINGS
+        .iter()
+        .flat_map(|(_, names)| names.iter().map(|n| n.len()))
+        .max()
+        .unwrap_or(0);
+    let indent = 2 + name_width + 2;
+    let mut out = String::new();
+    for (heading, names) in COMMAND_HEADINGS {
+        out.push_str(heading);
+        out.push_str(":\n");
+        for name in *names {
+            let about = match cmd.find_subcommand(name) {
+                Some(sub) => sub.get_about().map(|a| a.to_string()).unwrap_or_default(),
+                None => HELP_ABOUT.to_string(),
+            };
+            let mut line = format!("  {name:<name_width$}  ");
+            for word in about.split_whitespace() {
+                if line.len() > indent && line.len() + 1 + word.len() > WIDTH {
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                    line = " ".repeat(indent);
+                } else if line.len() > indent {
+                    line.push(' ');
+                }
+                line.push_str(word);
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Runs envv with the process arguments; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    run(cli)
+    let mut matches = command().get_matches();
+    match Cli::from_arg_matches_mut(&mut matches) {
+        Ok(cli) => run(cli),
+        Err(e) => e.format(&mut command()).exit(),
+    }
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -247,10 +334,10 @@ pub fn stdin_is_tty() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 }

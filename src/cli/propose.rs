@@ -13,18 +13,19 @@ use crate::proposals::{self, Proposal};
 use crate::secret::Secret;
 use crate::workspace::Target;
 
+const PROPOSE_EXAMPLES: &str = "\
+Examples:
+  envv propose -e production STRIPE_KEY          # prompts (hidden)
+  printf %s \"$TOKEN\" | envv propose -e staging API_TOKEN";
+
 /// Propose a value for an environment you cannot read (no identity or membership needed).
 ///
 /// The value is encrypted with age to the readers the environment's file already has (from
 /// the file itself, not from .sops.yaml) and written to `<file>.proposals` beside it, for a
 /// pull request. You cannot read any existing value. Without VALUE it is read from a hidden
 /// prompt on a terminal, else from stdin. A reader folds it in with `envv accept`.
-///
-/// Examples:
-///   envv propose -e production STRIPE_KEY          # prompts (hidden)
-///   printf %s "$TOKEN" | envv propose -e staging API_TOKEN
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = PROPOSE_EXAMPLES)]
 pub struct ProposeArgs {
     /// The key to propose a value for.
     pub key: String,
@@ -32,18 +33,19 @@ pub struct ProposeArgs {
     pub value: Option<String>,
 }
 
+const ACCEPT_EXAMPLES: &str = "\
+Examples:
+  envv accept -e production                 # review and confirm each
+  envv accept -e production STRIPE_KEY      # accept this one
+  envv accept -e production --show --yes";
+
 /// Fold proposed values into the environment's file (you must be a reader).
 ///
 /// Shows each proposal (key, proposer, date; the value only with --show), then stores the
 /// accepted ones as `envv set` would (minimal diff) and removes them from the proposal file.
 /// On a terminal each one is confirmed; otherwise name the keys or pass --yes.
-///
-/// Examples:
-///   envv accept -e production                 # review and confirm each
-///   envv accept -e production STRIPE_KEY      # accept this one
-///   envv accept -e production --show --yes
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = ACCEPT_EXAMPLES)]
 pub struct AcceptArgs {
     /// Keys to accept (default: all pending proposals).
     pub keys: Vec<String>,
@@ -55,13 +57,14 @@ pub struct AcceptArgs {
     pub yes: bool,
 }
 
+const REJECT_EXAMPLES: &str = "\
+Examples:
+  envv reject -e production STRIPE_KEY
+  envv reject -e production --all";
+
 /// Drop proposals without accepting them (needs no identity).
-///
-/// Examples:
-///   envv reject -e production STRIPE_KEY
-///   envv reject -e production --all
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = REJECT_EXAMPLES)]
 pub struct RejectArgs {
     /// Keys whose proposals to drop.
     #[arg(required_unless_present = "all")]

@@ -13,6 +13,13 @@ use crate::hook::{self, DotenvKind};
 use crate::scan::{self, FileOutcome, Glob, Matcher, TreeFile, Value};
 use crate::secret::Secret;
 
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  envv scan                      # working tree
+  envv scan --history            # every commit (CI)
+  envv scan --staged --json
+  envv scan deploy/ --min-length 12";
+
 /// Search the working tree, the index or the whole history for the managed values.
 ///
 /// Decrypts every file you can read, then looks for each value (at least --min-length bytes,
@@ -22,15 +29,11 @@ use crate::secret::Secret;
 /// with --history every blob of every reachable commit, each finding reported by the commit
 /// that introduced it. Encrypted files are never findings; `scan: { ignore: [GLOB] }` in the
 /// envv section of .sops.yaml allow-lists paths. Findings name file, line, column, key,
-/// environment and form, never the value. Exit codes: 0 clean, 1 found, 2 error.
+/// environment and form, never the value.
 ///
-/// Examples:
-///   envv scan                      # working tree
-///   envv scan --history            # every commit (CI)
-///   envv scan --staged --json
-///   envv scan deploy/ --min-length 12
+/// Exit codes: 0 clean, 1 found, 2 error.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = SCAN_EXAMPLES)]
 pub struct ScanArgs {
     /// Files or folders to search instead of the working tree.
     #[arg(value_name = "PATH")]

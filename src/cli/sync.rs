@@ -9,6 +9,10 @@ use crate::error::Error;
 use crate::membership::{Action, Mode, Session};
 use crate::policy::{Policy, POLICY_FILE};
 
+const UPDATEKEYS_EXAMPLES: &str = "\
+Example:
+  envv updatekeys --check";
+
 /// Make every encrypted file's recipients match .sops.yaml (after a hand edit or a git pull).
 ///
 /// Readers added get the data key wrapped for them (values untouched); readers removed or
@@ -17,22 +21,24 @@ use crate::policy::{Policy, POLICY_FILE};
 /// change goes on only with --yes or a yes typed on a terminal. --check changes nothing, needs
 /// no identity, lists each file out of sync with the commit that added each missing reader,
 /// and exits 1 (for CI and pre-commit).
-///
-/// Example: envv updatekeys --check
 #[derive(Args, Debug)]
+#[command(after_long_help = UPDATEKEYS_EXAMPLES)]
 pub struct UpdatekeysArgs {
     /// Only report files out of sync; exit 1 when there is one.
     #[arg(long)]
     pub check: bool,
 }
 
+const ROTATE_EXAMPLES: &str = "\
+Example:
+  envv rotate -e production";
+
 /// Give the file(s) a new data key: every value re-encrypted, wrapped for the policy's readers.
 ///
 /// Without -e/-f every environment file is rotated. Readers you have not confirmed are listed
 /// first and need --yes (or a yes on a terminal), as for `envv updatekeys`.
-///
-/// Example: envv rotate -e production
 #[derive(Args, Debug)]
+#[command(after_long_help = ROTATE_EXAMPLES)]
 pub struct RotateArgs {}
 
 /// The environments selected by `-e`/`-f`, or all (`None`).

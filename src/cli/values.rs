@@ -113,18 +113,19 @@ pub(crate) fn threshold_layout(
     store::threshold_layout(&ctx.ws, t)
 }
 
+const SET_EXAMPLES: &str = "\
+Examples:
+  envv set STRIPE_KEY                        # prompts
+  printf %s \"$TOKEN\" | envv set API_TOKEN
+  envv set -e production PORT=8080 'GREETING=\"hello world\"'";
+
 /// Encrypt and store values: `envv set KEY [VALUE]` or `envv set KEY=VALUE...`.
 ///
 /// Without VALUE the value is read from a hidden prompt on a terminal, else from stdin (one
 /// trailing newline removed). `KEY=VALUE` pairs are parsed as dotenv (quotes, escapes); a
 /// separate VALUE argument is taken literally. Other values keep their ciphertext.
-///
-/// Examples:
-///   envv set STRIPE_KEY                        # prompts
-///   printf %s "$TOKEN" | envv set API_TOKEN
-///   envv set -e production PORT=8080 'GREETING="hello world"'
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = SET_EXAMPLES)]
 pub struct SetArgs {
     /// KEY, or KEY=VALUE pairs.
     #[arg(
@@ -270,11 +271,13 @@ pub(crate) fn read_value(key: &str) -> crate::Result<Secret> {
     Ok(s)
 }
 
+const GET_EXAMPLES: &str = "\
+Example:
+  envv get DATABASE_URL -e production";
+
 /// Print one decrypted value (exactly, no quoting; a newline is added only on a terminal).
-///
-/// Example: envv get DATABASE_URL -e production
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = GET_EXAMPLES)]
 pub struct GetArgs {
     /// The key to print.
     pub key: String,
@@ -300,11 +303,13 @@ pub fn get(ctx: &Ctx, a: GetArgs) -> CliResult<i32> {
     Ok(0)
 }
 
+const RM_EXAMPLES: &str = "\
+Example:
+  envv rm OLD_TOKEN -e staging";
+
 /// Remove keys from the file.
-///
-/// Example: envv rm OLD_TOKEN -e staging
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = RM_EXAMPLES)]
 pub struct RmArgs {
     /// Keys to remove.
     #[arg(required = true)]
@@ -341,12 +346,15 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> CliResult<i32> {
     Ok(0)
 }
 
+const LS_EXAMPLES: &str = "\
+Example:
+  envv ls --json";
+
 /// List the keys of a file: whether each is encrypted and when it last changed (from git).
-/// Needs no identity.
 ///
-/// Example: envv ls --json
+/// Needs no identity.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = LS_EXAMPLES)]
 pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]
