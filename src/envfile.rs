@@ -226,6 +226,20 @@ impl EnvFile {
         })
     }
 
+    /// Names of the keys whose value is encrypted, in file order, each once.
+    pub fn encrypted_keys(&self) -> Vec<String> {
+        let plan = self.plan();
+        let mut out: Vec<String> = Vec::new();
+        for (i, l) in self.lines.iter().enumerate() {
+            if let Line::Pair { key, stored, .. } = l {
+                if plan[i] && sops::is_enc(stored) && !out.contains(key) {
+                    out.push(key.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Index of the last line holding `key`.
     pub fn find(&self, key: &str) -> Option<usize> {
         self.lines

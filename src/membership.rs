@@ -111,6 +111,15 @@ pub struct Session {
     pub flatten: bool,
 }
 
+/// The confirmations a policy change needs from the person running envv: the command line
+/// asks, or finds the readers confirmed in this clone's trust file.
+pub trait Approver {
+    /// Before anything is written: may refuse the readers `plan` gives key material to.
+    fn approve(&mut self, new: &Policy, plan: &Plan) -> Result<()>;
+    /// After the change is written (`old` is the policy before it).
+    fn applied(&mut self, plan: &Plan, old: &Policy, new: &Policy);
+}
+
 impl Session {
     /// Locks the root, reads the policy, then locks every environment file's folder.
     pub fn begin(root: &Path) -> Result<Self> {
@@ -341,6 +350,34 @@ impl Session {
             }
         }
         Ok(plan)
+    }
+
+    /// Changes the policy to `new`: checks it, plans the change from the policy as it is
+    /// (narrowed to what differs, see [`Session::narrow`]), has `approver` confirm the readers
+    /// the plan gives key material to, then applies it (all or nothing) and tells `approver`.
+    pub fn change(
+        &mut self,
+        new: &Policy,
+        mode: Mode,
+        approver: &mut dyn Approver,
+        keyring: &mut Keyring,
+    ) -> Result<Plan> {
+        check_policy(new)?;
+        let plan = self.plan(new, mode, None)?;
+        let plan = self.narrow(plan, new, mode);
+        approver.approve(new, &plan)?;
+        let old = self.policy.clone();
+        self.apply(&plan, Some(new), keyring)?;
+        approver.applied(&plan, &old, new);
+        Ok(plan)
+    }
+
+    /// Files whose recipients differ from the policy as it is now: drift that a narrowed change
+    /// did not cause and did not touch.
+    pub fn left_alone(&self) -> Vec<FileChange> {
+        self.plan(&self.policy, Mode::Sync, None)
+            .map(|p| p.changing().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Applies a plan, and writes `new` as the policy when given. All or nothing: see the module

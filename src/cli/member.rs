@@ -522,31 +522,58 @@ pub(crate) fn commit_with(
     named: &[(String, String)],
     ring: &mut keys::Keyring,
 ) -> crate::Result<Plan> {
-    membership::check_policy(new)?;
-    let plan = s.plan(new, mode, None)?;
-    let plan = s.narrow(plan, new, mode);
-    let confirmed = confirm::confirm(ctx, new, &confirm::grants_of(&plan), named)?;
-    let old = s.policy.clone();
-    if let Err(e) = s.apply(&plan, Some(new), ring) {
-        eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
-        if let crate::Error::NoIdentity { file, .. } = &e {
-            eprintln!("every affected file must be decrypted to re-wrap it: a reader of {file} runs this command");
+    let mut approver = Confirmations {
+        ctx,
+        named,
+        confirmed: None,
+    };
+    let plan = match s.change(new, mode, &mut approver, ring) {
+        Ok(plan) => plan,
+        Err(e) => {
+            if approver.confirmed.is_some() {
+                eprintln!("nothing was changed: not {POLICY_FILE}, not any file");
+                if let crate::Error::NoIdentity { file, .. } = &e {
+                    eprintln!("every affected file must be decrypted to re-wrap it: a reader of {file} runs this command");
+                }
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    confirmed.settle(ctx, &plan, Some(&old), new);
+    };
     report(&plan, true);
     report_left_alone(s);
     Ok(plan)
 }
 
+/// A policy change's confirmations on the command line ([`confirm::confirm`]), remembered in
+/// this clone's trust file once the change is written.
+struct Confirmations<'a> {
+    ctx: &'a Ctx,
+    named: &'a [(String, String)],
+    confirmed: Option<confirm::Confirmed>,
+}
+
+impl membership::Approver for Confirmations<'_> {
+    fn approve(&mut self, new: &Policy, plan: &Plan) -> crate::Result<()> {
+        self.confirmed = Some(confirm::confirm(
+            self.ctx,
+            new,
+            &confirm::grants_of(plan),
+            self.named,
+        )?);
+        Ok(())
+    }
+
+    fn applied(&mut self, plan: &Plan, old: &Policy, new: &Policy) {
+        if let Some(c) = self.confirmed.take() {
+            c.settle(self.ctx, plan, Some(old), new);
+        }
+    }
+}
+
 /// Lists files whose recipients still differ from the (just written) policy: drift this
 /// command did not cause and did not touch.
 fn report_left_alone(s: &Session) {
-    let Ok(plan) = s.plan(&s.policy, Mode::Sync, None) else {
-        return;
-    };
-    let rows: Vec<_> = plan.changing().collect();
+    let rows = s.left_alone();
     if rows.is_empty() {
         return;
     }
@@ -601,7 +628,9 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
         eprintln!("{} ({}): {what}", c.name, c.env);
         if c.action == Action::Rotate && !c.removed.is_empty() {
             // Whoever lost access may have copied these: they need new values at their source.
-            let keys = encrypted_keys(&c.path, &c.name);
+            let keys = crate::envfile::EnvFile::open(&c.path, &c.name)
+                .map(|f| f.encrypted_keys())
+                .unwrap_or_default();
             if !keys.is_empty() {
                 eprintln!(
                     "  {} could read: {} — rotate these at their providers (new passwords, API keys)",
@@ -615,23 +644,6 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
         eprintln!("updated {POLICY_FILE}");
     }
     print_readers(plan);
-}
-
-/// Names of the encrypted keys of a file (empty when it cannot be read).
-fn encrypted_keys(path: &std::path::Path, name: &str) -> Vec<String> {
-    let Ok(f) = crate::envfile::EnvFile::open(path, name) else {
-        return Vec::new();
-    };
-    let plan = f.plan();
-    let mut out: Vec<String> = Vec::new();
-    for (i, l) in f.lines().iter().enumerate() {
-        if let crate::dotenv::Line::Pair { key, stored, .. } = l {
-            if plan[i] && crate::sops::is_enc(stored) && !out.contains(key) {
-                out.push(key.clone());
-            }
-        }
-    }
-    out
 }
 
 /// `readers: ENV (FILE): a, b` for every environment of a plan.
