@@ -99,7 +99,7 @@ fn names(ctx: &Ctx, recipients: &[&str]) -> Vec<String> {
 
 pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
     let t = ctx.target()?;
-    crate::dotenv::validate_key(&a.key).map_err(Error::Usage)?;
+    crate::dotenv::validate_key(&a.key)?;
     let env = env_name(&t);
     let f = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) => {
