@@ -488,14 +488,17 @@ impl Keyring {
                 return Ok(None);
             }
             let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
-            let key = zeroize::Zeroizing::new(shamir::combine(&plain).map_err(Error::Crypto)?);
+            let key = zeroize::Zeroizing::new(
+                shamir::combine(&plain).map_err(|e| Error::Crypto(e.to_string()))?,
+            );
             // `sops_shamir_threshold` is not authenticated: check that the stored number of
             // shares really recovers the key, so a threshold lowered by hand is never used to
             // split the next data key.
             let t = threshold as usize;
             let lowered = if t < plain.len() {
-                let again =
-                    zeroize::Zeroizing::new(shamir::combine(&plain[..t]).map_err(Error::Crypto)?);
+                let again = zeroize::Zeroizing::new(
+                    shamir::combine(&plain[..t]).map_err(|e| Error::Crypto(e.to_string()))?,
+                );
                 again[..] != key[..]
             } else {
                 false
