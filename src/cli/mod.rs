@@ -25,6 +25,7 @@ mod import;
 mod init;
 mod keys;
 mod member;
+mod prompt;
 mod propose;
 mod public;
 mod scan;
@@ -168,6 +169,7 @@ pub fn run(cli: Cli) -> i32 {
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     // First, before any identity is read or value decrypted: no core dumps.
     crate::coredump::forbid();
+    crate::keys::set_prompter(std::sync::Arc::new(prompt::Terminal));
     let ws = Workspace::discover()?;
     if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
         return Err(Error::Usage(

@@ -147,7 +147,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> anyhow::Result<i32> {
     }
     let recipients = texts
         .iter()
-        .map(|r| Recipient::parse(r).map_err(|e| Error::format(&t.name, e)))
+        .map(|r| Recipient::parse(r).map_err(|e| Error::format(&t.name, e.to_string())))
         .collect::<crate::Result<Vec<_>>>()?;
     if recipients.is_empty() {
         return Err(Error::format(&t.name, "no age recipients to encrypt a proposal to").into());
