@@ -630,15 +630,11 @@ fn structured_file(
     let mut seen = std::collections::HashSet::new();
     for (key, node) in doc.entries {
         let at = |msg: String| Error::format(name, msg);
+        // Checked first: a key is named in a message only once it is a valid name.
+        dotenv::validate_key(&key).map_err(|m| at(format!("cannot import: {m}")))?;
         if !seen.insert(key.clone()) {
             return Err(at(format!("{key} appears twice")));
         }
-        dotenv::validate_key(&key).map_err(|m| {
-            at(format!(
-                "key {}: {m}",
-                key.chars().take(40).collect::<String>()
-            ))
-        })?;
         let stored = match node {
             Node::Str(s) if sops::is_enc(&s) => s,
             Node::Str(s) => dotenv::escape_stored(s.as_bytes()).ok_or_else(|| {
