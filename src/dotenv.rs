@@ -53,30 +53,50 @@ pub fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Why a key name is refused. The messages never show the name unless it is a valid word of
+/// name characters (a reserved `sops_` name): the text where a key should be may be a pasted
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyNameError {
+    /// The name is empty.
+    #[error("empty key name")]
+    Empty,
+    /// The name is longer than [`MAX_KEY_LEN`] bytes.
+    #[error("key name longer than {MAX_KEY_LEN} characters")]
+    TooLong,
+    /// The name starts with a digit.
+    #[error("invalid key name (it starts with a digit): use A-Z a-z 0-9 _, not starting with a digit{NOT_SHOWN}")]
+    StartsWithDigit,
+    /// The name holds a character other than `A-Z a-z 0-9 _`.
+    #[error("invalid key name (it holds a character other than A-Z a-z 0-9 _){NOT_SHOWN}")]
+    BadChar,
+    /// The name starts with `sops_`, the prefix of sops metadata lines. `key` is shown: it is
+    /// made of name characters only.
+    #[error("key name {key} is reserved: names starting with sops_ hold sops metadata")]
+    Reserved {
+        /// The refused name.
+        key: String,
+    },
+}
+
 /// Checks a key name: 1–256 of `[A-Za-z0-9_]`, not starting with a digit.
-pub fn validate_key(key: &str) -> std::result::Result<(), String> {
+pub fn validate_key(key: &str) -> std::result::Result<(), KeyNameError> {
     if key.is_empty() {
-        return Err("empty key name".into());
+        return Err(KeyNameError::Empty);
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(format!("key name longer than {MAX_KEY_LEN} characters"));
+        return Err(KeyNameError::TooLong);
     }
     // The text is never shown: a line pasted by mistake (`postgres://app:pw@db…`) puts a
     // secret where the key should be.
     if key.as_bytes()[0].is_ascii_digit() {
-        return Err(format!(
-            "invalid key name (it starts with a digit): use A-Z a-z 0-9 _, not starting with a digit{NOT_SHOWN}"
-        ));
+        return Err(KeyNameError::StartsWithDigit);
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
-            "invalid key name (it holds a character other than A-Z a-z 0-9 _){NOT_SHOWN}"
-        ));
+        return Err(KeyNameError::BadChar);
     }
     if key.starts_with("sops_") {
-        return Err(format!(
-            "key name {key} is reserved: names starting with sops_ hold sops metadata"
-        ));
+        return Err(KeyNameError::Reserved { key: key.into() });
     }
     Ok(())
 }
@@ -98,7 +118,7 @@ pub fn key_problem(key: &str) -> String {
     // Anything else may be part of a secret and is only described.
     if key.len() <= 24 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         if let Err(m) = validate_key(key) {
-            return m;
+            return m.to_string();
         }
     }
     if key.starts_with("sops_") {
@@ -785,6 +805,28 @@ pub fn escape_stored(value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_name_errors_say_why_and_never_show_the_text() {
+        assert_eq!(validate_key(""), Err(KeyNameError::Empty));
+        assert_eq!(validate_key(&"A".repeat(257)), Err(KeyNameError::TooLong));
+        assert!(validate_key(&"A".repeat(256)).is_ok());
+        let secret = "9sk_live_51Hx";
+        let e = validate_key(secret).unwrap_err();
+        assert_eq!(e, KeyNameError::StartsWithDigit);
+        assert!(e.to_string().contains("starts with a digit"), "{e}");
+        assert!(!e.to_string().contains(secret), "{e}");
+        let pasted = "postgres://app:pw@db";
+        let e = validate_key(pasted).unwrap_err();
+        assert_eq!(e, KeyNameError::BadChar);
+        assert!(!e.to_string().contains("pw@db"), "{e}");
+        assert!(e.to_string().ends_with(NOT_SHOWN), "{e}");
+        let e = validate_key("sops_mac").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "key name sops_mac is reserved: names starting with sops_ hold sops metadata"
+        );
+    }
 
     fn pairs(text: &str) -> Vec<(String, String, Option<String>)> {
         parse_plain("t.env", text)

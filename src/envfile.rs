@@ -176,14 +176,8 @@ impl EnvFile {
         while matches!(lines.last(), Some(Line::Blank)) {
             lines.pop();
         }
-        let meta = Metadata::from_pairs(
-            name,
-            meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        )
-        .map_err(|m| Error::Format {
-            file: name.into(),
-            msg: m.trim_start_matches(&format!("{name}: ")).to_string(),
-        })?;
+        let meta = Metadata::from_pairs(meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| Error::format(name, e.to_string()))?;
         let mut meta = meta;
         meta.key_lines = key_lines;
         Ok(EnvFile {

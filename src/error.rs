@@ -142,6 +142,10 @@ pub enum Error {
     /// A git operation failed.
     #[error("git: {0}")]
     Git(String),
+
+    /// A key name that is not valid where one was asked for (a command-line argument).
+    #[error(transparent)]
+    KeyName(#[from] crate::dotenv::KeyNameError),
 }
 
 impl Error {

@@ -8,7 +8,8 @@
 //!
 //! Debug builds honour `ENVV_FAULT_INJECT=<step>` (steps: `after-create`, `after-write`,
 //! `after-fsync`, `before-rename`, `after-rename`; `membership-before-rename` in `membership`)
-//! to abort the process at that step; the fault-injection tests use it. Release builds ignore it.
+//! to abort the process at that step, silently, as a crash would (the module prints nothing);
+//! the fault-injection tests use it. Release builds ignore it.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +20,6 @@ use crate::error::{Error, IoContext, Result};
 pub(crate) fn fault(step: &str) {
     #[cfg(debug_assertions)]
     if std::env::var("ENVV_FAULT_INJECT").is_ok_and(|v| v == step) {
-        eprintln!("envv: fault injected at {step}");
         std::process::abort();
     }
     let _ = step;

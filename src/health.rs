@@ -473,7 +473,7 @@ pub fn check(
                     continue;
                 }
                 let problem = match dotenv::validate_key(key) {
-                    Err(m) => Some(m),
+                    Err(m) => Some(m.to_string()),
                     Ok(()) => match &naming {
                         Some(rx) if !rx.is_match(key) => Some(format!(
                             "key name {key} does not match schema.naming \"{}\"",

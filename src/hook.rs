@@ -537,24 +537,19 @@ pub fn check_dotenv_blob(
         }
         return;
     }
-    let mut meta = match Metadata::from_pairs(
-        path,
-        meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ) {
-        Ok(m) => m,
-        Err(m) => {
-            out.push(Finding {
-                file: path.to_string(),
-                line: None,
-                message: format!(
-                    "invalid sops metadata: {}",
-                    m.trim_start_matches(&format!("{path}: "))
-                ),
-                fix: format!("restore it with `git checkout HEAD -- {path}`"),
-            });
-            return;
-        }
-    };
+    let mut meta =
+        match Metadata::from_pairs(meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            Ok(m) => m,
+            Err(m) => {
+                out.push(Finding {
+                    file: path.to_string(),
+                    line: None,
+                    message: format!("invalid sops metadata: {m}"),
+                    fix: format!("restore it with `git checkout HEAD -- {path}`"),
+                });
+                return;
+            }
+        };
     meta.key_lines = key_lines;
     if let Some(Error::Parse { line, msg, .. }) = structure {
         out.push(Finding {

@@ -620,25 +620,19 @@ fn structured_file(
         .ok_or_else(|| Error::format(name, "has no `sops` map: not a sops-encrypted file"))?;
     let mut meta_pairs = Vec::new();
     flatten_meta("sops", &sops_meta, &mut meta_pairs);
-    let meta: Metadata = Metadata::from_pairs(
-        name,
-        meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-    .map_err(|m| Error::format(name, m.trim_start_matches(&format!("{name}: ")).to_string()))?;
+    let meta: Metadata =
+        Metadata::from_pairs(meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| Error::format(name, e.to_string()))?;
     let mut lines = Vec::with_capacity(doc.entries.len());
     let mut bools = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (key, node) in doc.entries {
         let at = |msg: String| Error::format(name, msg);
+        // Checked first: a key is named in a message only once it is a valid name.
+        dotenv::validate_key(&key).map_err(|m| at(format!("cannot import: {m}")))?;
         if !seen.insert(key.clone()) {
             return Err(at(format!("{key} appears twice")));
         }
-        dotenv::validate_key(&key).map_err(|m| {
-            at(format!(
-                "key {}: {m}",
-                key.chars().take(40).collect::<String>()
-            ))
-        })?;
         let stored = match node {
             Node::Str(s) if sops::is_enc(&s) => s,
             Node::Str(s) => dotenv::escape_stored(s.as_bytes()).ok_or_else(|| {

@@ -4,10 +4,16 @@
 //! `ENVV_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the envv and sops
 //! key files, then `~/.ssh` keys when a file has an SSH recipient), so the common case reads one
 //! source and does one X25519 unwrap. Secret key material stays inside age's types.
+//!
+//! This module never prints or reads the terminal: passphrases, plugin messages and warnings go
+//! through a [`Prompter`] that the binary installs ([`set_prompter`]), as age hands its
+//! `Callbacks` to identities.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use age::secrecy::ExposeSecret;
 
@@ -30,36 +36,60 @@ pub enum RecipientKind {
     Plugin,
 }
 
+/// Why a text is not a recipient. No message shows the text, not even its start: a private key
+/// pasted where a public key belongs lands here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecipientError {
+    /// An `ssh-ed25519 …` or `ssh-rsa …` line that is not a usable public key; the reason is
+    /// age's (or a description of it), never a part of the key.
+    #[error("invalid SSH public key: {0}")]
+    Ssh(&'static str),
+    /// An `age1…1…` text that is neither an X25519 nor a valid plugin recipient.
+    #[error("invalid age plugin recipient: {0}")]
+    Plugin(&'static str),
+    /// An `age1…` text that is not a valid X25519 recipient.
+    #[error("invalid age recipient: {0}")]
+    Age(&'static str),
+    /// Not the start of any recipient kind. `private_key` is set when the text is an age
+    /// private key (`AGE-SECRET-KEY-1…`), which the message then warns about.
+    #[error("not a recipient: expected an age public key (age1...), ssh-ed25519 or ssh-rsa public key{}",
+        if *private_key { " (this looks like a private key: never share it; `envv whoami` prints your public key)" } else { "" })]
+    NotARecipient {
+        /// Whether the text looks like an age private key.
+        private_key: bool,
+    },
+}
+
 impl Recipient {
     /// Parses and validates a recipient (`age1...`, `ssh-ed25519 ...`, `ssh-rsa ...`, plugin).
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str) -> std::result::Result<Self, RecipientError> {
         let text = text.trim().to_string();
         let kind = if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
-            age::ssh::Recipient::from_str(&text)
-                .map_err(|e| format!("invalid SSH public key: {e:?}"))?;
+            age::ssh::Recipient::from_str(&text).map_err(|e| {
+                use age::ssh::ParseRecipientKeyError as P;
+                RecipientError::Ssh(match e {
+                    P::Invalid(why) => why,
+                    P::RsaModulusTooLarge => "the RSA key is larger than age supports",
+                    P::RsaModulusTooSmall => "the RSA key is smaller than 2048 bits",
+                    // The key type named inside the key is not repeated.
+                    _ => "unsupported SSH key type",
+                })
+            })?;
             RecipientKind::Ssh
         } else if text.starts_with("age1")
             && text[4..].contains('1')
             && !text.starts_with("age1pq1")
             && age::x25519::Recipient::from_str(&text).is_err()
         {
-            age::plugin::Recipient::from_str(&text)
-                .map_err(|e| format!("invalid age plugin recipient: {e}"))?;
+            age::plugin::Recipient::from_str(&text).map_err(RecipientError::Plugin)?;
             RecipientKind::Plugin
         } else if text.starts_with("age1") {
-            age::x25519::Recipient::from_str(&text)
-                .map_err(|e| format!("invalid age recipient: {e}"))?;
+            age::x25519::Recipient::from_str(&text).map_err(RecipientError::Age)?;
             RecipientKind::X25519
         } else {
-            // The text is not echoed, not even its start: a pasted AGE-SECRET-KEY-1… lands here.
-            let hint = if text.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
-                " (this looks like a private key: never share it; `envv whoami` prints your public key)"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "not a recipient: expected an age public key (age1...), ssh-ed25519 or ssh-rsa public key{hint}"
-            ));
+            return Err(RecipientError::NotARecipient {
+                private_key: text.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-"),
+            });
         };
         Ok(Recipient { text, kind })
     }
@@ -91,8 +121,13 @@ impl Recipient {
                     .map_err(|e| Error::Crypto(e.to_string()))?;
                 let name = r.plugin().to_string();
                 Box::new(
-                    age::plugin::RecipientPluginV1::new(&name, &[r], &[], TermCallbacks)
-                        .map_err(|_| Error::Crypto(plugin_missing(&name)))?,
+                    age::plugin::RecipientPluginV1::new(
+                        &name,
+                        &[r],
+                        &[],
+                        AgeCallbacks::new(prompter()),
+                    )
+                    .map_err(|_| Error::Crypto(plugin_missing(&name)))?,
                 )
             }
         })
@@ -203,48 +238,140 @@ fn plugin_missing(name: &str) -> String {
     )
 }
 
-/// Set when a passphrase-protected identity needed its passphrase and there was no terminal to
-/// ask on: a fact about this process, reported by [`Keyring::tried`].
-static NO_TERMINAL_FOR_PASSPHRASE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// How this module talks to the person running envv: messages and questions from age plugins
+/// ("touch your key"), passphrases of protected identities, and warnings that do not stop the
+/// command. The binary implements it for its terminal and installs it with [`set_prompter`];
+/// without one, nothing is shown and nobody is asked ([`Silent`]).
+///
+/// The shape is age's `Callbacks`, plus [`Prompter::warn`].
+pub trait Prompter: Send + Sync {
+    /// Shows a message (from a plugin: "touch your YubiKey", say).
+    fn display_message(&self, message: &str);
 
-/// Callbacks for plugins and passphrase-protected identities: prompts on the terminal when
-/// there is one, declines otherwise.
-#[derive(Clone, Copy)]
-pub struct TermCallbacks;
+    /// Asks a yes/no question with the given answer labels; `None` when nobody can answer.
+    fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool>;
 
-impl age::Callbacks for TermCallbacks {
+    /// Asks for a string that is not secret (a plugin's choice of slot); `None` when nobody can
+    /// answer.
+    fn request_public_string(&self, description: &str) -> Option<String>;
+
+    /// Asks for a passphrase or PIN. [`NoTerminal`] when there is nowhere to ask: the
+    /// "cannot decrypt" error then says so.
+    fn request_passphrase(
+        &self,
+        description: &str,
+    ) -> std::result::Result<age::secrecy::SecretString, NoTerminal>;
+
+    /// Reports a problem that does not stop the command.
+    fn warn(&self, warning: &KeyWarning);
+}
+
+/// A passphrase was needed and there was no terminal to ask on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("there is no terminal to type the passphrase on")]
+pub struct NoTerminal;
+
+/// Something about the user's keys worth telling, that does not stop the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyWarning {
+    /// A key file that other users can read (Unix): `mode` is its permission bits.
+    ReadableByOthers {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode (`& 0o777`).
+        mode: u32,
+    },
+}
+
+impl std::fmt::Display for KeyWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyWarning::ReadableByOthers { path, mode } => write!(
+                f,
+                "{} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The [`Prompter`] of a process without one: shows nothing, answers nothing, and has no
+/// terminal for passphrases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Prompter for Silent {
+    fn display_message(&self, _: &str) {}
+
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn request_passphrase(
+        &self,
+        _: &str,
+    ) -> std::result::Result<age::secrecy::SecretString, NoTerminal> {
+        Err(NoTerminal)
+    }
+
+    fn warn(&self, _: &KeyWarning) {}
+}
+
+static PROMPTER: OnceLock<Arc<dyn Prompter>> = OnceLock::new();
+
+/// Installs the process's [`Prompter`], used by every [`Keyring`] (unless
+/// [`Keyring::with_prompter`] gives another) and by plugin recipients while encrypting. The
+/// first call wins; it returns whether this one did.
+pub fn set_prompter(prompter: Arc<dyn Prompter>) -> bool {
+    PROMPTER.set(prompter).is_ok()
+}
+
+/// The installed [`Prompter`], or [`Silent`].
+fn prompter() -> Arc<dyn Prompter> {
+    PROMPTER.get().cloned().unwrap_or_else(|| Arc::new(Silent))
+}
+
+/// A [`Prompter`] as age's `Callbacks`, noting when a passphrase could not be asked for.
+#[derive(Clone)]
+struct AgeCallbacks {
+    prompter: Arc<dyn Prompter>,
+    /// Set when a passphrase was needed and there was no terminal: reported by
+    /// [`Keyring::tried`].
+    no_terminal: Arc<AtomicBool>,
+}
+
+impl AgeCallbacks {
+    fn new(prompter: Arc<dyn Prompter>) -> Self {
+        AgeCallbacks {
+            prompter,
+            no_terminal: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl age::Callbacks for AgeCallbacks {
     fn display_message(&self, message: &str) {
-        eprintln!("{message}");
+        self.prompter.display_message(message);
     }
 
     fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
-        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return None;
-        }
-        eprint!("{message} [{yes}/{}] ", no.unwrap_or("no"));
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).ok()?;
-        Some(line.trim().eq_ignore_ascii_case(yes) || line.trim().eq_ignore_ascii_case("y"))
+        self.prompter.confirm(message, yes, no)
     }
 
     fn request_public_string(&self, description: &str) -> Option<String> {
-        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return None;
-        }
-        eprint!("{description} ");
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).ok()?;
-        Some(line.trim_end().to_string())
+        self.prompter.request_public_string(description)
     }
 
     fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
-        // rpassword asks on /dev/tty; without a controlling terminal it fails at once (no
-        // hang), and the "cannot decrypt" error then says why.
-        match rpassword::prompt_password(format!("{description}: ")) {
-            Ok(p) => Some(age::secrecy::SecretString::from(p)),
-            Err(_) => {
-                NO_TERMINAL_FOR_PASSPHRASE.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.prompter.request_passphrase(description) {
+            Ok(p) => Some(p),
+            Err(NoTerminal) => {
+                self.no_terminal.store(true, Ordering::Relaxed);
                 None
             }
         }
@@ -302,7 +429,9 @@ pub struct Keyring {
     specs: Vec<SourceSpec>,
     loaded: Vec<Option<Source>>,
     /// Sources that could not be read (reported in errors; other sources are still used).
-    pub problems: Vec<String>,
+    pub problems: Vec<SourceError>,
+    /// Asks for passphrases and shows plugin messages and warnings while sources load.
+    callbacks: AgeCallbacks,
     /// Recipients whose entry did not open although an X25519 identity with that very public
     /// key was tried: the wrapped key was damaged or edited (see [`Keyring::damaged`]).
     damaged: Vec<String>,
@@ -393,14 +522,7 @@ impl Keyring {
             });
         }
         if exclusive {
-            let n = specs.len();
-            return Keyring {
-                specs,
-                loaded: (0..n).map(|_| None).collect(),
-                problems: Vec::new(),
-                groups_opened: None,
-                damaged: Vec::new(),
-            };
+            return Keyring::with_specs(specs);
         }
         if let Some(p) = default_key_file() {
             specs.push(SourceSpec::File {
@@ -424,20 +546,32 @@ impl Keyring {
                 path: h.join(".ssh/id_rsa"),
             });
         }
+        Keyring::with_specs(specs)
+    }
+
+    fn with_specs(specs: Vec<SourceSpec>) -> Self {
         let n = specs.len();
         Keyring {
             specs,
             loaded: (0..n).map(|_| None).collect(),
             problems: Vec::new(),
+            callbacks: AgeCallbacks::new(prompter()),
             groups_opened: None,
             damaged: Vec::new(),
         }
     }
 
+    /// This keyring with `prompter` instead of the installed one (see [`set_prompter`]). Call it
+    /// before the keyring is used: identities keep the prompter they were loaded with.
+    pub fn with_prompter(mut self, prompter: Arc<dyn Prompter>) -> Self {
+        self.callbacks = AgeCallbacks::new(prompter);
+        self
+    }
+
     fn load(&mut self, i: usize) -> Option<&Source> {
         if self.loaded[i].is_none() {
             let spec = self.specs[i].clone();
-            let res = load_source(&spec);
+            let res = load_source(&spec, &self.callbacks);
             match res {
                 Ok(Some(src)) => self.loaded[i] = Some(src),
                 Ok(None) => {
@@ -446,8 +580,8 @@ impl Keyring {
                         identities: Vec::new(),
                     })
                 }
-                Err(msg) => {
-                    self.problems.push(msg);
+                Err(e) => {
+                    self.problems.push(e);
                     self.loaded[i] = Some(Source {
                         label: String::new(),
                         identities: Vec::new(),
@@ -488,14 +622,17 @@ impl Keyring {
                 return Ok(None);
             }
             let plain: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
-            let key = zeroize::Zeroizing::new(shamir::combine(&plain).map_err(Error::Crypto)?);
+            let key = zeroize::Zeroizing::new(
+                shamir::combine(&plain).map_err(|e| Error::Crypto(e.to_string()))?,
+            );
             // `sops_shamir_threshold` is not authenticated: check that the stored number of
             // shares really recovers the key, so a threshold lowered by hand is never used to
             // split the next data key.
             let t = threshold as usize;
             let lowered = if t < plain.len() {
-                let again =
-                    zeroize::Zeroizing::new(shamir::combine(&plain[..t]).map_err(Error::Crypto)?);
+                let again = zeroize::Zeroizing::new(
+                    shamir::combine(&plain[..t]).map_err(|e| Error::Crypto(e.to_string()))?,
+                );
                 again[..] != key[..]
             } else {
                 false
@@ -597,8 +734,7 @@ impl Keyring {
                     let key = match (&id.public, &id.kind) {
                         (Some(p), _) => short_key(p),
                         (None, IdentityKind::Passphrase)
-                            if NO_TERMINAL_FOR_PASSPHRASE
-                                .load(std::sync::atomic::Ordering::Relaxed) =>
+                            if self.callbacks.no_terminal.load(Ordering::Relaxed) =>
                         {
                             "passphrase-protected, and there is no terminal to type the passphrase on: in CI pass the identity itself in $ENVV_AGE_KEY".into()
                         }
@@ -610,7 +746,7 @@ impl Keyring {
                 }
             }
         }
-        out.extend(self.problems.iter().cloned());
+        out.extend(self.problems.iter().map(ToString::to_string));
         out
     }
 
@@ -661,29 +797,161 @@ fn tilde(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String> {
+/// Why a source of identities could not be read. Each names the source (`label`: the flag,
+/// variable or file) and, for key files, the line; never the text of a line, which holds a
+/// private key.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `$SOPS_AGE_KEY_CMD` cannot be split into words (an unclosed quote).
+    #[error("{label}: cannot split the command: {reason}")]
+    CommandSyntax {
+        /// The source.
+        label: String,
+        /// What is wrong with the quoting.
+        reason: String,
+    },
+    /// `$SOPS_AGE_KEY_CMD` has no words.
+    #[error("{label}: empty command")]
+    EmptyCommand {
+        /// The source.
+        label: String,
+    },
+    /// The key command could not be started.
+    #[error("{label}: cannot run {program}: {source}")]
+    CannotRun {
+        /// The source.
+        label: String,
+        /// The command's program.
+        program: String,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// The key command exited with a failure.
+    #[error("{label}: {program} exited with {status}")]
+    CommandFailed {
+        /// The source.
+        label: String,
+        /// The command's program.
+        program: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// A key file that was named explicitly cannot be read.
+    #[error("{label}: {source}")]
+    Unreadable {
+        /// The source.
+        label: String,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The source is not UTF-8 text.
+    #[error("{label}: not a text identity file")]
+    NotText {
+        /// The source.
+        label: String,
+    },
+    /// A passphrase-protected identity file that age cannot read.
+    #[error("{label}: {source}")]
+    Protected {
+        /// The source.
+        label: String,
+        /// age's reason.
+        source: age::DecryptError,
+    },
+    /// An age-encrypted file that holds something other than identities.
+    #[error("{label}: an age file that is not a passphrase-protected identity")]
+    NotAnIdentity {
+        /// The source.
+        label: String,
+    },
+    /// An OpenSSH private key that cannot be read.
+    #[error("{label}: {source}")]
+    Ssh {
+        /// The source.
+        label: String,
+        /// The parse error.
+        source: std::io::Error,
+    },
+    /// An OpenSSH key of a kind age does not support; `kind` is age's description of it.
+    #[error("{label}: unsupported SSH key ({kind})")]
+    UnsupportedSsh {
+        /// The source.
+        label: String,
+        /// The key kind.
+        kind: String,
+    },
+    /// An `AGE-SECRET-KEY-1…` line that is not a valid key.
+    #[error("{label}:{line}: invalid AGE-SECRET-KEY line")]
+    BadSecretKey {
+        /// The source.
+        label: String,
+        /// The line number.
+        line: usize,
+    },
+    /// An `AGE-PLUGIN-…` line that is not a valid plugin identity.
+    #[error("{label}:{line}: invalid AGE-PLUGIN identity")]
+    BadPluginIdentity {
+        /// The source.
+        label: String,
+        /// The line number.
+        line: usize,
+    },
+    /// A line that is neither a comment nor an identity.
+    #[error("{label}:{line}: not an age identity line")]
+    NotAnIdentityLine {
+        /// The source.
+        label: String,
+        /// The line number.
+        line: usize,
+    },
+    /// A plugin identity whose `age-plugin-NAME` binary is not on PATH.
+    #[error("{label}: {}", plugin_missing(plugin))]
+    PluginMissing {
+        /// The source.
+        label: String,
+        /// The plugin's name.
+        plugin: String,
+    },
+}
+
+fn load_source(
+    spec: &SourceSpec,
+    callbacks: &AgeCallbacks,
+) -> std::result::Result<Option<Source>, SourceError> {
     match spec {
         SourceSpec::Text { label, var } => {
             let text = zeroize::Zeroizing::new(std::env::var(var).unwrap_or_default());
-            parse_identity_text(label, text.as_bytes(), None).map(Some)
+            parse_identity_text(label, text.as_bytes(), None, callbacks).map(Some)
         }
         SourceSpec::Cmd { label } => {
             let cmd = std::env::var("SOPS_AGE_KEY_CMD").unwrap_or_default();
-            let argv = shell_words::split(&cmd)
-                .map_err(|e| format!("{label}: cannot split the command: {e}"))?;
+            let argv = shell_words::split(&cmd).map_err(|e| SourceError::CommandSyntax {
+                label: label.clone(),
+                reason: e.to_string(),
+            })?;
             let (prog, args) = argv
                 .split_first()
-                .ok_or_else(|| format!("{label}: empty command"))?;
+                .ok_or_else(|| SourceError::EmptyCommand {
+                    label: label.clone(),
+                })?;
             let out = std::process::Command::new(prog)
                 .args(args)
                 .stderr(std::process::Stdio::inherit())
                 .output()
-                .map_err(|e| format!("{label}: cannot run {prog}: {e}"))?;
+                .map_err(|source| SourceError::CannotRun {
+                    label: label.clone(),
+                    program: prog.clone(),
+                    source,
+                })?;
             let stdout = zeroize::Zeroizing::new(out.stdout);
             if !out.status.success() {
-                return Err(format!("{label}: {prog} exited with {}", out.status));
+                return Err(SourceError::CommandFailed {
+                    label: label.clone(),
+                    program: prog.clone(),
+                    status: out.status,
+                });
             }
-            parse_identity_text(label, &stdout, None).map(Some)
+            parse_identity_text(label, &stdout, None, callbacks).map(Some)
         }
         SourceSpec::File {
             label,
@@ -693,10 +961,17 @@ fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String>
             let bytes = match std::fs::read(path) {
                 Ok(b) => zeroize::Zeroizing::new(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-                Err(e) => return Err(format!("{label}: {e}")),
+                Err(source) => {
+                    return Err(SourceError::Unreadable {
+                        label: label.clone(),
+                        source,
+                    })
+                }
             };
-            warn_if_readable(path);
-            parse_identity_text(label, &bytes, Some(path)).map(Some)
+            if let Some(w) = readable_by_others(path) {
+                callbacks.prompter.warn(&w);
+            }
+            parse_identity_text(label, &bytes, Some(path), callbacks).map(Some)
         }
         SourceSpec::Ssh { path } => {
             let label = tilde(path);
@@ -704,27 +979,26 @@ fn load_source(spec: &SourceSpec) -> std::result::Result<Option<Source>, String>
                 Ok(b) => zeroize::Zeroizing::new(b),
                 Err(_) => return Ok(None),
             };
-            parse_identity_text(&label, &bytes, Some(path)).map(Some)
+            parse_identity_text(&label, &bytes, Some(path), callbacks).map(Some)
         }
     }
 }
 
-/// Prints a warning when a key file is readable by group or others (Unix).
-pub fn warn_if_readable(path: &Path) {
+/// A warning when a key file is readable by group or others (Unix); `None` otherwise.
+pub fn readable_by_others(path: &Path) -> Option<KeyWarning> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                eprintln!(
-                    "warning: {} is readable by other users (mode {:o}); run `chmod 600 {}`",
-                    path.display(),
-                    m.permissions().mode() & 0o777,
-                    path.display()
-                );
-            }
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Some(KeyWarning::ReadableByOthers {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
         }
     }
+    let _ = path;
+    None
 }
 
 /// Parses identity text: age identity lines, a passphrase-protected identity file, or an
@@ -733,9 +1007,10 @@ fn parse_identity_text(
     label: &str,
     bytes: &[u8],
     path: Option<&Path>,
-) -> std::result::Result<Source, String> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| format!("{label}: not a text identity file"))?;
+    callbacks: &AgeCallbacks,
+) -> std::result::Result<Source, SourceError> {
+    let label_ = || label.to_string();
+    let text = std::str::from_utf8(bytes).map_err(|_| SourceError::NotText { label: label_() })?;
     let head = text.trim_start();
     let filename = path.map(|p| p.display().to_string());
     let mut identities = Vec::new();
@@ -743,11 +1018,12 @@ fn parse_identity_text(
         || head.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
     {
         let reader = age::armor::ArmoredReader::new(std::io::Cursor::new(head.as_bytes().to_vec()));
-        let id = age::encrypted::Identity::from_buffer(reader, filename, TermCallbacks, None)
-            .map_err(|e| format!("{label}: {e}"))?
-            .ok_or_else(|| {
-                format!("{label}: an age file that is not a passphrase-protected identity")
-            })?;
+        let id = age::encrypted::Identity::from_buffer(reader, filename, callbacks.clone(), None)
+            .map_err(|source| SourceError::Protected {
+                label: label_(),
+                source,
+            })?
+            .ok_or_else(|| SourceError::NotAnIdentity { label: label_() })?;
         identities.push(LoadedIdentity {
             identity: Box::new(id),
             public: None,
@@ -756,8 +1032,12 @@ fn parse_identity_text(
     } else if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
         || head.starts_with("-----BEGIN RSA PRIVATE KEY-----")
     {
-        let id = age::ssh::Identity::from_buffer(head.as_bytes(), filename)
-            .map_err(|e| format!("{label}: {e}"))?;
+        let id = age::ssh::Identity::from_buffer(head.as_bytes(), filename).map_err(|source| {
+            SourceError::Ssh {
+                label: label_(),
+                source,
+            }
+        })?;
         let public = match &id {
             age::ssh::Identity::Unencrypted(_) => age::ssh::Recipient::try_from(id.clone())
                 .ok()
@@ -767,10 +1047,13 @@ fn parse_identity_text(
                 .map(|s| s.trim().to_string()),
         };
         if let age::ssh::Identity::Unsupported(k) = &id {
-            return Err(format!("{label}: unsupported SSH key ({k:?})"));
+            return Err(SourceError::UnsupportedSsh {
+                label: label_(),
+                kind: format!("{k:?}"),
+            });
         }
         identities.push(LoadedIdentity {
-            identity: Box::new(id.with_callbacks(TermCallbacks)),
+            identity: Box::new(id.with_callbacks(callbacks.clone())),
             public,
             kind: IdentityKind::Other,
         });
@@ -781,8 +1064,12 @@ fn parse_identity_text(
                 continue;
             }
             if line.starts_with("AGE-SECRET-KEY-1") {
-                let id = age::x25519::Identity::from_str(line)
-                    .map_err(|_| format!("{label}:{}: invalid AGE-SECRET-KEY line", n + 1))?;
+                let id = age::x25519::Identity::from_str(line).map_err(|_| {
+                    SourceError::BadSecretKey {
+                        label: label_(),
+                        line: n + 1,
+                    }
+                })?;
                 let public = id.to_public().to_string();
                 identities.push(LoadedIdentity {
                     identity: Box::new(id),
@@ -790,19 +1077,31 @@ fn parse_identity_text(
                     kind: IdentityKind::Other,
                 });
             } else if line.starts_with("AGE-PLUGIN-") {
-                let id = age::plugin::Identity::from_str(line)
-                    .map_err(|_| format!("{label}:{}: invalid AGE-PLUGIN identity", n + 1))?;
+                let id = age::plugin::Identity::from_str(line).map_err(|_| {
+                    SourceError::BadPluginIdentity {
+                        label: label_(),
+                        line: n + 1,
+                    }
+                })?;
                 let name = id.plugin().to_string();
-                match age::plugin::IdentityPluginV1::new(&name, &[id], TermCallbacks) {
+                match age::plugin::IdentityPluginV1::new(&name, &[id], callbacks.clone()) {
                     Ok(p) => identities.push(LoadedIdentity {
                         identity: Box::new(p),
                         public: None,
                         kind: IdentityKind::Plugin(name.clone()),
                     }),
-                    Err(_) => return Err(format!("{label}: {}", plugin_missing(&name))),
+                    Err(_) => {
+                        return Err(SourceError::PluginMissing {
+                            label: label_(),
+                            plugin: name,
+                        })
+                    }
                 }
             } else {
-                return Err(format!("{label}:{}: not an age identity line", n + 1));
+                return Err(SourceError::NotAnIdentityLine {
+                    label: label_(),
+                    line: n + 1,
+                });
             }
         }
     }
@@ -900,11 +1199,178 @@ mod tests {
         let id = age::x25519::Identity::generate();
         let p = id.to_public().to_string();
         assert_eq!(Recipient::parse(&p).unwrap().kind, RecipientKind::X25519);
-        assert!(Recipient::parse("age1nope").is_err());
-        assert!(Recipient::parse("hello")
-            .unwrap_err()
-            .contains("not a recipient"));
-        assert!(Recipient::parse("ssh-ed25519 AAAA garbage").is_err());
+        assert!(matches!(
+            Recipient::parse("age1nope"),
+            Err(RecipientError::Age(_))
+        ));
+        assert_eq!(
+            Recipient::parse("hello"),
+            Err(RecipientError::NotARecipient { private_key: false })
+        );
+        assert!(matches!(
+            Recipient::parse("ssh-ed25519 AAAA garbage"),
+            Err(RecipientError::Ssh(_))
+        ));
+    }
+
+    #[test]
+    fn recipient_errors_never_show_the_text() {
+        let id = age::x25519::Identity::generate();
+        let private = id.to_string();
+        let private = private.expose_secret();
+        let e = Recipient::parse(private).unwrap_err();
+        assert_eq!(e, RecipientError::NotARecipient { private_key: true });
+        let m = e.to_string();
+        assert!(
+            m.starts_with("not a recipient: expected an age public key"),
+            "{m}"
+        );
+        assert!(m.contains("looks like a private key"), "{m}");
+        assert!(
+            !m.contains(&private[..20]) && !m.contains(&private[private.len() - 8..]),
+            "{m}"
+        );
+        for text in [
+            "age1qqqqhunter2secret",
+            "age1hunter2secret1x",
+            "ssh-ed25519 aHVudGVyMnNlY3JldA== me",
+            "ssh-rsa aHVudGVyMnNlY3JldA==",
+        ] {
+            let m = Recipient::parse(text).unwrap_err().to_string();
+            assert!(
+                !m.contains("hunter2") && !m.contains("aHVudGVy"),
+                "{text}: {m}"
+            );
+        }
+    }
+
+    /// Records what the keyring tells and asks, to check that nothing goes to the terminal.
+    #[derive(Default)]
+    struct Recording {
+        warnings: std::sync::Mutex<Vec<KeyWarning>>,
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Prompter for Recording {
+        fn display_message(&self, message: &str) {
+            self.asked.lock().unwrap().push(message.into());
+        }
+        fn confirm(&self, message: &str, _: &str, _: Option<&str>) -> Option<bool> {
+            self.asked.lock().unwrap().push(message.into());
+            None
+        }
+        fn request_public_string(&self, description: &str) -> Option<String> {
+            self.asked.lock().unwrap().push(description.into());
+            None
+        }
+        fn request_passphrase(
+            &self,
+            description: &str,
+        ) -> std::result::Result<age::secrecy::SecretString, NoTerminal> {
+            self.asked.lock().unwrap().push(description.into());
+            Err(NoTerminal)
+        }
+        fn warn(&self, warning: &KeyWarning) {
+            self.warnings.lock().unwrap().push(warning.clone());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_a_warning_for_the_prompter() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test-key.txt");
+        let id = age::x25519::Identity::generate();
+        std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let rec = Arc::new(Recording::default());
+        let mut ring = Keyring::new(std::slice::from_ref(&path)).with_prompter(rec.clone());
+        assert_eq!(ring.all_publics().len(), 1);
+        let w = rec.warnings.lock().unwrap().clone();
+        assert_eq!(
+            w,
+            vec![KeyWarning::ReadableByOthers {
+                path: path.clone(),
+                mode: 0o644
+            }]
+        );
+        assert_eq!(
+            w[0].to_string(),
+            format!(
+                "{} is readable by other users (mode 644); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(readable_by_others(&path), None);
+    }
+
+    #[test]
+    fn a_protected_identity_without_a_terminal_says_so_in_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test-key.age");
+        let id = age::x25519::Identity::generate();
+        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from(
+            "test passphrase".to_string(),
+        ));
+        let mut out = Vec::new();
+        let mut w = enc
+            .wrap_output(
+                age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                    .unwrap(),
+            )
+            .unwrap();
+        w.write_all(id.to_string().expose_secret().as_bytes())
+            .unwrap();
+        w.finish().unwrap().finish().unwrap();
+        std::fs::write(&path, &out).unwrap();
+        let rec = Arc::new(Recording::default());
+        let mut ring = Keyring::new(std::slice::from_ref(&path)).with_prompter(rec.clone());
+        let r = Recipient::parse(&id.to_public().to_string()).unwrap();
+        let meta = Metadata::new(
+            vec![vec![KeyEntry {
+                recipient: r.text.clone(),
+                enc: r.wrap(&[1u8; 32]).unwrap(),
+            }]],
+            Default::default(),
+        );
+        assert!(ring.unwrap(&meta).unwrap().is_none());
+        assert_eq!(
+            rec.asked.lock().unwrap().len(),
+            1,
+            "asked once for the passphrase"
+        );
+        let tried = ring.tried().join("\n");
+        assert!(
+            tried.contains("no terminal to type the passphrase on"),
+            "{tried}"
+        );
+    }
+
+    #[test]
+    fn source_errors_name_the_source_and_line_only() {
+        let cb = AgeCallbacks::new(Arc::new(Silent));
+        let secretish = "AGE-SECRET-KEY-1HUNTER2NOTAKEY";
+        let e = parse_identity_text(
+            "keys.txt",
+            format!("# c\n{secretish}\n").as_bytes(),
+            None,
+            &cb,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(e, SourceError::BadSecretKey { line: 2, .. }));
+        assert_eq!(e.to_string(), "keys.txt:2: invalid AGE-SECRET-KEY line");
+        let e = parse_identity_text("$ENVV_AGE_KEY", b"hunter2\n", None, &cb)
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "$ENVV_AGE_KEY:1: not an age identity line");
+        let e = parse_identity_text("k", &[0xff, 0xfe], None, &cb)
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "k: not a text identity file");
     }
 
     #[test]

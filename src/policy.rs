@@ -802,7 +802,20 @@ fn locate(text: &str, path: &[&str]) -> Option<usize> {
     found
 }
 
-fn check_name(name: &str) -> std::result::Result<(), String> {
+/// A member, group or environment name that the policy cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty, longer than 64 bytes, starting with `-` or `.`, or holding a character other than
+    /// letters, digits, `-`, `_` and `.`. `shown` is the name's first 64 characters with control
+    /// characters escaped (a name is public policy text, never a secret).
+    #[error("invalid name \"{shown}\": use letters, digits, - _ . (at most 64)")]
+    Invalid {
+        /// The refused name, shortened and escaped for a message.
+        shown: String,
+    },
+}
+
+fn check_name(name: &str) -> std::result::Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -812,10 +825,14 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid name \"{}\": use letters, digits, - _ . (at most 64)",
-            name.chars().take(64).collect::<String>().escape_debug()
-        ))
+        Err(NameError::Invalid {
+            shown: name
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
+        })
     }
 }
 
@@ -879,24 +896,54 @@ impl FreezeWindow {
     }
 }
 
+/// Why a freeze window (`"Fri 18:00 - Sun 23:59"`) cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeError {
+    /// There is no `-` between the start and the end.
+    #[error("expected \"Day HH:MM - Day HH:MM\"")]
+    NoRange,
+    /// A start or end has no day.
+    #[error("missing day")]
+    MissingDay,
+    /// A start or end has a day but no time.
+    #[error("missing time")]
+    MissingTime,
+    /// The day is not one of mon..sun (any case, any suffix: `Friday`). `day` is policy text.
+    #[error("unknown day \"{day}\"")]
+    UnknownDay {
+        /// The word where the day should be.
+        day: String,
+    },
+    /// The time has no `:`.
+    #[error("time must be HH:MM")]
+    NoColon,
+    /// The hour is not a number.
+    #[error("bad hour")]
+    BadHour,
+    /// The minute is not a number.
+    #[error("bad minute")]
+    BadMinute,
+    /// The hour is above 23 or the minute above 59.
+    #[error("time out of range")]
+    OutOfRange,
+}
+
 /// Parses `"Fri 18:00 - Sun 23:59"`.
-pub fn parse_freeze(s: &str) -> std::result::Result<FreezeWindow, String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or("expected \"Day HH:MM - Day HH:MM\"")?;
-    let point = |p: &str| -> std::result::Result<u32, String> {
+pub fn parse_freeze(s: &str) -> std::result::Result<FreezeWindow, FreezeError> {
+    let (a, b) = s.split_once('-').ok_or(FreezeError::NoRange)?;
+    let point = |p: &str| -> std::result::Result<u32, FreezeError> {
         let mut it = p.split_whitespace();
-        let day = it.next().ok_or("missing day")?;
-        let hm = it.next().ok_or("missing time")?;
+        let day = it.next().ok_or(FreezeError::MissingDay)?;
+        let hm = it.next().ok_or(FreezeError::MissingTime)?;
         let d = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
             .iter()
             .position(|x| day.to_ascii_lowercase().starts_with(x))
-            .ok_or_else(|| format!("unknown day \"{day}\""))? as u32;
-        let (h, m) = hm.split_once(':').ok_or("time must be HH:MM")?;
-        let h: u32 = h.parse().map_err(|_| "bad hour")?;
-        let m: u32 = m.parse().map_err(|_| "bad minute")?;
+            .ok_or_else(|| FreezeError::UnknownDay { day: day.into() })? as u32;
+        let (h, m) = hm.split_once(':').ok_or(FreezeError::NoColon)?;
+        let h: u32 = h.parse().map_err(|_| FreezeError::BadHour)?;
+        let m: u32 = m.parse().map_err(|_| FreezeError::BadMinute)?;
         if h > 23 || m > 59 {
-            return Err("time out of range".into());
+            return Err(FreezeError::OutOfRange);
         }
         Ok(d * 1440 + h * 60 + m)
     };
@@ -1059,6 +1106,57 @@ mod tests {
         let w = parse_freeze("Sun 22:00 - Mon 06:00").unwrap();
         assert!(w.contains(60) && w.contains(6 * 1440 + 23 * 60));
         assert!(parse_freeze("someday").is_err());
+    }
+
+    #[test]
+    fn freeze_errors_name_the_part_that_is_wrong() {
+        assert_eq!(parse_freeze("someday"), Err(FreezeError::NoRange));
+        assert_eq!(parse_freeze(" - Sun 23:59"), Err(FreezeError::MissingDay));
+        assert_eq!(
+            parse_freeze("Fri - Sun 23:59"),
+            Err(FreezeError::MissingTime)
+        );
+        let e = parse_freeze("Caturday 18:00 - Sun 23:59").unwrap_err();
+        assert_eq!(e.to_string(), "unknown day \"Caturday\"");
+        assert_eq!(
+            parse_freeze("Fri 1800 - Sun 23:59"),
+            Err(FreezeError::NoColon)
+        );
+        assert_eq!(
+            parse_freeze("Fri xx:00 - Sun 23:59"),
+            Err(FreezeError::BadHour)
+        );
+        assert_eq!(
+            parse_freeze("Fri 18:yy - Sun 23:59"),
+            Err(FreezeError::BadMinute)
+        );
+        assert_eq!(
+            parse_freeze("Fri 18:00 - Sun 24:00"),
+            Err(FreezeError::OutOfRange)
+        );
+        assert_eq!(
+            parse_freeze("Fri 18:00 - Sun 23:60")
+                .unwrap_err()
+                .to_string(),
+            "time out of range"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_shown_escaped_and_cut_at_64() {
+        assert!(check_name("prod-eu.1_a").is_ok());
+        for bad in ["", "-x", ".x", "a b", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let e = check_name("a\u{1b}[2Jb").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid name \"a\\u{1b}[2Jb\": use letters, digits, - _ . (at most 64)"
+        );
+        let e = check_name(&format!("{}!", "n".repeat(80)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("\"{}\"", "n".repeat(64))), "{e}");
     }
 
     #[test]

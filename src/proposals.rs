@@ -182,7 +182,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Vec<Proposal>> {
         };
         let slot = match field {
             "key" => {
-                crate::dotenv::validate_key(value).map_err(|m| err(n, &m))?;
+                crate::dotenv::validate_key(value).map_err(|m| err(n, &m.to_string()))?;
                 &mut c.key
             }
             "by" => &mut c.by,

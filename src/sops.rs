@@ -159,47 +159,67 @@ pub fn is_enc(stored: &str) -> bool {
     stored.starts_with(ENC_PREFIX)
 }
 
+/// Why a stored `ENC[...]` string cannot be read. The messages name the part that is wrong and
+/// never the content: the text is ciphertext or, typed by mistake, a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncValueError {
+    /// The text does not start with `ENC[AES256_GCM,data:`.
+    #[error("not an ENC[AES256_GCM,...] value")]
+    NotEnc,
+    /// A field (`iv`, `tag` or `type`) is missing.
+    #[error("ENC value has no {0} field")]
+    MissingField(&'static str),
+    /// There is no closing `]`.
+    #[error("ENC value is not closed by ]")]
+    Unclosed,
+    /// The `type:` is not one of str, int, float, bool, time, bytes.
+    #[error("ENC value has an unknown type")]
+    UnknownType,
+    /// Text follows the closing `]`: sops ignores and drops it, nothing authenticates it.
+    #[error("text after the closing ] of the ENC value (not covered by the MAC)")]
+    TrailingText,
+    /// A field (`data`, `iv` or `tag`) is not valid base64.
+    #[error("ENC value has invalid base64 in {0}")]
+    BadBase64(&'static str),
+    /// The `iv` field is empty.
+    #[error("ENC value has an empty iv")]
+    EmptyIv,
+    /// The `tag` field does not decode to 16 bytes.
+    #[error("ENC value tag is not 16 bytes")]
+    TagLength,
+}
+
 impl EncValue {
     /// Parses an ENC string. The error says which part is wrong, never the content.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix(ENC_PREFIX)
-            .ok_or("not an ENC[AES256_GCM,...] value")?;
+    pub fn parse(s: &str) -> Result<Self, EncValueError> {
+        use EncValueError as E;
+        let rest = s.strip_prefix(ENC_PREFIX).ok_or(E::NotEnc)?;
         // Base64 has no `,`: each field ends at the next comma (a byte search; no substring
         // searcher is built per value, and this runs once per value of a file).
-        let (data, rest) = next_field(rest, "iv:").ok_or("ENC value has no iv field")?;
-        let (iv, rest) = next_field(rest, "tag:").ok_or("ENC value has no tag field")?;
-        let (tag, rest) = next_field(rest, "type:").ok_or("ENC value has no type field")?;
-        let end = rest
-            .bytes()
-            .position(|b| b == b']')
-            .ok_or("ENC value is not closed by ]")?;
-        let ty = ValueType::parse(&rest[..end]).ok_or("ENC value has an unknown type")?;
+        let (data, rest) = next_field(rest, "iv:").ok_or(E::MissingField("iv"))?;
+        let (iv, rest) = next_field(rest, "tag:").ok_or(E::MissingField("tag"))?;
+        let (tag, rest) = next_field(rest, "type:").ok_or(E::MissingField("type"))?;
+        let end = rest.bytes().position(|b| b == b']').ok_or(E::Unclosed)?;
+        let ty = ValueType::parse(&rest[..end]).ok_or(E::UnknownType)?;
         // sops ignores text after the `]` (its pattern is not anchored) and drops it on the next
         // write; nothing authenticates it, so envv refuses it instead of guessing what it means.
         if end + 1 != rest.len() {
-            return Err(
-                "text after the closing ] of the ENC value (not covered by the MAC)".into(),
-            );
+            return Err(E::TrailingText);
         }
-        let dec = |field: &str, what: &str| {
-            B64.decode(field)
-                .map_err(|_| format!("ENC value has invalid base64 in {what}"))
-        };
+        let dec =
+            |field: &str, what: &'static str| B64.decode(field).map_err(|_| E::BadBase64(what));
         let data = dec(data, "data")?;
         let iv = dec(iv, "iv")?;
         if iv.is_empty() {
-            return Err("ENC value has an empty iv".into());
+            return Err(E::EmptyIv);
         }
         // The tag is decoded on the stack (room for any 24-character field), not into a Vec.
         let mut buf = [0u8; 18];
         let n = B64.decode_slice(tag, &mut buf).map_err(|e| match e {
-            base64::DecodeSliceError::OutputSliceTooSmall => "ENC value tag is not 16 bytes",
-            base64::DecodeSliceError::DecodeError(_) => "ENC value has invalid base64 in tag",
+            base64::DecodeSliceError::OutputSliceTooSmall => E::TagLength,
+            base64::DecodeSliceError::DecodeError(_) => E::BadBase64("tag"),
         })?;
-        let tag: [u8; 16] = buf[..n]
-            .try_into()
-            .map_err(|_| "ENC value tag is not 16 bytes".to_string())?;
+        let tag: [u8; 16] = buf[..n].try_into().map_err(|_| E::TagLength)?;
         Ok(EncValue { data, iv, tag, ty })
     }
 }
@@ -652,11 +672,11 @@ impl Metadata {
             .collect()
     }
 
-    /// Reads metadata from the `sops_*` pairs of a file. `file` names it in errors.
+    /// Reads metadata from the `sops_*` pairs of a file. The error does not name the file: the
+    /// caller adds it (and the line, when it knows it).
     pub fn from_pairs<'a>(
-        file: &str,
         pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MetadataError> {
         let mut top: Vec<(u64, KeyEntryParts)> = Vec::new();
         let mut grouped: Vec<(u64, u64, KeyEntryParts)> = Vec::new();
         let mut lastmodified = None;
@@ -669,11 +689,14 @@ impl Metadata {
         for (key, stored) in pairs {
             let name = &key["sops_".len()..];
             let value = String::from_utf8(unescape_stored(stored)).expect("utf-8 in, utf-8 out");
-            let bad = |what: &str| format!("{file}: invalid metadata line {key}: {what}");
+            let bad = |problem: MetadataLineError| MetadataError::BadLine {
+                key: crate::dotenv::shown_key(key).into_owned(),
+                problem,
+            };
             if let Some(rest) = name.strip_prefix("age__list_") {
-                let (idx, field) = list_field(rest)
-                    .ok_or_else(|| bad("expected age__list_N__map_enc or _recipient"))?;
-                set_part(&mut top, idx, field, value).map_err(|m| bad(&m))?;
+                let (idx, field) =
+                    list_field(rest).ok_or_else(|| bad(MetadataLineError::NotAListField))?;
+                set_part(&mut top, idx, field, value).map_err(bad)?;
                 continue;
             }
             if let Some(rest) = name.strip_prefix("key_groups__list_") {
@@ -689,16 +712,14 @@ impl Metadata {
                                 &mut grouped.last_mut().unwrap().2
                             }
                         };
-                        parts.set(field, value).map_err(|m| bad(&m))?;
+                        parts.set(field, value).map_err(bad)?;
                         continue;
                     }
                 }
                 foreign.push((key.to_string(), stored.to_string()));
                 continue;
             }
-            let regex = |v: &str| {
-                rule_regex(v).map_err(|_| bad("invalid (or too large) regular expression"))
-            };
+            let regex = |v: &str| rule_regex(v).map_err(|_| bad(MetadataLineError::BadRegex));
             match name {
                 "lastmodified" => lastmodified = Some(value),
                 "mac" => mac = value,
@@ -715,7 +736,7 @@ impl Metadata {
                                 .filter(|f| f.fract() == 0.0 && *f >= 0.0)
                                 .map(|f| f as u64)
                         })
-                        .ok_or_else(|| bad("not a number"))?;
+                        .ok_or_else(|| bad(MetadataLineError::NotANumber))?;
                     threshold = Some(t);
                 }
                 // An empty rule value counts as absent, as in sops (all absent: `_unencrypted`).
@@ -739,27 +760,16 @@ impl Metadata {
                 _ => foreign.push((key.to_string(), stored.to_string())),
             }
         }
-        let lastmodified = lastmodified.ok_or_else(|| {
-            format!(
-                "{file}: sops metadata has no sops_lastmodified (truncated or not a sops file?)"
-            )
-        })?;
-        canonical_time(&lastmodified)
-            .ok_or_else(|| format!("{file}: sops_lastmodified is not an RFC 3339 time"))?;
-        let version = version.ok_or_else(|| {
-            format!("{file}: sops metadata has no sops_version (truncated or not a sops file?)")
-        })?;
+        let lastmodified = lastmodified.ok_or(MetadataError::Missing("sops_lastmodified"))?;
+        canonical_time(&lastmodified).ok_or(MetadataError::BadLastModified)?;
+        let version = version.ok_or(MetadataError::Missing("sops_version"))?;
         if rules.len() > 1 {
-            return Err(format!(
-                "{file}: sops metadata has more than one encryption rule"
-            ));
+            return Err(MetadataError::SeveralRules);
         }
-        let finish = |parts: KeyEntryParts, what: String| -> Result<KeyEntry, String> {
+        let finish = |parts: KeyEntryParts, entry: String| -> Result<KeyEntry, MetadataError> {
             match (parts.recipient, parts.enc) {
                 (Some(recipient), Some(enc)) => Ok(KeyEntry { recipient, enc }),
-                _ => Err(format!(
-                    "{file}: recipient entry {what} is incomplete (needs both enc and recipient)"
-                )),
+                _ => Err(MetadataError::IncompleteEntry { entry }),
             }
         };
         let (groups, key_groups_form) = if !top.is_empty() {
@@ -788,9 +798,7 @@ impl Metadata {
                     .any(|m| rest.starts_with(&format!("{m}__list_")))
             });
             if !has_other {
-                return Err(format!(
-                    "{file}: sops metadata lists no recipients (no sops_age__ lines)"
-                ));
+                return Err(MetadataError::NoRecipients);
             }
             (Vec::new(), false)
         };
@@ -857,6 +865,61 @@ impl Metadata {
     }
 }
 
+/// Why the `sops_*` lines of a file are not usable metadata. The file is not named: the caller
+/// adds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// One `sops_*` line cannot be read. `key` follows [`crate::dotenv::shown_key`]: a line whose
+    /// text before `=` is not a name is described, not shown.
+    #[error("invalid metadata line {key}: {problem}")]
+    BadLine {
+        /// The line's key, or a description of it when it is not a name.
+        key: String,
+        /// What is wrong with it.
+        problem: MetadataLineError,
+    },
+    /// A line every sops file has is absent (`sops_lastmodified`, `sops_version`).
+    #[error("sops metadata has no {0} (truncated or not a sops file?)")]
+    Missing(&'static str),
+    /// `sops_lastmodified` is not an RFC 3339 time (it is the MAC's associated data).
+    #[error("sops_lastmodified is not an RFC 3339 time")]
+    BadLastModified,
+    /// More than one of the `*_suffix` / `*_regex` rules is set.
+    #[error("sops metadata has more than one encryption rule")]
+    SeveralRules,
+    /// A recipient entry has its `enc` or its `recipient` line but not both. `entry` says which
+    /// (`age 0`, `group 1 age 0`).
+    #[error("recipient entry {entry} is incomplete (needs both enc and recipient)")]
+    IncompleteEntry {
+        /// The entry's position.
+        entry: String,
+    },
+    /// There is no age recipient and no other kind of master key.
+    #[error("sops metadata lists no recipients (no sops_age__ lines)")]
+    NoRecipients,
+}
+
+/// What is wrong with one `sops_*` metadata line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataLineError {
+    /// `sops_age__list_…` without a number and a field.
+    #[error("expected age__list_N__map_enc or _recipient")]
+    NotAListField,
+    /// A recipient entry field other than `enc` and `recipient`; `field` is shown only when it
+    /// is made of name characters.
+    #[error("unknown field {field}")]
+    UnknownField {
+        /// The field name, or a description.
+        field: String,
+    },
+    /// A `*_regex` rule that does not compile (or compiles too large).
+    #[error("invalid (or too large) regular expression")]
+    BadRegex,
+    /// `sops_shamir_threshold` is not a whole number.
+    #[error("not a number")]
+    NotANumber,
+}
+
 #[derive(Default)]
 struct KeyEntryParts {
     recipient: Option<String>,
@@ -864,11 +927,18 @@ struct KeyEntryParts {
 }
 
 impl KeyEntryParts {
-    fn set(&mut self, field: &str, value: String) -> Result<(), String> {
+    fn set(&mut self, field: &str, value: String) -> Result<(), MetadataLineError> {
         match field {
             "enc" => self.enc = Some(value),
             "recipient" => self.recipient = Some(value.trim().to_string()),
-            _ => return Err(format!("unknown field {field}")),
+            _ => {
+                let named = field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                return Err(MetadataLineError::UnknownField {
+                    field: if named { field } else { "(not a field name)" }.into(),
+                });
+            }
         }
         Ok(())
     }
@@ -884,7 +954,7 @@ fn set_part(
     idx: u64,
     field: &str,
     value: String,
-) -> Result<(), String> {
+) -> Result<(), MetadataLineError> {
     let pos = match v.iter().position(|(i, _)| *i == idx) {
         Some(p) => p,
         None => {
@@ -996,19 +1066,33 @@ pub mod shamir {
         exp[(log[a as usize] as usize + 255 - log[b as usize] as usize) % 255]
     }
 
+    /// Why shares cannot be combined.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    pub enum ShamirError {
+        /// One share (or none): at least two are needed.
+        #[error("fewer than two shares")]
+        TooFewShares,
+        /// The shares are not all the same length (or too short to hold a value and an index).
+        #[error("shares have different lengths")]
+        LengthMismatch,
+        /// Two shares have the same x index, or one has index 0 (which would be the secret).
+        #[error("duplicate or zero share index")]
+        BadIndex,
+    }
+
     /// Recovers the secret from shares (each = values followed by its x byte).
-    pub fn combine(shares: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    pub fn combine(shares: &[Vec<u8>]) -> Result<Vec<u8>, ShamirError> {
         if shares.len() < 2 {
-            return Err("fewer than two shares".into());
+            return Err(ShamirError::TooFewShares);
         }
         let len = shares[0].len();
         if len < 2 || shares.iter().any(|s| s.len() != len) {
-            return Err("shares have different lengths".into());
+            return Err(ShamirError::LengthMismatch);
         }
         let xs: Vec<u8> = shares.iter().map(|s| s[len - 1]).collect();
         for (i, x) in xs.iter().enumerate() {
             if *x == 0 || xs[..i].contains(x) {
-                return Err("duplicate or zero share index".into());
+                return Err(ShamirError::BadIndex);
             }
         }
         let mut out = vec![0u8; len - 1];
@@ -1069,44 +1153,66 @@ mod tests {
 
     #[test]
     fn enc_parse_errors_are_specific() {
-        assert!(
-            EncValue::parse("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]")
-                .unwrap_err()
-                .contains("base64")
+        use EncValueError as E;
+        let err = |s: &str| EncValue::parse(s).unwrap_err();
+        let tag16 = "AAAAAAAAAAAAAAAAAAAAAA==";
+        assert_eq!(err("sk_live_51Hx"), E::NotEnc);
+        assert_eq!(
+            err("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]"),
+            E::BadBase64("data")
         );
-        assert!(EncValue::parse("ENC[AES256_GCM,data:AA==,iv:AA==")
-            .unwrap_err()
-            .contains("tag"));
-        assert!(
-            EncValue::parse("ENC[AES256_GCM,data:AA==,tag:AA==,type:str]")
-                .unwrap_err()
-                .contains("iv")
+        assert_eq!(
+            err("ENC[AES256_GCM,data:AA==,iv:AA=="),
+            E::MissingField("tag")
         );
-        assert!(EncValue::parse(
-            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str"
-        )
-        .unwrap_err()
-        .contains("closed"));
+        assert_eq!(
+            err("ENC[AES256_GCM,data:AA==,tag:AA==,type:str]"),
+            E::MissingField("iv")
+        );
+        assert_eq!(
+            err(&format!(
+                "ENC[AES256_GCM,data:AA==,iv:AA==,tag:{tag16},type:str"
+            )),
+            E::Unclosed
+        );
+        assert_eq!(
+            err(&format!(
+                "ENC[AES256_GCM,data:AA==,iv:,tag:{tag16},type:str]"
+            )),
+            E::EmptyIv
+        );
         let long_tag = format!(
             "ENC[AES256_GCM,data:AA==,iv:AA==,tag:{},type:str]",
             "A".repeat(44)
         );
-        assert!(EncValue::parse(&long_tag)
-            .unwrap_err()
-            .contains("not 16 bytes"));
-        let short_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAA,type:str]";
-        assert!(EncValue::parse(short_tag)
-            .unwrap_err()
-            .contains("not 16 bytes"));
-        let bad_tag = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:!!!!,type:str]";
-        assert!(EncValue::parse(bad_tag)
-            .unwrap_err()
-            .contains("base64 in tag"));
-        assert!(EncValue::parse(
-            "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:zzz]"
-        )
-        .unwrap_err()
-        .contains("type"));
+        assert_eq!(err(&long_tag), E::TagLength);
+        assert_eq!(
+            err("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAA,type:str]"),
+            E::TagLength
+        );
+        assert_eq!(
+            err("ENC[AES256_GCM,data:AA==,iv:AA==,tag:!!!!,type:str]"),
+            E::BadBase64("tag")
+        );
+        assert_eq!(
+            err(&format!(
+                "ENC[AES256_GCM,data:AA==,iv:AA==,tag:{tag16},type:zzz]"
+            )),
+            E::UnknownType
+        );
+        // The messages are the ones users saw before the errors were typed, and name no content.
+        assert_eq!(
+            E::BadBase64("tag").to_string(),
+            "ENC value has invalid base64 in tag"
+        );
+        assert_eq!(
+            E::MissingField("iv").to_string(),
+            "ENC value has no iv field"
+        );
+        assert_eq!(E::TagLength.to_string(), "ENC value tag is not 16 bytes");
+        let secretish = "ENC[AES256_GCM,data:c2VjcmV0,iv:!!hunter2,tag:AA==,type:str]";
+        let m = err(secretish).to_string();
+        assert!(!m.contains("hunter2") && !m.contains("c2VjcmV0"), "{m}");
     }
 
     #[test]
@@ -1184,9 +1290,9 @@ mod tests {
         let k = DataKey::generate();
         let s = k.cipher().encrypt(b"v", b"A:", ValueType::Str);
         assert!(EncValue::parse(&s).is_ok());
-        assert!(EncValue::parse(&format!("{s} # note"))
-            .unwrap_err()
-            .contains("after the closing ]"));
+        let e = EncValue::parse(&format!("{s} # note")).unwrap_err();
+        assert_eq!(e, EncValueError::TrailingText);
+        assert!(e.to_string().contains("after the closing ]"), "{e}");
     }
 
     #[test]
@@ -1255,7 +1361,7 @@ mod tests {
             })
             .collect();
         let back =
-            Metadata::from_pairs("f", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+            Metadata::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back.groups[0].len(), 12);
         assert_eq!(back.groups[0][11].recipient, "r11");
         assert_eq!(back.groups[0][11].enc, "x\ny\n");
@@ -1281,5 +1387,103 @@ mod tests {
         assert_eq!(r.plan(&lines), vec![true, false, false, true]);
         let r = CryptRule::EncryptedCommentRegex(Regex::new("plain").unwrap());
         assert_eq!(r.plan(&lines), vec![false, true, true, false]);
+    }
+
+    #[test]
+    fn metadata_errors_name_the_line_and_not_the_file() {
+        let read = |pairs: &[(&str, &str)]| Metadata::from_pairs(pairs.iter().copied());
+        let base = [
+            ("sops_age__list_0__map_enc", "x"),
+            ("sops_age__list_0__map_recipient", "age1x"),
+            ("sops_lastmodified", "2026-01-01T00:00:00Z"),
+            ("sops_version", "3.11.0"),
+        ];
+        assert!(read(&base).is_ok());
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.push(extra);
+            read(&v).unwrap_err()
+        };
+        let e = with(("sops_shamir_threshold", "two"));
+        assert_eq!(
+            e.to_string(),
+            "invalid metadata line sops_shamir_threshold: not a number"
+        );
+        let e = with(("sops_age__list_0__map_colour", "x"));
+        assert_eq!(
+            e.to_string(),
+            "invalid metadata line sops_age__list_0__map_colour: unknown field colour"
+        );
+        // A key that is not a name (a pasted secret after `sops_`) is described, not shown.
+        let e = with(("sops_age__list_0__map_pw:hunter2", "x"));
+        let m = e.to_string();
+        assert!(!m.contains("hunter2"), "{m}");
+        assert!(matches!(
+            e,
+            MetadataError::BadLine {
+                problem: MetadataLineError::UnknownField { .. },
+                ..
+            }
+        ));
+        assert_eq!(
+            with(("sops_age__list_x", "1")),
+            MetadataError::BadLine {
+                key: "sops_age__list_x".into(),
+                problem: MetadataLineError::NotAListField
+            }
+        );
+        assert!(matches!(
+            with(("sops_encrypted_regex", "(")),
+            MetadataError::BadLine {
+                problem: MetadataLineError::BadRegex,
+                ..
+            }
+        ));
+        assert_eq!(
+            read(&base[..3]).unwrap_err().to_string(),
+            "sops metadata has no sops_version (truncated or not a sops file?)"
+        );
+        assert_eq!(
+            read(&[base[0], base[1], base[3]]).unwrap_err(),
+            MetadataError::Missing("sops_lastmodified")
+        );
+        assert_eq!(
+            read(&[
+                base[0],
+                base[1],
+                ("sops_lastmodified", "yesterday"),
+                base[3]
+            ])
+            .unwrap_err(),
+            MetadataError::BadLastModified
+        );
+        assert_eq!(
+            read(&[base[0], base[2], base[3]]).unwrap_err().to_string(),
+            "recipient entry age 0 is incomplete (needs both enc and recipient)"
+        );
+        assert_eq!(read(&base[2..]).unwrap_err(), MetadataError::NoRecipients);
+        let mut two_rules = base.to_vec();
+        two_rules.push(("sops_encrypted_suffix", "_secret"));
+        two_rules.push(("sops_unencrypted_suffix", "_plain"));
+        assert_eq!(read(&two_rules).unwrap_err(), MetadataError::SeveralRules);
+    }
+
+    #[test]
+    fn shamir_refuses_unusable_shares() {
+        let shares = shamir::split(&[9u8; 32], 3, 2);
+        assert_eq!(
+            shamir::combine(&shares[..1]),
+            Err(shamir::ShamirError::TooFewShares)
+        );
+        let short = vec![shares[0].clone(), shares[1][1..].to_vec()];
+        assert_eq!(
+            shamir::combine(&short),
+            Err(shamir::ShamirError::LengthMismatch)
+        );
+        let twice = vec![shares[0].clone(), shares[0].clone()];
+        assert_eq!(
+            shamir::combine(&twice).unwrap_err().to_string(),
+            "duplicate or zero share index"
+        );
     }
 }

@@ -433,6 +433,26 @@ fn a_tampered_sops_source_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_sops_source_key_that_is_not_a_name_is_not_shown() {
+    let s = with_production();
+    let key = fixtures().join("keys.txt");
+    let text = std::fs::read_to_string(import_fixtures().join("sops_flat.json")).unwrap();
+    let edited = text.replacen('{', "{\n\t\"postgres://u:hunter2pass@db\": \"x\",", 1);
+    let src = s.tmp.path().join("pasted_key.json");
+    std::fs::write(&src, edited).unwrap();
+    let out = run_env(
+        &s,
+        &[("SOPS_AGE_KEY_FILE", key.to_str().unwrap())],
+        &["import", "-e", "production", src.to_str().unwrap()],
+    );
+    assert_code(&out, 2, "pasted key");
+    let err = stderr(&out);
+    assert!(err.contains("invalid key name"), "{err}");
+    assert!(!err.contains("hunter2pass"), "{err}");
+    assert!(!s.repo.join(".env.production").exists());
+}
+
+#[test]
 fn a_nested_sops_document_names_the_nested_path() {
     let s = with_production();
     let key = fixtures().join("keys.txt");

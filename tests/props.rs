@@ -112,7 +112,7 @@ proptest! {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (format!("sops_{k}"), v.to_string()))
             .collect();
-        let _ = Metadata::from_pairs("x.env", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let _ = Metadata::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
 
     /// Near-valid input: lines built from dotenv and sops fragments.
@@ -175,7 +175,7 @@ fn metadata_lines_round_trip_escaped_values() {
         ("sops_mac", "ENC[x\\ny]"),
         ("sops_version", "3.11.0\\nsops_extra=1"),
     ];
-    let meta = Metadata::from_pairs("m.env", pairs.iter().copied()).unwrap();
+    let meta = Metadata::from_pairs(pairs.iter().copied()).unwrap();
     let mut out = Vec::new();
     dotenv::emit_stored(&meta.to_lines(), &mut out);
     let back = dotenv::parse_stored("m.env", &out).expect("written metadata re-parses");

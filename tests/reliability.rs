@@ -653,6 +653,20 @@ fn errors_never_echo_a_value() {
         !err.contains("tok_live") && err.contains(".env:1:"),
         "{err}"
     );
+    // The same for a pasted token after `sops_` among the metadata lines.
+    std::fs::remove_file(s.repo.join(".env")).unwrap();
+    s.ok(&["set", "A", "1"]);
+    let text = insert_before(
+        &s.read(".env"),
+        "sops_lastmodified=",
+        "sops_age__list_0__map_tok:live_abcdef=x",
+    );
+    s.write(".env", text);
+    let err = s.fails(&["get", "A"], 2);
+    assert!(
+        !err.contains("live_abcdef") && err.contains("invalid metadata line"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -45,18 +45,12 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = pairs(prefixed.as_bytes()) else {
         return;
     };
-    if let Ok(meta) = Metadata::from_pairs(
-        "fuzz.env",
-        input.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ) {
+    if let Ok(meta) = Metadata::from_pairs(input.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         let mut out = Vec::new();
         dotenv::emit_stored(&meta.to_lines(), &mut out);
         let again = pairs(&out).expect("written metadata re-parses");
-        let meta2 = Metadata::from_pairs(
-            "fuzz.env",
-            again.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        )
-        .expect("written metadata re-reads");
+        let meta2 = Metadata::from_pairs(again.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .expect("written metadata re-reads");
         let mut out2 = Vec::new();
         dotenv::emit_stored(&meta2.to_lines(), &mut out2);
         assert_eq!(out, out2, "metadata write is a fixed point");

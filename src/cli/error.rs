@@ -240,6 +240,12 @@ impl From<crate::phrase::PhraseError> for CliError {
     }
 }
 
+impl From<crate::dotenv::KeyNameError> for CliError {
+    fn from(e: crate::dotenv::KeyNameError) -> Self {
+        Error::from(e).into()
+    }
+}
+
 impl From<git2::Error> for CliError {
     fn from(e: git2::Error) -> Self {
         Error::from(e).into()

@@ -26,6 +26,7 @@ mod import;
 mod init;
 mod keys;
 mod member;
+mod prompt;
 mod propose;
 mod public;
 mod scan;
@@ -256,6 +257,7 @@ pub fn run(cli: Cli) -> i32 {
 fn dispatch(cli: Cli) -> CliResult<i32> {
     // First, before any identity is read or value decrypted: no core dumps.
     crate::coredump::forbid();
+    crate::keys::set_prompter(std::sync::Arc::new(prompt::Terminal));
     let ws = Workspace::discover()?;
     if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
         return Err(CliError::usage(

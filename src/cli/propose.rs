@@ -103,7 +103,7 @@ fn names(ctx: &Ctx, recipients: &[&str]) -> Vec<String> {
 
 pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     let t = ctx.target()?;
-    crate::dotenv::validate_key(&a.key).map_err(Error::usage)?;
+    crate::dotenv::validate_key(&a.key)?;
     let env = env_name(&t);
     let f = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) => {
@@ -150,7 +150,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     }
     let recipients = texts
         .iter()
-        .map(|r| Recipient::parse(r).map_err(|e| Error::format(&t.name, e)))
+        .map(|r| Recipient::parse(r).map_err(|e| Error::format(&t.name, e.to_string())))
         .collect::<crate::Result<Vec<_>>>()?;
     if recipients.is_empty() {
         return Err(Error::format(&t.name, "no age recipients to encrypt a proposal to").into());

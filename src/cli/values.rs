@@ -218,7 +218,7 @@ fn parse_set_args(args: &[String]) -> crate::Result<Vec<(String, Secret)>> {
         return Ok(out);
     }
     let key = &args[0];
-    dotenv::validate_key(key).map_err(Error::usage)?;
+    dotenv::validate_key(key)?;
     let value = match args.len() {
         1 => read_value(key)?,
         2 => {
