@@ -19,6 +19,64 @@ use crate::sops::{self, CryptRule, DataKey, EncValue, KeyEntry, MacBuilder, Meta
 /// Largest file envv reads (a dotenv file this size is almost certainly a mistake).
 pub const MAX_FILE_BYTES: u64 = crate::paths::MAX_READ_BYTES;
 
+/// A stored file split the way the sops dotenv store splits it: data lines, and the `sops_`
+/// metadata lines. The one place that tells them apart, for envv reading a file, the hook
+/// reading a staged blob and the history reading old versions.
+#[derive(Debug, Default)]
+pub struct StoredFile {
+    /// Data lines in file order, without the blank lines left at the end where the metadata
+    /// followed.
+    pub lines: Vec<Line>,
+    /// The `sops_*` lines: key and stored text, in file order.
+    pub meta_pairs: Vec<(String, String)>,
+    /// The line number of each `sops_*` key, for messages.
+    pub key_lines: Vec<(String, usize)>,
+}
+
+impl StoredFile {
+    /// Parses stored bytes (see [`dotenv::parse_stored`]) and splits them.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
+        Ok(Self::split(dotenv::parse_stored(file, bytes)?))
+    }
+
+    /// Splits parsed stored lines into data and metadata.
+    pub fn split(all: Vec<Line>) -> Self {
+        let mut s = StoredFile {
+            lines: Vec::with_capacity(all.len()),
+            ..Default::default()
+        };
+        for l in all {
+            match l {
+                Line::Pair { key, stored, line } if key.starts_with("sops_") => {
+                    s.key_lines.push((key.clone(), line));
+                    s.meta_pairs.push((key, stored))
+                }
+                other => s.lines.push(other),
+            }
+        }
+        while matches!(s.lines.last(), Some(Line::Blank)) {
+            s.lines.pop();
+        }
+        s
+    }
+
+    /// Whether there are metadata lines (an encrypted file).
+    pub fn has_metadata(&self) -> bool {
+        !self.meta_pairs.is_empty()
+    }
+
+    /// The metadata the `sops_` lines describe.
+    pub fn metadata(&self) -> std::result::Result<Metadata, sops::MetadataError> {
+        let mut meta = Metadata::from_pairs(
+            self.meta_pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        meta.key_lines = self.key_lines.clone();
+        Ok(meta)
+    }
+}
+
 /// An encrypted (or not yet encrypted) dotenv file.
 #[derive(Debug, Clone)]
 pub struct EnvFile {
@@ -160,30 +218,14 @@ impl EnvFile {
         }
         let all = dotenv::parse_stored(name, bytes)?;
         check_stored_lines(name, &all)?;
-        let mut lines = Vec::with_capacity(all.len());
-        let mut meta_pairs: Vec<(String, String)> = Vec::new();
-        let mut key_lines: Vec<(String, usize)> = Vec::new();
-        for l in all {
-            match l {
-                Line::Pair { key, stored, line } if key.starts_with("sops_") => {
-                    key_lines.push((key.clone(), line));
-                    meta_pairs.push((key, stored))
-                }
-                other => lines.push(other),
-            }
-        }
-        // Drop trailing blank lines left where metadata used to follow.
-        while matches!(lines.last(), Some(Line::Blank)) {
-            lines.pop();
-        }
-        let meta = Metadata::from_pairs(meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let stored = StoredFile::split(all);
+        let meta = stored
+            .metadata()
             .map_err(|e| Error::format(name, e.to_string()))?;
-        let mut meta = meta;
-        meta.key_lines = key_lines;
         Ok(EnvFile {
             path: path.to_path_buf(),
             name: name.into(),
-            lines,
+            lines: stored.lines,
             meta: Some(meta),
         })
     }
@@ -476,10 +518,7 @@ impl EnvFile {
         }
         if verify_mac {
             let computed = mac.finish();
-            let ok = canonical_mac_aad(meta).and_then(|aad| {
-                let enc = EncValue::parse(&meta.mac).ok()?;
-                cipher.decrypt(&enc, aad.as_bytes())
-            });
+            let ok = self.stored_mac(key);
             let mut lf_ok = |stored: &Secret| {
                 mac_lf
                     .take()
@@ -529,6 +568,21 @@ impl EnvFile {
                 Error::refused(format!("{key} is public (kept in plain text) but its value has a CR or the text \\n, which the sops format cannot store unencrypted"))
             })
         }
+    }
+
+    /// The MAC stored in the file, decrypted with `dk`; `None` when `dk` is not the file's data
+    /// key (or the MAC line is missing or malformed).
+    fn stored_mac(&self, dk: &DataKey) -> Option<Secret> {
+        let meta = self.meta.as_ref()?;
+        let aad = sops::canonical_time(&meta.lastmodified)?;
+        let enc = EncValue::parse(&meta.mac).ok()?;
+        dk.cipher().decrypt(&enc, aad.as_bytes())
+    }
+
+    /// Whether `dk` is this file's data key: it opens the stored MAC. (The values are not
+    /// checked; [`EnvFile::decrypt`] checks them.)
+    pub fn opens_mac(&self, dk: &DataKey) -> bool {
+        self.stored_mac(dk).is_some()
     }
 
     fn line_no(&self, i: usize) -> usize {
@@ -1501,10 +1555,6 @@ impl EnvFile {
             )),
         }
     }
-}
-
-fn canonical_mac_aad(meta: &Metadata) -> Option<String> {
-    sops::canonical_time(&meta.lastmodified)
 }
 
 /// Parses a stored plaintext value with dotenv quoting (for values typed into an encrypted file).

@@ -11,7 +11,7 @@ use crate::dotenv::{self, Line};
 use crate::envfile::recipient_drift;
 use crate::error::{Error, IoContext, Result};
 use crate::policy::{self, Policy, POLICY_FILE};
-use crate::sops::{CryptRule, Metadata};
+use crate::sops::CryptRule;
 
 /// One problem in the staged content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,18 +488,8 @@ pub fn check_dotenv_blob(
         }
     };
     let structure = crate::envfile::check_stored_lines(path, &lines).err();
-    let mut data = Vec::with_capacity(lines.len());
-    let mut meta_pairs: Vec<(String, String)> = Vec::new();
-    let mut key_lines: Vec<(String, usize)> = Vec::new();
-    for l in lines {
-        match l {
-            Line::Pair { key, stored, line } if key.starts_with("sops_") => {
-                key_lines.push((key.clone(), line));
-                meta_pairs.push((key, stored))
-            }
-            other => data.push(other),
-        }
-    }
+    let stored = crate::envfile::StoredFile::split(lines);
+    let data = &stored.lines;
     let encrypt_cmd = match env {
         Some(e) => format!("envv encrypt -e {e} && git add {path}"),
         None => {
@@ -515,10 +505,10 @@ pub fn check_dotenv_blob(
             }
         }
     };
-    if meta_pairs.is_empty() {
+    if !stored.has_metadata() {
         // Wholly plaintext: every value the policy would encrypt is a finding.
         let rule = policy.map(Policy::crypt_rule).unwrap_or_default();
-        let plain: Vec<(String, usize)> = plaintext_lines(&data, &rule, true);
+        let plain: Vec<(String, usize)> = plaintext_lines(data, &rule, true);
         if let Some((first_key, first_line)) = plain.first() {
             let more = if plain.len() > 1 {
                 format!(" and {} more value(s)", plain.len() - 1)
@@ -537,20 +527,18 @@ pub fn check_dotenv_blob(
         }
         return;
     }
-    let mut meta =
-        match Metadata::from_pairs(meta_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-            Ok(m) => m,
-            Err(m) => {
-                out.push(Finding {
-                    file: path.to_string(),
-                    line: None,
-                    message: format!("invalid sops metadata: {m}"),
-                    fix: format!("restore it with `git checkout HEAD -- {path}`"),
-                });
-                return;
-            }
-        };
-    meta.key_lines = key_lines;
+    let meta = match stored.metadata() {
+        Ok(m) => m,
+        Err(m) => {
+            out.push(Finding {
+                file: path.to_string(),
+                line: None,
+                message: format!("invalid sops metadata: {m}"),
+                fix: format!("restore it with `git checkout HEAD -- {path}`"),
+            });
+            return;
+        }
+    };
     if let Some(Error::Parse { line, msg, .. }) = structure {
         out.push(Finding {
             file: path.to_string(),
@@ -568,7 +556,7 @@ pub fn check_dotenv_blob(
             fix: c.fix(path),
         });
     }
-    for (key, line) in plaintext_lines(&data, &meta.rule, false) {
+    for (key, line) in plaintext_lines(data, &meta.rule, false) {
         out.push(Finding {
             file: path.to_string(),
             line: Some(line),

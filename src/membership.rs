@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::DirLock;
 use crate::keys::{same_recipient, short_key, Keyring, Recipient};
 use crate::policy::{Policy, PolicyFile, POLICY_FILE};
-use crate::sops::{self, EncValue};
+use crate::sops;
 
 /// What happens to one environment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,7 +464,7 @@ impl Session {
             match (change.action, layout) {
                 (Action::Rewrap, layout) => {
                     // The key must be the file's own: it opens the MAC.
-                    if !opens_mac(&file, &dk) {
+                    if !file.opens_mac(&dk) {
                         return Err(Error::Mac {
                             file: change.name.clone(),
                         });
@@ -760,20 +760,6 @@ pub fn check_policy(p: &Policy) -> Result<()> {
         },
         other => other,
     })
-}
-
-/// Whether `dk` decrypts the file's MAC (so it is the file's data key).
-fn opens_mac(file: &EnvFile, dk: &crate::sops::DataKey) -> bool {
-    let Some(meta) = &file.meta() else {
-        return false;
-    };
-    let Some(aad) = sops::canonical_time(&meta.lastmodified) else {
-        return false;
-    };
-    EncValue::parse(&meta.mac)
-        .ok()
-        .and_then(|enc| dk.cipher().decrypt(&enc, aad.as_bytes()))
-        .is_some()
 }
 
 /// Writes `bytes` to a temp file beside `path` (mode of `path` kept), not yet renamed.
