@@ -888,15 +888,7 @@ impl Opened {
         }
         let i = match idx {
             Some(i) => i,
-            None => {
-                self.file.lines.push(Line::Pair {
-                    key: key.into(),
-                    stored: String::new(),
-                    line: 0,
-                });
-                self.slots.push(Slot::default());
-                self.file.lines.len() - 1
-            }
+            None => self.push_placeholder(key),
         };
         let encrypt = self.file.rule().plan(&self.file.lines)[i];
         let stored = self.file.store_value(&self.dk, key, &value, encrypt)?;
@@ -1052,15 +1044,7 @@ impl Opened {
     pub fn adopt_stored(&mut self, key: &str, stored: String, value: Secret) {
         let i = match self.file.find(key) {
             Some(i) => i,
-            None => {
-                self.file.lines.push(Line::Pair {
-                    key: key.into(),
-                    stored: String::new(),
-                    line: 0,
-                });
-                self.slots.push(Slot::default());
-                self.file.lines.len() - 1
-            }
+            None => self.push_placeholder(key),
         };
         self.file.lines[i] = Line::Pair {
             key: key.into(),
@@ -1070,14 +1054,16 @@ impl Opened {
         self.slots[i] = Slot::new(Some(value), State::Sealed);
     }
 
-    /// Appends an empty line for `key` (outside the MAC): the place of a merge conflict's half.
-    pub fn push_placeholder(&mut self, key: &str) {
+    /// Appends an empty line for `key` (outside the MAC until a value is set): where a new key
+    /// goes, or the place of a merge conflict's half. Returns its index.
+    pub fn push_placeholder(&mut self, key: &str) -> usize {
         self.file.lines.push(Line::Pair {
             key: key.into(),
             stored: String::new(),
             line: 0,
         });
         self.slots.push(Slot::default());
+        self.file.lines.len() - 1
     }
 
     /// `value` stored for `key` as this file's rule and data key want it (the text after `=`).

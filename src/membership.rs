@@ -242,19 +242,7 @@ impl Session {
     /// (all when `None`). Reads the files' metadata only; needs no identity.
     pub fn plan(&self, new: &Policy, mode: Mode, only: Option<&[String]>) -> Result<Plan> {
         let mut plan = Plan::default();
-        let label = |r: &str| -> String {
-            let named = |p: &Policy| {
-                p.members
-                    .iter()
-                    .chain(p.pending.iter())
-                    .find(|(_, m)| same_recipient(&m.key, r))
-                    .map(|(n, _)| n.clone())
-            };
-            named(new)
-                .or_else(|| named(&self.policy))
-                .or_else(|| self.committed_policy().and_then(named))
-                .unwrap_or_else(|| crate::keys::fingerprint(r))
-        };
+        let label = |r: &str| self.label(new, r);
         for (env, decl) in &new.environments {
             if only.is_some_and(|o| !o.iter().any(|e| e == env)) {
                 continue;

@@ -277,6 +277,33 @@ fn policy_history(root: &Path) -> Option<(git2::Repository, crate::history::Walk
 /// policy does not do so (only the working tree does: not committed), or there is no git
 /// history. The versions come from [`crate::history::walk`]; each is parsed once.
 pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<Introduced>> {
+    let mut by_member = vec![false; queries.len()];
+    unbroken_since(root, queries, |n, policy, i, (env, key)| {
+        if n == 0 {
+            // An environment HEAD does not declare (a new one in the working tree): ask since
+            // when the key is a member at all.
+            by_member[i] = !policy.is_some_and(|p| p.environments.contains_key(env));
+        }
+        policy.is_some_and(|p| {
+            if by_member[i] {
+                p.members.values().any(|m| same_recipient(&m.key, key))
+            } else {
+                p.recipients(env)
+                    .iter()
+                    .any(|r| same_recipient(&r.text, key))
+            }
+        })
+    })
+}
+
+/// For each query, the oldest commit of the unbroken run of policy versions, from HEAD back,
+/// for which `holds(n, policy, i, query)` is true (`n` counts versions from HEAD's, `i` is the
+/// query's index); `None` when HEAD's version does not hold.
+fn unbroken_since<Q>(
+    root: &Path,
+    queries: &[Q],
+    mut holds: impl FnMut(usize, Option<&Policy>, usize, &Q) -> bool,
+) -> Vec<Option<Introduced>> {
     let mut out = vec![None; queries.len()];
     if queries.is_empty() {
         return out;
@@ -285,7 +312,6 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
         return out;
     };
     let mut done = vec![false; queries.len()];
-    let mut by_member = vec![false; queries.len()];
     for (n, v) in w.versions[0].iter().enumerate() {
         if done.iter().all(|d| *d) {
             break;
@@ -294,30 +320,12 @@ pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<In
             let blob = repo.find_blob(id).ok()?;
             crate::policy::parse(POLICY_FILE, blob.content()).ok()
         });
-        if n == 0 {
-            // An environment HEAD does not declare (a new one in the working tree): ask since
-            // when the key is a member at all.
-            for (i, (env, _)) in queries.iter().enumerate() {
-                by_member[i] = !policy
-                    .as_ref()
-                    .is_some_and(|p| p.environments.contains_key(env));
-            }
-        }
         let c = &w.commits[v.commit];
-        for (i, (env, key)) in queries.iter().enumerate() {
+        for (i, q) in queries.iter().enumerate() {
             if done[i] {
                 continue;
             }
-            let gives = policy.as_ref().is_some_and(|p| {
-                if by_member[i] {
-                    p.members.values().any(|m| same_recipient(&m.key, key))
-                } else {
-                    p.recipients(env)
-                        .iter()
-                        .any(|r| same_recipient(&r.text, key))
-                }
-            });
-            if gives {
+            if holds(n, policy.as_ref(), i, q) {
                 out[i] = Some(Introduced {
                     commit: c.id.clone(),
                     author: c.author.clone(),
@@ -370,42 +378,9 @@ pub fn policy_at_head(root: &Path) -> Option<Policy> {
 /// `.sops.yaml` (in `root`) has had that pattern in `public` without interruption. `None`: HEAD's
 /// policy does not have it (only the working tree does), or there is no git history.
 pub fn pattern_introductions(root: &Path, patterns: &[String]) -> Vec<Option<Introduced>> {
-    let mut out = vec![None; patterns.len()];
-    if patterns.is_empty() {
-        return out;
-    }
-    let Some((repo, w)) = policy_history(root) else {
-        return out;
-    };
-    let mut done = vec![false; patterns.len()];
-    for v in &w.versions[0] {
-        if done.iter().all(|d| *d) {
-            break;
-        }
-        let public = v
-            .blob
-            .and_then(|id| repo.find_blob(id).ok())
-            .and_then(|b| crate::policy::parse(POLICY_FILE, b.content()).ok())
-            .map(|p| p.public)
-            .unwrap_or_default();
-        let c = &w.commits[v.commit];
-        for (i, pattern) in patterns.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            if public.contains(pattern) {
-                out[i] = Some(Introduced {
-                    commit: c.id.clone(),
-                    author: c.author.clone(),
-                    time: c.time,
-                    at_least: v.boundary,
-                });
-            } else {
-                done[i] = true;
-            }
-        }
-    }
-    out
+    unbroken_since(root, patterns, |_, policy, _, pattern| {
+        policy.is_some_and(|p| p.public.contains(pattern))
+    })
 }
 /// `.sops.yaml` of `root` as a path inside the repository.
 pub fn policy_path_in_repo(repo: &git2::Repository, root: &Path) -> Option<PathBuf> {
