@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use envv::envfile::{EnvFile, Opened};
+use envv::format::sops::{CryptRule, DataKey};
 use envv::keys::{Keyring, Recipient};
 use envv::secret::Secret;
-use envv::sops::{CryptRule, DataKey};
+use envv::store::file::{EnvFile, Opened};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 

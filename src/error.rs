@@ -145,7 +145,7 @@ pub enum Error {
 
     /// A key name that is not valid where one was asked for (a command-line argument).
     #[error(transparent)]
-    KeyName(#[from] crate::dotenv::KeyNameError),
+    KeyName(#[from] crate::format::dotenv::KeyNameError),
 }
 
 impl Error {

@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::dotenv::{self, Line};
-use crate::envfile::{EnvFile, Opened};
 use crate::error::{Error, Result};
+use crate::format::dotenv::{self, Line};
+use crate::format::sops::KeyEntry;
 use crate::keys::{Keyring, Recipient};
 use crate::secret::Secret;
-use crate::sops::KeyEntry;
+use crate::store::file::{EnvFile, Opened};
 
 /// The result of a merge.
 #[derive(Debug)]
@@ -348,7 +348,7 @@ pub fn plain_conflict(ours: &[u8], theirs: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::CryptRule;
+    use crate::format::sops::CryptRule;
 
     fn keyring(dir: &Path, name: &str) -> (Keyring, Recipient) {
         let path = dir.join(name);

@@ -10,10 +10,10 @@
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use crate::dotenv::{self, Line};
-use crate::envfile::{EnvFile, Opened};
 use crate::error::{Error, Result};
 use crate::exec::Var;
+use crate::format::dotenv::{self, Line};
+use crate::store::file::{EnvFile, Opened};
 
 /// Rendered plaintext and the warnings that go with it.
 pub struct Rendered {
@@ -57,7 +57,7 @@ pub fn file(o: &Opened, mode: FileMode) -> Rendered {
         match l {
             Line::Blank => out.push(b'\n'),
             Line::Comment(text) => {
-                let authenticated = plan[i] && crate::sops::is_enc(text);
+                let authenticated = plan[i] && crate::format::sops::is_enc(text);
                 if !authenticated && mode == FileMode::Decrypt {
                     continue;
                 }

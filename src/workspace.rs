@@ -98,7 +98,7 @@ impl Workspace {
             });
             // Inside the working tree the same rules hold as for a policy path (a committed
             // link must not lead out); a path outside it is the user's explicit choice.
-            crate::paths::check_inside(&self.root, &path)?;
+            crate::os::paths::check_inside(&self.root, &path)?;
             let name = self.rel(&path);
             let env = self
                 .policy()?
@@ -129,7 +129,7 @@ impl Workspace {
     /// A file named relative to the root (by the policy): confined to the working tree.
     fn target_file(&self, rel: &str, env: Option<&str>) -> Result<Target> {
         Ok(Target {
-            path: crate::paths::resolve(&self.root, rel)?,
+            path: crate::os::paths::resolve(&self.root, rel)?,
             name: rel.trim_start_matches("./").to_string(),
             env: env.map(str::to_string),
         })

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use envv::dotenv::{self, Entry, Line};
-use envv::envfile::{EnvFile, Opened};
+use envv::format::dotenv::{self, Entry, Line};
+use envv::format::sops::{CryptRule, EncValue, Metadata};
 use envv::keys::Recipient;
-use envv::sops::{CryptRule, EncValue, Metadata};
+use envv::store::file::{EnvFile, Opened};
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {

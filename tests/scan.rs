@@ -89,7 +89,7 @@ impl Scan {
     fn assert_no_value_shown(&self) {
         assert!(!self.outputs.is_empty());
         for v in [TOKEN, DB_PASS, QUOTED] {
-            let mut forms: Vec<Vec<u8>> = envv::scan::forms(v.as_bytes())
+            let mut forms: Vec<Vec<u8>> = envv::checks::scan::forms(v.as_bytes())
                 .into_iter()
                 .map(|(_, f)| f.to_vec())
                 .collect();

@@ -6,7 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use envv::paths;
+use envv::os::paths;
 use libfuzzer_sys::fuzz_target;
 
 struct Tree {

@@ -2,7 +2,7 @@
 //! `quote` → `parse_plain` unchanged.
 #![no_main]
 
-use envv::dotenv::{self, Entry};
+use envv::format::dotenv::{self, Entry};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

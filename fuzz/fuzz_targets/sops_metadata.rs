@@ -2,8 +2,8 @@
 //! metadata writes lines that read back to the same metadata lines.
 #![no_main]
 
-use envv::dotenv::{self, Line};
-use envv::sops::{EncValue, Metadata};
+use envv::format::dotenv::{self, Line};
+use envv::format::sops::{EncValue, Metadata};
 use libfuzzer_sys::fuzz_target;
 
 /// The `sops_*` pairs of stored lines, as `EnvFile::from_bytes` hands them to `from_pairs`.

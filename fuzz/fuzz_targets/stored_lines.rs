@@ -16,9 +16,9 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use envv::dotenv;
-use envv::envfile::EnvFile;
-use envv::sops::DataKey;
+use envv::format::dotenv;
+use envv::store::file::EnvFile;
+use envv::format::sops::DataKey;
 use libfuzzer_sys::fuzz_target;
 
 /// TEST data keys of corpus/stored_lines: basic.env (and the hostile_* files made from it),

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Ctx;
-use crate::envfile::EnvFile;
 use crate::error::Error;
-use crate::history::{self, AccessEvent};
+use crate::git::history::{self, AccessEvent};
 use crate::keys::same_recipient;
 use crate::policy::Policy;
+use crate::store::file::EnvFile;
 
 const ACCESS_EXAMPLES: &str = "\
 Examples:
@@ -101,7 +101,7 @@ pub fn access(ctx: &Ctx, a: AccessArgs) -> CliResult<i32> {
             .iter()
             .map(|k| (env.clone(), k.clone()))
             .collect();
-        let intros = crate::trust::introductions(&ctx.ws.root, &queries);
+        let intros = crate::policy::trust::introductions(&ctx.ws.root, &queries);
 
         let ev_json = |e: &Option<AccessEvent>| {
             e.as_ref().map(|e| {
@@ -110,7 +110,7 @@ pub fn access(ctx: &Ctx, a: AccessArgs) -> CliResult<i32> {
         };
         let member = |r: &str| member_of(policy, r);
         let former = if past.iter().any(|p| member(&p.recipient).is_none()) {
-            crate::trust::former_members(&ctx.ws.root)
+            crate::policy::trust::former_members(&ctx.ws.root)
         } else {
             Vec::new()
         };

@@ -1,5 +1,5 @@
 //! Asking before a data key is wrapped for a recipient the person running envv has not
-//! confirmed (`crate::trust`): who they are, their key, and the commit that made them a reader.
+//! confirmed (`crate::policy::trust`): who they are, their key, and the commit that made them a reader.
 //! Every command that wraps for recipients taken from the policy goes through [`confirm`].
 
 use std::io::Write;
@@ -7,9 +7,9 @@ use std::io::Write;
 use super::Ctx;
 use crate::error::Error;
 use crate::keys::{fingerprint, same_recipient};
-use crate::membership::Plan;
+use crate::policy::membership::Plan;
+use crate::policy::trust::{introductions, TrustStore};
 use crate::policy::{Policy, POLICY_FILE};
-use crate::trust::{introductions, TrustStore};
 
 /// A recipient a command would wrap a file's data key for.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub(crate) struct Grant {
 }
 
 /// The grants of a plan: per file, the recipients it gives key material they could not open
-/// before ([`crate::membership::FileChange::new_recipients`]: all of them on a rotation).
+/// before ([`crate::policy::membership::FileChange::new_recipients`]: all of them on a rotation).
 pub(crate) fn grants_of(plan: &Plan) -> Vec<Grant> {
     let mut out = Vec::new();
     for c in &plan.files {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Ctx;
-use crate::dotenv;
-use crate::envfile::{EnvFile, Opened};
+use crate::format::dotenv;
+use crate::store::file::{EnvFile, Opened};
 use crate::workspace::Target;
 
 const ENCRYPT_EXAMPLES: &str = "\
@@ -60,7 +60,7 @@ pub fn encrypt(ctx: &Ctx, a: EncryptArgs) -> CliResult<i32> {
 /// `envv encrypt --fix-rule`: the policy's rule replaces the file's own, every value is stored
 /// as that rule says (MAC verified first, values re-encrypted only where their state changes).
 fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
-    let _lock = crate::fsutil::lock_for(&t.path)?;
+    let _lock = crate::os::files::lock_for(&t.path)?;
     let rule = super::values::policy_rule(ctx)?;
     let f = EnvFile::open(&t.path, &t.name)?;
     if f.rule_conflict(&rule).is_none() {
@@ -113,9 +113,9 @@ fn fix_rule(ctx: &Ctx, t: &Target) -> CliResult<i32> {
 
 /// Encrypts a plaintext file in place (under the folder lock).
 pub(crate) fn encrypt_plain_file(ctx: &Ctx, t: &Target) -> crate::Result<()> {
-    let _lock = crate::fsutil::lock_for(&t.path)?;
-    crate::fsutil::clean_stale_temps(&t.path);
-    let bytes = crate::paths::read_bounded(&t.path, &t.name)?;
+    let _lock = crate::os::files::lock_for(&t.path)?;
+    crate::os::files::clean_stale_temps(&t.path);
+    let bytes = crate::os::paths::read_bounded(&t.path, &t.name)?;
     let text = dotenv::decode_utf8(&t.name, &bytes)?;
     let recipients = ctx.ws.recipients(t)?;
     let confirmed = super::confirm::confirm_new_file(ctx, t, &recipients)?;
@@ -162,7 +162,7 @@ pub struct DecryptArgs {
 
 pub fn decrypt(ctx: &Ctx, a: DecryptArgs) -> CliResult<i32> {
     if let (true, Some(p)) = (a.textconv, &a.path) {
-        return super::gitint::textconv(ctx, p);
+        return super::git::textconv(ctx, p);
     }
     let t = match &a.path {
         Some(p) => ctx.ws.target(None, Some(p))?,

@@ -6,9 +6,9 @@ use std::cell::Cell;
 use clap::Args;
 
 use super::Ctx;
-use crate::dotenv;
 use crate::edit::{self, EditorExit, Scratch};
 use crate::error::Error;
+use crate::format::dotenv;
 
 const EDIT_EXAMPLES: &str = "\
 Examples:
@@ -72,7 +72,7 @@ pub fn edit(ctx: &Ctx, _a: EditArgs) -> CliResult<i32> {
             let parsed = dotenv::decode_utf8(&label, &bytes)
                 .and_then(|text| dotenv::parse_plain(&label, text))
                 .and_then(|entries| {
-                    crate::envfile::refuse_duplicate_entries(&label, &entries).map(|()| entries)
+                    crate::store::file::refuse_duplicate_entries(&label, &entries).map(|()| entries)
                 });
             match parsed {
                 Ok(entries) => {

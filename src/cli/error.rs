@@ -234,14 +234,14 @@ impl From<serde_json::Error> for CliError {
     }
 }
 
-impl From<crate::phrase::PhraseError> for CliError {
-    fn from(e: crate::phrase::PhraseError) -> Self {
+impl From<crate::keys::phrase::PhraseError> for CliError {
+    fn from(e: crate::keys::phrase::PhraseError) -> Self {
         CliError::usage(e.to_string())
     }
 }
 
-impl From<crate::dotenv::KeyNameError> for CliError {
-    fn from(e: crate::dotenv::KeyNameError) -> Self {
+impl From<crate::format::dotenv::KeyNameError> for CliError {
+    fn from(e: crate::format::dotenv::KeyNameError) -> Self {
         Error::from(e).into()
     }
 }

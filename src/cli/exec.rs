@@ -117,7 +117,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> CliResult<i32> {
     let (cmd, args) = a.cmd.split_first().expect("clap requires CMD");
     let cmd = cmd.to_string_lossy().into_owned();
     let launched = match redaction {
-        Some(r) => crate::redact::run(
+        Some(r) => crate::exec::redact::run(
             exec::command(&cmd, args, &vars),
             &cmd,
             r.as_ref(),

@@ -5,11 +5,11 @@ use clap::Args;
 use serde_json::json;
 
 use super::Ctx;
-use crate::envdiff::{self, Side, Status};
-use crate::envfile::EnvFile;
+use crate::checks::health::{self, Finding, Level};
 use crate::error::Error;
-use crate::health::{self, Finding, Level};
 use crate::keys;
+use crate::store::diff::{self, Side, Status};
+use crate::store::file::EnvFile;
 
 const CHECK_EXAMPLES: &str = "\
 Examples:
@@ -51,7 +51,7 @@ pub struct CheckArgs {
 pub fn check(ctx: &Ctx, a: CheckArgs) -> CliResult<i32> {
     let (policy, source) = match &a.trusted_ref {
         Some(r) => {
-            let p = crate::trust::policy_at(&ctx.ws.root, r)?;
+            let p = crate::policy::trust::policy_at(&ctx.ws.root, r)?;
             eprintln!(
                 "policy from {r}:{} (the working tree's copy is not used for this check)",
                 crate::policy::POLICY_FILE
@@ -202,7 +202,7 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<i32> {
     let mut ring = ctx.keyring();
     let mut unlock = |f: &EnvFile,
                       t: &crate::workspace::Target|
-     -> crate::Result<Option<crate::sops::DataKey>> {
+     -> crate::Result<Option<crate::format::sops::DataKey>> {
         if !f.is_encrypted() {
             return Err(Error::NotEncrypted {
                 file: t.name.clone(),
@@ -223,11 +223,11 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<i32> {
         _ => (None, None),
     };
     let hk = match (&dka, &dkb) {
-        (Some(x), Some(y)) => Some(zeroize::Zeroizing::new(envdiff::hash_key(x, y))),
+        (Some(x), Some(y)) => Some(zeroize::Zeroizing::new(diff::hash_key(x, y))),
         _ => None,
     };
     let compared = hk.is_some();
-    let rows = envdiff::compare(
+    let rows = diff::compare(
         &Side {
             file: &fa,
             plain: pa.as_ref(),
@@ -398,7 +398,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> CliResult<i32> {
             you_read_file: None,
             in_sync: None,
             problem: None,
-            proposals: crate::proposals::load(&ctx.ws.root.join(&rel), &rel)
+            proposals: crate::store::proposals::load(&ctx.ws.root.join(&rel), &rel)
                 .map(|p| p.len())
                 .unwrap_or(0),
         };
@@ -409,7 +409,8 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> CliResult<i32> {
                 if let Some(meta) = &f.meta() {
                     row.you_read_file = Some(meta.recipients().iter().any(|r| mine(r)));
                     row.in_sync = Some(
-                        crate::envfile::recipient_drift(meta, &policy.recipients(name)).is_empty(),
+                        crate::store::file::recipient_drift(meta, &policy.recipients(name))
+                            .is_empty(),
                     );
                 } else if row.keys != Some(0) {
                     row.problem = Some("not encrypted".into());

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::Ctx;
 use crate::error::Error;
-use crate::import::{self, Format};
+use crate::format::import::{self, Format};
 use crate::secret::Secret;
 
 const IMPORT_EXAMPLES: &str = "\

@@ -7,10 +7,10 @@ use std::io::Write;
 use clap::Args;
 
 use super::Ctx;
-use crate::envfile::EnvFile;
 use crate::error::IoContext;
 use crate::keys;
 use crate::policy::{self, Environment, Policy, PolicyFile, DEFAULT_GROUP};
+use crate::store::file::EnvFile;
 
 const INIT_EXAMPLES: &str = "\
 Example:
@@ -104,12 +104,12 @@ pub fn run(mut ctx: Ctx, a: InitArgs) -> CliResult<i32> {
                 || n.ends_with(".sample")
                 || n.ends_with(".template")
                 || n.ends_with(".envv-tmp")
-                || n.ends_with(crate::proposals::SUFFIX)
+                || n.ends_with(crate::store::proposals::SUFFIX)
             {
                 continue;
             }
             // A link that leads out of the tree (or a device) is not this project's file.
-            let Ok(path) = crate::paths::resolve(&root, &n) else {
+            let Ok(path) = crate::os::paths::resolve(&root, &n) else {
                 continue;
             };
             if !path.is_file() {
@@ -226,5 +226,5 @@ pub fn ensure_gitignore(root: &std::path::Path) -> crate::Result<()> {
         text.push_str(m);
         text.push('\n');
     }
-    crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+    crate::os::files::write_atomic(&path, text.as_bytes(), 0o644)
 }

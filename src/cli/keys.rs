@@ -10,7 +10,7 @@ use std::io::Read;
 use zeroize::Zeroizing;
 
 use super::Ctx;
-use crate::{keys, phrase};
+use crate::keys::{self, phrase};
 
 const KEYGEN_EXAMPLES: &str = "\
 Examples:

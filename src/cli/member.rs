@@ -1,5 +1,5 @@
 //! `envv member add|rm|ls|approve|deny` and `envv join`: who can read, and the re-encryption
-//! every change of it needs (planned and applied by `crate::membership`).
+//! every change of it needs (planned and applied by `crate::policy::membership`).
 
 use super::CliResult;
 use clap::{Args, Subcommand};
@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use super::{confirm, Ctx};
 use crate::error::Error;
 use crate::keys::{self, same_recipient, short_key};
-use crate::membership::{self, Action, Mode, Plan, Session};
+use crate::policy::membership::{self, Action, Mode, Plan, Session};
 use crate::policy::{self, Member, Policy, DEFAULT_GROUP, POLICY_FILE};
 
 const MEMBER_EXAMPLES: &str = "\
@@ -628,7 +628,7 @@ pub(crate) fn report(plan: &Plan, policy_written: bool) {
         eprintln!("{} ({}): {what}", c.name, c.env);
         if c.action == Action::Rotate && !c.removed.is_empty() {
             // Whoever lost access may have copied these: they need new values at their source.
-            let keys = crate::envfile::EnvFile::open(&c.path, &c.name)
+            let keys = crate::store::file::EnvFile::open(&c.path, &c.name)
                 .map(|f| f.encrypted_keys())
                 .unwrap_or_default();
             if !keys.is_empty() {

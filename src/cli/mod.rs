@@ -17,10 +17,10 @@ mod confirm;
 mod crypt;
 mod docs;
 mod edit;
-mod envs;
+mod env;
 mod error;
 mod exec;
-mod gitint;
+mod git;
 mod health;
 mod import;
 mod init;
@@ -30,7 +30,7 @@ mod prompt;
 mod propose;
 mod public;
 mod scan;
-mod sync;
+mod updatekeys;
 mod values;
 
 const EXAMPLES: &str = "\
@@ -102,14 +102,14 @@ pub enum Command {
     Man(docs::ManArgs),
     Member(member::MemberArgs),
     Join(member::JoinArgs),
-    Updatekeys(sync::UpdatekeysArgs),
-    Rotate(sync::RotateArgs),
-    Env(envs::EnvArgs),
-    Group(envs::GroupArgs),
-    Hook(gitint::HookArgs),
-    Git(gitint::GitArgs),
-    MergeDriver(gitint::MergeDriverArgs),
-    Log(gitint::LogArgs),
+    Updatekeys(updatekeys::UpdatekeysArgs),
+    Rotate(updatekeys::RotateArgs),
+    Env(env::EnvArgs),
+    Group(env::GroupArgs),
+    Hook(git::HookArgs),
+    Git(git::GitArgs),
+    MergeDriver(git::MergeDriverArgs),
+    Log(git::LogArgs),
     Access(access::AccessArgs),
     Check(health::CheckArgs),
     Diff(health::DiffArgs),
@@ -138,8 +138,8 @@ impl Ctx {
     }
 
     /// Starts a membership change (locks, policy) with `--flatten` applied.
-    pub fn session(&self) -> crate::Result<crate::membership::Session> {
-        let mut s = crate::membership::Session::begin(&self.ws.root)?;
+    pub fn session(&self) -> crate::Result<crate::policy::membership::Session> {
+        let mut s = crate::policy::membership::Session::begin(&self.ws.root)?;
         s.flatten = self.flatten;
         Ok(s)
     }
@@ -256,7 +256,7 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: Cli) -> CliResult<i32> {
     // First, before any identity is read or value decrypted: no core dumps.
-    crate::coredump::forbid();
+    crate::os::coredump::forbid();
     crate::keys::set_prompter(std::sync::Arc::new(prompt::Terminal));
     let ws = Workspace::discover()?;
     if cli.file.len() > 1 && !matches!(cli.command, Command::Exec(_) | Command::Export(_)) {
@@ -295,14 +295,14 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Man(a) => docs::man(&ctx, a),
         Command::Member(a) => member::run(&ctx, a),
         Command::Join(a) => member::join(&ctx, a),
-        Command::Updatekeys(a) => sync::updatekeys(&ctx, a),
-        Command::Rotate(a) => sync::rotate(&ctx, a),
-        Command::Env(a) => envs::env(&ctx, a),
-        Command::Group(a) => envs::group(&ctx, a),
-        Command::Hook(a) => gitint::hook_cmd(&ctx, a),
-        Command::Git(a) => gitint::git_cmd(&ctx, a),
-        Command::MergeDriver(a) => gitint::merge_driver(&ctx, a),
-        Command::Log(a) => gitint::log(&ctx, a),
+        Command::Updatekeys(a) => updatekeys::updatekeys(&ctx, a),
+        Command::Rotate(a) => updatekeys::rotate(&ctx, a),
+        Command::Env(a) => env::env(&ctx, a),
+        Command::Group(a) => env::group(&ctx, a),
+        Command::Hook(a) => git::hook_cmd(&ctx, a),
+        Command::Git(a) => git::git_cmd(&ctx, a),
+        Command::MergeDriver(a) => git::merge_driver(&ctx, a),
+        Command::Log(a) => git::log(&ctx, a),
         Command::Access(a) => access::access(&ctx, a),
         Command::Check(a) => health::check(&ctx, a),
         Command::Diff(a) => health::diff(&ctx, a),
@@ -316,7 +316,7 @@ pub(crate) fn write_plaintext(output: Option<&std::path::Path>, bytes: &[u8]) ->
     use std::io::Write;
     match output {
         Some(p) => {
-            crate::fsutil::write_private(p, bytes)?;
+            crate::os::files::write_private(p, bytes)?;
             eprintln!("wrote {} (mode 0600): delete it when done", p.display());
         }
         None => {

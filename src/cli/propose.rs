@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use clap::Args;
 
 use super::Ctx;
-use crate::envfile::EnvFile;
 use crate::error::Error;
 use crate::keys::{self, Recipient};
-use crate::proposals::{self, Proposal};
 use crate::secret::Secret;
+use crate::store::file::EnvFile;
+use crate::store::proposals::{self, Proposal};
 use crate::workspace::Target;
 
 const PROPOSE_EXAMPLES: &str = "\
@@ -103,7 +103,7 @@ fn names(ctx: &Ctx, recipients: &[&str]) -> Vec<String> {
 
 pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     let t = ctx.target()?;
-    crate::dotenv::validate_key(&a.key)?;
+    crate::format::dotenv::validate_key(&a.key)?;
     let env = env_name(&t);
     let f = match EnvFile::open(&t.path, &t.name) {
         Err(Error::MissingFile { .. }) => {
@@ -135,7 +135,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     let texts = meta.recipients();
     // The file's recipient entries are not authenticated: anyone can add one for themselves.
     // Encrypt only when every one of them is a reader the committed policy names.
-    let committed = crate::trust::policy_at_head(&ctx.ws.root)
+    let committed = crate::policy::trust::policy_at_head(&ctx.ws.root)
         .or_else(|| ctx.ws.policy().ok().flatten().map(|pf| pf.policy.clone()))
         .ok_or_else(|| Error::usage("no .sops.yaml to check the readers against"))?;
     let readers = committed.recipients(&env);
@@ -181,7 +181,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
         (None, Some(e)) => format!("<{e}>"),
         (None, None) => "unknown (git user.name is not set)".into(),
     };
-    let _lock = crate::fsutil::lock_for(&t.path)?;
+    let _lock = crate::os::files::lock_for(&t.path)?;
     let mut all = proposals::load(&t.path, &t.name)?;
     if let Some(old) = all.iter().find(|p| p.key == a.key) {
         eprintln!(
@@ -195,7 +195,7 @@ pub fn propose(ctx: &Ctx, a: ProposeArgs) -> CliResult<i32> {
     all.push(Proposal {
         key: a.key.clone(),
         by,
-        date: crate::sops::now_timestamp(),
+        date: crate::format::sops::now_timestamp(),
         armored,
     });
     proposals::save(&t.path, &t.name, env_opt(&t), &all)?;
@@ -310,7 +310,7 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> CliResult<i32> {
         }
         Ok((changed, ()))
     })?;
-    let _lock = crate::fsutil::lock_for(&t.path)?;
+    let _lock = crate::os::files::lock_for(&t.path)?;
     let left: Vec<Proposal> = proposals::load(&t.path, &t.name)?
         .into_iter()
         .filter(|p| !keys.contains(&p.key))
@@ -328,7 +328,7 @@ pub fn accept(ctx: &Ctx, a: AcceptArgs) -> CliResult<i32> {
 pub fn reject(ctx: &Ctx, a: RejectArgs) -> CliResult<i32> {
     let t = ctx.target()?;
     let file = format!("{}{}", t.name, proposals::SUFFIX);
-    let _lock = crate::fsutil::lock_for(&t.path)?;
+    let _lock = crate::os::files::lock_for(&t.path)?;
     let all = proposals::load(&t.path, &t.name)?;
     let dropped = if a.all {
         all.clone()

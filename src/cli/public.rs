@@ -3,7 +3,7 @@
 //!
 //! `public` in `.sops.yaml` is a pusher's text just as the readers are: a commit that widens it
 //! (`.*_KEY$`) would put the next secret into git unencrypted. A pattern counts once this person
-//! confirmed it in this clone (`crate::trust`: a yes on a terminal or `--yes`) or wrote it through
+//! confirmed it in this clone (`crate::policy::trust`: a yes on a terminal or `--yes`) or wrote it through
 //! envv. A write that would store a new key, or a key now encrypted, in plain text through other
 //! patterns, and a new file or `encrypt --fix-rule` taking on a rule with other patterns, lists
 //! them with the commit that added them and goes on only once they are confirmed.
@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use regex::Regex;
 
 use super::Ctx;
-use crate::dotenv::Line;
-use crate::envfile::{quote_patterns, EnvFile};
 use crate::error::Error;
+use crate::format::dotenv::Line;
+use crate::policy::trust::{pattern_introductions, TrustStore};
 use crate::policy::POLICY_FILE;
-use crate::trust::{pattern_introductions, TrustStore};
+use crate::store::file::{quote_patterns, EnvFile};
 
 /// How a file stored its values before a write: per key, whether the value is encrypted
 /// (`true`) or plain text (`false`). Keys without a value are absent.
@@ -52,7 +52,7 @@ pub(crate) fn stored_plain(f: &EnvFile, key: &str) -> bool {
 }
 
 fn encrypted(f: &EnvFile, stored: &str) -> bool {
-    f.is_encrypted() && crate::sops::is_enc(stored)
+    f.is_encrypted() && crate::format::sops::is_enc(stored)
 }
 
 /// The `public` patterns of `f`'s rule that match `key`.

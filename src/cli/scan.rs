@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::Ctx;
-use crate::envfile::EnvFile;
+use crate::checks::scan::{self, FileOutcome, Glob, Matcher, TreeFile, Value};
 use crate::error::Error;
-use crate::hook::{self, DotenvKind};
-use crate::scan::{self, FileOutcome, Glob, Matcher, TreeFile, Value};
+use crate::git::hook::{self, DotenvKind};
 use crate::secret::Secret;
+use crate::store::file::EnvFile;
 
 const SCAN_EXAMPLES: &str = "\
 Examples:
@@ -135,13 +135,13 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
         };
         let label = env.clone().unwrap_or_else(|| name.clone());
         for (i, (line, value)) in opened.into_entries().enumerate() {
-            if let (crate::dotenv::Line::Pair { key, .. }, Some(value)) = (line, value) {
+            if let (crate::format::dotenv::Line::Pair { key, .. }, Some(value)) = (line, value) {
                 let is_public = !plan[i] || public.as_ref().is_some_and(|r| r.is_match(&key));
                 if is_public || value.is_empty() {
                     continue;
                 }
                 // Key names are not in the MAC: only a valid name reaches the output.
-                let key = if crate::dotenv::validate_key(&key).is_ok() {
+                let key = if crate::format::dotenv::validate_key(&key).is_ok() {
                     key
                 } else {
                     format!("(invalid key name, line {})", i + 1)
@@ -556,7 +556,7 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Fin
 }
 
 /// The values `exec --redact` hides: every loaded value that was stored encrypted.
-pub(super) fn redaction(vars: &[crate::exec::Var]) -> Option<crate::redact::Redaction> {
+pub(super) fn redaction(vars: &[crate::exec::Var]) -> Option<crate::exec::redact::Redaction> {
     let values: Vec<Value> = vars
         .iter()
         .filter(|v| v.secret)
@@ -566,5 +566,5 @@ pub(super) fn redaction(vars: &[crate::exec::Var]) -> Option<crate::redact::Reda
             value: Secret::new(v.value.expose().to_vec()),
         })
         .collect();
-    crate::redact::Redaction::new(&values)
+    crate::exec::redact::Redaction::new(&values)
 }

@@ -6,10 +6,10 @@ use std::io::Read;
 use clap::Args;
 
 use super::Ctx;
-use crate::dotenv::{self, Entry};
-use crate::envfile::{EnvFile, Opened};
 use crate::error::Error;
+use crate::format::dotenv::{self, Entry};
 use crate::secret::Secret;
+use crate::store::file::{EnvFile, Opened};
 use crate::store::{self, Store};
 use crate::workspace::Target;
 
@@ -101,7 +101,7 @@ impl store::Gate for Prompts<'_> {
 }
 
 /// What the policy leaves in plain text (its `public` patterns; sops's default without a policy).
-pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::sops::CryptRule> {
+pub(crate) fn policy_rule(ctx: &Ctx) -> crate::Result<crate::format::sops::CryptRule> {
     store::policy_rule(&ctx.ws)
 }
 
@@ -152,7 +152,7 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> CliResult<i32> {
                     } else {
                         format!(
                             "`public` in .sops.yaml matches it: {}",
-                            crate::envfile::quote_patterns(&pats)
+                            crate::store::file::quote_patterns(&pats)
                         )
                     }
                 });
@@ -367,10 +367,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let plan = f.plan();
     let mut rows = Vec::new();
     for (i, l) in f.lines().iter().enumerate() {
-        if let crate::dotenv::Line::Pair { key, stored, line } = l {
-            let encrypted = f.is_encrypted() && plan[i] && crate::sops::is_enc(stored);
+        if let crate::format::dotenv::Line::Pair { key, stored, line } = l {
+            let encrypted = f.is_encrypted() && plan[i] && crate::format::sops::is_enc(stored);
             // A hand-pasted line's text before `=` may be a secret: never listed.
-            let key = match crate::dotenv::validate_key(key) {
+            let key = match crate::format::dotenv::validate_key(key) {
                 Ok(()) => key.clone(),
                 Err(_) => format!("(line {line}: not a key name, text not shown)"),
             };
@@ -381,14 +381,16 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
         .lines()
         .iter()
         .filter_map(|l| match l {
-            crate::dotenv::Line::Pair { key, stored, .. } => Some((key.clone(), stored.clone())),
+            crate::format::dotenv::Line::Pair { key, stored, .. } => {
+                Some((key.clone(), stored.clone()))
+            }
             _ => None,
         })
         .collect();
     let (mut changes, note) =
-        crate::history::dates(&ctx.ws.root, &[(t.name.clone(), current)]).unwrap_or_default();
+        crate::git::history::dates(&ctx.ws.root, &[(t.name.clone(), current)]).unwrap_or_default();
     let changes = changes.pop().unwrap_or_default();
-    let date = crate::history::date;
+    let date = crate::git::history::date;
     if a.json {
         let v: Vec<serde_json::Value> = rows
             .iter()

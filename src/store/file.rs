@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::dotenv::{self, Entry, Line};
 use crate::error::{Error, Result};
+use crate::format::dotenv::{self, Entry, Line};
+use crate::format::sops::{
+    self, CryptRule, DataKey, EncValue, KeyEntry, MacBuilder, Metadata, ValueType,
+};
 use crate::keys::{Keyring, Recipient};
 use crate::secret::Secret;
-use crate::sops::{self, CryptRule, DataKey, EncValue, KeyEntry, MacBuilder, Metadata, ValueType};
 
 /// Largest file envv reads (a dotenv file this size is almost certainly a mistake).
-pub const MAX_FILE_BYTES: u64 = crate::paths::MAX_READ_BYTES;
+pub const MAX_FILE_BYTES: u64 = crate::os::paths::MAX_READ_BYTES;
 
 /// A stored file split the way the sops dotenv store splits it: data lines, and the `sops_`
 /// metadata lines. The one place that tells them apart, for envv reading a file, the hook
@@ -118,7 +120,7 @@ impl EnvFile {
     /// Reads a file. A missing file is [`Error::MissingFile`].
     /// Only a regular file is read, and at most [`MAX_FILE_BYTES`] of it.
     pub fn open(path: &Path, name: &str) -> Result<Self> {
-        let bytes = match crate::paths::read_bounded(path, name) {
+        let bytes = match crate::os::paths::read_bounded(path, name) {
             Ok(b) => b,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::MissingFile { file: name.into() })
@@ -129,9 +131,9 @@ impl EnvFile {
     }
 
     /// Reads the file `rel` that the policy in `root` names, refusing paths that leave the
-    /// working tree (see [`crate::paths::resolve`]).
+    /// working tree (see [`crate::os::paths::resolve`]).
     pub fn open_in(root: &Path, rel: &str) -> Result<Self> {
-        let path = crate::paths::resolve(root, rel)?;
+        let path = crate::os::paths::resolve(root, rel)?;
         Self::open(&path, rel.trim_start_matches("./"))
     }
 
@@ -770,7 +772,7 @@ impl EnvFile {
 
     /// Saves atomically (temp file, fsync, rename), keeping the file's mode.
     pub fn save(&self) -> Result<()> {
-        crate::fsutil::write_atomic(&self.path, &self.to_bytes(), 0o644)
+        crate::os::files::write_atomic(&self.path, &self.to_bytes(), 0o644)
     }
 }
 

@@ -23,8 +23,8 @@ use std::time::Duration;
 use aho_corasick::{AhoCorasick, MatchKind};
 use zeroize::Zeroizing;
 
+use crate::checks::scan::{forms, Value};
 use crate::exec::LaunchError;
-use crate::scan::{forms, Value};
 
 /// Values shorter than this are not redacted (they would garble ordinary output).
 pub const MIN_REDACT_LENGTH: usize = 4;

@@ -6,10 +6,10 @@ use clap::{Args, Subcommand};
 
 use super::member::commit;
 use super::Ctx;
-use crate::envfile::{recipient_drift, EnvFile};
 use crate::error::Error;
-use crate::membership::Mode;
+use crate::policy::membership::Mode;
 use crate::policy::{Environment, Policy, DEFAULT_ENV, DEFAULT_GROUP};
+use crate::store::file::{recipient_drift, EnvFile};
 
 const ENV_EXAMPLES: &str = "\
 Example:
@@ -332,7 +332,7 @@ fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> CliResult<i32> {
         }
         g.retain(|m| !members.contains(m));
     }
-    let orphans = crate::membership::newly_unreadable_envs(&s.policy, &new);
+    let orphans = crate::policy::membership::newly_unreadable_envs(&s.policy, &new);
     if !orphans.is_empty() {
         return Err(Error::refused_hint(
             format!("nobody would be left to read {}", orphans.join(", ")),

@@ -6,7 +6,7 @@ use clap::Args;
 use super::member::report;
 use super::{confirm, Ctx};
 use crate::error::Error;
-use crate::membership::{Action, Mode, Session};
+use crate::policy::membership::{Action, Mode, Session};
 use crate::policy::{Policy, POLICY_FILE};
 
 const UPDATEKEYS_EXAMPLES: &str = "\
@@ -77,7 +77,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
         }
         let rule = s.policy.crypt_rule();
         for c in plan.files.iter().filter(|c| c.path.is_file()) {
-            match crate::envfile::EnvFile::open(&c.path, &c.name) {
+            match crate::store::file::EnvFile::open(&c.path, &c.name) {
                 Ok(f) => {
                     if let Some(conflict) = f.rule_conflict(&rule) {
                         out += 1;
@@ -104,7 +104,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
                     .into_iter()
                     .map(|r| (c.env.clone(), r.text.clone()))
                     .collect();
-                let intros = crate::trust::introductions(&s.root, &queries);
+                let intros = crate::policy::trust::introductions(&s.root, &queries);
                 for ((_, key), intro) in queries.iter().zip(intros) {
                     let who = s.label(&s.policy, key);
                     match intro {

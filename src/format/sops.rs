@@ -2,7 +2,7 @@
 //!
 //! Everything here follows sops 3.11's dotenv store byte for byte so that files envv writes
 //! decrypt with `sops` and the other way round. Age wrapping of the data key lives in
-//! [`crate::keys`]; reading and writing whole files lives in [`crate::envfile`].
+//! [`crate::keys`]; reading and writing whole files lives in [`crate::store::file`].
 
 use aes_gcm::aead::consts::U32;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -14,7 +14,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use crate::dotenv::{unescape_stored, Line};
+use crate::format::dotenv::{unescape_stored, Line};
 use crate::secret::Secret;
 
 /// The sops format version envv writes into new files.
@@ -294,7 +294,7 @@ pub struct Typed {
 /// `ParseFloat`, `time.UnmarshalText`) and returns the MAC bytes and the printed form. A
 /// plaintext that does not parse as its type is an error (sops fails on it too). `str` and
 /// `comment` are not handled here: a string is its own bytes, and a *value* typed `comment` is
-/// left out of sops's MAC, so envv refuses it (see [`crate::envfile`]).
+/// left out of sops's MAC, so envv refuses it (see [`crate::store::file`]).
 pub fn decode_typed(ty: ValueType, plain: &Secret) -> Result<Typed, &'static str> {
     let text = std::str::from_utf8(plain.expose()).map_err(|_| "is not UTF-8 text");
     let both = |s: String| Typed {
@@ -690,7 +690,7 @@ impl Metadata {
             let name = &key["sops_".len()..];
             let value = String::from_utf8(unescape_stored(stored)).expect("utf-8 in, utf-8 out");
             let bad = |problem: MetadataLineError| MetadataError::BadLine {
-                key: crate::dotenv::shown_key(key).into_owned(),
+                key: crate::format::dotenv::shown_key(key).into_owned(),
                 problem,
             };
             if let Some(rest) = name.strip_prefix("age__list_") {
@@ -869,7 +869,7 @@ impl Metadata {
 /// adds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
-    /// One `sops_*` line cannot be read. `key` follows [`crate::dotenv::shown_key`]: a line whose
+    /// One `sops_*` line cannot be read. `key` follows [`crate::format::dotenv::shown_key`]: a line whose
     /// text before `=` is not a name is described, not shown.
     #[error("invalid metadata line {key}: {problem}")]
     BadLine {

@@ -63,7 +63,7 @@ pub fn temp_beside(
         _ => Path::new("."),
     };
     // The rename at the end would replace a link (and a write through it would follow it).
-    crate::paths::refuse_link(path)?;
+    crate::os::paths::refuse_link(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(
             ".{}.",

@@ -7,11 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dotenv::{self, Line};
-use crate::envfile::recipient_drift;
 use crate::error::{Error, IoContext, Result};
+use crate::format::dotenv::{self, Line};
+use crate::format::sops::CryptRule;
 use crate::policy::{self, Policy, POLICY_FILE};
-use crate::sops::CryptRule;
+use crate::store::file::recipient_drift;
 
 /// One problem in the staged content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub fn dotenv_kind(path: &str) -> Option<DotenvKind> {
     if name.ends_with(".local") {
         return Some(DotenvKind::Local);
     }
-    if crate::proposals::is_proposal_path(name) {
+    if crate::store::proposals::is_proposal_path(name) {
         return Some(DotenvKind::Proposals);
     }
     if [".example", ".sample", ".template", ".dist", ".defaults"]
@@ -292,7 +292,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
         if kind == Some(DotenvKind::Proposals) {
             report.files_checked += 1;
             let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
-            if let Some(problem) = crate::proposals::staged_problem(&shown, &content) {
+            if let Some(problem) = crate::store::proposals::staged_problem(&shown, &content) {
                 report.findings.push(Finding {
                     file: shown.clone(),
                     line: None,
@@ -487,8 +487,8 @@ pub fn check_dotenv_blob(
             return;
         }
     };
-    let structure = crate::envfile::check_stored_lines(path, &lines).err();
-    let stored = crate::envfile::StoredFile::split(lines);
+    let structure = crate::store::file::check_stored_lines(path, &lines).err();
+    let stored = crate::store::file::StoredFile::split(lines);
     let data = &stored.lines;
     let encrypt_cmd = match env {
         Some(e) => format!("envv encrypt -e {e} && git add {path}"),
@@ -548,7 +548,7 @@ pub fn check_dotenv_blob(
         });
     }
     let wanted = policy.map(Policy::crypt_rule).unwrap_or_default();
-    if let Some(c) = crate::envfile::rule_conflict(&meta, &wanted) {
+    if let Some(c) = crate::store::file::rule_conflict(&meta, &wanted) {
         out.push(Finding {
             file: path.to_string(),
             line: c.line,
@@ -617,7 +617,8 @@ fn plaintext_lines(data: &[Line], rule: &CryptRule, whole_file: bool) -> Vec<(St
     let mut out = Vec::new();
     for (i, l) in data.iter().enumerate() {
         if let Line::Pair { key, stored, line } = l {
-            if plan[i] && !stored.is_empty() && (whole_file || !crate::sops::is_enc(stored)) {
+            if plan[i] && !stored.is_empty() && (whole_file || !crate::format::sops::is_enc(stored))
+            {
                 out.push((key.clone(), *line));
             }
         }
@@ -726,7 +727,7 @@ pub fn install(repo: &git2::Repository, force: bool) -> Result<Installed> {
             }
         }
     };
-    crate::fsutil::write_atomic(&hook, script.as_bytes(), 0o755)?;
+    crate::os::files::write_atomic(&hook, script.as_bytes(), 0o755)?;
     set_executable(&hook)?;
     Ok(outcome)
 }
@@ -745,7 +746,7 @@ fn set_executable(_p: &Path) -> Result<()> {
 /// A key for a message: the name when it is a valid key name, else a description (the text
 /// before `=` of a pasted line may be part of a secret).
 fn shown_key(key: &str) -> String {
-    if crate::dotenv::validate_key(key).is_ok() {
+    if crate::format::dotenv::validate_key(key).is_ok() {
         key.to_string()
     } else {
         "a line whose text before `=` is not a key name".to_string()

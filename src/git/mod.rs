@@ -1,8 +1,12 @@
 //! Git access through libgit2: repository discovery and configuration (history is read by
-//! [`crate::history`]).
+//! [`crate::git::history`]).
 //!
 //! envv never shells out to git. History is read from blobs, without decrypting: because envv
 //! keeps unchanged ciphertexts byte for byte, a changed `ENC[...]` string means a changed value.
+
+pub mod history;
+pub mod hook;
+pub mod setup;
 
 use std::path::{Path, PathBuf};
 
@@ -105,11 +109,11 @@ mod tests {
         }
         assert_eq!(find_root(&top.join("app/refs")), top);
         assert_eq!(
-            crate::trust::TrustStore::path_for(&app).unwrap(),
+            crate::policy::trust::TrustStore::path_for(&app).unwrap(),
             top.join(".git/envv/trusted")
         );
         assert_eq!(
-            crate::trust::TrustStore::path_for(&top).unwrap(),
+            crate::policy::trust::TrustStore::path_for(&top).unwrap(),
             top.join(".git/envv/trusted")
         );
     }
@@ -121,6 +125,6 @@ mod tests {
         let bare = dir.path().join("bare.git");
         git2::Repository::init_bare(&bare).unwrap();
         assert!(open(&bare).is_none());
-        assert!(crate::trust::TrustStore::path_for(&bare).is_none());
+        assert!(crate::policy::trust::TrustStore::path_for(&bare).is_none());
     }
 }

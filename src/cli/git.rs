@@ -9,11 +9,12 @@ use clap::{Args, Subcommand};
 use sha2::{Digest, Sha256};
 
 use super::Ctx;
-use crate::dotenv::{self, Line};
-use crate::envfile::EnvFile;
 use crate::error::Error;
-use crate::history;
-use crate::{gitsetup, hook, merge};
+use crate::format::dotenv::{self, Line};
+use crate::git::history;
+use crate::git::{hook, setup as gitsetup};
+use crate::merge;
+use crate::store::file::EnvFile;
 
 fn repo(ctx: &Ctx) -> crate::Result<git2::Repository> {
     crate::git::open(&ctx.ws.root).ok_or_else(|| Error::NotARepo {
@@ -181,25 +182,25 @@ pub struct MergeDriverArgs {
 }
 
 pub fn merge_driver(ctx: &Ctx, a: MergeDriverArgs) -> CliResult<i32> {
-    let read = |p: &Path| crate::paths::read_bounded(p, &p.display().to_string());
+    let read = |p: &Path| crate::os::paths::read_bounded(p, &p.display().to_string());
     let (base, ours, theirs) = (read(&a.base)?, read(&a.ours)?, read(&a.theirs)?);
     let name = a
         .path
         .clone()
         .unwrap_or_else(|| a.ours.display().to_string());
-    if crate::proposals::is_proposal_path(&name) {
+    if crate::store::proposals::is_proposal_path(&name) {
         return super::propose::merge_driver(ctx, &name, &base, &ours, &theirs, &a.ours);
     }
     let mut ring = ctx.keyring();
     // A merge that makes a new data key wraps it only for recipients confirmed in this clone.
-    let store = crate::trust::TrustStore::open(&ctx.ws.root);
+    let store = crate::policy::trust::TrustStore::open(&ctx.ws.root);
     let mine: Vec<String> = ring.all_publics().into_iter().map(|(p, _)| p).collect();
     let confirmed =
         |k: &str| store.contains(k) || mine.iter().any(|m| crate::keys::same_recipient(m, k));
     // A side whose own rule lines leave plain what the policy encrypts is never merged into.
     let rule = super::values::policy_rule(ctx).unwrap_or_default();
     let guard = |bytes: &[u8]| {
-        crate::envfile::EnvFile::from_bytes(Path::new(&name), &name, bytes)?
+        crate::store::file::EnvFile::from_bytes(Path::new(&name), &name, bytes)?
             .refuse_rule_conflict(&rule)
     };
     let merged = guard(&base)
@@ -263,7 +264,7 @@ pub struct LogArgs {
     #[arg(long)]
     pub json: bool,
     /// Read at most this many commits.
-    #[arg(short = 'n', long = "max-count", default_value_t = crate::history::MAX_COMMITS)]
+    #[arg(short = 'n', long = "max-count", default_value_t = crate::git::history::MAX_COMMITS)]
     pub max_count: usize,
     /// Only commits made on or after this date (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE")]
@@ -376,7 +377,7 @@ pub fn log(ctx: &Ctx, a: LogArgs) -> CliResult<i32> {
     }
     all.sort_by_key(|e| e.order);
     let former = if all.iter().any(|x| x.event.is_access()) {
-        crate::trust::former_members(&ctx.ws.root)
+        crate::policy::trust::former_members(&ctx.ws.root)
     } else {
         Vec::new()
     };
@@ -547,7 +548,7 @@ fn date(ts: i64) -> String {
 /// `KEY=<encrypted: fingerprint>` (a stable hash of the ciphertext), so a diff still shows which
 /// keys changed. Never fails: an unreadable file is printed as it is.
 pub fn textconv(ctx: &Ctx, path: &Path) -> CliResult<i32> {
-    let bytes = match crate::paths::read_bounded(path, &path.display().to_string()) {
+    let bytes = match crate::os::paths::read_bounded(path, &path.display().to_string()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("envv textconv: cannot read {}: {e}", path.display());
@@ -563,7 +564,7 @@ pub fn textconv(ctx: &Ctx, path: &Path) -> CliResult<i32> {
 
 fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
     let name = path.display().to_string();
-    if crate::proposals::is_proposal_path(&name) {
+    if crate::store::proposals::is_proposal_path(&name) {
         if let Some(out) = super::propose::textconv(ctx, &name, bytes) {
             return out;
         }
@@ -598,7 +599,7 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
             for (i, l) in f.lines().iter().enumerate() {
                 match l {
                     Line::Blank => out.push(b'\n'),
-                    Line::Comment(t) if plan[i] && crate::sops::is_enc(t) => {
+                    Line::Comment(t) if plan[i] && crate::format::sops::is_enc(t) => {
                         out.extend_from_slice(
                             format!("# <encrypted comment: {}>\n", fingerprint(t)).as_bytes(),
                         );
@@ -614,7 +615,7 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
                             format!("# envv: line {n} left out: not a key name\n").as_bytes(),
                         );
                     }
-                    Line::Pair { key, stored, .. } if crate::sops::is_enc(stored) => {
+                    Line::Pair { key, stored, .. } if crate::format::sops::is_enc(stored) => {
                         out.extend_from_slice(
                             format!("{key}=<encrypted: {}>\n", fingerprint(stored)).as_bytes(),
                         );

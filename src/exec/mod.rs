@@ -12,15 +12,17 @@
 //! recipients), so it touches no git history: the policy is parsed once and each file is read
 //! and decrypted once.
 
+pub mod redact;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::dotenv::{self, Entry, Line};
-use crate::envfile::EnvFile;
 use crate::error::{Error, Result};
+use crate::format::dotenv::{self, Entry, Line};
 use crate::keys::Keyring;
 use crate::secret::Secret;
+use crate::store::file::EnvFile;
 use crate::workspace::{Target, Workspace};
 
 /// One file taking part in the merge.
@@ -83,7 +85,7 @@ pub fn layers(ws: &Workspace, env: Option<&str>, file: Option<&Path>) -> Result<
     let wanted: Vec<Layer> = wanted.into_iter().filter(|l| l.path.is_file()).collect();
     // A `.local` file is not named by the policy, but a committed link must not lead out either.
     for l in wanted.iter().filter(|l| l.local) {
-        crate::paths::check_inside(&ws.root, &l.path)?;
+        crate::os::paths::check_inside(&ws.root, &l.path)?;
     }
     Ok(wanted)
 }
@@ -308,7 +310,7 @@ fn read_layer(
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    crate::paths::read_bounded(path, &path.display().to_string())
+    crate::os::paths::read_bounded(path, &path.display().to_string())
 }
 
 fn pairs_of_plain(entries: Vec<Entry>, secret: bool) -> Vec<(String, Secret, bool)> {

@@ -76,7 +76,7 @@ pub fn setup(repo: &git2::Repository) -> Result<Setup> {
             text.push_str(l);
             text.push('\n');
         }
-        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+        crate::os::files::write_atomic(&path, text.as_bytes(), 0o644)?;
     }
     let mut cfg = repo
         .config()

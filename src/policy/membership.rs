@@ -15,12 +15,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::envfile::{recipient_drift, EnvFile};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::DirLock;
+use crate::format::sops;
 use crate::keys::{same_recipient, short_key, Keyring, Recipient};
+use crate::os::files::DirLock;
 use crate::policy::{Policy, PolicyFile, POLICY_FILE};
-use crate::sops;
+use crate::store::file::{recipient_drift, EnvFile};
 
 /// What happens to one environment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +130,8 @@ impl Session {
                 parents: false,
             });
         }
-        let root_lock = crate::fsutil::lock_for(&policy_path)?;
-        crate::fsutil::clean_stale_temps(&policy_path);
+        let root_lock = crate::os::files::lock_for(&policy_path)?;
+        crate::os::files::clean_stale_temps(&policy_path);
         let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
         let root_dir = policy_path
@@ -218,7 +218,7 @@ impl Session {
         if !dir.is_dir() || self.locked.contains(&dir) {
             return Ok(());
         }
-        self.locks.push(crate::fsutil::lock_for(path)?);
+        self.locks.push(crate::os::files::lock_for(path)?);
         self.locked.insert(dir);
         Ok(())
     }
@@ -228,12 +228,12 @@ impl Session {
         let mut paths: Vec<PathBuf> = policy
             .environments
             .values()
-            .filter_map(|e| crate::paths::resolve(&self.root, &e.file).ok())
+            .filter_map(|e| crate::os::paths::resolve(&self.root, &e.file).ok())
             .collect();
         paths.sort();
         for p in paths {
             self.lock_folder_of(&p)?;
-            crate::fsutil::clean_stale_temps(&p);
+            crate::os::files::clean_stale_temps(&p);
         }
         Ok(())
     }
@@ -248,7 +248,7 @@ impl Session {
                 continue;
             }
             let name = decl.file.trim_start_matches("./").to_string();
-            let path = crate::paths::resolve(&self.root, &name)?;
+            let path = crate::os::paths::resolve(&self.root, &name)?;
             let recipients = new.recipients(env);
             let readers: Vec<String> = new
                 .reader_names(env)
@@ -277,7 +277,7 @@ impl Session {
                 plan.files.push(change);
                 continue;
             }
-            let bytes = crate::paths::read_bounded(&path, &name)?;
+            let bytes = crate::os::paths::read_bounded(&path, &name)?;
             let file = EnvFile::from_bytes(&path, &name, &bytes)?;
             let Some(meta) = &file.meta() else {
                 change.action = Action::Plaintext;
@@ -320,7 +320,7 @@ impl Session {
                 if new.environments.contains_key(env) || new.env_for_file(&name).is_some() {
                     continue;
                 }
-                let path = crate::paths::resolve(&self.root, &name)?;
+                let path = crate::os::paths::resolve(&self.root, &name)?;
                 if path.exists() {
                     plan.files.push(FileChange {
                         env: env.clone(),
@@ -396,7 +396,7 @@ impl Session {
             let (old_bytes, mut file) = match &change.source {
                 Some((b, f)) => (b.clone(), f.clone()),
                 None => {
-                    let b = crate::paths::read_bounded(&change.path, &change.name)?;
+                    let b = crate::os::paths::read_bounded(&change.path, &change.name)?;
                     let f = EnvFile::from_bytes(&change.path, &change.name, &b)?;
                     (b, f)
                 }
@@ -519,7 +519,7 @@ impl Session {
             all.push((self.policy_path.as_path(), t));
         }
         sync_all_parallel(&all)?;
-        crate::fsutil::fault("membership-before-rename");
+        crate::os::files::fault("membership-before-rename");
         // 3. Rename them all, the policy last; undo on failure.
         let mut done: Vec<usize> = Vec::new();
         for (i, tmp) in temps.into_iter().enumerate() {
@@ -537,7 +537,7 @@ impl Session {
             .collect();
         let mut deleted: Vec<(&FileChange, Vec<u8>)> = Vec::new();
         for change in deletions {
-            let old = crate::paths::read_bounded(&change.path, &change.name)?;
+            let old = crate::os::paths::read_bounded(&change.path, &change.name)?;
             if let Err(e) = std::fs::remove_file(&change.path) {
                 self.undo(&prepared, &done);
                 return Err(Error::io(&change.path, e));
@@ -548,7 +548,7 @@ impl Session {
             if let Err(e) = tmp.persist(&self.policy_path) {
                 self.undo(&prepared, &done);
                 for (change, old) in &deleted {
-                    let _ = crate::fsutil::write_atomic(&change.path, old, 0o644);
+                    let _ = crate::os::files::write_atomic(&change.path, old, 0o644);
                 }
                 return Err(Error::io(&self.policy_path, e.error));
             }
@@ -568,7 +568,7 @@ impl Session {
     fn undo(&self, prepared: &[(&FileChange, Vec<u8>, Vec<u8>)], done: &[usize]) {
         for &i in done {
             let (change, old, _) = &prepared[i];
-            let _ = crate::fsutil::write_atomic(&change.path, old, 0o644);
+            let _ = crate::os::files::write_atomic(&change.path, old, 0o644);
         }
     }
 
@@ -584,7 +584,7 @@ impl Session {
 }
 
 /// What a file's recipient drift means under `mode`.
-fn decide(mode: Mode, drift: &crate::envfile::RecipientDrift) -> Action {
+fn decide(mode: Mode, drift: &crate::store::file::RecipientDrift) -> Action {
     match mode {
         Mode::RotateAll => Action::Rotate,
         _ if drift.is_empty() => Action::Unchanged,
@@ -752,7 +752,7 @@ pub fn check_policy(p: &Policy) -> Result<()> {
 
 /// Writes `bytes` to a temp file beside `path` (mode of `path` kept), not yet renamed.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    crate::fsutil::temp_beside(path, bytes, 0o644, true)
+    crate::os::files::temp_beside(path, bytes, 0o644, true)
 }
 
 /// fsyncs temp files concurrently (at most 32 at a time).
@@ -866,7 +866,7 @@ pub fn readable_secrets(
         return Ok(None);
     };
     let name = decl.file.trim_start_matches("./");
-    let path = crate::paths::resolve(root, name)?;
+    let path = crate::os::paths::resolve(root, name)?;
     if !path.exists() {
         return Ok(None);
     }
@@ -885,7 +885,7 @@ pub fn readable_secrets(
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for (i, l) in f.lines().iter().enumerate() {
-        if let crate::dotenv::Line::Pair { key, stored, .. } = l {
+        if let crate::format::dotenv::Line::Pair { key, stored, .. } = l {
             if plan[i] && sops::is_enc(stored) && seen.insert(key.as_str()) {
                 out.push(key.clone());
             }
@@ -897,8 +897,8 @@ pub fn readable_secrets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envfile::Opened;
     use crate::policy::Environment;
+    use crate::store::file::Opened;
 
     fn key() -> (age::x25519::Identity, String) {
         let id = age::x25519::Identity::generate();

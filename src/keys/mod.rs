@@ -9,6 +9,8 @@
 //! through a [`Prompter`] that the binary installs ([`set_prompter`]), as age hands its
 //! `Callbacks` to identities.
 
+pub mod phrase;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use age::secrecy::ExposeSecret;
 
 use crate::error::{Error, IoContext, Result};
-use crate::sops::{shamir, DataKey, KeyEntry, Metadata};
+use crate::format::sops::{shamir, DataKey, KeyEntry, Metadata};
 
 /// A recipient a data key can be wrapped for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1138,7 +1140,7 @@ pub fn write_identity(path: &Path, identity: &str, verb: &str) -> Result<String>
         create_private_dir(dir)?;
     }
     let public = id.to_public().to_string();
-    let now = crate::sops::now_timestamp();
+    let now = crate::format::sops::now_timestamp();
     let body = zeroize::Zeroizing::new(format!(
         "# {verb}: {now}\n# public key: {public}\n{identity}\n"
     ));

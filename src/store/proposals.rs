@@ -182,7 +182,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Vec<Proposal>> {
         };
         let slot = match field {
             "key" => {
-                crate::dotenv::validate_key(value).map_err(|m| err(n, &m.to_string()))?;
+                crate::format::dotenv::validate_key(value).map_err(|m| err(n, &m.to_string()))?;
                 &mut c.key
             }
             "by" => &mut c.by,
@@ -272,7 +272,7 @@ pub fn save(env_file: &Path, name: &str, env: Option<&str>, proposals: &[Proposa
             _ => Ok(()),
         };
     }
-    crate::fsutil::write_atomic(&path, render(name, env, proposals).as_bytes(), 0o644)
+    crate::os::files::write_atomic(&path, render(name, env, proposals).as_bytes(), 0o644)
 }
 
 /// Problems that make a staged proposal file unsafe to commit (for the pre-commit hook): it

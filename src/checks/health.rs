@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
-use crate::dotenv::{self, Line};
-use crate::envfile::EnvFile;
 use crate::error::{Error, Result};
+use crate::format::dotenv::{self, Line};
 use crate::keys::Keyring;
 use crate::policy::{parse_duration_days, Policy, POLICY_FILE};
+use crate::store::file::EnvFile;
 
 /// How serious a finding is. Errors fail `check`; warnings fail it only with `--strict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -355,7 +355,7 @@ pub fn check(
     let in_git = crate::git::open(root).is_some();
     let history = std::thread::scope(|scope| {
         let walk = (in_git && !age_queries.is_empty())
-            .then(|| scope.spawn(|| crate::history::dates(root, &age_queries)));
+            .then(|| scope.spawn(|| crate::git::history::dates(root, &age_queries)));
         for l in loaded.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
             let env = l.name.as_str();
             if policy.recipients(env).is_empty() {
@@ -403,7 +403,7 @@ pub fn check(
                 ),
                 None => {}
                 Some(meta) => {
-                    let drift = crate::envfile::recipient_drift(meta, &policy.recipients(env));
+                    let drift = crate::store::file::recipient_drift(meta, &policy.recipients(env));
                     if !drift.is_empty() {
                         let who = |keys: &[String]| {
                             keys.iter()
@@ -420,7 +420,7 @@ pub fn check(
                             .iter()
                             .map(|k| (env.to_string(), k.clone()))
                             .collect();
-                        let intros = crate::trust::introductions(root, &queries);
+                        let intros = crate::policy::trust::introductions(root, &queries);
                         if !drift.missing.is_empty() {
                             let named: Vec<String> = drift
                                 .missing
@@ -640,7 +640,7 @@ fn rekeys(
         .filter(|l| l.encrypted)
         .collect();
     let rels: Vec<String> = sel.iter().map(|l| l.rel.clone()).collect();
-    let Ok(found) = crate::history::unproven_rekeys(root, &rels, keyring) else {
+    let Ok(found) = crate::git::history::unproven_rekeys(root, &rels, keyring) else {
         return;
     };
     for (l, c) in sel.iter().zip(found) {
@@ -670,8 +670,8 @@ fn rekeys(
 /// Proposals waiting beside an environment's file (a note), or a proposal file that does not
 /// parse (an error).
 fn pending_proposals(report: &mut Report, root: &Path, env: &str, rel: &str) {
-    let file = format!("{rel}{}", crate::proposals::SUFFIX);
-    match crate::proposals::load(&root.join(rel), rel) {
+    let file = format!("{rel}{}", crate::store::proposals::SUFFIX);
+    match crate::store::proposals::load(&root.join(rel), rel) {
         Ok(props) if props.is_empty() => {}
         Ok(props) => {
             let list: Vec<String> = props

@@ -743,12 +743,14 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
                 });
             }
             let trimmed = &raw[eq + 1..];
-            let stored =
-                if trimmed.is_empty() || crate::sops::is_enc(trimmed) || raw.starts_with("sops_") {
-                    trimmed
-                } else {
-                    &untrimmed[eq + 1..]
-                };
+            let stored = if trimmed.is_empty()
+                || crate::format::sops::is_enc(trimmed)
+                || raw.starts_with("sops_")
+            {
+                trimmed
+            } else {
+                &untrimmed[eq + 1..]
+            };
             lines.push(Line::Pair {
                 key: raw[..eq].to_string(),
                 stored: stored.to_string(),

@@ -6,6 +6,9 @@
 //! so it is parsed as untrusted input: size and nesting limits, alias-bomb protection, duplicate
 //! keys refused, unknown fields refused inside `envv:`, and every error names the field.
 
+pub mod membership;
+pub mod trust;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -292,12 +295,12 @@ impl Policy {
     }
 
     /// The crypt rule for files this policy creates.
-    pub fn crypt_rule(&self) -> crate::sops::CryptRule {
+    pub fn crypt_rule(&self) -> crate::format::sops::CryptRule {
         match self.public_regex() {
-            Some(r) => crate::sops::CryptRule::UnencryptedRegex(
-                crate::sops::rule_regex(&r).expect("validated"),
+            Some(r) => crate::format::sops::CryptRule::UnencryptedRegex(
+                crate::format::sops::rule_regex(&r).expect("validated"),
             ),
-            None => crate::sops::CryptRule::default(),
+            None => crate::format::sops::CryptRule::default(),
         }
     }
 
@@ -440,7 +443,7 @@ impl Policy {
                 })?;
             }
             for k in &e.required {
-                crate::dotenv::validate_key(k).map_err(|m| {
+                crate::format::dotenv::validate_key(k).map_err(|m| {
                     err(
                         &["environments", name, "required"],
                         format!("envv.environments.{name}.required: {m}"),
@@ -449,7 +452,7 @@ impl Policy {
             }
         }
         for p in &self.public {
-            crate::sops::rule_regex(p).map_err(|e| {
+            crate::format::sops::rule_regex(p).map_err(|e| {
                 err(
                     &["public"],
                     format!("envv.public: invalid regex \"{p}\": {}", regex_msg(&e)),
@@ -466,7 +469,7 @@ impl Policy {
         }
         // Files store the patterns as one rule (`crypt_rule`), which must compile too.
         if let Some(all) = self.public_regex() {
-            crate::sops::rule_regex(&all).map_err(|e| {
+            crate::format::sops::rule_regex(&all).map_err(|e| {
                 err(
                     &["public"],
                     format!("envv.public: the patterns together: {}", regex_msg(&e)),
@@ -474,7 +477,7 @@ impl Policy {
             })?;
         }
         for k in &self.schema.required {
-            crate::dotenv::validate_key(k).map_err(|m| {
+            crate::format::dotenv::validate_key(k).map_err(|m| {
                 err(
                     &["schema", "required"],
                     format!("envv.schema.required: {m}"),
@@ -518,7 +521,7 @@ impl Policy {
             }
         }
         for (k, s) in &self.schema.keys {
-            crate::dotenv::validate_key(k)
+            crate::format::dotenv::validate_key(k)
                 .map_err(|m| err(&["schema", "keys", k], format!("envv.schema.keys: {m}")))?;
             if let Some(p) = &s.pattern {
                 Regex::new(p).map_err(|e| {
@@ -695,7 +698,7 @@ impl PolicyFile {
     /// `envv init`.
     pub fn load(path: &Path) -> Result<Self> {
         let shown = display_name(path);
-        let bytes = crate::paths::read_bounded(path, &shown)?;
+        let bytes = crate::os::paths::read_bounded(path, &shown)?;
         let policy = parse(&shown, &bytes)?;
         Ok(PolicyFile {
             path: path.to_path_buf(),
@@ -707,7 +710,7 @@ impl PolicyFile {
     pub fn save(&self) -> Result<()> {
         let text = self.policy.to_yaml();
         self.policy.validate(&display_name(&self.path), &text)?;
-        crate::fsutil::write_atomic(&self.path, text.as_bytes(), 0o644)
+        crate::os::files::write_atomic(&self.path, text.as_bytes(), 0o644)
     }
 }
 
@@ -729,7 +732,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
             ),
         });
     }
-    let text = crate::dotenv::decode_utf8(file, bytes).map_err(|e| Error::Policy {
+    let text = crate::format::dotenv::decode_utf8(file, bytes).map_err(|e| Error::Policy {
         file: file.into(),
         line: None,
         msg: e.to_string(),

@@ -20,8 +20,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::dotenv::{self, Line};
 use crate::error::Result;
+use crate::format::dotenv::{self, Line};
 
 /// Commits read at most by one walk.
 pub const MAX_COMMITS: usize = 20_000;
@@ -252,7 +252,7 @@ impl Snapshot {
                         s.mac = Some(stored);
                     } else if rest == "lastmodified" {
                         s.lastmodified = Some(stored);
-                    } else if key == crate::sops::ROTATION_PROOF_KEY {
+                    } else if key == crate::format::sops::ROTATION_PROOF_KEY {
                         s.proof = Some(stored);
                     }
                 } else {
@@ -319,7 +319,7 @@ pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
         match b.values.get(k) {
             None => e.added.push(k.clone()),
             Some(old) => {
-                let encrypted = crate::sops::is_enc(old) && crate::sops::is_enc(v);
+                let encrypted = crate::format::sops::is_enc(old) && crate::format::sops::is_enc(v);
                 if encrypted {
                     enc_common += 1;
                 }
@@ -518,7 +518,7 @@ impl DiffCache {
             }
         }
         // A cache that cannot be written (read-only clone) only costs time.
-        let _ = crate::fsutil::write_private(&path, &bytes);
+        let _ = crate::os::files::write_private(&path, &bytes);
     }
 }
 
@@ -640,11 +640,14 @@ pub fn examine_rekey(
         proof: Proof::Unknown,
         value_changes: None,
     };
-    let load = |id: git2::Oid| -> Option<(crate::envfile::EnvFile, Snapshot)> {
+    let load = |id: git2::Oid| -> Option<(crate::store::file::EnvFile, Snapshot)> {
         let blob = repo.find_blob(id).ok()?;
-        let f =
-            crate::envfile::EnvFile::from_bytes(Path::new("history"), "history", blob.content())
-                .ok()?;
+        let f = crate::store::file::EnvFile::from_bytes(
+            Path::new("history"),
+            "history",
+            blob.content(),
+        )
+        .ok()?;
         Some((f, Snapshot::parse(blob.content())))
     };
     let (Some((fb, _)), Some((fa, sa))) = (load(before), load(after)) else {
@@ -654,12 +657,14 @@ pub fn examine_rekey(
         return unknown;
     };
     let proof = match (&sa.proof, &sa.mac, &sa.lastmodified) {
-        (Some(p), Some(mac), Some(t)) if *p == crate::sops::rotation_proof(&prev, mac, t) => {
+        (Some(p), Some(mac), Some(t))
+            if *p == crate::format::sops::rotation_proof(&prev, mac, t) =>
+        {
             Proof::Verified
         }
         _ => Proof::Missing,
     };
-    let values = |f: &crate::envfile::EnvFile, dk: &crate::sops::DataKey| {
+    let values = |f: &crate::store::file::EnvFile, dk: &crate::format::sops::DataKey| {
         let opened = f.clone().decrypt(dk, false).ok()?;
         Some(
             opened

@@ -354,8 +354,8 @@ pub fn is_encrypted_dotenv(bytes: &[u8]) -> bool {
         .take(64)
         .any(|l| l.starts_with(b"sops_mac=") || l.starts_with(b"sops_version="));
     has_meta
-        && bytes.len() as u64 <= crate::envfile::MAX_FILE_BYTES
-        && crate::envfile::EnvFile::from_bytes(Path::new(""), "", bytes)
+        && bytes.len() as u64 <= crate::store::file::MAX_FILE_BYTES
+        && crate::store::file::EnvFile::from_bytes(Path::new(""), "", bytes)
             .is_ok_and(|f| f.is_encrypted())
 }
 
@@ -488,7 +488,7 @@ pub fn tracked_dotenv_files(repo: &git2::Repository) -> Result<Vec<TreeFile>> {
     for e in repo.index()?.iter() {
         let name = String::from_utf8_lossy(&e.path).into_owned();
         if e.mode & 0o170000 == 0o100000
-            && crate::hook::dotenv_kind(&name) == Some(crate::hook::DotenvKind::Secret)
+            && crate::git::hook::dotenv_kind(&name) == Some(crate::git::hook::DotenvKind::Secret)
         {
             out.push(TreeFile {
                 path: workdir.join(path_of_bytes(&e.path)),

@@ -7,8 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::envfile::{EnvFile, Opened};
-use crate::sops::DataKey;
+use crate::format::sops::DataKey;
+use crate::store::file::{EnvFile, Opened};
 
 /// How one key compares between the two environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,7 +173,7 @@ mod tests {
         let id = age::x25519::Identity::generate();
         let r = crate::keys::Recipient::parse(&id.to_public().to_string()).unwrap();
         let p = std::path::Path::new("x");
-        let rule = crate::sops::CryptRule::default;
+        let rule = crate::format::sops::CryptRule::default;
         let pa = Opened::encrypt_new(
             p,
             ".env.a",

@@ -124,7 +124,7 @@ impl TrustStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
         }
-        crate::fsutil::write_private(&path, text.as_bytes())
+        crate::os::files::write_private(&path, text.as_bytes())
     }
 }
 
@@ -258,16 +258,16 @@ impl Introduced {
 
     /// `YYYY-MM-DD` of the commit.
     pub fn date(&self) -> String {
-        crate::history::date(self.time)
+        crate::git::history::date(self.time)
     }
 }
 
 /// The repository of `root` and the walk over its `.sops.yaml`'s committed versions, newest
 /// first (`None` outside git or without history).
-fn policy_history(root: &Path) -> Option<(git2::Repository, crate::history::Walk)> {
+fn policy_history(root: &Path) -> Option<(git2::Repository, crate::git::history::Walk)> {
     let repo = crate::git::open(root)?;
     let rel = policy_path_in_repo(&repo, root)?;
-    let w = crate::history::walk(&repo, &[rel], crate::history::MAX_COMMITS).ok()?;
+    let w = crate::git::history::walk(&repo, &[rel], crate::git::history::MAX_COMMITS).ok()?;
     Some((repo, w))
 }
 
@@ -275,7 +275,7 @@ fn policy_history(root: &Path) -> Option<(git2::Repository, crate::history::Walk
 /// which `.sops.yaml` (in `root`) has made that recipient a reader of that environment without
 /// interruption (for an environment HEAD does not declare yet: a member). `None`: HEAD's
 /// policy does not do so (only the working tree does: not committed), or there is no git
-/// history. The versions come from [`crate::history::walk`]; each is parsed once.
+/// history. The versions come from [`crate::git::history::walk`]; each is parsed once.
 pub fn introductions(root: &Path, queries: &[(String, String)]) -> Vec<Option<Introduced>> {
     let mut by_member = vec![false; queries.len()];
     unbroken_since(root, queries, |n, policy, i, (env, key)| {

@@ -15,10 +15,14 @@
 //!
 //! The core never asks the user anything: the [`Gate`] is the command line's part.
 
-use crate::envfile::{EnvFile, Opened};
+pub mod diff;
+pub mod file;
+pub mod proposals;
+
 use crate::error::{Error, Result};
+use crate::format::sops::CryptRule;
 use crate::keys::{Keyring, Recipient};
-use crate::sops::CryptRule;
+use crate::store::file::{EnvFile, Opened};
 use crate::workspace::{Target, Workspace};
 
 /// The confirmations a write needs from the person running envv. The command line implements
@@ -89,8 +93,8 @@ impl<'a> Store<'a> {
         change: impl FnOnce(&mut Opened) -> Result<(bool, T)>,
     ) -> Result<T> {
         let ws = self.ws;
-        let _lock = crate::fsutil::lock_for(&t.path)?;
-        crate::fsutil::clean_stale_temps(&t.path);
+        let _lock = crate::os::files::lock_for(&t.path)?;
+        crate::os::files::clean_stale_temps(&t.path);
         let mut adopted = Vec::new();
         let mut f = match EnvFile::open(&t.path, &t.name) {
             Err(Error::MissingFile { .. }) if how.create => {
@@ -175,7 +179,7 @@ fn refuse_stale_readers(ws: &Workspace, t: &Target, f: &EnvFile) -> Result<()> {
         return Ok(());
     }
     let pf = crate::policy::PolicyFile::load(&path)?;
-    let drift = crate::envfile::recipient_drift(meta, &pf.policy.recipients(env));
+    let drift = crate::store::file::recipient_drift(meta, &pf.policy.recipients(env));
     if drift.extra.is_empty() {
         return Ok(());
     }

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use zeroize::Zeroizing;
 
-use crate::dotenv::{self, Entry, Line};
-use crate::envfile::{EnvFile, MAX_FILE_BYTES};
 use crate::error::{Error, IoContext, Result};
+use crate::format::dotenv::{self, Entry, Line};
+use crate::format::sops::{self, Metadata};
 use crate::keys::Keyring;
 use crate::secret::Secret;
-use crate::sops::{self, Metadata};
+use crate::store::file::{EnvFile, MAX_FILE_BYTES};
 
 /// The kinds of file `envv import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
