@@ -28,7 +28,7 @@ pub struct Merged {
 }
 
 /// One decrypted side.
-struct Side {
+struct Version {
     file: EnvFile,
     /// The decrypted file (`None` for an empty base).
     opened: Option<Opened>,
@@ -39,7 +39,7 @@ struct Side {
     order: Vec<String>,
 }
 
-fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Result<Side> {
+fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Result<Version> {
     let file = EnvFile::from_bytes(Path::new(name), name, bytes)?;
     if !file.is_encrypted() && !bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::usage(format!(
@@ -64,7 +64,7 @@ fn open_side(label: &str, name: &str, bytes: &[u8], ring: &mut Keyring) -> Resul
             stored.insert(key.clone(), s.clone());
         }
     }
-    Ok(Side {
+    Ok(Version {
         file,
         opened,
         values,
@@ -98,7 +98,7 @@ pub fn merge(
     let o = open_side("base", name, base, ring)?;
     let mut a = open_side("ours", name, ours, ring)?;
     let b = open_side("theirs", name, theirs, ring)?;
-    let dk = |s: &Side| s.opened.as_ref().map(|o| o.data_key().clone());
+    let dk = |s: &Version| s.opened.as_ref().map(|o| o.data_key().clone());
     let (Some(dk_a), Some(dk_b)) = (dk(&a), dk(&b)) else {
         return Err(Error::usage(format!(
             "{name}: one side of the merge is empty or not encrypted"
@@ -108,7 +108,7 @@ pub fn merge(
     let same_key = dk_a.bytes() == dk_b.bytes();
     // Key groups and thresholds are kept, never lowered: sides that disagree on them are left to
     // a person (`envv updatekeys --flatten` or sops).
-    let layout = |s: &Side| {
+    let layout = |s: &Version| {
         s.file
             .meta()
             .map(|m| (m.groups.len().max(1), m.groups_needed()))

@@ -174,7 +174,7 @@ fn clean(list: Vec<String>) -> Vec<String> {
 }
 
 fn env_add(ctx: &Ctx, a: EnvAddArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     if let Some(e) = new.environments.get(&a.name) {
         return Err(Error::usage_hint(
@@ -217,7 +217,7 @@ fn env_add(ctx: &Ctx, a: EnvAddArgs) -> CliResult<i32> {
 }
 
 fn env_readers(ctx: &Ctx, a: EnvReadersArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     let Some(e) = new.environments.get_mut(&a.name) else {
         return Err(Error::UnknownEnv {
@@ -287,7 +287,7 @@ fn env_ls(ctx: &Ctx, a: EnvLsArgs) -> CliResult<i32> {
 }
 
 fn group_add(ctx: &Ctx, a: GroupAddArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     let members = clean(a.members);
     let g = new.groups.entry(a.group.clone()).or_default();
@@ -303,7 +303,7 @@ fn group_add(ctx: &Ctx, a: GroupAddArgs) -> CliResult<i32> {
 }
 
 fn group_rm(ctx: &Ctx, a: GroupRmArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     let Some(g) = new.groups.get_mut(&a.group) else {
         return Err(Error::usage(format!(

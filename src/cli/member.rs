@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use super::{confirm, Ctx};
 use crate::error::Error;
 use crate::keys::{self, same_recipient, short_key};
-use crate::policy::membership::{self, Action, Mode, Plan, Session};
+use crate::policy::membership::{self, Action, Mode, Plan, Transaction};
 use crate::policy::{self, Member, Policy, DEFAULT_GROUP, POLICY_FILE};
 
 const MEMBER_EXAMPLES: &str = "\
@@ -173,7 +173,7 @@ fn targets(policy: &Policy, to: Vec<String>) -> crate::Result<Vec<String>> {
 }
 
 fn add(ctx: &Ctx, a: AddArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     if new.members.contains_key(&a.name) {
         return Err(Error::usage_hint(
@@ -216,7 +216,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> CliResult<i32> {
 }
 
 fn approve(ctx: &Ctx, a: ApproveArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     let Some(m) = new.pending.remove(&a.name) else {
         return Err(Error::usage(format!(
@@ -251,7 +251,7 @@ fn approve(ctx: &Ctx, a: ApproveArgs) -> CliResult<i32> {
 }
 
 fn deny(ctx: &Ctx, a: DenyArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     if new.pending.remove(&a.name).is_none() {
         return Err(Error::usage(format!(
@@ -270,7 +270,7 @@ fn deny(ctx: &Ctx, a: DenyArgs) -> CliResult<i32> {
 }
 
 fn rm(ctx: &Ctx, a: RmArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let old = s.policy.clone();
     let mut new = old.clone();
     if !old.members.contains_key(&a.name) {
@@ -424,7 +424,7 @@ fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
 }
 
 pub fn join(ctx: &Ctx, a: JoinArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let mut new = s.policy.clone();
     let key = match a.key {
         Some(k) => k,
@@ -500,12 +500,12 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 /// Plans and applies a policy change with the caller's identities, then reports it.
 ///
 /// Only the change from the policy as it was to `new` is applied (see
-/// [`Session::narrow`]); other differences between files and policy are left alone and
+/// [`Transaction::narrow`]); other differences between files and policy are left alone and
 /// listed. Readers the command gives a data key to must be confirmed (`named` by the command,
 /// or see [`confirm::confirm`]).
 pub(crate) fn commit(
     ctx: &Ctx,
-    s: &mut Session,
+    s: &mut Transaction,
     new: &Policy,
     mode: Mode,
     named: &[(String, String)],
@@ -516,7 +516,7 @@ pub(crate) fn commit(
 /// [`commit`] with a given keyring.
 pub(crate) fn commit_with(
     ctx: &Ctx,
-    s: &mut Session,
+    s: &mut Transaction,
     new: &Policy,
     mode: Mode,
     named: &[(String, String)],
@@ -572,7 +572,7 @@ impl membership::Approver for Confirmations<'_> {
 
 /// Lists files whose recipients still differ from the (just written) policy: drift this
 /// command did not cause and did not touch.
-fn report_left_alone(s: &Session) {
+fn report_left_alone(s: &Transaction) {
     let rows = s.left_alone();
     if rows.is_empty() {
         return;

@@ -138,8 +138,8 @@ impl Ctx {
     }
 
     /// Starts a membership change (locks, policy) with `--flatten` applied.
-    pub fn session(&self) -> crate::Result<crate::policy::membership::Session> {
-        let mut s = crate::policy::membership::Session::begin(&self.ws.root)?;
+    pub fn transaction(&self) -> crate::Result<crate::policy::membership::Transaction> {
+        let mut s = crate::policy::membership::Transaction::begin(&self.ws.root)?;
         s.flatten = self.flatten;
         Ok(s)
     }

@@ -485,7 +485,7 @@ fn date(t: i64) -> String {
 /// The pre-commit hook's value scan: staged changes searched for the managed values.
 /// Off with `ENVV_HOOK_SCAN=0` or `scan: { hook: false }`. Says once when no identity here
 /// decrypts, and never blocks a commit because the scan itself could not run.
-pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Finding> {
+pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Problem> {
     if std::env::var("ENVV_HOOK_SCAN").is_ok_and(|v| v.trim() == "0") {
         return Vec::new();
     }
@@ -496,7 +496,7 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Fin
     if policy.is_some_and(|p| p.policy.scan.hook == Some(false)) {
         return Vec::new();
     }
-    let run = || -> crate::Result<Vec<hook::Finding>> {
+    let run = || -> crate::Result<Vec<hook::Problem>> {
         let files = scan::staged_files(repo, true)?;
         if files.is_empty() {
             return Ok(Vec::new());
@@ -531,7 +531,7 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Fin
             if let FileOutcome::Hits(hits) = o {
                 for h in hits {
                     let (key, env) = &labels[h.value];
-                    out.push(hook::Finding {
+                    out.push(hook::Problem {
                         file: shown(&f.name),
                         line: Some(h.line),
                         message: format!(

@@ -6,7 +6,7 @@ use clap::Args;
 use super::member::report;
 use super::{confirm, Ctx};
 use crate::error::Error;
-use crate::policy::membership::{Action, Mode, Session};
+use crate::policy::membership::{Action, Mode, Transaction};
 use crate::policy::{Policy, POLICY_FILE};
 
 const UPDATEKEYS_EXAMPLES: &str = "\
@@ -67,7 +67,7 @@ fn selected(ctx: &Ctx, policy: &Policy) -> crate::Result<Option<Vec<String>>> {
 
 pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
     if a.check {
-        let s = Session::read_only(&ctx.ws.root)?;
+        let s = Transaction::read_only(&ctx.ws.root)?;
         let only = selected(ctx, &s.policy)?;
         let plan = s.plan(&s.policy, Mode::Sync, only.as_deref())?;
         let mut out = 0;
@@ -141,7 +141,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
         eprintln!("all {n} encrypted file(s) match {POLICY_FILE}");
         return Ok(0);
     }
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let only = selected(ctx, &s.policy)?;
     let policy = s.policy.clone();
     let plan = s.plan(&policy, Mode::Sync, only.as_deref())?;
@@ -164,7 +164,7 @@ pub fn updatekeys(ctx: &Ctx, a: UpdatekeysArgs) -> CliResult<i32> {
 }
 
 pub fn rotate(ctx: &Ctx, _a: RotateArgs) -> CliResult<i32> {
-    let mut s = ctx.session()?;
+    let mut s = ctx.transaction()?;
     let only = selected(ctx, &s.policy)?;
     let policy = s.policy.clone();
     let plan = s.plan(&policy, Mode::RotateAll, only.as_deref())?;

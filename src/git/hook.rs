@@ -15,7 +15,7 @@ use crate::store::file::recipient_drift;
 
 /// One problem in the staged content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub struct Problem {
     /// Path relative to the repository's work tree.
     pub file: String,
     /// 1-based line, when the problem is on one line.
@@ -25,7 +25,7 @@ pub struct Finding {
     pub fix: String,
 }
 
-impl std::fmt::Display for Finding {
+impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.line {
             Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message)?,
@@ -37,8 +37,8 @@ impl std::fmt::Display for Finding {
 
 /// What the checks found, and the freeze override that was applied (if any).
 #[derive(Debug, Default)]
-pub struct Report {
-    pub findings: Vec<Finding>,
+pub struct Outcome {
+    pub findings: Vec<Problem>,
     /// Files changed inside a freeze window but allowed by `ENVV_FREEZE_OVERRIDE`.
     pub overridden: Vec<String>,
     /// How many staged files were examined as dotenv files.
@@ -173,7 +173,7 @@ fn parent_prefix(policy_path: &[u8]) -> Vec<u8> {
 /// `.sops.yaml` in the index (paths relative to the policy that governs them). Freeze windows
 /// come from both the staged and the committed policy; the stricter wins. `_root` (the
 /// command's workspace) does not matter: the hook checks the whole index.
-pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Result<Report> {
+pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Result<Outcome> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| Error::usage("a bare repository has no index to check"))?;
@@ -185,7 +185,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
         .path()
         .and_then(|p| std::fs::metadata(p).ok())
         .and_then(|m| m.modified().ok());
-    let mut report = Report::default();
+    let mut report = Outcome::default();
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
 
     // Paths whose staged content differs from HEAD (what this commit changes).
@@ -223,7 +223,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
                 match policy::parse(&shown, blob.content()) {
                     Ok(p) => Some(p),
                     Err(err) => {
-                        report.findings.push(Finding {
+                        report.findings.push(Problem {
                             file: shown.clone(),
                             line: None,
                             message: format!("the staged policy is invalid: {err}"),
@@ -257,11 +257,11 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
     // below, when they are read anyway).
     let secret_key =
         regex::bytes::Regex::new("AGE-SECRET-KEY-1[0-9A-Za-z]{20}").expect("valid regex");
-    let scan = |path: &[u8], content: &[u8], findings: &mut Vec<Finding>| {
+    let scan = |path: &[u8], content: &[u8], findings: &mut Vec<Problem>| {
         if let Some(m) = secret_key.find(content) {
             let line = content[..m.start()].iter().filter(|&&b| b == b'\n').count() + 1;
             let shell = shell_path(path);
-            findings.push(Finding {
+            findings.push(Problem {
                 file: shown_path(path),
                 line: Some(line),
                 message: "contains an age secret key (AGE-SECRET-KEY-...): an identity must never be committed".into(),
@@ -293,7 +293,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
             report.files_checked += 1;
             let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
             if let Some(problem) = crate::store::proposals::staged_problem(&shown, &content) {
-                report.findings.push(Finding {
+                report.findings.push(Problem {
                     file: shown.clone(),
                     line: None,
                     message: format!("not a valid proposal file (values must be age-encrypted): {problem}"),
@@ -306,7 +306,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
             continue;
         }
         if kind == Some(DotenvKind::Local) && env.is_none() {
-            report.findings.push(Finding {
+            report.findings.push(Problem {
                 file: shown.clone(),
                 line: None,
                 message: "a .local file is staged: .local files hold personal plaintext overrides and are never committed".into(),
@@ -356,7 +356,7 @@ fn bytes_path(p: &[u8]) -> PathBuf {
 /// A finding (or an override note) when `path` belongs to an environment that is inside a
 /// freeze window of the staged policy or of the committed one (deleting a window in the same
 /// commit as the change it forbids does not lift it).
-fn check_freeze(scopes: &[Scope], path: &[u8], opts: &Options, report: &mut Report) {
+fn check_freeze(scopes: &[Scope], path: &[u8], opts: &Options, report: &mut Outcome) {
     for head in [false, true] {
         let Some((p, _, rel)) = governing(scopes, path, head) else {
             continue;
@@ -376,7 +376,7 @@ fn check_freeze(scopes: &[Scope], path: &[u8], opts: &Options, report: &mut Repo
                     .overridden
                     .push(format!("{shown} (environment {e}, freeze \"{w}\")"));
             } else {
-                report.findings.push(Finding {
+                report.findings.push(Problem {
                     file: shown,
                     line: None,
                     message: format!("environment {e} is frozen now (freeze window \"{w}\" in {from}, UTC) and this commit changes it"),
@@ -469,7 +469,7 @@ pub fn check_dotenv_blob(
     bytes: &[u8],
     policy: Option<&Policy>,
     env: Option<&str>,
-    out: &mut Vec<Finding>,
+    out: &mut Vec<Problem>,
 ) {
     let lines = match dotenv::parse_stored(path, bytes) {
         Ok(l) => l,
@@ -478,7 +478,7 @@ pub fn check_dotenv_blob(
                 Error::Parse { line, .. } => Some(*line),
                 _ => None,
             };
-            out.push(Finding {
+            out.push(Problem {
                 file: path.to_string(),
                 line,
                 message: format!("cannot be read as a dotenv file: {e}"),
@@ -515,7 +515,7 @@ pub fn check_dotenv_blob(
             } else {
                 String::new()
             };
-            out.push(Finding {
+            out.push(Problem {
                 file: path.to_string(),
                 line: Some(*first_line),
                 message: format!(
@@ -530,7 +530,7 @@ pub fn check_dotenv_blob(
     let meta = match stored.metadata() {
         Ok(m) => m,
         Err(m) => {
-            out.push(Finding {
+            out.push(Problem {
                 file: path.to_string(),
                 line: None,
                 message: format!("invalid sops metadata: {m}"),
@@ -540,7 +540,7 @@ pub fn check_dotenv_blob(
         }
     };
     if let Some(Error::Parse { line, msg, .. }) = structure {
-        out.push(Finding {
+        out.push(Problem {
             file: path.to_string(),
             line: Some(line),
             message: msg,
@@ -549,7 +549,7 @@ pub fn check_dotenv_blob(
     }
     let wanted = policy.map(Policy::crypt_rule).unwrap_or_default();
     if let Some(c) = crate::store::file::rule_conflict(&meta, &wanted) {
-        out.push(Finding {
+        out.push(Problem {
             file: path.to_string(),
             line: c.line,
             message: c.message(),
@@ -557,7 +557,7 @@ pub fn check_dotenv_blob(
         });
     }
     for (key, line) in plaintext_lines(data, &meta.rule, false) {
-        out.push(Finding {
+        out.push(Problem {
             file: path.to_string(),
             line: Some(line),
             message: format!(
@@ -596,7 +596,7 @@ pub fn check_dotenv_blob(
                             .join(", ")
                     ));
                 }
-                out.push(Finding {
+                out.push(Problem {
                     file: path.to_string(),
                     line: None,
                     message: format!(

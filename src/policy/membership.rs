@@ -1,12 +1,12 @@
 //! Membership changes: keeping every encrypted file readable by exactly the readers the policy
 //! names, after every change of the policy.
 //!
-//! A change is planned first ([`Session::plan`]): for each environment file, the difference
+//! A change is planned first ([`Transaction::plan`]): for each environment file, the difference
 //! between the recipients in the file and the ones the new policy wants decides the action —
 //! nothing, a re-wrap (readers only added: existing entries, values, MAC and timestamp stay byte
 //! for byte, the data key is wrapped for the new recipients only, as `sops updatekeys` does) or a
 //! rotation (a recipient left: new data key, every value re-encrypted). Applying it
-//! ([`Session::apply`]) is all-or-nothing: every file is decrypted and prepared in memory (a file
+//! ([`Transaction::apply`]) is all-or-nothing: every file is decrypted and prepared in memory (a file
 //! the caller cannot decrypt is an error listing it), every new content is written to a temp file
 //! beside its target, and only then are they all renamed, the policy last. A rename that fails
 //! puts back the files already renamed. The session holds the folder locks of the root and of
@@ -95,7 +95,7 @@ impl Plan {
 }
 
 /// A membership change in progress: the locks, and the policy as it was when they were taken.
-pub struct Session {
+pub struct Transaction {
     pub root: PathBuf,
     pub policy_path: PathBuf,
     /// The policy read under the lock.
@@ -120,7 +120,7 @@ pub trait Approver {
     fn applied(&mut self, plan: &Plan, old: &Policy, new: &Policy);
 }
 
-impl Session {
+impl Transaction {
     /// Locks the root, reads the policy, then locks every environment file's folder.
     pub fn begin(root: &Path) -> Result<Self> {
         let policy_path = root.join(POLICY_FILE);
@@ -138,7 +138,7 @@ impl Session {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| root.to_path_buf());
-        let mut s = Session {
+        let mut s = Transaction {
             root: root.to_path_buf(),
             policy_path,
             policy: policy.clone(),
@@ -163,7 +163,7 @@ impl Session {
         }
         let policy_text = std::fs::read_to_string(&policy_path).at(&policy_path)?;
         let policy = PolicyFile::load(&policy_path)?.policy;
-        Ok(Session {
+        Ok(Transaction {
             root: root.to_path_buf(),
             policy_path,
             policy,
@@ -341,7 +341,7 @@ impl Session {
     }
 
     /// Changes the policy to `new`: checks it, plans the change from the policy as it is
-    /// (narrowed to what differs, see [`Session::narrow`]), has `approver` confirm the readers
+    /// (narrowed to what differs, see [`Transaction::narrow`]), has `approver` confirm the readers
     /// the plan gives key material to, then applies it (all or nothing) and tells `approver`.
     pub fn change(
         &mut self,
@@ -594,7 +594,7 @@ fn decide(mode: Mode, drift: &crate::store::file::RecipientDrift) -> Action {
     }
 }
 
-impl Session {
+impl Transaction {
     /// Whether `action` gives every recipient newly wrapped key material: a rotation (new data
     /// key), a threshold layout (new Shamir shares, [`EnvFile::rewrap_groups`]) or flattening
     /// key groups (the data key itself wrapped for everyone).
@@ -653,8 +653,8 @@ impl FileChange {
     }
 }
 
-impl Session {
-    /// Narrows `plan` (made by [`Session::plan`] for `new`) to what the change from the
+impl Transaction {
+    /// Narrows `plan` (made by [`Transaction::plan`] for `new`) to what the change from the
     /// session's policy to `new` does: each file keeps the recipients it has, gains those `new`
     /// adds to its environment and loses those `new` takes away. Drift that was there before (a
     /// hand edit, a pull) is left alone; `envv updatekeys` shows and resolves it.
@@ -987,7 +987,7 @@ mod tests {
         }
         .save()
         .unwrap();
-        let s = Session::read_only(root).unwrap();
+        let s = Transaction::read_only(root).unwrap();
         let mut new = s.policy.clone();
         new.members.insert("bob".into(), member(&b));
         add_to(&mut new, "bob", &["team".into()]).unwrap();
@@ -1038,7 +1038,7 @@ mod tests {
         .unwrap();
         let mut ring = Keyring::new(&[key_file]);
 
-        let mut s = Session::begin(root).unwrap();
+        let mut s = Transaction::begin(root).unwrap();
         let mut new = s.policy.clone();
         new.members.insert(
             "bob".into(),
