@@ -4,6 +4,7 @@
 //! (`dotenv`, `sops`, `policy`, `keys`, `envfile`, `git`, `workspace`, `fsutil`) never print and
 //! return typed [`error::Error`]s; the `cli` module parses arguments, calls them, and prints.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod coredump;
