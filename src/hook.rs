@@ -39,7 +39,7 @@ impl std::fmt::Display for Finding {
 /// What the checks found, and the freeze override that was applied (if any).
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Every problem found, in the order the checks ran.
+    /// Every problem found in the staged files; the pre-commit hook refuses the commit on any.
     pub findings: Vec<Finding>,
     /// Files changed inside a freeze window but allowed by `ENVV_FREEZE_OVERRIDE`.
     pub overridden: Vec<String>,

@@ -79,7 +79,8 @@ pub struct KeySchema {
 #[serde(deny_unknown_fields)]
 pub struct Schema {
     #[serde(default)]
-    /// Keys that must exist in every environment.
+    /// Keys that must exist in every environment (only in those a key's `environments` lists,
+    /// when it lists some).
     pub required: Vec<String>,
     #[serde(default)]
     /// Rules per key name.
