@@ -19,6 +19,7 @@ use crate::error::{Error, IoContext, Result};
 /// A private folder holding one plaintext file; both are removed on drop.
 pub struct Scratch {
     dir: tempfile::TempDir,
+    /// The plaintext file inside the folder, named like the file being edited.
     pub path: PathBuf,
 }
 
@@ -28,7 +29,9 @@ pub const SCRATCH_PREFIX: &str = "envv-edit-";
 /// A scratch folder left by an `edit` that was killed (its process is gone), now removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Swept {
+    /// The folder that was removed.
     pub dir: PathBuf,
+    /// The pid of the `envv edit` that made it (read from the folder's name).
     pub pid: u32,
 }
 

@@ -15,113 +15,195 @@ pub enum Error {
     /// A line of a dotenv file (plaintext or encrypted) that cannot be read.
     #[error("{file}:{line}: {msg}")]
     Parse {
+        /// Name of the file, as messages show it.
         file: String,
+        /// 1-based number of the line that cannot be read.
         line: usize,
+        /// What is wrong with the line, without its text.
         msg: String,
     },
 
     /// A structural problem with an encrypted file (metadata, ENC blob, data key).
     #[error("{file}: {msg}")]
-    Format { file: String, msg: String },
+    Format {
+        /// Name of the file, as messages show it.
+        file: String,
+        /// What is wrong with the structure.
+        msg: String,
+    },
 
     /// The MAC of a file does not match its values.
     #[error("{file} was modified outside envv or sops: the MAC does not match its values")]
-    Mac { file: String },
+    Mac {
+        /// Name of the file, as messages show it.
+        file: String,
+    },
 
     /// No identity could unwrap the data key of a file.
     #[error("cannot decrypt {file}: none of your identities is a reader")]
     NoIdentity {
+        /// Name of the file, as messages show it; several
+        /// files are joined with `, `.
         file: String,
+        /// Names of the members the policy lists as readers (empty when unknown).
         readers: Vec<String>,
+        /// Labels of the identities tried, `source (age1…)`, then problems loading sources.
         tried: Vec<String>,
     },
 
     /// The identities open some of a file's key groups, but fewer than its threshold.
     #[error("cannot decrypt {file}: it needs {needed} of {groups} key groups; your identities open {opened}")]
     TooFewGroups {
+        /// Name of the file, as messages show it.
         file: String,
+        /// How many key groups must be opened (the file's Shamir threshold).
         needed: u64,
+        /// How many key groups the file has.
         groups: usize,
+        /// How many key groups the identities opened (at least 1, fewer than `needed`).
         opened: usize,
+        /// Names of the members the policy lists as readers (empty when unknown).
         readers: Vec<String>,
+        /// Labels of the identities tried, `source (age1…)`, then problems loading sources.
         tried: Vec<String>,
     },
 
     /// A value's ciphertext failed authentication (edited, or moved to another key).
     #[error("{file}:{line}: the encrypted value of {key} does not authenticate (edited by hand, or moved from another key)")]
     Tampered {
+        /// Name of the file, as messages show it.
         file: String,
+        /// 1-based number of the line holding the value.
         line: usize,
+        /// Name of the key whose value does not authenticate.
         key: String,
     },
 
     /// A key that was asked for is not in the file.
     #[error("{key} is not set in {file}")]
-    KeyNotFound { key: String, file: String },
+    KeyNotFound {
+        /// Name of the key that was asked for.
+        key: String,
+        /// Name of the file, as messages show it.
+        file: String,
+    },
 
     /// The file does not exist.
     #[error("{file} does not exist")]
-    MissingFile { file: String },
+    MissingFile {
+        /// Name of the file, as messages show it.
+        file: String,
+    },
 
     /// `.sops.yaml` is invalid; `line` is where the problem is, when known.
     #[error("{file}{}: {msg}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Policy {
+        /// Path of the policy file as shown to the user.
         file: String,
+        /// 1-based line of the problem; `None` when it is not tied to one line.
         line: Option<usize>,
+        /// What is wrong with the policy.
         msg: String,
     },
 
     /// A path envv refuses to read or write (outside the working tree, a link, not a regular
     /// file).
     #[error("{file}: {msg}")]
-    Path { file: String, msg: String },
+    Path {
+        /// The path as shown to the user.
+        file: String,
+        /// Why envv refuses it.
+        msg: String,
+    },
 
     /// No `.sops.yaml` was found: in `dir`, or (`parents`) in it and every folder above it.
     #[error("no {} in {dir}{}", crate::policy::POLICY_FILE, if *parents { " or its parents" } else { "" })]
-    NoPolicy { dir: String, parents: bool },
+    NoPolicy {
+        /// The folder where the search started.
+        dir: String,
+        /// Whether the folders above `dir` were searched too.
+        parents: bool,
+    },
 
     /// An environment name the policy does not declare.
     #[error(
         "environment \"{env}\" is not declared in {}",
         crate::policy::POLICY_FILE
     )]
-    UnknownEnv { env: String, declared: Vec<String> },
+    UnknownEnv {
+        /// The environment name that was asked for.
+        env: String,
+        /// The environment names the policy does declare, for the hint.
+        declared: Vec<String>,
+    },
 
     /// A file that is not the file of any environment of the policy.
     #[error("{file} is not the file of any environment in {policy}")]
-    UndeclaredFile { file: String, policy: String },
+    UndeclaredFile {
+        /// Name of the file, as messages show it.
+        file: String,
+        /// Name of the policy file that was consulted.
+        policy: String,
+    },
 
     /// A file that exists but is not encrypted yet.
     #[error("{file} is not encrypted")]
-    NotEncrypted { file: String },
+    NotEncrypted {
+        /// Name of the file, as messages show it.
+        file: String,
+    },
 
     /// An environment whose readers have all expired or been removed.
     #[error("environment {env} has no current reader (all expired?)")]
-    NoReaders { env: String },
+    NoReaders {
+        /// Name of the environment.
+        env: String,
+    },
 
     /// A file that people the policy no longer lists can still decrypt.
     #[error("{file} can still be decrypted by {} whom {} no longer lists as readers", who.join(", "), crate::policy::POLICY_FILE)]
-    StaleReaders { file: String, who: Vec<String> },
+    StaleReaders {
+        /// Name of the file, as messages show it.
+        file: String,
+        /// Names (or short keys) of the people who can still decrypt it.
+        who: Vec<String>,
+    },
 
     /// A working folder that is not inside a git repository.
     #[error("{dir} is not inside a git repository")]
-    NotARepo { dir: String },
+    NotARepo {
+        /// The folder that was searched.
+        dir: String,
+    },
 
     /// A key-group layout or threshold envv will not change as asked.
     #[error("{file}: {msg}")]
     KeyGroups {
+        /// Name of the file, as messages show it.
         file: String,
+        /// What envv will not do, and why.
         msg: String,
+        /// The next step to suggest, when there is one.
         hint: Option<String>,
     },
 
     /// Arguments that cannot be used as given.
     #[error("{msg}")]
-    Usage { msg: String, hint: Option<String> },
+    Usage {
+        /// What is wrong with the arguments.
+        msg: String,
+        /// The next step to suggest, when there is one.
+        hint: Option<String>,
+    },
 
     /// An operation envv refuses in the repository's current state.
     #[error("{msg}")]
-    Refused { msg: String, hint: Option<String> },
+    Refused {
+        /// What was refused, and why.
+        msg: String,
+        /// The next step to suggest, when there is one.
+        hint: Option<String>,
+    },
 
     /// A check found problems (pre-commit, updatekeys --check, check).
     #[error("{0}")]
@@ -134,7 +216,9 @@ pub enum Error {
     /// An operating system error on a path.
     #[error("{path}: {source}")]
     Io {
+        /// The path the operation was on, as shown to the user.
         path: String,
+        /// The error the operating system returned.
         #[source]
         source: std::io::Error,
     },
@@ -241,6 +325,7 @@ pub fn display_path(path: &Path, base: &Path) -> String {
 
 /// Helper trait to attach a path to io errors.
 pub trait IoContext<T> {
+    /// Turns an io error into an [`Error::Io`] naming `path`.
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
 }
 

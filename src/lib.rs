@@ -21,6 +21,7 @@
 //!
 //! Core modules never print and return typed [`error::Error`]s.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod checks;
 pub mod cli;

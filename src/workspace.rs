@@ -12,7 +12,10 @@ use crate::policy::{PolicyFile, DEFAULT_ENV, POLICY_FILE};
 
 /// The repository a command works in.
 pub struct Workspace {
+    /// Where the repository starts: the nearest folder at or above `cwd` holding `.sops.yaml` or
+    /// `.git` (see [`crate::git::find_root`]).
     pub root: PathBuf,
+    /// The folder the command was run from.
     pub cwd: PathBuf,
     policy: OnceCell<Option<PolicyFile>>,
 }
@@ -20,6 +23,7 @@ pub struct Workspace {
 /// A file a command reads or writes.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Where the file is on disk.
     pub path: PathBuf,
     /// Path relative to the root, for messages and policy lookup.
     pub name: String,
@@ -43,6 +47,7 @@ impl Workspace {
         }
     }
 
+    /// Where `.sops.yaml` is (or would be): at `root`.
     pub fn policy_path(&self) -> PathBuf {
         self.root.join(POLICY_FILE)
     }

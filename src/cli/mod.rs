@@ -74,11 +74,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub flatten: bool,
 
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// All commands.
+///
+/// Each variant is documented by its arguments type: clap takes a variant's doc comment as the
+/// command's help and would replace the longer help written on that type.
+#[allow(missing_docs)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Keygen(keys::KeygenArgs),
@@ -119,11 +124,15 @@ pub enum Command {
 
 /// What every command gets: the workspace and the global options.
 pub struct Ctx {
+    /// The repository the command runs in (its root, policy and paths).
     pub ws: Workspace,
+    /// `-e`/`--env` (or `$ENVV_ENV`); `None` when not given or empty.
     pub env: Option<String>,
+    /// The first `-f` given; `None` when there is none.
     pub file: Option<PathBuf>,
     /// Every `-f` given, in order (only `exec` and `export` accept more than one).
     pub files: Vec<PathBuf>,
+    /// Every `-i` identity file given, in order; they are tried before the default ones.
     pub identities: Vec<PathBuf>,
     /// `--yes`: readers not confirmed yet are confirmed without asking.
     pub yes: bool,

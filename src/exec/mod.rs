@@ -28,6 +28,7 @@ use crate::workspace::{Target, Workspace};
 /// One file taking part in the merge.
 #[derive(Debug, Clone)]
 pub struct Layer {
+    /// Where the file is on disk.
     pub path: PathBuf,
     /// Name for messages (relative to the repository root).
     pub name: String,
@@ -43,7 +44,9 @@ pub struct Layer {
 /// One merged variable.
 #[derive(Debug, Clone)]
 pub struct Var {
+    /// The variable name.
     pub key: String,
+    /// Its value from the last layer that set it (expanded when expansion was asked for).
     pub value: Secret,
     /// Whether the value was stored encrypted (or came from a `.local` file): CI output masks it.
     pub secret: bool,
@@ -167,8 +170,12 @@ pub struct LoadOptions {
 /// warnings about lines left out (text before `=` that is not a key name).
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// The merged variables, in the order their keys first appeared.
     pub vars: Vec<Var>,
+    /// Names of the optional layers left out because no identity is one of their readers.
     pub skipped: Vec<String>,
+    /// Messages about lines left out and empty values not taken, naming file and key (never a
+    /// value or the text of a line).
     pub warnings: Vec<String>,
 }
 
@@ -435,12 +442,26 @@ pub fn inject(vars: Vec<Var>, override_existing: bool, is_set: impl Fn(&str) -> 
 /// Why a command could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    /// No executable of that name on `PATH` (or at that path).
     #[error("{cmd}: command not found")]
-    NotFound { cmd: String },
+    NotFound {
+        /// The command as given.
+        cmd: String,
+    },
+    /// The file exists but may not be executed.
     #[error("{cmd}: permission denied (not an executable file)")]
-    NotExecutable { cmd: String },
+    NotExecutable {
+        /// The command as given.
+        cmd: String,
+    },
+    /// Any other reason the operating system gave for not starting it.
     #[error("{cmd}: cannot run it: {source}")]
-    Other { cmd: String, source: std::io::Error },
+    Other {
+        /// The command as given.
+        cmd: String,
+        /// The error the operating system returned.
+        source: std::io::Error,
+    },
 }
 
 impl LaunchError {

@@ -105,6 +105,7 @@ pub struct Filter<'a> {
 }
 
 impl<'a> Filter<'a> {
+    /// A filter for one stream that masks the values of `r`, with nothing held back yet.
     pub fn new(r: &'a Redaction) -> Self {
         Filter {
             r,

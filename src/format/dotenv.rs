@@ -29,9 +29,13 @@ pub enum Entry {
     Comment(String),
     /// `KEY=value`, with the parsed value and an inline comment if there was one.
     Pair {
+        /// The key name.
         key: String,
+        /// The value, unquoted and unescaped.
         value: Secret,
+        /// The text after the `#` of an inline comment; `None` when there is none.
         comment: Option<String>,
+        /// 1-based line where the pair starts.
         line: usize,
     },
 }
@@ -418,6 +422,7 @@ pub enum Reader {
 }
 
 impl Reader {
+    /// Every reader, in the order messages list them.
     pub const ALL: [Reader; 5] = [
         Reader::Node,
         Reader::Python,
@@ -426,6 +431,7 @@ impl Reader {
         Reader::Dotenvx,
     ];
 
+    /// The reader's name as messages print it.
     pub fn name(self) -> &'static str {
         match self {
             Reader::Node => "node dotenv",
@@ -446,20 +452,25 @@ impl Reader {
 pub struct Readers(u8);
 
 impl Readers {
+    /// The empty set.
     pub const NONE: Readers = Readers(0);
 
+    /// The set of every reader in [`Reader::ALL`].
     pub fn all() -> Readers {
         Readers(Reader::ALL.iter().fold(0, |m, r| m | r.bit()))
     }
 
+    /// This set with `r` added.
     pub fn with(self, r: Reader) -> Readers {
         Readers(self.0 | r.bit())
     }
 
+    /// Whether `r` is in the set.
     pub fn contains(self, r: Reader) -> bool {
         self.0 & r.bit() != 0
     }
 
+    /// Whether the set has no reader.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -699,8 +710,11 @@ pub enum Line {
     Comment(String),
     /// `KEY=stored`; `stored` is the text after the first `=`, with `\n` still escaped.
     Pair {
+        /// The key, as stored (the text before the first `=`).
         key: String,
+        /// The text after the first `=`, as stored (an `ENC[...]` value or plaintext).
         stored: String,
+        /// 1-based line number in the file read.
         line: usize,
     },
 }

@@ -108,12 +108,19 @@ impl std::fmt::Debug for DataKey {
 /// What the plaintext of an `ENC[...]` value means (its `type:` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueType {
+    /// `str`: text, used as is.
     Str,
+    /// `comment`: the text of an encrypted comment line.
     Comment,
+    /// `float`: a number as Go's `strconv.ParseFloat` reads it.
     Float,
+    /// `bool`: `true` or `false` as Go's `strconv.ParseBool` reads it.
     Bool,
+    /// `int`: an integer as Go's `strconv.Atoi` reads it.
     Int,
+    /// `time`: an RFC 3339 timestamp.
     Time,
+    /// `bytes`: raw bytes, not necessarily UTF-8.
     Bytes,
 }
 
@@ -148,9 +155,13 @@ impl ValueType {
 /// A parsed `ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]` string.
 #[derive(Debug, Clone)]
 pub struct EncValue {
+    /// The AES-256-GCM ciphertext (base64-decoded), without the tag.
     pub data: Vec<u8>,
+    /// The GCM nonce (base64-decoded); sops writes 32 bytes, and envv decrypts only those.
     pub iv: Vec<u8>,
+    /// The GCM authentication tag.
     pub tag: [u8; 16],
+    /// What the plaintext means.
     pub ty: ValueType,
 }
 
@@ -286,7 +297,9 @@ impl ValueCipher {
 /// envv injects). For `bytes` both are the raw plaintext (sops would print Go's `[104 105]`).
 #[derive(Debug)]
 pub struct Typed {
+    /// The bytes the MAC covers for this value.
     pub mac: Secret,
+    /// The text shown and injected for this value.
     pub shown: Secret,
 }
 
@@ -434,11 +447,19 @@ fn go_time(s: &str) -> Option<(String, String)> {
 /// Which values of a file are encrypted: the one crypt rule of a file (sops allows one).
 #[derive(Debug, Clone)]
 pub enum CryptRule {
+    /// `unencrypted_suffix`: pairs whose key ends with the suffix stay plaintext.
     UnencryptedSuffix(String),
+    /// `encrypted_suffix`: only pairs whose key ends with the suffix are encrypted.
     EncryptedSuffix(String),
+    /// `unencrypted_regex`: pairs whose key matches stay plaintext.
     UnencryptedRegex(Regex),
+    /// `encrypted_regex`: only pairs whose key matches are encrypted.
     EncryptedRegex(Regex),
+    /// `unencrypted_comment_regex`: a pair below a comment run with a matching line stays
+    /// plaintext, as do the comments of the run from the matching one on.
     UnencryptedCommentRegex(Regex),
+    /// `encrypted_comment_regex`: only a pair below a comment run with a matching line is
+    /// encrypted, with the comments of the run after the matching one.
     EncryptedCommentRegex(Regex),
 }
 
@@ -586,6 +607,7 @@ fn union_parts(re: &str) -> Option<Vec<String>> {
 /// One age recipient entry of a file: the recipient text and its armored wrapped key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
+    /// The recipient the data key is wrapped for, as stored (`age1…`, SSH or plugin).
     pub recipient: String,
     /// ASCII-armored age file, LF line endings (unescaped).
     pub enc: String,
@@ -598,12 +620,19 @@ pub struct Metadata {
     pub groups: Vec<Vec<KeyEntry>>,
     /// Stored as `sops_key_groups__...` (two or more groups).
     pub key_groups_form: bool,
+    /// `sops_lastmodified`: the timestamp text as stored (it is the MAC's AAD); empty until
+    /// sealed.
     pub lastmodified: String,
     /// The stored (encrypted) MAC.
     pub mac: String,
+    /// `sops_mac_only_encrypted`: the MAC covers only encrypted values (after a SHA-256 of
+    /// `sops`).
     pub mac_only_encrypted: bool,
+    /// `sops_shamir_threshold`: how many key groups must be opened; `None` when not stored.
     pub shamir_threshold: Option<u64>,
+    /// The crypt rule stored in the metadata (sops's default `_unencrypted` suffix when none).
     pub rule: CryptRule,
+    /// `sops_version`: the sops version the file claims to be written by.
     pub version: String,
     /// Other `sops_*` lines (pgp, kms, unknown), kept verbatim.
     pub foreign: Vec<(String, String)>,
@@ -969,6 +998,7 @@ fn set_part(
 pub struct MacBuilder(Sha512);
 
 impl MacBuilder {
+    /// Starts a MAC; with `mac_only_encrypted` it first hashes SHA-256 of `sops`, as sops does.
     pub fn new(mac_only_encrypted: bool) -> Self {
         let mut h = Sha512::new();
         if mac_only_encrypted {
@@ -977,10 +1007,12 @@ impl MacBuilder {
         MacBuilder(h)
     }
 
+    /// Feeds the MAC bytes of one pair's value (pairs in file order).
     pub fn add(&mut self, value: &[u8]) {
         self.0.update(value);
     }
 
+    /// The MAC as 128 uppercase hex characters.
     pub fn finish(self) -> String {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let d = self.0.finalize();

@@ -20,6 +20,7 @@ pub struct Problem {
     pub file: String,
     /// 1-based line, when the problem is on one line.
     pub line: Option<usize>,
+    /// What is wrong, naming the key where there is one (never a value).
     pub message: String,
     /// One command or action that fixes it.
     pub fix: String,
@@ -38,6 +39,7 @@ impl std::fmt::Display for Problem {
 /// What the checks found, and the freeze override that was applied (if any).
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Every problem found in the staged files; the pre-commit hook refuses the commit on any.
     pub findings: Vec<Problem>,
     /// Files changed inside a freeze window but allowed by `ENVV_FREEZE_OVERRIDE`.
     pub overridden: Vec<String>,
@@ -651,7 +653,12 @@ pub enum Installed {
     /// The envv hook was already there (unchanged).
     AlreadyInstalled(PathBuf),
     /// An existing hook was moved aside and is run first by the envv hook.
-    Chained { hook: PathBuf, chained: PathBuf },
+    Chained {
+        /// Where the envv hook now is.
+        hook: PathBuf,
+        /// Where the existing hook was moved.
+        chained: PathBuf,
+    },
     /// An existing hook was replaced (`--force`).
     Replaced(PathBuf),
 }

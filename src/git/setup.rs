@@ -35,8 +35,11 @@ pub const CONFIG: &[(&str, &str)] = &[
 /// What `setup` changed.
 #[derive(Debug, Default)]
 pub struct Setup {
+    /// The `.gitattributes` file at the work tree root.
     pub attributes: PathBuf,
+    /// Lines appended to it (empty when every line was already there).
     pub lines_added: Vec<String>,
+    /// Local git config entries set, as `name = value` (empty when all were already set).
     pub config_set: Vec<String>,
 }
 

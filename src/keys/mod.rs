@@ -27,14 +27,18 @@ use crate::format::sops::{shamir, DataKey, KeyEntry, Metadata};
 pub struct Recipient {
     /// The recipient exactly as written in the policy (trimmed).
     pub text: String,
+    /// Which kind of recipient the text is.
     pub kind: RecipientKind,
 }
 
 /// Kinds of recipients envv supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientKind {
+    /// A native age `age1…` public key.
     X25519,
+    /// An SSH public key (`ssh-ed25519` or `ssh-rsa`) that age can encrypt to.
     Ssh,
+    /// An age plugin recipient (`age1<plugin>1…`), wrapped by the `age-plugin-<plugin>` program.
     Plugin,
 }
 

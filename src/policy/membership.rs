@@ -61,10 +61,13 @@ pub enum Mode {
 /// The plan for one environment file.
 #[derive(Debug, Clone)]
 pub struct FileChange {
+    /// Name of the environment.
     pub env: String,
     /// Path relative to the root.
     pub name: String,
+    /// Where the file is on disk.
     pub path: PathBuf,
+    /// What the change does to the file.
     pub action: Action,
     /// Recipients to add, as member names where known (else fingerprints).
     pub added: Vec<String>,
@@ -84,6 +87,8 @@ pub struct FileChange {
 /// A planned change over all files of the policy.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// One entry per environment of the new policy (of those asked for, when limited), changing
+    /// or not.
     pub files: Vec<FileChange>,
 }
 
@@ -96,7 +101,9 @@ impl Plan {
 
 /// A membership change in progress: the locks, and the policy as it was when they were taken.
 pub struct Transaction {
+    /// Where the repository starts (the folder holding `.sops.yaml`).
     pub root: PathBuf,
+    /// The `.sops.yaml` file under `root`.
     pub policy_path: PathBuf,
     /// The policy read under the lock.
     pub policy: Policy,

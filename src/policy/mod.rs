@@ -30,6 +30,7 @@ pub struct Member {
     /// Public key: `age1...`, `ssh-ed25519 ...`, `ssh-rsa ...` or an age plugin recipient.
     pub key: String,
     #[serde(default)]
+    /// Contact address, shown by `member ls`; access never depends on it.
     pub email: Option<String>,
     /// `YYYY-MM-DD`; from that day on the member is treated as removed.
     #[serde(default)]
@@ -40,8 +41,10 @@ pub struct Member {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// The dotenv file of this environment, relative to the repository root.
     pub file: String,
     #[serde(default)]
+    /// Member and group names that can decrypt this environment.
     pub readers: Vec<String>,
     /// Windows in which changes are refused by the pre-commit hook (`"Fri 18:00 - Sun 23:59"`).
     #[serde(default)]
@@ -60,10 +63,14 @@ pub struct Environment {
 #[serde(deny_unknown_fields)]
 pub struct KeySchema {
     #[serde(default)]
+    /// A regex the decrypted value must match (anywhere in it, unless anchored); checked by
+    /// `envv check`.
     pub pattern: Option<String>,
     #[serde(default)]
+    /// Longest time since the value last changed in git history, as `90d`, `12w` or `6m`.
     pub max_age: Option<String>,
     #[serde(default)]
+    /// What the key is for; `envv check` shows it when the value breaks `pattern`.
     pub description: Option<String>,
     /// Environments this key applies to (all when empty).
     #[serde(default)]
@@ -75,8 +82,11 @@ pub struct KeySchema {
 #[serde(deny_unknown_fields)]
 pub struct Schema {
     #[serde(default)]
+    /// Keys that must exist in every environment (only in those a key's `environments` lists,
+    /// when it lists some).
     pub required: Vec<String>,
     #[serde(default)]
+    /// Rules per key name.
     pub keys: BTreeMap<String, KeySchema>,
     /// Extra naming rule for keys (a regex every key must match).
     #[serde(default)]
@@ -88,19 +98,25 @@ pub struct Schema {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     #[serde(default = "one")]
+    /// Format version of the `envv:` section; only 1 is read.
     pub version: u32,
     #[serde(default)]
+    /// Members by name: people or machines that can be readers.
     pub members: BTreeMap<String, Member>,
     #[serde(default)]
+    /// People who asked to join (`envv join`) and cannot decrypt until approved.
     pub pending: BTreeMap<String, Member>,
     #[serde(default)]
+    /// Groups by name, each a list of member (or other group) names.
     pub groups: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    /// Environments by name.
     pub environments: BTreeMap<String, Environment>,
     /// Regexes of key names kept in plain text (sops `unencrypted_regex`).
     #[serde(default)]
     pub public: Vec<String>,
     #[serde(default)]
+    /// Rules on key names and values.
     pub schema: Schema,
     /// Read so that older policies still load, and ignored (with a warning): expansion is
     /// chosen by whoever runs envv, never by a committed file.
@@ -134,8 +150,9 @@ struct Document {
     envv: Option<Policy>,
 }
 
-/// The name of the default group and environment created by `init`.
+/// The name of the default group created by `init`.
 pub const DEFAULT_GROUP: &str = "team";
+/// The name of the default environment created by `init`.
 pub const DEFAULT_ENV: &str = "default";
 
 impl Policy {
@@ -689,7 +706,9 @@ impl Policy {
 /// A loaded policy file.
 #[derive(Debug, Clone)]
 pub struct PolicyFile {
+    /// Where the policy file is.
     pub path: PathBuf,
+    /// Its parsed `envv:` section.
     pub policy: Policy,
 }
 
@@ -884,7 +903,10 @@ pub fn parse_duration_days(s: &str) -> Option<u64> {
 /// A weekly freeze window: start and end as minutes since Monday 00:00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreezeWindow {
+    /// First minute of the window.
     pub start: u32,
+    /// Last minute of the window (inclusive); smaller than `start` when the window wraps past
+    /// Sunday midnight.
     pub end: u32,
 }
 

@@ -243,6 +243,7 @@ fn read_entries(path: &Path) -> Vec<Trusted> {
 pub struct Introduced {
     /// Full commit id.
     pub commit: String,
+    /// The commit's author name.
     pub author: String,
     /// Commit time (seconds since the epoch).
     pub time: i64,

@@ -13,15 +13,20 @@ use crate::store::file::{EnvFile, Opened};
 /// How one key compares between the two environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
+    /// The key is in the first file only.
     OnlyA,
+    /// The key is in the second file only.
     OnlyB,
+    /// In both, with values whose hashes differ.
     Different,
+    /// In both, with values whose hashes are equal.
     Same,
     /// In both, but the values could not be compared (a file could not be decrypted).
     NotCompared,
 }
 
 impl Status {
+    /// The status as JSON output names it (`only_a`, `same`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::OnlyA => "only_a",
@@ -36,15 +41,22 @@ impl Status {
 /// One key of the comparison; the hashes are present when that side was decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyDiff {
+    /// The key name.
     pub key: String,
+    /// How it compares.
     pub status: Status,
+    /// Short keyed hash of the first file's value (10 hex characters); `None` when that file was
+    /// not decrypted, or the key is not in it.
     pub hash_a: Option<String>,
+    /// Short keyed hash of the second file's value; `None` as for `hash_a`.
     pub hash_b: Option<String>,
 }
 
 /// One side: a file, and its values when they could be decrypted.
 pub struct Side<'a> {
+    /// The file as stored.
     pub file: &'a EnvFile,
+    /// Its decrypted values; `None` when it could not be decrypted.
     pub plain: Option<&'a Opened>,
 }
 

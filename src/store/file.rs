@@ -1307,6 +1307,7 @@ pub struct RecipientDrift {
 }
 
 impl RecipientDrift {
+    /// Whether the file's recipients are exactly what the policy wants.
     pub fn is_empty(&self) -> bool {
         self.missing.is_empty() && self.extra.is_empty()
     }
