@@ -135,7 +135,7 @@ fn edit_name<'a>(f: &EnvFile, key: &'a str) -> Option<&'a str> {
 }
 
 /// The warning for a value that no dotenv spelling carries to every reader.
-pub fn misread_warning(key: &str, by: dotenv::Readers) -> String {
+pub fn misread_warning(key: &str, by: dotenv::Consumers) -> String {
     format!(
         "{key} has no dotenv spelling that every reader takes literally; {} would read it differently (`envv export --format json` and `envv exec` carry it exactly)",
         by.names()

@@ -6,7 +6,7 @@
 //!   (literal), double quotes (escapes `\n \r \t \" \\ \$ \` \(`, real newlines allowed),
 //!   backticks (literal), unquoted values with ` #` inline comments; a CR ends a line. Used by
 //!   `encrypt`, `edit`, `set KEY=VALUE` and imports. [`spell`] is its inverse for output: it
-//!   writes each value so that this parser and the common dotenv readers ([`Reader`]) read the
+//!   writes each value so that this parser and the common dotenv consumers ([`Consumer`]) read the
 //!   same bytes back without expanding or running anything, and says which cannot when no
 //!   spelling suits them all.
 //! * **Stored lines** ([`parse_stored`], [`emit_stored`]): the sops v3 dotenv store, which splits
@@ -408,7 +408,7 @@ fn find_inline_comment(raw: &str) -> Option<usize> {
 
 /// The dotenv readers envv's plaintext output is written for (and tested against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
+pub enum Consumer {
     /// npm `dotenv` (`dotenv.parse`).
     Node,
     /// python-dotenv `dotenv_values(..., interpolate=False)`.
@@ -421,24 +421,24 @@ pub enum Reader {
     Dotenvx,
 }
 
-impl Reader {
+impl Consumer {
     /// Every reader, in the order messages list them.
-    pub const ALL: [Reader; 5] = [
-        Reader::Node,
-        Reader::Python,
-        Reader::PythonInterpolate,
-        Reader::Godotenv,
-        Reader::Dotenvx,
+    pub const ALL: [Consumer; 5] = [
+        Consumer::Node,
+        Consumer::Python,
+        Consumer::PythonInterpolate,
+        Consumer::Godotenv,
+        Consumer::Dotenvx,
     ];
 
     /// The reader's name as messages print it.
     pub fn name(self) -> &'static str {
         match self {
-            Reader::Node => "node dotenv",
-            Reader::Python => "python-dotenv",
-            Reader::PythonInterpolate => "python-dotenv (interpolate=True)",
-            Reader::Godotenv => "godotenv",
-            Reader::Dotenvx => "dotenvx",
+            Consumer::Node => "node dotenv",
+            Consumer::Python => "python-dotenv",
+            Consumer::PythonInterpolate => "python-dotenv (interpolate=True)",
+            Consumer::Godotenv => "godotenv",
+            Consumer::Dotenvx => "dotenvx",
         }
     }
 
@@ -447,26 +447,26 @@ impl Reader {
     }
 }
 
-/// A set of [`Reader`]s (those that would not read a value back exactly).
+/// A set of [`Consumer`]s (those that would not read a value back exactly).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Readers(u8);
+pub struct Consumers(u8);
 
-impl Readers {
+impl Consumers {
     /// The empty set.
-    pub const NONE: Readers = Readers(0);
+    pub const NONE: Consumers = Consumers(0);
 
-    /// The set of every reader in [`Reader::ALL`].
-    pub fn all() -> Readers {
-        Readers(Reader::ALL.iter().fold(0, |m, r| m | r.bit()))
+    /// The set of every reader in [`Consumer::ALL`].
+    pub fn all() -> Consumers {
+        Consumers(Consumer::ALL.iter().fold(0, |m, r| m | r.bit()))
     }
 
     /// This set with `r` added.
-    pub fn with(self, r: Reader) -> Readers {
-        Readers(self.0 | r.bit())
+    pub fn with(self, r: Consumer) -> Consumers {
+        Consumers(self.0 | r.bit())
     }
 
     /// Whether `r` is in the set.
-    pub fn contains(self, r: Reader) -> bool {
+    pub fn contains(self, r: Consumer) -> bool {
         self.0 & r.bit() != 0
     }
 
@@ -481,7 +481,7 @@ impl Readers {
 
     /// The names, comma separated ("node dotenv, godotenv").
     pub fn names(self) -> String {
-        Reader::ALL
+        Consumer::ALL
             .iter()
             .filter(|r| self.contains(**r))
             .map(|r| r.name())
@@ -494,8 +494,8 @@ impl Readers {
 pub struct Spelling {
     /// The text after `KEY=` (may span lines only inside single quotes).
     pub text: zeroize::Zeroizing<Vec<u8>>,
-    /// Readers that would not get the value back exactly (empty: every reader does).
-    pub misread_by: Readers,
+    /// Consumers that would not get the value back exactly (empty: every reader does).
+    pub misread_by: Consumers,
 }
 
 /// Characters written without quotes: every dotenv reader takes them literally, and a POSIX
@@ -528,10 +528,10 @@ fn python_interpolates(v: &str) -> bool {
     false
 }
 
-/// Chooses, for one value, a spelling that every [`Reader`] reads back byte for byte and that
+/// Chooses, for one value, a spelling that every [`Consumer`] reads back byte for byte and that
 /// expands or executes nothing in them or in a POSIX shell sourcing the file:
 ///
-/// 1. bare, when every character is literal everywhere ([`bare_ok`]);
+/// 1. bare, when every character is literal everywhere (`bare_ok`);
 /// 2. double quotes without escapes (a line break written `\n`, a CR `\r`) for values with a
 ///    line break and none of `" \ $ ``;
 /// 3. single quotes when the value has no `'`, no CR, does not end in `\` and no `\\` (which
@@ -554,62 +554,62 @@ pub fn spell(value: &[u8], portable: bool) -> Spelling {
         };
         return Spelling {
             text,
-            misread_by: Readers::all(),
+            misread_by: Consumers::all(),
         };
     };
     if v.chars().all(bare_ok) {
         return Spelling {
             text: zeroize::Zeroizing::new(value.to_vec()),
-            misread_by: Readers::NONE,
+            misread_by: Consumers::NONE,
         };
     }
     let plain_double_ok = !v.contains(['"', '\\', '$', '`']);
     if plain_double_ok && v.contains(['\n', '\r']) {
         return Spelling {
             text: plain_double(v),
-            misread_by: Readers::NONE,
+            misread_by: Consumers::NONE,
         };
     }
     let single_ok = !v.contains(['\'', '\r']) && !v.ends_with('\\');
     let single_misread = {
-        let mut m = Readers::NONE;
+        let mut m = Consumers::NONE;
         if v.contains("\\\\") {
-            m = m.with(Reader::Python).with(Reader::PythonInterpolate);
+            m = m.with(Consumer::Python).with(Consumer::PythonInterpolate);
         }
         if python_interpolates(v) {
-            m = m.with(Reader::PythonInterpolate);
+            m = m.with(Consumer::PythonInterpolate);
         }
         m
     };
     if single_ok && single_misread.is_empty() {
         return Spelling {
             text: single(value),
-            misread_by: Readers::NONE,
+            misread_by: Consumers::NONE,
         };
     }
     if plain_double_ok {
         return Spelling {
             text: plain_double(v),
-            misread_by: Readers::NONE,
+            misread_by: Consumers::NONE,
         };
     }
     let escaped_misread = {
-        let mut m = Readers::NONE;
+        let mut m = Consumers::NONE;
         if v.contains(['"', '\\', '$', '`']) {
-            m = m.with(Reader::Node);
+            m = m.with(Consumer::Node);
         }
         // dotenvx takes `\$` as a `$` (but runs `$(` even so, hence `\(`).
         if v.contains(['"', '\\', '`']) || v.contains("$(") {
-            m = m.with(Reader::Dotenvx);
+            m = m.with(Consumer::Dotenvx);
         }
         if v.contains(['$', '`']) {
-            m = m.with(Reader::Python).with(Reader::PythonInterpolate);
+            m = m.with(Consumer::Python).with(Consumer::PythonInterpolate);
         }
         if python_interpolates(v) {
-            m = m.with(Reader::PythonInterpolate);
+            m = m.with(Consumer::PythonInterpolate);
         }
         if v.ends_with(['"', '\\']) {
-            m = m.with(Reader::Godotenv);
+            m = m.with(Consumer::Godotenv);
         }
         m
     };
@@ -1037,7 +1037,7 @@ mod tests {
         assert_eq!(m.names(), "node dotenv, godotenv, dotenvx");
         assert!(spell(b"${A}", true)
             .misread_by
-            .contains(Reader::PythonInterpolate));
+            .contains(Consumer::PythonInterpolate));
     }
 
     #[test]
