@@ -142,6 +142,7 @@ pub fn merge(
     // The result's data key: ours, unless the sides use different keys (a rotation on one
     // side, e.g. after `member rm`): then a fresh key, so a removed member's key opens nothing.
     let mut f = a.opened.take().expect("ours is encrypted");
+    let mut rotated = false;
     let mut conflicts = Vec::new();
     let mut theirs_lines: Vec<(String, Option<String>)> = Vec::new(); // conflicted key → theirs stored
     let mut ours_missing: Vec<String> = Vec::new();
@@ -152,8 +153,10 @@ pub fn merge(
                 f.remove(&k);
             }
             Pick::Take(v) => match b.stored.get(&k) {
-                // Keep theirs' ciphertext byte for byte (it decrypts with the same key).
-                Some(s) if same_key => f.adopt_stored(&k, s.clone(), v),
+                // Keep theirs' ciphertext byte for byte (it decrypts with the same key), unless
+                // it has a non-string sops type: the MAC covers such a value in another spelling
+                // than the one decrypted, so it is encrypted again as a string.
+                Some(s) if same_key && !typed(s) => f.adopt_stored(&k, s.clone(), v),
                 _ => {
                     f.set(&k, v)?;
                 }
@@ -236,6 +239,7 @@ pub fn merge(
             ));
         }
         f.rotate(&recipients)?;
+        rotated = true;
         // The conflict halves must decrypt with the new key too.
         for (k, s) in theirs_lines.iter_mut() {
             if s.is_some() {
@@ -251,7 +255,11 @@ pub fn merge(
     // With conflicts, the MAC line is a conflict too: ours is valid when every conflict keeps
     // our side, theirs when every conflict keeps their side (both under one timestamp).
     let theirs_mac = if theirs_lines.is_empty() {
-        f.seal()?;
+        // A rotation sealed the file already; sealing again would drop its rotation proof (it
+        // covers one MAC), and the merge would read as a replacement of the file.
+        if !rotated {
+            f.seal()?;
+        }
         None
     } else {
         let mut attempt = 0;
@@ -327,6 +335,12 @@ pub fn merge(
         conflicts,
         notes,
     })
+}
+
+/// Whether a stored value is a ciphertext of a non-string sops type (int, bool, ...).
+fn typed(stored: &str) -> bool {
+    crate::sops::is_enc(stored)
+        && crate::sops::EncValue::parse(stored).is_ok_and(|e| e.ty != crate::sops::ValueType::Str)
 }
 
 /// A plain conflict for when the caller cannot decrypt: both files whole between markers.
@@ -443,6 +457,45 @@ mod tests {
             values(&m.bytes, &mut ring)[0],
             ("A".to_string(), "a".to_string())
         );
+        // The result proves that its writer held ours' data key (a rotation, not a
+        // replacement of the file).
+        let meta = merged.meta().unwrap();
+        let proof = meta
+            .foreign
+            .iter()
+            .find(|(k, _)| k == crate::sops::ROTATION_PROOF_KEY)
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            proof,
+            Some(crate::sops::rotation_proof(
+                dk,
+                &meta.mac,
+                &meta.lastmodified
+            ))
+        );
+    }
+
+    #[test]
+    fn a_typed_value_taken_from_theirs_is_stored_as_a_string() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ring, r) = keyring(tmp.path(), "k.txt");
+        let f = file("A=1\nB=2\n", &r);
+        let base = f.to_bytes();
+        let ours = with(&f, &[("A", Some("a"))]);
+        // Theirs holds B as sops writes a bool (the MAC covers `True`, envv shows `true`).
+        let mut g = f.clone();
+        let typed = g
+            .data_key()
+            .cipher()
+            .encrypt(b"true", b"B:", crate::sops::ValueType::Bool);
+        g.adopt_stored("B", typed, Secret::from_str("True"));
+        g.seal().unwrap();
+        let theirs = g.to_bytes();
+        assert_eq!(values(&theirs, &mut ring)[1].1, "true");
+        let m = merge(".env", &base, &ours, &theirs, &mut ring, &|_| true).unwrap();
+        assert!(m.conflicts.is_empty());
+        let v = values(&m.bytes, &mut ring);
+        assert_eq!(v, [("A".into(), "a".into()), ("B".into(), "true".into())]);
     }
 
     #[test]

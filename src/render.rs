@@ -48,9 +48,11 @@ pub fn file(o: &Opened, mode: FileMode) -> Rendered {
         } else {
             0
         };
-        key + v.as_ref().map_or(0, |v| 2 * v.len()) + 8
+        // At least the textconv note that replaces a line whose key is not a name.
+        (key + v.as_ref().map_or(0, |v| 2 * v.len()) + 8).max(NOTE_ROOM)
     });
     let mut out = Zeroizing::new(Vec::with_capacity(cap.sum::<usize>() + 64));
+    let room = out.capacity();
     let mut warnings = Vec::new();
     let plan = f.plan();
     for (i, (l, value)) in o.entries().enumerate() {
@@ -117,10 +119,20 @@ pub fn file(o: &Opened, mode: FileMode) -> Rendered {
             }
         }
     }
+    unmoved(&out, room);
     Rendered {
         bytes: out,
         warnings,
     }
+}
+
+/// Room for `# envv: line N left out: not a key name` with any line number.
+const NOTE_ROOM: usize = 64;
+
+/// Checks (in debug builds, so every test does) that a buffer sized for the worst case did not
+/// have to grow: growing copies the plaintext and frees the old block unwiped.
+fn unmoved(out: &Zeroizing<Vec<u8>>, room: usize) {
+    debug_assert_eq!(out.capacity(), room, "a plaintext buffer grew");
 }
 
 /// The name a stored key written by hand means (`export FOO`, ` FOO `), when it is a valid name
@@ -154,6 +166,7 @@ fn buffer(vars: &[Var], per_byte: usize, per_var: usize) -> Zeroizing<Vec<u8>> {
 /// carries to all of them.
 pub fn dotenv(vars: &[Var]) -> Rendered {
     let mut out = buffer(vars, 2, 8);
+    let room = out.capacity();
     let mut warnings = Vec::new();
     for v in vars {
         out.extend_from_slice(v.key.as_bytes());
@@ -165,6 +178,7 @@ pub fn dotenv(vars: &[Var]) -> Rendered {
             warnings.push(misread_warning(&v.key, s.misread_by));
         }
     }
+    unmoved(&out, room);
     Rendered {
         bytes: out,
         warnings,
@@ -174,6 +188,7 @@ pub fn dotenv(vars: &[Var]) -> Rendered {
 /// `export KEY='value'` lines for a POSIX shell.
 pub fn shell(vars: &[Var]) -> Zeroizing<Vec<u8>> {
     let mut out = buffer(vars, 4, 12);
+    let room = out.capacity();
     for v in vars {
         out.extend_from_slice(b"export ");
         out.extend_from_slice(v.key.as_bytes());
@@ -187,6 +202,7 @@ pub fn shell(vars: &[Var]) -> Zeroizing<Vec<u8>> {
         }
         out.extend_from_slice(b"'\n");
     }
+    unmoved(&out, room);
     out
 }
 
@@ -241,6 +257,7 @@ pub fn json(vars: &[Var]) -> Result<Zeroizing<Vec<u8>>> {
         }
     });
     let mut out = buffer(vars, 6, 12);
+    let room = out.capacity();
     if sorted.is_empty() {
         out.extend_from_slice(b"{}\n");
         return Ok(out);
@@ -257,12 +274,14 @@ pub fn json(vars: &[Var]) -> Result<Zeroizing<Vec<u8>>> {
         out.push(b'\n');
     }
     out.extend_from_slice(b"}\n");
+    unmoved(&out, room);
     Ok(out)
 }
 
 /// `KEY=value` lines as docker's `--env-file` reads them (no quoting, no line breaks).
 pub fn docker(vars: &[Var]) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = buffer(vars, 1, 2);
+    let room = out.capacity();
     for v in vars {
         if v.value.expose().iter().any(|&b| b == b'\n' || b == b'\r') {
             return Err(Error::refused_hint(
@@ -275,6 +294,7 @@ pub fn docker(vars: &[Var]) -> Result<Zeroizing<Vec<u8>>> {
         out.extend_from_slice(v.value.expose());
         out.push(b'\n');
     }
+    unmoved(&out, room);
     Ok(out)
 }
 
@@ -301,7 +321,12 @@ pub fn check_k8s_name(name: Option<&str>) -> Result<()> {
 
 /// A Kubernetes `Secret` manifest with every value base64-encoded under `data:`.
 pub fn k8s(vars: &[Var], name: &str, namespace: Option<&str>) -> Zeroizing<Vec<u8>> {
+    // Room for the header too (a name of up to 253 bytes, an escaped namespace).
+    let header = 96 + name.len() + namespace.map_or(0, |n| 6 * n.len());
     let mut out = buffer(vars, 2, 12);
+    let want = out.capacity() + header;
+    out.reserve_exact(want);
+    let room = out.capacity();
     out.extend_from_slice(b"apiVersion: v1\nkind: Secret\nmetadata:\n");
     out.extend_from_slice(format!("  name: {name}\n").as_bytes());
     if let Some(ns) = namespace {
@@ -312,6 +337,7 @@ pub fn k8s(vars: &[Var], name: &str, namespace: Option<&str>) -> Zeroizing<Vec<u
     out.extend_from_slice(b"type: Opaque\n");
     if vars.is_empty() {
         out.extend_from_slice(b"data: {}\n");
+        unmoved(&out, room);
         return out;
     }
     out.extend_from_slice(b"data:\n");
@@ -331,6 +357,7 @@ pub fn k8s(vars: &[Var], name: &str, namespace: Option<&str>) -> Zeroizing<Vec<u
         out.truncate(start + n);
         out.extend_from_slice(b"\"\n");
     }
+    unmoved(&out, room);
     out
 }
 
@@ -349,8 +376,10 @@ fn escape_command_data(out: &mut Vec<u8>, line: &[u8]) {
 /// For GitHub Actions: `::add-mask::` lines (for stdout) and `$GITHUB_ENV` heredoc entries.
 pub fn github(vars: &[Var]) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
     use rand::Rng;
-    let mut masks = buffer(vars, 3, 16);
+    // A mask line per value line: `%` alone on a line is 16 bytes of masks for 2 of value.
+    let mut masks = buffer(vars, 8, 16);
     let mut entries = buffer(vars, 1, 112);
+    let rooms = (masks.capacity(), entries.capacity());
     for v in vars {
         let value = v.value.expose();
         if v.secret {
@@ -381,6 +410,8 @@ pub fn github(vars: &[Var]) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
         entries.extend_from_slice(delimiter.as_bytes());
         entries.push(b'\n');
     }
+    unmoved(&masks, rooms.0);
+    unmoved(&entries, rooms.1);
     (masks, entries)
 }
 
@@ -437,6 +468,56 @@ mod tests {
         assert_eq!(&one[..one.len() - 1], &want[..]);
         assert_eq!(out.capacity(), cap);
         assert_eq!(&json(&[]).unwrap()[..], b"{}\n");
+    }
+
+    // Each renderer checks, in debug builds, that its buffer never grew: these inputs are the
+    // worst cases of each format.
+    #[test]
+    fn buffers_hold_the_worst_case_without_growing() {
+        let short_lines = "%\n".repeat(200);
+        let (masks, _) = github(&[var("A", &short_lines), var("B", "a\nb\nc")]);
+        assert_eq!(masks.iter().filter(|&&b| b == b'\n').count(), 203);
+        let name = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+        let out = k8s(&[var("A", "x")], &name, Some(&"\u{1}".repeat(40)));
+        assert!(out.ends_with(b"  A: \"eA==\"\n"));
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        let out = json(&[var("A", &controls)]).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()["A"],
+            controls.as_str()
+        );
+        shell(&[var("A", &"'".repeat(100))]);
+        dotenv(&[var("A", &"\"$\\`\n".repeat(50))]);
+    }
+
+    #[test]
+    fn textconv_notes_fit_the_buffer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let public = crate::keys::keygen(&tmp.path().join("test-key.txt")).unwrap();
+        let r = crate::keys::Recipient::parse(&public).unwrap();
+        let f = Opened::encrypt_new(
+            std::path::Path::new(".env"),
+            ".env",
+            "A=1\n",
+            &[r],
+            crate::sops::CryptRule::default(),
+        )
+        .unwrap();
+        // Lines whose key is not a name (empty values, outside the MAC), each replaced by a
+        // note longer than the line.
+        let mut text = String::from_utf8(f.to_bytes()).unwrap();
+        let at = text.find("sops_").unwrap();
+        let odd: String = (0..20).map(|n| format!("a {n}=\n")).collect();
+        text.insert_str(at, &odd);
+        let g = EnvFile::from_bytes(std::path::Path::new(".env"), ".env", text.as_bytes()).unwrap();
+        let o = g.decrypt(f.data_key(), true).unwrap();
+        let out = file(&o, FileMode::Textconv);
+        let shown = String::from_utf8(out.bytes.to_vec()).unwrap();
+        assert_eq!(
+            shown.matches("left out: not a key name").count(),
+            20,
+            "{shown}"
+        );
     }
 
     #[test]

@@ -464,3 +464,20 @@ fn merge_driver_without_access_leaves_a_whole_file_conflict() {
     s.ok(&["merge-driver", "O", "A", "B", ".env"]);
     assert!(!s.read("A").contains("<<<<<<<"));
 }
+
+/// Values whose spelling is twice their length (line breaks) take more room than their
+/// ciphertext: textconv sizes its buffer for them (a debug binary panics if it grows).
+#[test]
+fn textconv_of_values_longer_spelled_than_stored() {
+    let s = Sandbox::new();
+    s.init_alice();
+    let breaks = "\\n".repeat(1000);
+    let pairs: Vec<String> = (0..6).map(|n| format!("V{n}=\"{breaks}\"")).collect();
+    let mut args = vec!["set"];
+    args.extend(pairs.iter().map(String::as_str));
+    s.ok(&args);
+    let out = s.run(&["decrypt", "--textconv", ".env"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches(&format!("=\"{breaks}\"\n")).count(), 6);
+}

@@ -583,10 +583,16 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
                 Ok(p) => Some((p, true)),
                 Err(_) => f.clone().decrypt(&dk, false).ok().map(|p| (p, false)),
             });
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
-    match decrypted {
-        Some((opened, mac_ok)) => {
-            let text = crate::render::file(&opened, crate::render::FileMode::Textconv);
+    let text = decrypted
+        .as_ref()
+        .map(|(o, _)| crate::render::file(o, crate::render::FileMode::Textconv));
+    // The stored bytes hold more than the lines added after the values (the metadata is longer
+    // than its summary): with the text, the buffer never grows.
+    let room = bytes.len() + text.as_ref().map_or(0, |t| t.bytes.len()) + 64;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(room));
+    let plaintext = text.is_some();
+    match (decrypted, text) {
+        (Some((_, mac_ok)), Some(text)) => {
             out.extend_from_slice(&text.bytes);
             if !mac_ok {
                 out.extend_from_slice(
@@ -594,7 +600,7 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
                 );
             }
         }
-        None => {
+        _ => {
             let plan = f.plan();
             for (i, l) in f.lines().iter().enumerate() {
                 match l {
@@ -639,6 +645,10 @@ fn render_textconv(ctx: &Ctx, path: &Path, bytes: &[u8]) -> zeroize::Zeroizing<V
         r.sort();
         out.extend_from_slice(format!("# envv: recipients {}\n", r.join(", ")).as_bytes());
     }
+    debug_assert!(
+        !plaintext || out.capacity() == room,
+        "the textconv buffer grew"
+    );
     out
 }
 
