@@ -339,8 +339,9 @@ pub fn merge(
 
 /// Whether a stored value is a ciphertext of a non-string sops type (int, bool, ...).
 fn typed(stored: &str) -> bool {
-    crate::sops::is_enc(stored)
-        && crate::sops::EncValue::parse(stored).is_ok_and(|e| e.ty != crate::sops::ValueType::Str)
+    crate::format::sops::is_enc(stored)
+        && crate::format::sops::EncValue::parse(stored)
+            .is_ok_and(|e| e.ty != crate::format::sops::ValueType::Str)
 }
 
 /// A plain conflict for when the caller cannot decrypt: both files whole between markers.
@@ -463,11 +464,11 @@ mod tests {
         let proof = meta
             .foreign
             .iter()
-            .find(|(k, _)| k == crate::sops::ROTATION_PROOF_KEY)
+            .find(|(k, _)| k == crate::format::sops::ROTATION_PROOF_KEY)
             .map(|(_, v)| v.clone());
         assert_eq!(
             proof,
-            Some(crate::sops::rotation_proof(
+            Some(crate::format::sops::rotation_proof(
                 dk,
                 &meta.mac,
                 &meta.lastmodified
@@ -484,10 +485,10 @@ mod tests {
         let ours = with(&f, &[("A", Some("a"))]);
         // Theirs holds B as sops writes a bool (the MAC covers `True`, envv shows `true`).
         let mut g = f.clone();
-        let typed = g
-            .data_key()
-            .cipher()
-            .encrypt(b"true", b"B:", crate::sops::ValueType::Bool);
+        let typed =
+            g.data_key()
+                .cipher()
+                .encrypt(b"true", b"B:", crate::format::sops::ValueType::Bool);
         g.adopt_stored("B", typed, Secret::from_str("True"));
         g.seal().unwrap();
         let theirs = g.to_bytes();

@@ -500,7 +500,7 @@ mod tests {
             ".env",
             "A=1\n",
             &[r],
-            crate::sops::CryptRule::default(),
+            crate::format::sops::CryptRule::default(),
         )
         .unwrap();
         // Lines whose key is not a name (empty values, outside the MAC), each replaced by a
