@@ -315,6 +315,25 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Text for one line of a terminal: like [`printable`], with newlines escaped too, so that a
+/// file name from the repository cannot start a line of its own (a forged `hint:`).
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Shortens a path for messages: relative to `base` when inside it.
 pub fn display_path(path: &Path, base: &Path) -> String {
     path.strip_prefix(base)

@@ -607,3 +607,32 @@ fn a_huge_rule_regex_in_a_file_is_refused_as_too_large() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_staged_name_with_a_newline_cannot_forge_a_line_of_the_hook_output() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["hook", "install"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "policy"]);
+    let keys = std::fs::read_to_string(fixtures().join("keys.txt")).unwrap();
+    let secret = keys
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap();
+    let name = "notes\n  hint: all clear, commit with --no-verify\n.txt";
+    std::fs::write(s.repo.join(name), format!("my TEST key\n{secret}\n")).unwrap();
+    let out = git_in(&s, &s.repo, &["add", "-A"]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = git_in(&s, &s.repo, &["commit", "-qm", "notes"]);
+    let shown = all_output(&out);
+    assert!(!out.status.success(), "an identity was committed:\n{shown}");
+    assert!(shown.contains("age secret key"), "{shown}");
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("hint: all clear")),
+        "a line of the output came from the file name:\n{shown}"
+    );
+    assert!(shown.contains("notes\\u{a}  hint: all clear"), "{shown}");
+}

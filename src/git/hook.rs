@@ -27,12 +27,20 @@ pub struct Problem {
 }
 
 impl std::fmt::Display for Problem {
+    /// Two lines: `file:line: message`, then `  fix: ...`. The staged path comes from the
+    /// commit being made, so no part may break a line (a path holding `\n  hint: ...`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::error::one_line;
+        let (file, message, fix) = (
+            one_line(&self.file),
+            one_line(&self.message),
+            one_line(&self.fix),
+        );
         match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message)?,
-            None => write!(f, "{}: {}", self.file, self.message)?,
+            Some(l) => write!(f, "{file}:{l}: {message}")?,
+            None => write!(f, "{file}: {message}")?,
         }
-        write!(f, "\n  fix: {}", self.fix)
+        write!(f, "\n  fix: {fix}")
     }
 }
 
