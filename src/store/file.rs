@@ -1212,9 +1212,11 @@ impl Opened {
 
     /// [`Opened::rotate`]; `flatten` makes one key group.
     pub fn rotate_with(&mut self, recipients: &[Recipient], flatten: bool) -> Result<()> {
-        // Refuse before anything changes.
-        self.file.regroup(recipients, flatten)?;
-        let previous = std::mem::replace(&mut self.dk, DataKey::generate());
+        // The new key is wrapped first: a refusal (key groups) or a failed wrap leaves the file
+        // as it was.
+        let dk = DataKey::generate();
+        self.file.rewrap(&dk, recipients, flatten)?;
+        let previous = std::mem::replace(&mut self.dk, dk);
         let plan = self.file.plan();
         for (i, l) in self.file.lines.iter().enumerate() {
             let encrypted_now = match l {
@@ -1226,7 +1228,6 @@ impl Opened {
                 self.slots[i].state = State::Pending;
             }
         }
-        self.file.rewrap(&self.dk, recipients, flatten)?;
         self.seal()?;
         let meta = self.file.meta.as_mut().expect("rotate needs metadata");
         let proof = sops::rotation_proof(&previous, &meta.mac, &meta.lastmodified);
