@@ -13,6 +13,9 @@
 //!   such instead of "every key changed"; it does not date a value.
 //! - A value is dated by the newest commit that added or changed it. A value that differs
 //!   between the working tree and HEAD is "not committed".
+//! - `scan --history` reads every commit reachable from any ref ([`every_commit`]) and
+//!   `import` asks whether a file was ever committed ([`commit_holding`]): no other module
+//!   walks commits.
 //! - A shallow clone (or the commit limit) cuts history: the oldest version reached is a
 //!   boundary whose keys and readers were present, not added, and dates from it are lower
 //!   bounds.
@@ -204,6 +207,32 @@ fn record(
             });
         }
     }
+}
+
+/// Every commit reachable from any ref or HEAD (not only the first-parent chain), parents
+/// before children: for searches of all history (`scan --history`).
+pub fn every_commit(
+    repo: &git2::Repository,
+) -> Result<impl Iterator<Item = std::result::Result<git2::Oid, git2::Error>> + '_> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    let _ = walk.push_glob("*");
+    let _ = walk.push_head();
+    Ok(walk)
+}
+
+/// A commit reachable from any ref or HEAD whose tree holds `path` (inside the repository),
+/// newest first; `None` if the file was never committed.
+pub fn commit_holding(repo: &git2::Repository, path: &Path) -> Option<git2::Oid> {
+    let mut walk = repo.revwalk().ok()?;
+    walk.push_glob("refs/*").ok()?;
+    let _ = walk.push_head();
+    walk.flatten().find(|oid| {
+        repo.find_commit(*oid)
+            .ok()
+            .and_then(|c| c.tree().ok())
+            .is_some_and(|t| t.get_path(path).is_ok())
+    })
 }
 
 /// The commits a shallow clone has no parents for (`.git/shallow`).
