@@ -458,7 +458,22 @@ fn diff(before: Option<(&[u8], Option<bool>)>, after: Option<&[u8]>) -> (FileEve
             return (e, Some(true));
         }
     }
-    let b = before.map(|(old, _)| Snapshot::parse_checked(old).0);
+    let Some((old, _)) = before else {
+        return match after {
+            Some(new) => {
+                let (e, valid) = first_version(new);
+                (e, Some(valid))
+            }
+            None => (
+                FileEvent {
+                    deleted: true,
+                    ..FileEvent::default()
+                },
+                None,
+            ),
+        };
+    };
+    let b = Some(Snapshot::parse_checked(old).0);
     match after {
         Some(new) => {
             let (a, valid) = Snapshot::parse_checked(new);
@@ -471,6 +486,31 @@ fn diff(before: Option<(&[u8], Option<bool>)>, after: Option<&[u8]>) -> (FileEve
             (e, None)
         }
     }
+}
+
+/// The event of a file's first version (every key and recipient added), as
+/// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and whether the
+/// version parses.
+fn first_version(bytes: &[u8]) -> (FileEvent, bool) {
+    let Ok(lines) = dotenv::parse_stored("", bytes) else {
+        return (FileEvent::default(), false);
+    };
+    let mut e = FileEvent::default();
+    for l in lines {
+        if let Line::Pair { key, stored, .. } = l {
+            if let Some(rest) = key.strip_prefix("sops_") {
+                if rest.ends_with("__map_recipient") {
+                    e.recipients_added.push(stored);
+                }
+            } else {
+                e.added.push(key);
+            }
+        }
+    }
+    e.added.sort();
+    e.added.dedup();
+    e.recipients_added.sort();
+    (e, true)
 }
 
 /// Lines of differing text [`compare_lines`] parses at most; more (a rotation re-encrypts
@@ -1317,5 +1357,17 @@ mod tests {
             assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
         }
         assert!(told > 1_000, "the line comparison told only {told} times");
+    }
+
+    #[test]
+    fn a_first_version_lists_every_key_and_recipient_once() {
+        for text in [
+            &b"A=1\nB=ENC[x]\nA=2\n#c\nsops_age__list_1__map_recipient=age1z\nsops_age__list_0__map_recipient=age1b\nsops_mac=ENC[m]\n"[..],
+            b"",
+            b"A=1\nbroken\n",
+        ] {
+            let (s, ok) = Snapshot::parse_checked(text);
+            assert_eq!(first_version(text), (compare(None, &s), ok));
+        }
     }
 }
