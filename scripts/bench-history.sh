@@ -93,14 +93,15 @@ measure() {
   local cold="rm -rf $dir/.git/envv/history"
   hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/$name.json" \
     --prepare true --prepare true --prepare true --prepare "$cold" --prepare "$cold" \
-    --prepare true --prepare true \
+    --prepare true --prepare true --prepare "$cold" \
     -n "git log -p $file" "git log -p --format=%H -- $file" \
     -n "envv ls -e $env" "$ENVV_BIN ls -e $env" \
     -n "envv log $key" "$ENVV_BIN log -e $env $key" \
     -n "envv ls -e $env (no cache)" "$ENVV_BIN ls -e $env" \
     -n "envv log $key (no cache)" "$ENVV_BIN log -e $env $key" \
     -n "git log -p (all files)" "git log -p --format=%H -- $all" \
-    -n "envv check" "$ENVV_BIN check" >&2 || true
+    -n "envv check" "$ENVV_BIN check" \
+    -n "envv check (no cache)" "$ENVV_BIN check" >&2 || true
   python3 - "$work/$name.json" "$name" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
@@ -108,7 +109,7 @@ git = next(v for k, v in r.items() if k.startswith("git log -p .env"))
 gall = r["git log -p (all files)"]
 cpu = lambda x: x["user"] + x["system"]
 for k, v in r.items():
-    base = gall if k in ("envv check", "git log -p (all files)") else git
+    base = gall if k.startswith("envv check") or k == "git log -p (all files)" else git
     print(f"| {sys.argv[2]} | `{k}` | {v['mean']*1000:.0f} ms | {v['mean']/base['mean']:.2f}x | {cpu(v)*1000:.0f} ms | {cpu(v)/cpu(base):.2f}x |")
 EOF
   rm -rf "$dir/.git/envv/history"

@@ -3,9 +3,14 @@ fn main() {
     // Like other Unix filters, stop quietly when the reader of stdout goes away
     // (`envv member ls | head`) instead of panicking on a broken pipe.
     #[cfg(unix)]
-    // SAFETY: called first in main, before any other thread exists; SIG_DFL is always valid.
+    // SAFETY: called first in main, before any other thread exists (libgit2's options are
+    // process-wide and not synchronised); SIG_DFL is always valid.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Pack files mapped in windows of 1 MiB, 4 MiB at a time: mapped pages count as
+        // resident, and history reads would otherwise keep a whole pack mapped.
+        let _ = git2::opts::set_mwindow_size(1 << 20);
+        let _ = git2::opts::set_mwindow_mapped_limit(4 << 20);
     }
     std::process::exit(envv::cli::main());
 }

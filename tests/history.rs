@@ -420,3 +420,73 @@ fn sops_reads_a_file_with_a_rotation_proof() {
     );
     assert_eq!(s.ok(&["get", "A"]).trim(), "3");
 }
+
+/// Versions edited by hand: a value is its key's last line, a version that does not parse
+/// holds no key, and the answers are the same from the cache and rebuilt without it.
+#[test]
+fn hand_edited_versions_are_read_as_the_stored_parser_reads_them() {
+    let s = Sandbox::new();
+    let versions = [
+        ("v1", "#h\nA=1\nB=2\nZ=end\n"),
+        // An earlier duplicate of A: its value (the last line) is unchanged.
+        ("v2", "#h\nA=0\nB=2\nA=1\nZ=end\n"),
+        // The duplicates swapped: A's last line is now A=0.
+        ("v3", "#h\nA=1\nB=2\nA=0\nZ=end\n"),
+        // A line without `=`: the version does not parse and holds no key.
+        ("v4", "#h\nA=1\nnot a pair\nZ=end\n"),
+        ("v5", "#h\nA=1\nB=2\nZ=end\n"),
+        // CRs: kept in a plain value, dropped from a comment.
+        ("v6", "#h\r\nA=1\nB=2\r\nZ=end\n"),
+        // A key inserted between unchanged lines, and the last line changed.
+        ("v7", "#h\r\nA=1\nN=new\nB=2\r\nZ=fin\n"),
+    ];
+    for (msg, text) in versions {
+        s.write(".env", text);
+        s.git(&["add", "-A"]);
+        s.git(&["commit", "-qm", msg]);
+    }
+    let events = |text: &str| -> Vec<String> {
+        json(text)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let list = |k: &str| {
+                    e[k].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                format!(
+                    "{} +{} ~{} -{}",
+                    e["summary"].as_str().unwrap(),
+                    list("added"),
+                    list("changed"),
+                    list("removed")
+                )
+            })
+            .collect()
+    };
+    let cold = s.ok(&["log", "--json"]);
+    let mut got = events(&cold);
+    got.retain(|e| !e.ends_with(" + ~ -"));
+    assert_eq!(
+        got,
+        [
+            "v7 +N ~Z -",
+            "v6 + ~B -",
+            "v5 +A,B,Z ~ -",
+            "v4 + ~ -A,B,Z",
+            "v3 + ~A -",
+            "v1 +A,B,Z ~ -",
+        ],
+        "{cold}"
+    );
+    assert_eq!(s.ok(&["log", "--json"]), cold, "from the cache");
+    std::fs::remove_dir_all(s.repo.join(".git/envv/history")).unwrap();
+    assert_eq!(s.ok(&["log", "--json"]), cold, "rebuilt");
+    let log = s.ok(&["log", "A"]);
+    assert!(!log.contains("v2") && log.contains("v3"), "{log}");
+}

@@ -673,10 +673,7 @@ pub fn search_history(
     keep: impl Fn(&str) -> bool,
 ) -> Result<(Vec<HistoryHit>, HistoryStats)> {
     git2::opts::strict_hash_verification(false);
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-    let _ = walk.push_glob("*");
-    let _ = walk.push_head();
+    let walk = crate::git::history::every_commit(repo)?;
     let mut stats = HistoryStats::default();
 
     // 1. What each commit changes (tree diffs only: no blob is read yet).

@@ -180,16 +180,5 @@ fn commit_with(root: &Path, path: &Path) -> Option<String> {
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let abs = path.canonicalize().ok()?;
     let rel = abs.strip_prefix(&workdir).ok()?.to_path_buf();
-    let mut walk = repo.revwalk().ok()?;
-    walk.push_glob("refs/*").ok()?;
-    let _ = walk.push_head();
-    for oid in walk.flatten() {
-        let Ok(commit) = repo.find_commit(oid) else {
-            continue;
-        };
-        if commit.tree().ok().is_some_and(|t| t.get_path(&rel).is_ok()) {
-            return Some(oid.to_string()[..8].to_string());
-        }
-    }
-    None
+    crate::git::history::commit_holding(&repo, &rel).map(|oid| oid.to_string()[..8].to_string())
 }

@@ -1,7 +1,7 @@
 //! `envv set`, `get`, `rm`, `ls`: one value at a time.
 
 use super::CliResult;
-use std::io::Read;
+use std::io::{Read, Write};
 
 use clap::Args;
 
@@ -410,6 +410,8 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
         return Ok(0);
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    // One write per buffer, not per row (stdout flushes at every newline).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (k, enc, empty) in &rows {
         let state = if *empty {
             "empty"
@@ -428,8 +430,9 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
             ),
             None => "not committed".into(),
         };
-        println!("{k:width$}  {state:9}  {when}");
+        writeln!(out, "{k:width$}  {state:9}  {when}")?;
     }
+    out.flush()?;
     if let Some(n) = note {
         eprintln!("note: {n}");
     }

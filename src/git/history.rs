@@ -13,6 +13,9 @@
 //!   such instead of "every key changed"; it does not date a value.
 //! - A value is dated by the newest commit that added or changed it. A value that differs
 //!   between the working tree and HEAD is "not committed".
+//! - `scan --history` reads every commit reachable from any ref ([`every_commit`]) and
+//!   `import` asks whether a file was ever committed ([`commit_holding`]): no other module
+//!   walks commits.
 //! - A shallow clone (or the commit limit) cuts history: the oldest version reached is a
 //!   boundary whose keys and readers were present, not added, and dates from it are lower
 //!   bounds.
@@ -208,6 +211,32 @@ fn record(
     }
 }
 
+/// Every commit reachable from any ref or HEAD (not only the first-parent chain), parents
+/// before children: for searches of all history (`scan --history`).
+pub fn every_commit(
+    repo: &git2::Repository,
+) -> Result<impl Iterator<Item = std::result::Result<git2::Oid, git2::Error>> + '_> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    let _ = walk.push_glob("*");
+    let _ = walk.push_head();
+    Ok(walk)
+}
+
+/// A commit reachable from any ref or HEAD whose tree holds `path` (inside the repository),
+/// newest first; `None` if the file was never committed.
+pub fn commit_holding(repo: &git2::Repository, path: &Path) -> Option<git2::Oid> {
+    let mut walk = repo.revwalk().ok()?;
+    walk.push_glob("refs/*").ok()?;
+    let _ = walk.push_head();
+    walk.flatten().find(|oid| {
+        repo.find_commit(*oid)
+            .ok()
+            .and_then(|c| c.tree().ok())
+            .is_some_and(|t| t.get_path(path).is_ok())
+    })
+}
+
 /// The commits a shallow clone has no parents for (`.git/shallow`).
 fn shallow_roots(repo: &git2::Repository) -> HashSet<git2::Oid> {
     if !repo.is_shallow() {
@@ -238,9 +267,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Reads stored bytes; unreadable files give an empty snapshot.
     pub fn parse(bytes: &[u8]) -> Self {
+        Self::parse_checked(bytes).0
+    }
+
+    /// [`Snapshot::parse`], and whether the bytes parse.
+    fn parse_checked(bytes: &[u8]) -> (Self, bool) {
         let mut s = Snapshot::default();
         let Ok(lines) = dotenv::parse_stored("", bytes) else {
-            return s;
+            return (s, false);
         };
         s.values.reserve(lines.len());
         for l in lines {
@@ -263,7 +297,7 @@ impl Snapshot {
             }
         }
         s.recipients.sort();
-        s
+        (s, true)
     }
 }
 
@@ -373,49 +407,321 @@ pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
 }
 
 /// The events of one file, newest first, from its versions in `w` (index `i`). Each blob is
-/// read and parsed at most once, at most two snapshots are held at a time, and comparisons
-/// already made are read from the [`DiffCache`] of the file's path.
+/// read at most once and at most two are held at a time; comparisons already made are read
+/// from the [`DiffCache`] of the file's path. Two versions are compared by their lines
+/// ([`compare_lines`]): only lines that differ are parsed, and a version is parsed whole only
+/// when that cannot tell (the first version, a rotation, a change of readers).
 pub fn file_events(repo: &git2::Repository, w: &Walk, i: usize, path: &Path) -> Vec<FileEvent> {
     let vs = &w.versions[i];
     let mut cache = DiffCache::open(repo, path);
     let mut out = Vec::with_capacity(vs.len());
-    let parse = |id: git2::Oid| {
-        repo.find_blob(id)
-            .map(|b| Snapshot::parse(b.content()))
-            .unwrap_or_default()
-    };
-    // The version before, and its snapshot once parsed.
-    let mut before: (Option<git2::Oid>, Option<Snapshot>) = (None, None);
+    let read = |id: Option<git2::Oid>| id.map(|id| repo.find_blob(id).ok());
+    // The version before: its blob id, its blob once read (`Some(None)`: unreadable, read as
+    // empty) and whether it parses, when known.
+    let mut prev_id: Option<git2::Oid> = None;
+    let mut prev: Option<Option<git2::Blob>> = None;
+    let mut prev_valid: Option<bool> = None;
+    fn bytes<'a>(b: &'a Option<Option<git2::Blob>>) -> Option<&'a [u8]> {
+        b.as_ref()
+            .map(|b| b.as_ref().map(|b| b.content()).unwrap_or(b""))
+    }
     for v in vs.iter().rev() {
-        let mut e = match cache.get(before.0, v.blob) {
-            Some(e) => e,
+        let e = match cache.get(prev_id, v.blob) {
+            Some(e) => {
+                prev = None;
+                prev_valid = None;
+                e
+            }
             None => {
-                if before.1.is_none() {
-                    before.1 = before.0.map(parse);
+                if prev.is_none() {
+                    prev = read(prev_id);
                 }
-                let after = v.blob.map(parse);
-                let e = match &after {
-                    Some(a) => compare(before.1.as_ref(), a),
-                    None => {
-                        // Deleted: every key and reader is gone.
-                        let mut e = compare(before.1.as_ref(), &Snapshot::default());
-                        e.deleted = true;
-                        e
-                    }
-                };
-                cache.put(before.0, v.blob, &e);
-                before = (v.blob, after);
-                out.push(finish(e, v));
-                continue;
+                let after = read(v.blob);
+                let (e, valid) = diff(bytes(&prev).map(|b| (b, prev_valid)), bytes(&after));
+                cache.put(prev_id, v.blob, &e);
+                prev = after;
+                prev_valid = valid;
+                e
             }
         };
-        e = finish(e, v);
-        out.push(e);
-        before = (v.blob, None);
+        prev_id = v.blob;
+        out.push(finish(e, v));
     }
     cache.save();
     out.reverse();
     out
+}
+
+/// Compares a version (`None`: the file is deleted) with the one before it (`None`: a new
+/// file; with whether it parses, when known). Also returns whether the new version parses.
+fn diff(before: Option<(&[u8], Option<bool>)>, after: Option<&[u8]>) -> (FileEvent, Option<bool>) {
+    if let (Some((old, Some(true))), Some(new)) = (before, after) {
+        if let Some(e) = compare_lines(old, new) {
+            return (e, Some(true));
+        }
+    }
+    let Some((old, _)) = before else {
+        return match after {
+            Some(new) => {
+                let (e, valid) = first_version(new);
+                (e, Some(valid))
+            }
+            None => (
+                FileEvent {
+                    deleted: true,
+                    ..FileEvent::default()
+                },
+                None,
+            ),
+        };
+    };
+    let b = Some(Snapshot::parse_checked(old).0);
+    match after {
+        Some(new) => {
+            let (a, valid) = Snapshot::parse_checked(new);
+            (compare(b.as_ref(), &a), Some(valid))
+        }
+        None => {
+            // Deleted: every key and reader is gone.
+            let mut e = compare(b.as_ref(), &Snapshot::default());
+            e.deleted = true;
+            (e, None)
+        }
+    }
+}
+
+/// The event of a file's first version (every key and recipient added), as
+/// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and whether the
+/// version parses.
+fn first_version(bytes: &[u8]) -> (FileEvent, bool) {
+    let Ok(lines) = dotenv::parse_stored("", bytes) else {
+        return (FileEvent::default(), false);
+    };
+    let mut e = FileEvent::default();
+    for l in lines {
+        if let Line::Pair { key, stored, .. } = l {
+            if let Some(rest) = key.strip_prefix("sops_") {
+                if rest.ends_with("__map_recipient") {
+                    e.recipients_added.push(stored);
+                }
+            } else {
+                e.added.push(key);
+            }
+        }
+    }
+    e.added.sort();
+    e.added.dedup();
+    e.recipients_added.sort();
+    (e, true)
+}
+
+/// Lines of differing text [`compare_lines`] parses at most; more (a rotation re-encrypts
+/// every value) and both versions are parsed whole.
+const MAX_CHANGED_LINES: usize = 512;
+
+/// Compares two versions of a file by their lines, when that is exact: `old` parses, the
+/// first and the last line are the same, and no line that differs wraps the data key or
+/// names a recipient. Lines are matched in order (common prefix and suffix, then a lockstep
+/// walk that resynchronises after inserted or deleted lines); every key with a line outside
+/// the matching has its value (its last occurrence) read in both versions and compared, so a
+/// key whose lines all match has the same value in both. Only those lines are parsed, with
+/// [`dotenv::parse_stored`]. `None`: parse both versions whole instead.
+fn compare_lines(old: &[u8], new: &[u8]) -> Option<FileEvent> {
+    let n = old.len().min(new.len());
+    let p = common_prefix(old, new);
+    // Whole lines only, and the first line (where a byte-order mark is read) must match.
+    let p_line = memchr::memrchr(b'\n', &old[..p])? + 1;
+    let s = common_suffix(old, new, n - p);
+    let tail = &old[old.len() - s..];
+    let s_line = s - (memchr::memchr(b'\n', tail)? + 1);
+    if s_line == 0 {
+        return None;
+    }
+    let mid_old = &old[p_line..old.len() - s_line];
+    let mid_new = &new[p_line..new.len() - s_line];
+    let lines = |m: &[u8]| -> Vec<(usize, usize)> {
+        // (start, end) of each '\n'-terminated line of m.
+        let mut v = Vec::with_capacity(m.len() / 64 + 1);
+        let mut at = 0;
+        for nl in memchr::memchr_iter(b'\n', m) {
+            v.push((at, nl));
+            at = nl + 1;
+        }
+        v
+    };
+    let (lo, ln) = (lines(mid_old), lines(mid_new));
+    let a = |k: usize| &mid_old[lo[k].0..lo[k].1];
+    let b = |k: usize| &mid_new[ln[k].0..ln[k].1];
+    // Lines outside the matching: (from the new version, text).
+    let mut differ: Vec<(bool, &[u8])> = Vec::new();
+    const WINDOW: usize = 16;
+    let (mut i, mut j) = (0, 0);
+    while i < lo.len() && j < ln.len() {
+        if a(i) == b(j) {
+            i += 1;
+            j += 1;
+            continue;
+        }
+        let next_same = match (i + 1 < lo.len(), j + 1 < ln.len()) {
+            (true, true) => a(i + 1) == b(j + 1),
+            (false, false) => true,
+            _ => false,
+        };
+        if next_same {
+            differ.push((false, a(i)));
+            differ.push((true, b(j)));
+            i += 1;
+            j += 1;
+        } else if let Some(k) = (1..=WINDOW).find(|&k| j + k < ln.len() && b(j + k) == a(i)) {
+            differ.extend((j..j + k).map(|x| (true, b(x))));
+            j += k;
+        } else if let Some(k) = (1..=WINDOW).find(|&k| i + k < lo.len() && a(i + k) == b(j)) {
+            differ.extend((i..i + k).map(|x| (false, a(x))));
+            i += k;
+        } else {
+            differ.push((false, a(i)));
+            differ.push((true, b(j)));
+            i += 1;
+            j += 1;
+        }
+        if differ.len() > MAX_CHANGED_LINES {
+            return None;
+        }
+    }
+    differ.extend((i..lo.len()).map(|x| (false, a(x))));
+    differ.extend((j..ln.len()).map(|x| (true, b(x))));
+    if differ.len() > MAX_CHANGED_LINES {
+        return None;
+    }
+    // The keys of the differing lines.
+    let mut keys: HashSet<String> = HashSet::new();
+    for (_, line) in &differ {
+        // A mark is read only at the start of a file: parsed alone, it would be dropped.
+        if line.starts_with(b"\xef\xbb\xbf") {
+            return None;
+        }
+        // The new version's lines must parse too (an old line parsed with the file).
+        for l in dotenv::parse_stored("", line).ok()? {
+            if let Line::Pair { key, .. } = l {
+                if key.starts_with("sops_") {
+                    if key.ends_with("__map_enc") || key.ends_with("__map_recipient") {
+                        return None;
+                    }
+                } else {
+                    keys.insert(key);
+                }
+            }
+        }
+    }
+    let mut e = FileEvent::default();
+    if keys.is_empty() {
+        return Some(e);
+    }
+    let (vo, vn) = (last_values(old, &keys)?, last_values(new, &keys)?);
+    for k in &keys {
+        match (vo.get(k.as_str()), vn.get(k.as_str())) {
+            (None, Some(_)) => e.added.push(k.clone()),
+            (Some(_), None) => e.removed.push(k.clone()),
+            (Some(x), Some(y)) if x != y => e.changed.push(k.clone()),
+            _ => {}
+        }
+    }
+    e.added.sort();
+    e.changed.sort();
+    e.removed.sort();
+    Some(e)
+}
+
+/// The stored value of each of `keys` in a file (the last occurrence, as [`Snapshot`] reads
+/// it), parsing only the lines that hold them.
+fn last_values<'k>(bytes: &[u8], keys: &'k HashSet<String>) -> Option<HashMap<&'k str, String>> {
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut last: HashMap<&'k str, &[u8]> = HashMap::with_capacity(keys.len());
+    let line_at = |start: usize| -> &[u8] {
+        let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |n| start + n);
+        &text[start..end]
+    };
+    if keys.len() <= 16 {
+        // A few keys: each searched for, `\nKEY=` (or `KEY=` at the start); the last match
+        // (forward search is the vectorised one).
+        let mut pat = Vec::new();
+        for k in keys {
+            pat.clear();
+            pat.push(b'\n');
+            pat.extend_from_slice(k.as_bytes());
+            pat.push(b'=');
+            let start = match memchr::memmem::find_iter(text, &pat).last() {
+                Some(at) => Some(at + 1),
+                None => text.starts_with(&pat[1..]).then_some(0),
+            };
+            if let Some(start) = start {
+                last.insert(k.as_str(), line_at(start));
+            }
+        }
+    } else {
+        // Many: one pass over the lines; only a line whose key has the length of one of
+        // `keys` is looked up.
+        let max = keys.iter().map(String::len).max().unwrap_or(0);
+        let mut len_ok = vec![false; max + 1];
+        for k in keys {
+            len_ok[k.len()] = true;
+        }
+        let mut start = 0;
+        while start < text.len() {
+            let line = line_at(start);
+            start += line.len() + 1;
+            let Some(eq) = memchr::memchr(b'=', &line[..line.len().min(max + 1)]) else {
+                continue;
+            };
+            if !len_ok[eq] {
+                continue;
+            }
+            if let Ok(k) = std::str::from_utf8(&line[..eq]) {
+                if let Some(k) = keys.get(k) {
+                    last.insert(k.as_str(), line);
+                }
+            }
+        }
+    }
+    let mut out = HashMap::with_capacity(last.len());
+    for (k, line) in last {
+        for l in dotenv::parse_stored("", line).ok()? {
+            if let Line::Pair { key, stored, .. } = l {
+                if key == k {
+                    out.insert(k, stored);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Length of the common prefix of two byte strings.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const STEP: usize = 64;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + STEP <= n && a[i..i + STEP] == b[i..i + STEP] {
+        i += STEP;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Length of the common suffix of two byte strings, at most `max`.
+fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
+    const STEP: usize = 64;
+    let (la, lb) = (a.len(), b.len());
+    let mut s = 0;
+    while s + STEP <= max && a[la - s - STEP..la - s] == b[lb - s - STEP..lb - s] {
+        s += STEP;
+    }
+    while s < max && a[la - s - 1] == b[lb - s - 1] {
+        s += 1;
+    }
+    s
 }
 
 fn finish(mut e: FileEvent, v: &Version) -> FileEvent {
@@ -540,15 +846,24 @@ pub fn date_values(
     head: Option<&Snapshot>,
     current: &HashMap<String, String>,
 ) -> HashMap<String, Dated> {
-    let mut out = HashMap::new();
     let Some(head) = head else {
-        return out;
+        return HashMap::new();
     };
-    let mut pending: HashSet<&str> = current
+    let pending: HashSet<&str> = current
         .iter()
         .filter(|(k, v)| head.values.get(*k) == Some(*v))
         .map(|(k, _)| k.as_str())
         .collect();
+    date_pending(w, events, pending)
+}
+
+/// For each key of `pending` (each holds HEAD's value), the commit that set its value.
+fn date_pending(
+    w: &Walk,
+    events: &[FileEvent],
+    mut pending: HashSet<&str>,
+) -> HashMap<String, Dated> {
+    let mut out = HashMap::new();
     for e in events {
         if pending.is_empty() {
             break;
@@ -739,10 +1054,22 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
         .map(|(rel, _)| repo_path(&repo, root, rel))
         .collect();
     let w = walk(&repo, &paths, MAX_COMMITS)?;
-    for (i, (_, current)) in files.iter().enumerate() {
+    for (i, (rel, current)) in files.iter().enumerate() {
         let events = file_events(&repo, &w, i, &paths[i]);
-        let head = head_snapshot(&repo, &w, i);
-        out[i] = date_values(&w, &events, head.as_ref(), current);
+        out[i] = match w.versions[i].first().and_then(|v| v.blob) {
+            None => HashMap::new(),
+            Some(id) => {
+                let blob = repo.find_blob(id).ok();
+                let head = blob.as_ref().map_or(&b""[..], |b| b.content());
+                // The working file as committed (the usual case): every current value is
+                // HEAD's, and HEAD's version need not be parsed.
+                if std::fs::read(root.join(rel)).is_ok_and(|b| b == head) {
+                    date_pending(&w, &events, current.keys().map(String::as_str).collect())
+                } else {
+                    date_values(&w, &events, Some(&Snapshot::parse(head)), current)
+                }
+            }
+        };
     }
     let note = out
         .iter()
@@ -966,5 +1293,85 @@ mod tests {
         assert_eq!(s.recipients, vec!["age1b".to_string()]);
         assert_eq!(s.wrapped, vec!["w".to_string()]);
         assert_eq!(s.mac.as_deref(), Some("ENC[m]"));
+    }
+
+    /// The line comparison agrees with parsing both versions whole, on random edits of random
+    /// files (duplicate keys, reordered lines, CRs, comments, metadata, lines that do not
+    /// parse, byte-order marks); when it cannot tell, it says so.
+    #[test]
+    fn line_comparison_agrees_with_whole_parses() {
+        let pool: &[&str] = &[
+            "A=ENC[AES256_GCM,data:1]",
+            "A=ENC[AES256_GCM,data:2]",
+            "B=ENC[AES256_GCM,data:3]",
+            "B=plain value",
+            "C=x\r",
+            "C=x",
+            "D=",
+            "#comment",
+            "",
+            "E=ENC[AES256_GCM,data:4]",
+            "sops_mac=ENC[m1]",
+            "sops_mac=ENC[m2]",
+            "sops_lastmodified=2026",
+            "sops_age__list_0__map_recipient=age1b",
+            "sops_age__list_0__map_enc=w1",
+            "sops_age__list_0__map_enc=w2",
+            "no equals sign",
+            "\u{feff}F=1",
+            "F=ENC[AES256_GCM,data:5]",
+            "G\0=x",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| -> usize {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut told = 0;
+        for _ in 0..20_000 {
+            let n = 1 + next(12);
+            let mut lines: Vec<&str> = (0..n).map(|_| pool[next(pool.len())]).collect();
+            let old = lines.join("\n") + if next(4) == 0 { "" } else { "\n" };
+            for _ in 0..1 + next(3) {
+                let at = next(lines.len() + 1);
+                match next(3) {
+                    0 => lines.insert(at, pool[next(pool.len())]),
+                    1 if at < lines.len() => {
+                        lines.remove(at);
+                    }
+                    _ if at < lines.len() => lines[at] = pool[next(pool.len())],
+                    _ => {}
+                }
+            }
+            let new = lines.join("\n") + if next(4) == 0 { "" } else { "\n" };
+            let (b, old_ok) = Snapshot::parse_checked(old.as_bytes());
+            if !old_ok {
+                continue;
+            }
+            let (a, new_ok) = Snapshot::parse_checked(new.as_bytes());
+            if let Some(e) = compare_lines(old.as_bytes(), new.as_bytes()) {
+                told += 1;
+                assert!(new_ok, "{old:?} -> {new:?}: the new version does not parse");
+                assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
+            }
+            let (e, valid) = diff(Some((old.as_bytes(), Some(true))), Some(new.as_bytes()));
+            assert_eq!(valid, Some(new_ok));
+            assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
+        }
+        assert!(told > 1_000, "the line comparison told only {told} times");
+    }
+
+    #[test]
+    fn a_first_version_lists_every_key_and_recipient_once() {
+        for text in [
+            &b"A=1\nB=ENC[x]\nA=2\n#c\nsops_age__list_1__map_recipient=age1z\nsops_age__list_0__map_recipient=age1b\nsops_mac=ENC[m]\n"[..],
+            b"",
+            b"A=1\nbroken\n",
+        ] {
+            let (s, ok) = Snapshot::parse_checked(text);
+            assert_eq!(first_version(text), (compare(None, &s), ok));
+        }
     }
 }
