@@ -568,23 +568,6 @@ pub fn search_files(m: &Matcher, files: &[TreeFile]) -> Vec<Result<FileOutcome>>
         .collect()
 }
 
-/// The index a commit is made from: `$GIT_INDEX_FILE` when git set it (hooks of `commit -a`),
-/// else the repository's index.
-pub fn staged_index(repo: &git2::Repository) -> Result<git2::Index> {
-    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            let p = if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir().at(".")?.join(p)
-            };
-            Ok(git2::Index::open(&p)?)
-        }
-        None => Ok(repo.index()?),
-    }
-}
-
 /// A staged file: its path (lossy UTF-8) and blob.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
@@ -594,7 +577,7 @@ pub struct StagedFile {
 
 /// Staged regular files; with `changed_only`, those whose staged blob differs from HEAD's.
 pub fn staged_files(repo: &git2::Repository, changed_only: bool) -> Result<Vec<StagedFile>> {
-    let index = staged_index(repo)?;
+    let index = crate::git::staged_index(repo)?;
     let head = if changed_only {
         repo.head().ok().and_then(|h| h.peel_to_tree().ok())
     } else {

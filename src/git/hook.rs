@@ -190,7 +190,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
     // Object hashes are verified by git when it commits; skipping libgit2's re-hash of every
     // blob read here halves the time on large files.
     git2::opts::strict_hash_verification(false);
-    let index = staged_index(repo)?;
+    let index = crate::git::staged_index(repo)?;
     let index_mtime = index
         .path()
         .and_then(|p| std::fs::metadata(p).ok())
@@ -453,24 +453,6 @@ fn staged_bytes(
     }
     let _ = (workdir, index_mtime);
     Ok(repo.find_blob(entry.id)?.content().to_vec())
-}
-
-/// The index a commit is being made from: `$GIT_INDEX_FILE` when git set it (`git commit -a`
-/// and `git commit PATH` stage into a temporary index and run hooks with it), else the
-/// repository's index.
-fn staged_index(repo: &git2::Repository) -> Result<git2::Index> {
-    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            let p = if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir().at(".")?.join(p)
-            };
-            Ok(git2::Index::open(&p)?)
-        }
-        None => Ok(repo.index()?),
-    }
 }
 
 /// Checks one staged dotenv blob: plaintext values, parse errors, recipients.

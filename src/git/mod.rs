@@ -76,6 +76,26 @@ pub fn config_string(root: &Path, name: &str) -> Option<String> {
         .ok()
         .and_then(|c| c.get_string(name).ok())
 }
+/// The index a commit is being made from: `$GIT_INDEX_FILE` when git set it (`git commit -a`
+/// and `git commit PATH` stage into a temporary index and run hooks with it), else the
+/// repository's index.
+pub fn staged_index(repo: &git2::Repository) -> crate::Result<git2::Index> {
+    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            let p = if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| crate::error::Error::io(".", e))?
+                    .join(p)
+            };
+            Ok(git2::Index::open(&p)?)
+        }
+        None => Ok(repo.index()?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
