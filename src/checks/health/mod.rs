@@ -5,9 +5,25 @@
 //! rules, drift between environments, secrets older than their `max_age` (from git history),
 //! expired members and files whose recipients disagree with the policy. [`git_integration`]
 //! tells whether the pre-commit hook and the git diff/merge setup are installed, for `status`.
-//! Nothing here prints: the CLI renders the findings.
-// Documented in a follow-up.
-#![allow(missing_docs)]
+//! Nothing here prints: the CLI renders the findings. Each check is a file of its own; this one
+//! holds the finding types and the order they run in.
+
+mod ages;
+mod drift;
+mod integration;
+mod members;
+mod naming;
+mod patterns;
+mod proposals;
+mod recipients;
+mod rekeys;
+mod required;
+
+use drift::drift;
+pub use integration::{git_integration, GitIntegration};
+use patterns::check_patterns;
+use proposals::pending_proposals;
+use rekeys::rekeys;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,12 +39,16 @@ use crate::store::file::EnvFile;
 /// How serious a finding is. Errors fail `check`; warnings fail it only with `--strict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Something is wrong: `check` exits 1.
     Error,
+    /// Worth fixing; fails `check` only with `--strict`.
     Warning,
+    /// For information (a pending join request, a check that could not run).
     Note,
 }
 
 impl Level {
+    /// The level as `check --json` writes it (`error`, `warning`, `note`).
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Error => "error",
@@ -79,6 +99,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind as `check --json` writes it (`expired_member`, `max_age`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ExpiredMember => "expired_member",
@@ -105,18 +126,24 @@ impl Kind {
 /// One problem found by [`check`]. Messages name keys, files and members, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// How serious it is.
     pub level: Level,
+    /// Which check found it.
     pub kind: Kind,
     /// The environment, or `None` for findings about the policy itself.
     pub env: Option<String>,
+    /// The file, relative to the repository root, when the finding is about one.
     pub file: Option<String>,
+    /// The key, when the finding is about one.
     pub key: Option<String>,
+    /// What is wrong, in one line (names only, never a value).
     pub message: String,
     /// The next command to run, when there is one.
     pub hint: Option<String>,
     /// For `max_age`: the commit that last changed the value, and its date (`YYYY-MM-DD`);
     /// for `recipients_out_of_sync`: the commit that made a missing reader a reader.
     pub commit: Option<String>,
+    /// The date of [`Finding::commit`] (`YYYY-MM-DD`).
     pub date: Option<String>,
 }
 
@@ -158,6 +185,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// How many findings have `level`.
     pub fn count(&self, level: Level) -> usize {
         self.findings.iter().filter(|f| f.level == level).count()
     }
@@ -269,43 +297,7 @@ pub fn check(
     report.environments = selected.iter().map(|s| s.to_string()).collect();
 
     // Policy-level findings.
-    for (name, m) in &policy.members {
-        if policy.is_expired(name) && only.is_none_or(|o| policy.reader_names(o).contains(name)) {
-            let envs = policy.envs_of(name);
-            report.findings.push(
-                Finding::new(
-                    Level::Warning,
-                    Kind::ExpiredMember,
-                    None,
-                    format!(
-                        "member {name} expired on {} and no longer receives new data keys{}",
-                        m.expires.as_deref().unwrap_or("?"),
-                        if envs.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (was a reader of {})", envs.join(", "))
-                        }
-                    ),
-                )
-                .hint(format!(
-                    "`envv member rm {name}` removes them and rotates what they could read"
-                )),
-            );
-        }
-    }
-    if only.is_none() {
-        for name in policy.pending.keys() {
-            report.findings.push(
-                Finding::new(
-                    Level::Note,
-                    Kind::PendingMember,
-                    None,
-                    format!("{name} asked to join and waits for approval"),
-                )
-                .hint(format!("a reader runs `envv member approve {name}`")),
-            );
-        }
-    }
+    members::check(&mut report, policy, only);
 
     // Load every environment (drift compares against all of them, even with `only`).
     let mut loaded = Vec::new();
@@ -471,128 +463,15 @@ pub fn check(
                 ),
                 None => {}
                 Some(meta) => {
-                    let drift = crate::store::file::recipient_drift(meta, &policy.recipients(env));
-                    if !drift.is_empty() {
-                        let who = |keys: &[String]| {
-                            keys.iter()
-                                .map(|k| member_name(policy, k))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        };
-                        let mut parts = Vec::new();
-                        // Readers the file does not wrap for: where each came from, so that a
-                        // reviewer sees who asked for access (nobody gets it until a reader
-                        // confirms them with `envv updatekeys`).
-                        let queries: Vec<(String, String)> = drift
-                            .missing
-                            .iter()
-                            .map(|k| (env.to_string(), k.clone()))
-                            .collect();
-                        let intros = crate::policy::trust::introductions(root, &queries);
-                        if !drift.missing.is_empty() {
-                            let named: Vec<String> = drift
-                                .missing
-                                .iter()
-                                .zip(&intros)
-                                .map(|(k, i)| match i {
-                                    Some(i) => format!(
-                                        "{} (made a reader in commit {} by {} on {})",
-                                        member_name(policy, k),
-                                        i.short(),
-                                        i.author,
-                                        i.date()
-                                    ),
-                                    None => format!("{} (not committed)", member_name(policy, k)),
-                                })
-                                .collect();
-                            parts.push(format!("not readable yet by {}", named.join(", ")));
-                        }
-                        if !drift.extra.is_empty() {
-                            parts.push(format!("still readable by {}", who(&drift.extra)));
-                        }
-                        let mut finding = Finding::new(
-                            Level::Error,
-                            Kind::RecipientsOutOfSync,
-                            Some(env),
-                            format!(
-                                "{rel} is out of sync with {POLICY_FILE}: {}",
-                                parts.join("; ")
-                            ),
-                        )
-                        .file(rel)
-                        .hint(match intros.iter().flatten().next() {
-                            _ if drift.missing.is_empty() => "`envv updatekeys`".into(),
-                            Some(i) => format!("make sure you know them (`git show {} -- {POLICY_FILE}`), then `envv updatekeys`", i.short()),
-                            None => format!("make sure you know them (`git diff -- {POLICY_FILE}`), then `envv updatekeys`"),
-                        });
-                        if let Some(i) = intros.iter().flatten().next() {
-                            finding.commit = Some(i.commit.clone());
-                            finding.date = Some(i.date());
-                        }
-                        report.findings.push(finding);
-                    }
+                    recipients::check(&mut report, root, policy, env, rel, meta);
                 }
             }
 
             // Naming, in file order, each key once.
-            let mut seen = HashSet::new();
-            for key in f.keys() {
-                if !seen.insert(key) {
-                    continue;
-                }
-                let problem = match dotenv::validate_key(key) {
-                    Err(m) => Some(m.to_string()),
-                    Ok(()) => match &naming {
-                        Some(rx) if !rx.is_match(key) => Some(format!(
-                            "key name {key} does not match schema.naming \"{}\"",
-                            rx.as_str()
-                        )),
-                        _ => None,
-                    },
-                };
-                if let Some(m) = problem {
-                    let line = f.lines().iter().find_map(|x| match x {
-                        Line::Pair { key: k, line, .. } if k == key => Some(*line),
-                        _ => None,
-                    });
-                    let at = line.map(|n| format!("{rel}:{n}: ")).unwrap_or_default();
-                    report.findings.push(
-                        Finding::new(Level::Error, Kind::Naming, Some(env), format!("{at}{m}"))
-                            .file(rel)
-                            .key(key)
-                            .hint(format!("rename it: `envv set -e {env} NEW_NAME` then `envv rm -e {env} OLD_NAME`")),
-                    );
-                }
-            }
+            naming::check(&mut report, f, env, rel, naming.as_ref());
 
             // Required keys.
-            for k in required_keys(policy, env) {
-                match l.stored.get(&k) {
-                    None => report.findings.push(
-                        Finding::new(
-                            Level::Error,
-                            Kind::MissingRequired,
-                            Some(env),
-                            format!("required key {k} is missing from {rel}"),
-                        )
-                        .file(rel)
-                        .key(&k)
-                        .hint(format!("`envv set -e {env} {k}`")),
-                    ),
-                    Some("") => report.findings.push(
-                        Finding::new(
-                            Level::Error,
-                            Kind::MissingRequired,
-                            Some(env),
-                            format!("required key {k} is empty in {rel}"),
-                        )
-                        .file(rel)
-                        .key(&k)
-                        .hint(format!("`envv set -e {env} {k}`")),
-                    ),
-                    Some(_) => {}
-                }
-            }
+            required::check(&mut report, policy, env, rel, &l.stored);
 
             // Patterns (need the values).
             let patterned: Vec<(&String, Regex)> = policy
@@ -616,55 +495,15 @@ pub fn check(
         })
     });
 
-    if !age_queries.is_empty() && !in_git {
-        for (env, aged) in &age_meta {
-            let keys = aged
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            report.findings.push(Finding::new(
-                Level::Note,
-                Kind::NotChecked,
-                Some(env),
-                format!("max_age not checked for {keys}: not a git repository, so no history"),
-            ));
-        }
-    } else if !age_queries.is_empty() {
-        let (changes, note) = history.transpose()?.unwrap_or_default();
-        if let Some(n) = note {
-            report
-                .findings
-                .push(Finding::new(Level::Note, Kind::NotChecked, None, n));
-        }
-        for ((q, (env, aged)), found) in age_queries.iter().zip(&age_meta).zip(changes) {
-            for (k, days) in aged {
-                let Some(d) = found.get(k) else { continue };
-                let c = &d.commit;
-                let Ok(when) = time::OffsetDateTime::from_unix_timestamp(c.time) else {
-                    continue;
-                };
-                let age = (today - when.date()).whole_days();
-                if age > *days as i64 {
-                    let date = format_date(when.date());
-                    let short = c.short();
-                    let max = policy.schema.keys[k].max_age.clone().unwrap_or_default();
-                    let mut fnd = Finding::new(
-                        Level::Error,
-                        Kind::MaxAge,
-                        Some(env),
-                        format!("{k} last changed {}{date} in commit {short} by {} ({age} days ago; max_age {max})", if d.at_least { "on or before " } else { "" }, c.author),
-                    )
-                    .file(&q.0)
-                    .key(k)
-                    .hint(format!("rotate it at its provider, then `envv set -e {env} {k}`"));
-                    fnd.commit = Some(c.id.clone());
-                    fnd.date = Some(date);
-                    report.findings.push(fnd);
-                }
-            }
-        }
-    }
+    ages::check(
+        &mut report,
+        policy,
+        today,
+        in_git,
+        &age_queries,
+        &age_meta,
+        history,
+    )?;
 
     rekeys(&mut report, root, &loaded, only, keyring);
     drift(&mut report, policy, &loaded, only);
@@ -691,78 +530,7 @@ pub fn check(
     Ok(report)
 }
 
-/// Files whose current data key came from a change without a rotation proof, when the
-/// identities at hand can tell (they open the version before).
-fn rekeys(
-    report: &mut Report,
-    root: &Path,
-    loaded: &[Loaded],
-    only: Option<&str>,
-    keyring: &mut Keyring,
-) {
-    let sel: Vec<&Loaded> = loaded
-        .iter()
-        .filter(|l| only.is_none_or(|o| o == l.name))
-        .filter(|l| l.encrypted)
-        .collect();
-    let rels: Vec<String> = sel.iter().map(|l| l.rel.clone()).collect();
-    let Ok(found) = crate::git::history::unproven_rekeys(root, &rels, keyring) else {
-        return;
-    };
-    for (l, c) in sel.iter().zip(found) {
-        let Some(c) = c else { continue };
-        let mut f = Finding::new(
-            Level::Warning,
-            Kind::Rekeyed,
-            Some(&l.name),
-            format!(
-                "{}: the data key was changed in commit {} by {} on {} without a rotation proof: the file was replaced by someone without the previous key, or rotated by sops rotate",
-                l.rel, c.short(), c.author, c.date()
-            ),
-        )
-        .file(&l.rel)
-        .hint(format!(
-            "`git show {} -- {}`; if nobody you trust rotated it, restore the version before and run `envv rotate`",
-            c.short(),
-            l.rel
-        ));
-        f.commit = Some(c.id.clone());
-        f.date = Some(c.date());
-        report.findings.push(f);
-    }
-}
-
 /// `schema.required` plus the environment's own `required`, in order, each once.
-/// Proposals waiting beside an environment's file (a note), or a proposal file that does not
-/// parse (an error).
-fn pending_proposals(report: &mut Report, root: &Path, env: &str, rel: &str) {
-    let file = format!("{rel}{}", crate::store::proposals::SUFFIX);
-    match crate::store::proposals::load(&root.join(rel), rel) {
-        Ok(props) if props.is_empty() => {}
-        Ok(props) => {
-            let list: Vec<String> = props
-                .iter()
-                .map(|p| format!("{} (by {})", p.key, p.by_shown()))
-                .collect();
-            report.findings.push(
-                Finding::new(
-                    Level::Note,
-                    Kind::PendingProposals,
-                    Some(env),
-                    format!("{} proposals pending in {file}: {}", props.len(), list.join(", ")),
-                )
-                .file(&file)
-                .hint(format!("a reader runs `envv accept -e {env}` (or `envv reject -e {env} KEY`)")),
-            );
-        }
-        Err(e) => report.findings.push(
-            Finding::new(Level::Error, Kind::InvalidFile, Some(env), e.to_string())
-                .file(&file)
-                .hint(format!("proposals are written by `envv propose -e {env} KEY`; remove {file} if it holds anything else")),
-        ),
-    }
-}
-
 pub fn required_keys(policy: &Policy, env: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let own = policy
@@ -793,200 +561,10 @@ fn member_name(policy: &Policy, recipient: &str) -> String {
         .unwrap_or_else(|| crate::keys::fingerprint(recipient))
 }
 
-/// Decrypts `f` when the caller can (MAC verified: a mismatch is an error) and checks the
-/// patterned keys; without an identity, says which patterns went unchecked.
-fn check_patterns(
-    report: &mut Report,
-    policy: &Policy,
-    env: &str,
-    f: &EnvFile,
-    patterned: &[(&String, Regex)],
-    keyring: &mut Keyring,
-) {
-    let rel = f.name();
-    let Some(meta) = &f.meta() else {
-        return;
-    };
-    let dk = match keyring.unwrap(meta) {
-        Ok(Some(dk)) => dk,
-        Ok(None) | Err(_) if patterned.is_empty() => return,
-        Ok(None) | Err(_) => {
-            let keys = patterned
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            report.findings.push(
-                Finding::new(
-                    Level::Warning,
-                    Kind::NotChecked,
-                    Some(env),
-                    format!("patterns not checked for {keys}: none of your identities can decrypt {rel} (readers: {})", policy.reader_names(env).join(", ")),
-                )
-                .file(rel)
-                .hint("run `envv check` where a reader's identity is available (CI), or ask a reader to add you".into()),
-            );
-            return;
-        }
-    };
-    let plain = match f.clone().decrypt(&dk, true) {
-        Ok(p) => p,
-        Err(e) => {
-            report.findings.push(
-                Finding::new(Level::Error, Kind::Tampered, Some(env), e.to_string())
-                    .file(rel)
-                    .hint(format!("`git diff {rel}` shows what changed")),
-            );
-            return;
-        }
-    };
-    for (k, rx) in patterned {
-        let Some(v) = plain.get(k) else { continue };
-        let matches = std::str::from_utf8(v.expose()).is_ok_and(|s| rx.is_match(s));
-        if !matches {
-            let desc = policy.schema.keys[*k]
-                .description
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            report.findings.push(
-                Finding::new(
-                    Level::Error,
-                    Kind::Pattern,
-                    Some(env),
-                    format!(
-                        "the value of {k} does not match its pattern \"{}\"{desc}",
-                        rx.as_str()
-                    ),
-                )
-                .file(rel)
-                .key(k)
-                .hint(format!(
-                    "`envv set -e {env} {k}` with a value of the right form"
-                )),
-            );
-        }
-    }
-}
-
-/// Drift: a key set in some environments' files and missing from others. Keys whose schema
-/// limits them to some environments are compared among those only; environments without a
-/// file and keys already reported as missing-required are left out.
-fn drift(report: &mut Report, policy: &Policy, loaded: &[Loaded], only: Option<&str>) {
-    let present: Vec<&Loaded> = loaded.iter().filter(|l| l.present).collect();
-    if present.len() < 2 {
-        return;
-    }
-    let mut all: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for l in &present {
-        for k in l.stored.keys() {
-            all.entry(k).or_default().push(l.name.as_str());
-        }
-    }
-    for l in present.iter().filter(|l| only.is_none_or(|o| o == l.name)) {
-        let required: BTreeSet<String> = required_keys(policy, &l.name).into_iter().collect();
-        for (k, holders) in &all {
-            if l.stored.contains_key(k) || required.contains(*k) {
-                continue;
-            }
-            let scope = policy
-                .schema
-                .keys
-                .get(*k)
-                .map(|s| s.environments.as_slice())
-                .unwrap_or_default();
-            if !scope.is_empty() && !scope.contains(&l.name) {
-                continue;
-            }
-            let holders: Vec<&str> = holders
-                .iter()
-                .copied()
-                .filter(|h| scope.is_empty() || scope.iter().any(|e| e == h))
-                .collect();
-            if holders.is_empty() {
-                continue;
-            }
-            let shown = if holders.len() > 4 {
-                format!("{} and {} more", holders[..3].join(", "), holders.len() - 3)
-            } else {
-                holders.join(", ")
-            };
-            report.findings.push(
-                Finding::new(
-                    Level::Warning,
-                    Kind::Drift,
-                    Some(&l.name),
-                    format!("{k} is set in {shown} but not in {}", l.rel),
-                )
-                .file(&l.rel)
-                .key(k)
-                .hint(format!(
-                    "`envv set -e {} {k}`, or limit it with schema.keys.{k}.environments",
-                    l.name
-                )),
-            );
-        }
-    }
-}
-
 /// `YYYY-MM-DD`.
 pub fn format_date(d: time::Date) -> String {
     d.format(&time::macros::format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()
-}
-
-/// Whether the pre-commit hook and the git diff/merge setup are installed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitIntegration {
-    /// The hooks folder git uses (`core.hooksPath` honoured).
-    pub hooks_dir: PathBuf,
-    /// `pre-commit` in that folder runs `envv hook pre-commit`.
-    pub hook: bool,
-    /// `diff.envv.textconv` is configured.
-    pub textconv: bool,
-    /// `.gitattributes` routes some file through `diff=envv`.
-    pub attributes: bool,
-}
-
-/// The git integration state of the repository containing `root`, or `None` outside git.
-pub fn git_integration(root: &Path) -> Option<GitIntegration> {
-    let repo = crate::git::open(root)?;
-    let workdir = repo
-        .workdir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.to_path_buf());
-    let hooks_dir = match crate::git::config_string(root, "core.hooksPath") {
-        Some(p) if !p.trim().is_empty() => {
-            let p = expand_tilde(p.trim());
-            if p.is_absolute() {
-                p
-            } else {
-                workdir.join(p)
-            }
-        }
-        _ => repo.commondir().join("hooks"),
-    };
-    let hook = std::fs::read_to_string(hooks_dir.join("pre-commit"))
-        .is_ok_and(|t| t.contains("envv hook pre-commit"));
-    let textconv =
-        crate::git::config_string(root, "diff.envv.textconv").is_some_and(|v| !v.trim().is_empty());
-    let attributes = std::fs::read_to_string(workdir.join(".gitattributes")).is_ok_and(|t| {
-        t.lines()
-            .any(|l| !l.trim_start().starts_with('#') && l.contains("diff=envv"))
-    });
-    Some(GitIntegration {
-        hooks_dir,
-        hook,
-        textconv,
-        attributes,
-    })
-}
-
-fn expand_tilde(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), dirs::home_dir()) {
-        (Some(rest), Some(h)) => h.join(rest),
-        _ => PathBuf::from(p),
-    }
 }
 
 #[cfg(test)]
