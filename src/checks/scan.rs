@@ -15,8 +15,6 @@
 //! buffers envv builds them in are zeroized, the automaton's own copy is not (it is an
 //! external crate's allocation). Nothing here prints, and a [`Hit`] carries only where a value
 //! was found and which one, never the bytes.
-// Documented in a follow-up.
-#![allow(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -45,10 +43,15 @@ const CHUNK: usize = 1 << 20;
 /// The form in which a value was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
+    /// The value's bytes as they are.
     Plain,
+    /// Standard-alphabet base64 (`+/`), at any of the three byte alignments.
     Base64,
+    /// URL-safe-alphabet base64 (`-_`), at any of the three byte alignments.
     Base64Url,
+    /// Percent-encoding of every byte outside RFC 3986's unreserved set, hex in either case.
     UrlEncoded,
+    /// JSON string escapes, or those plus `\$` and `` \` `` as in a double-quoted shell string.
     Escaped,
 }
 
@@ -68,9 +71,11 @@ impl Encoding {
 /// One managed value to search for.
 #[derive(Debug, Clone)]
 pub struct Value {
+    /// The dotenv key holding the value (a placeholder naming the line when the name is invalid).
     pub key: String,
     /// The environment (or file name) the value belongs to.
     pub env: String,
+    /// The decrypted value whose forms are searched for.
     pub value: Secret,
 }
 
@@ -164,6 +169,7 @@ pub struct Hit {
     pub column: usize,
     /// Index into [`Matcher::labels`].
     pub value: usize,
+    /// The form the value was found in.
     pub encoding: Encoding,
 }
 
@@ -368,6 +374,7 @@ fn looks_binary(head: &[u8]) -> bool {
 /// What searching one file gave.
 #[derive(Debug)]
 pub enum FileOutcome {
+    /// The hits found; empty also when the path is not a regular file.
     Hits(Vec<Hit>),
     /// An encrypted dotenv file: not searched.
     Encrypted,
@@ -424,6 +431,7 @@ pub fn search_blob(m: &Matcher, bytes: &[u8]) -> FileOutcome {
 pub struct TreeFile {
     /// Path relative to the git work tree, `/`-separated (for messages and globs).
     pub name: String,
+    /// Where the file is read on disk.
     pub path: PathBuf,
 }
 
@@ -571,7 +579,9 @@ pub fn search_files(m: &Matcher, files: &[TreeFile]) -> Vec<Result<FileOutcome>>
 /// A staged file: its path (lossy UTF-8) and blob.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
+    /// Path relative to the repository root, `/`-separated, lossy UTF-8.
     pub name: String,
+    /// The staged blob, the content the next commit would record.
     pub blob: git2::Oid,
 }
 
@@ -631,18 +641,24 @@ pub fn search_staged(
 /// A hit in history: the commit that introduced it, and the path.
 #[derive(Debug, Clone)]
 pub struct HistoryHit {
+    /// A commit whose version of the path holds this form of the value and no parent's does.
     pub commit: git2::Oid,
     /// Commit time (seconds since the epoch).
     pub time: i64,
+    /// Path in that commit's tree, `/`-separated, lossy UTF-8.
     pub path: String,
+    /// Where in that blob the value was found.
     pub hit: Hit,
 }
 
 /// Totals of a history search.
 #[derive(Debug, Default, Clone)]
 pub struct HistoryStats {
+    /// Commits read (every commit reachable from any ref, each once).
     pub commits: usize,
+    /// Distinct blobs examined, each once, including encrypted and skipped ones.
     pub blobs: usize,
+    /// Blobs not searched: binaries above [`BINARY_SKIP_BYTES`], blobs above [`MAX_BLOB_BYTES`].
     pub skipped_binaries: usize,
 }
 
@@ -830,6 +846,7 @@ pub struct Glob {
 }
 
 impl Glob {
+    /// Compiles an allow-list pattern; a leading `./` or `/` and a trailing `/` are ignored.
     pub fn new(pattern: &str) -> Glob {
         let p = pattern.trim_start_matches("./");
         let anchored = p.trim_end_matches('/').contains('/');

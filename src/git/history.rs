@@ -19,8 +19,6 @@
 //! - A shallow clone (or the commit limit) cuts history: the oldest version reached is a
 //!   boundary whose keys and readers were present, not added, and dates from it are lower
 //!   bounds.
-// Documented in a follow-up.
-#![allow(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +36,7 @@ pub struct CommitInfo {
     pub id: String,
     /// Author name, without control characters (it is the pusher's text).
     pub author: String,
+    /// Author email, without control characters, at most 200 characters.
     pub email: String,
     /// Author time, seconds since the epoch.
     pub time: i64,
@@ -86,6 +85,7 @@ pub fn date(ts: i64) -> String {
 pub struct Version {
     /// Index into [`Walk::commits`].
     pub commit: usize,
+    /// The file's blob at that commit; `None` when the commit deleted the file.
     pub blob: Option<git2::Oid>,
     /// The oldest version reached by a cut history (shallow clone, commit limit): the file
     /// existed, but the commit did not necessarily create it.
@@ -258,9 +258,11 @@ pub struct Snapshot {
     pub wrapped: Vec<String>,
     /// Recipients (`sops_*__map_recipient`), sorted.
     pub recipients: Vec<String>,
-    /// The stored `sops_mac`, `sops_lastmodified` and rotation proof, when present.
+    /// The stored `sops_mac`; `None` when the file has none.
     pub mac: Option<String>,
+    /// The stored `sops_lastmodified`; `None` when the file has none.
     pub lastmodified: Option<String>,
+    /// The stored rotation proof; `None` when the file has none.
     pub proof: Option<String>,
 }
 
@@ -307,9 +309,11 @@ pub struct FileEvent {
     /// Index into [`Walk::commits`].
     #[serde(skip)]
     pub commit: usize,
+    /// Keys present in this version and absent from the one before (all keys of a first version).
     pub added: Vec<String>,
     /// Keys whose stored text changed (their value changed).
     pub changed: Vec<String>,
+    /// Keys present in the version before and absent from this one.
     pub removed: Vec<String>,
     /// The data key changed: these keys were re-encrypted (values unknown without a key).
     pub rekeyed: Vec<String>,
@@ -317,6 +321,7 @@ pub struct FileEvent {
     pub data_key_changed: bool,
     /// Recipients the data key is newly wrapped for, and no longer wrapped for.
     pub recipients_added: Vec<String>,
+    /// Recipients the version before wrapped the data key for and this one no longer does.
     pub recipients_removed: Vec<String>,
     /// The oldest version of a cut history: its keys and readers were present, not added.
     #[serde(skip)]
@@ -408,8 +413,8 @@ pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
 
 /// The events of one file, newest first, from its versions in `w` (index `i`). Each blob is
 /// read at most once and at most two are held at a time; comparisons already made are read
-/// from the [`DiffCache`] of the file's path. Two versions are compared by their lines
-/// ([`compare_lines`]): only lines that differ are parsed, and a version is parsed whole only
+/// from the diff cache of the file's path. Two versions are compared by their lines
+/// (`compare_lines`): only lines that differ are parsed, and a version is parsed whole only
 /// when that cannot tell (the first version, a rotation, a change of readers).
 pub fn file_events(repo: &git2::Repository, w: &Walk, i: usize, path: &Path) -> Vec<FileEvent> {
     let vs = &w.versions[i];
@@ -833,6 +838,7 @@ impl DiffCache {
 /// When a key's current value was set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dated {
+    /// The newest commit that added or changed the value; with `at_least`, the oldest version's.
     pub commit: CommitInfo,
     /// History is cut there: the value is at least this old.
     pub at_least: bool,
@@ -927,6 +933,7 @@ pub enum Proof {
 }
 
 impl Proof {
+    /// The event kind `log --json` reports for a data-key change with this proof.
     pub fn as_str(self) -> &'static str {
         match self {
             Proof::Unknown => "data_key_changed",
@@ -939,6 +946,7 @@ impl Proof {
 /// A data-key change examined with the identities of `ring`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rekey {
+    /// Whether the new version proves a rotation by a holder of the previous data key.
     pub proof: Proof,
     /// The keys whose values really changed, when `ring` opens both versions.
     pub value_changes: Option<Vec<String>>,
@@ -1082,6 +1090,7 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
 /// A reader's grant or revocation, found in a file's events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEvent {
+    /// The commit that granted or revoked the reader; with `at_least`, the oldest version's.
     pub commit: CommitInfo,
     /// History is cut there: the reader had access at least since then.
     pub at_least: bool,
@@ -1090,7 +1099,9 @@ pub struct AccessEvent {
 /// A reader the file no longer wraps the data key for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PastReader {
+    /// The recipient as stored in `sops_*__map_recipient`.
     pub recipient: String,
+    /// The newest commit that stopped wrapping the data key for this recipient.
     pub removed: AccessEvent,
     /// The first data-key change at or after the removal (`None`: the values they could read
     /// are still encrypted under a key they had).
