@@ -15,13 +15,13 @@
 //! * [`checks`]: health checks and the leak scan.
 //! * [`exec`], [`merge`], [`edit`]: launching a process (and redacting its output), the
 //!   key-by-key merge driver, the editor round trip.
-//! * [`format`]: dotenv and sops parsing and writing, and other tools' files for import.
+//! * [`format`](mod@format): dotenv and sops parsing and writing, and other tools' files for import.
 //! * [`os`], [`secret`], [`error`], [`workspace`]: paths and atomic files, secret types,
 //!   typed errors, and where the repository and its policy are.
 //!
 //! Core modules never print and return typed [`error::Error`]s.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod checks;
 pub mod cli;
