@@ -188,14 +188,18 @@ impl TrustStore {
     }
 }
 
-fn read_patterns(path: &Path) -> Vec<TrustedPattern> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Vec::new();
-    };
+/// The trust file's text; `None` when it is missing, not a regular file, too large or not
+/// UTF-8 (then nothing counts as confirmed).
+fn read_trust_file(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_TRUST_BYTES {
-        return Vec::new();
+        return None;
     }
-    let Ok(text) = std::fs::read_to_string(path) else {
+    std::fs::read_to_string(path).ok()
+}
+
+fn read_patterns(path: &Path) -> Vec<TrustedPattern> {
+    let Some(text) = read_trust_file(path) else {
         return Vec::new();
     };
     text.lines()
@@ -214,13 +218,7 @@ fn read_patterns(path: &Path) -> Vec<TrustedPattern> {
 }
 
 fn read_entries(path: &Path) -> Vec<Trusted> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Vec::new();
-    };
-    if !meta.is_file() || meta.len() > MAX_TRUST_BYTES {
-        return Vec::new();
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Some(text) = read_trust_file(path) else {
         return Vec::new();
     };
     text.lines()
