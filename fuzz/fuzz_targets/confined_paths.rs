@@ -1,6 +1,7 @@
 //! Fuzzes `paths::resolve` (environment file paths from a hostile policy) on a fixture tree
-//! holding links that lead out, links inside, a loop and a device: no panic, and every path it
-//! accepts is lexically inside the repository and, on disk, resolves inside it.
+//! holding links that lead out, links inside, a loop, a device, a FIFO and a socket: no panic,
+//! and every path it accepts is lexically inside the repository and, on disk, resolves inside
+//! it to a regular file.
 #![no_main]
 
 use std::path::{Component, Path, PathBuf};
@@ -12,6 +13,8 @@ use libfuzzer_sys::fuzz_target;
 struct Tree {
     repo: PathBuf,
     real: PathBuf,
+    /// Keeps the socket `sock` bound for the run.
+    _socket: std::os::unix::net::UnixListener,
 }
 
 fn tree() -> &'static Tree {
@@ -48,8 +51,22 @@ fn tree() -> &'static Tree {
         for (at, to) in links {
             std::os::unix::fs::symlink(to, repo.join(at)).unwrap();
         }
+        // Not regular files, inside the repository (and a link to each).
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(repo.join("dir/fifo"))
+            .status()
+            .unwrap();
+        assert!(fifo.success(), "mkfifo");
+        let socket = std::os::unix::net::UnixListener::bind(repo.join("sock")).unwrap();
+        for (at, to) in [("fifo.env", "dir/fifo"), ("sock.env", "sock")] {
+            std::os::unix::fs::symlink(to, repo.join(at)).unwrap();
+        }
         let real = repo.canonicalize().unwrap();
-        Tree { repo, real }
+        Tree {
+            repo,
+            real,
+            _socket: socket,
+        }
     })
 }
 

@@ -744,6 +744,17 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
         // value with its CR, and its MAC covers it.
         let raw = untrimmed.trim_end_matches('\r');
         let line = i + 1;
+        if raw.starts_with('\u{feff}') {
+            // Found by fuzzing: `sops_…` lines first, then `\u{feff}KEY=…`. A rewrite puts the
+            // metadata last, the mark becomes the file's first bytes, and the next read drops
+            // it: the key changed name (and no longer matched its ciphertext).
+            return Err(Error::Parse {
+                file: file.into(),
+                line,
+                msg: "byte-order mark at the start of a line (only the file may start with one)"
+                    .into(),
+            });
+        }
         if raw.is_empty() {
             lines.push(Line::Blank);
         } else if let Some(c) = raw.strip_prefix('#') {
@@ -892,6 +903,18 @@ mod tests {
         assert!(parse_stored("x.env", "\u{feff}A=1\n".as_bytes()).is_ok());
         let e = parse_stored("x.env", "\u{feff}\u{feff}#c=d\n".as_bytes()).unwrap_err();
         assert!(e.to_string().starts_with("x.env:1:"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_starting_a_later_line_is_refused() {
+        // The metadata first, then a key behind a mark: rewritten, the mark would lead the file.
+        let text = "sops_version=3.11.0\n\u{feff}KEY=ENC[x]\n";
+        let e = parse_stored("x.env", text.as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with("x.env:2:"), "{e}");
+        assert!(!e.to_string().contains("KEY"), "the line is not shown: {e}");
+        let e = parse_stored("x.env", "A=1\n\u{feff}#c\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with("x.env:2:"), "{e}");
+        assert!(parse_stored("x.env", "\u{feff}A=1\nB=\u{feff}\n".as_bytes()).is_ok());
     }
 
     #[test]

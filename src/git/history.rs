@@ -1371,7 +1371,8 @@ mod tests {
             assert_eq!(valid, Some(new_ok));
             assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
         }
-        assert!(told > 1_000, "the line comparison told only {told} times");
+        // (Versions with a byte-order mark after the first line do not parse: fewer are told.)
+        assert!(told > 500, "the line comparison told only {told} times");
     }
 
     #[test]

@@ -766,6 +766,9 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy> {
             max_documents: 1,
         },
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        // Only the first line of an error is kept, so no source snippet is cut out and drawn
+        // (15 % of the time spent on a malformed policy; over a third under a sanitizer).
+        with_snippet: false,
     };
     let doc: Document = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let msg = e.to_string();
