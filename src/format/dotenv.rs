@@ -25,8 +25,8 @@ pub const MAX_KEY_LEN: usize = 256;
 pub enum Entry {
     /// An empty (or whitespace-only) line.
     Blank,
-    /// A `#` comment; the text after `#`.
-    Comment(String),
+    /// A `#` comment; the text after `#` (a comment can hold a secret too).
+    Comment(Secret),
     /// `KEY=value`, with the parsed value and an inline comment if there was one.
     Pair {
         /// The key name.
@@ -34,7 +34,7 @@ pub enum Entry {
         /// The value, unquoted and unescaped.
         value: Secret,
         /// The text after the `#` of an inline comment; `None` when there is none.
-        comment: Option<String>,
+        comment: Option<Secret>,
         /// 1-based line where the pair starts.
         line: usize,
     },
@@ -254,7 +254,7 @@ impl<'a> Parser<'a> {
             return Ok(Entry::Blank);
         }
         if let Some(c) = trimmed.strip_prefix('#') {
-            let c = c.to_string();
+            let c = Secret::from_str(c);
             self.take_line();
             return Ok(Entry::Comment(c));
         }
@@ -294,7 +294,7 @@ impl<'a> Parser<'a> {
                 let comment = if t.is_empty() {
                     None
                 } else if let Some(c) = t.strip_prefix('#') {
-                    Some(c.to_string())
+                    Some(Secret::from_str(c))
                 } else {
                     return Err(self.err(
                         close_line,
@@ -319,7 +319,7 @@ impl<'a> Parser<'a> {
                     find_inline_comment(raw)
                 };
                 let (value, comment) = match comment_at {
-                    Some(i) => (&raw[..i], Some(raw[i + 1..].to_string())),
+                    Some(i) => (&raw[..i], Some(Secret::from_str(&raw[i + 1..]))),
                     None => (raw, None),
                 };
                 // Unicode spaces (NBSP, EM SPACE, ...) at the edges go too, as node and python
@@ -856,6 +856,7 @@ mod tests {
     }
 
     fn pairs(text: &str) -> Vec<(String, String, Option<String>)> {
+        let text_of = |s: Secret| String::from_utf8(s.expose().to_vec()).unwrap();
         parse_plain("t.env", text)
             .unwrap()
             .into_iter()
@@ -868,7 +869,7 @@ mod tests {
                 } => Some((
                     key,
                     String::from_utf8(value.expose().to_vec()).unwrap(),
-                    comment,
+                    comment.map(text_of),
                 )),
                 _ => None,
             })
@@ -979,7 +980,7 @@ mod tests {
         // as an empty comment.
         assert_eq!(
             parse_plain("f", "#\r\r").unwrap(),
-            vec![Entry::Comment(String::new()), Entry::Blank]
+            vec![Entry::Comment(Secret::from_str("")), Entry::Blank]
         );
         let p = pairs("A=1\r\r\nB='x'\r\r\n");
         assert_eq!((p[0].1.as_str(), p[1].1.as_str()), ("1", "x"));

@@ -186,7 +186,7 @@ impl EnvFile {
                 .into_iter()
                 .map(|e| match e {
                     Entry::Blank => Line::Blank,
-                    Entry::Comment(c) => Line::Comment(c),
+                    Entry::Comment(c) => Line::Comment(c.expose_str().unwrap_or_default().into()),
                     Entry::Pair {
                         key, value, line, ..
                     } => {
@@ -809,6 +809,14 @@ enum State {
     Retype,
 }
 
+/// A comment typed in plain text, waiting for the seal to encrypt it. The rule decides from a
+/// comment's text whether it is encrypted, so the line holds the text until the seal wipes it
+/// and stores the ciphertext instead.
+fn pending_comment(text: Secret) -> (Line, Slot) {
+    let shown = text.expose_str().unwrap_or_default().to_string();
+    (Line::Comment(shown), Slot::new(Some(text), State::Pending))
+}
+
 impl Slot {
     fn new(value: Option<Secret>, state: State) -> Self {
         Slot { value, state }
@@ -948,19 +956,18 @@ impl Opened {
         let mut slots = Vec::with_capacity(edited.len());
         let mut changed = false;
         let mut push_comment =
-            |text: String, lines: &mut Vec<Line>, slots: &mut Vec<Slot>| -> bool {
+            |text: Secret, lines: &mut Vec<Line>, slots: &mut Vec<Slot>| -> bool {
                 if let Some(i) = old_comments
-                    .get_mut(text.as_bytes())
+                    .get_mut(text.expose())
                     .and_then(|q| q.pop_front())
                 {
                     lines.push(old_lines[i].clone());
                     slots.push(old_slots[i].clone());
                     false
                 } else {
-                    // The rule decides from the text whether a comment is encrypted, so the line
-                    // holds it until the seal replaces it by its ciphertext.
-                    slots.push(Slot::new(Some(Secret::from_str(&text)), State::Pending));
-                    lines.push(Line::Comment(text));
+                    let (line, slot) = pending_comment(text);
+                    lines.push(line);
+                    slots.push(slot);
                     true
                 }
             };
@@ -1111,7 +1118,10 @@ impl Opened {
                 Line::Blank => continue,
             };
             match &mut self.file.lines[i] {
-                Line::Comment(text) => *text = new_text,
+                Line::Comment(text) => {
+                    zeroize::Zeroize::zeroize(text);
+                    *text = new_text;
+                }
                 Line::Pair { stored, .. } => *stored = new_text,
                 Line::Blank => {}
             }
@@ -1163,9 +1173,9 @@ impl Opened {
                     o.slots.push(Slot::default());
                 }
                 Entry::Comment(c) => {
-                    o.slots
-                        .push(Slot::new(Some(Secret::from_str(&c)), State::Pending));
-                    o.file.lines.push(Line::Comment(c));
+                    let (line, slot) = pending_comment(c);
+                    o.file.lines.push(line);
+                    o.slots.push(slot);
                 }
                 Entry::Pair {
                     key,
@@ -1174,9 +1184,9 @@ impl Opened {
                     ..
                 } => {
                     if let Some(c) = comment {
-                        o.slots
-                            .push(Slot::new(Some(Secret::from_str(&c)), State::Pending));
-                        o.file.lines.push(Line::Comment(c));
+                        let (line, slot) = pending_comment(c);
+                        o.file.lines.push(line);
+                        o.slots.push(slot);
                     }
                     o.file.lines.push(Line::Pair {
                         key,
