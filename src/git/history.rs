@@ -6,7 +6,7 @@
 //! - History is HEAD's first-parent chain (a merge counts when it landed), at most
 //!   [`MAX_COMMITS`] commits, read through libgit2 without decrypting.
 //! - A file's versions are the commits where its blob id changed (tree lookups only); each blob
-//!   is read once and parsed with [`dotenv::parse_stored`], the parser `envfile` uses.
+//!   is read once and split with [`StoredFile`], as the store reads a file.
 //! - envv keeps an unchanged value's ciphertext byte for byte, so a changed `ENC[...]` text is
 //!   a changed value. A data-key change re-encrypts every value at once; it is recognised
 //!   (every encrypted value changed and every wrapped data-key entry is new) and reported as
@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::format::dotenv::{self, Line};
+use crate::store::file::StoredFile;
 
 /// Commits read at most by one walk.
 pub const MAX_COMMITS: usize = 20_000;
@@ -275,27 +276,27 @@ impl Snapshot {
     /// [`Snapshot::parse`], and whether the bytes parse.
     fn parse_checked(bytes: &[u8]) -> (Self, bool) {
         let mut s = Snapshot::default();
-        let Ok(lines) = dotenv::parse_stored("", bytes) else {
+        let Ok(file) = StoredFile::parse("", bytes) else {
             return (s, false);
         };
-        s.values.reserve(lines.len());
-        for l in lines {
+        s.values.reserve(file.lines.len());
+        for l in file.lines {
             if let Line::Pair { key, stored, .. } = l {
-                if let Some(rest) = key.strip_prefix("sops_") {
-                    if rest.ends_with("__map_enc") {
-                        s.wrapped.push(stored);
-                    } else if rest.ends_with("__map_recipient") {
-                        s.recipients.push(stored);
-                    } else if rest == "mac" {
-                        s.mac = Some(stored);
-                    } else if rest == "lastmodified" {
-                        s.lastmodified = Some(stored);
-                    } else if key == crate::format::sops::ROTATION_PROOF_KEY {
-                        s.proof = Some(stored);
-                    }
-                } else {
-                    s.values.insert(key, stored);
-                }
+                s.values.insert(key, stored);
+            }
+        }
+        for (key, stored) in file.meta_pairs {
+            let rest = &key["sops_".len()..];
+            if rest.ends_with("__map_enc") {
+                s.wrapped.push(stored);
+            } else if rest.ends_with("__map_recipient") {
+                s.recipients.push(stored);
+            } else if rest == "mac" {
+                s.mac = Some(stored);
+            } else if rest == "lastmodified" {
+                s.lastmodified = Some(stored);
+            } else if key == crate::format::sops::ROTATION_PROOF_KEY {
+                s.proof = Some(stored);
             }
         }
         s.recipients.sort();
@@ -499,19 +500,18 @@ fn diff(before: Option<(&[u8], Option<bool>)>, after: Option<&[u8]>) -> (FileEve
 /// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and whether the
 /// version parses.
 fn first_version(bytes: &[u8]) -> (FileEvent, bool) {
-    let Ok(lines) = dotenv::parse_stored("", bytes) else {
+    let Ok(file) = StoredFile::parse("", bytes) else {
         return (FileEvent::default(), false);
     };
     let mut e = FileEvent::default();
-    for l in lines {
-        if let Line::Pair { key, stored, .. } = l {
-            if let Some(rest) = key.strip_prefix("sops_") {
-                if rest.ends_with("__map_recipient") {
-                    e.recipients_added.push(stored);
-                }
-            } else {
-                e.added.push(key);
-            }
+    for l in file.lines {
+        if let Line::Pair { key, .. } = l {
+            e.added.push(key);
+        }
+    }
+    for (key, stored) in file.meta_pairs {
+        if key.ends_with("__map_recipient") {
+            e.recipients_added.push(stored);
         }
     }
     e.added.sort();
