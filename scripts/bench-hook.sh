@@ -12,23 +12,10 @@
 # removed at the end.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-log() { echo "bench-hook: $*" >&2; }
-command -v hyperfine >/dev/null || { log "hyperfine is missing (apt-get install hyperfine)"; exit 2; }
-
-if [ -z "${ENVV_BIN:-}" ]; then
-  log "cargo build --release"
-  (cd "$here" && cargo build --release --quiet)
-  ENVV_BIN="$here/target/release/envv"
-fi
-envv=$(cd "$(dirname "$ENVV_BIN")" && pwd)/$(basename "$ENVV_BIN")
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM=1
-unset ENVV_ENV ENVV_AGE_KEY ENVV_AGE_KEY_FILE SOPS_AGE_KEY SOPS_AGE_KEY_FILE GIT_INDEX_FILE
-mkdir -p "$HOME" "$work/repo"
-printf '[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n' >"$GIT_CONFIG_GLOBAL"
+name=bench-hook
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+mkdir -p "$work/repo"
 cd "$work/repo"
 git init -q .
 "$envv" keygen >/dev/null 2>&1
