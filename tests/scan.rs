@@ -412,6 +412,70 @@ fn hook_refuses_a_staged_leak_and_can_be_turned_off() {
 }
 
 #[test]
+fn hook_finds_every_form_in_a_commit_of_many_encrypted_files_and_nothing_in_them() {
+    let mut t = Scan::new();
+    t.s.ok(&["hook", "install"]);
+    // Two more environments with values of their own, and a commit of every encrypted file
+    // and the policy (as `member add` makes): nothing in it is a finding.
+    for env in ["e1", "e2"] {
+        t.s.ok(&["env", "add", env]);
+        let mut plain = String::new();
+        for i in 0..300 {
+            plain.push_str(&format!(
+                "{}_KEY_{i}=test-{env}-value-{i:04}-only\n",
+                env.to_uppercase()
+            ));
+        }
+        t.s.write(&format!(".env.{env}"), plain);
+        t.s.ok(&["encrypt", "-e", env]);
+    }
+    t.s.ok(&["set", "API_TOKEN", &format!("{TOKEN}-v2")]);
+    t.s.git(&["add", "-A"]);
+    let out = git_with(&t.s, &["commit", "-qm", "two environments"], &[]);
+    t.record(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each form, in a commit that also changes every encrypted file and the policy.
+    t.s.ok(&["set", "E1_KEY_7", "test-e1-rotated-value-7"]);
+    t.s.ok(&["-e", "e1", "set", "E1_KEY_7", "test-e1-rotated-value-7"]);
+    let policy = t.s.read(".sops.yaml");
+    t.s.write(".sops.yaml", format!("{policy}# reviewed\n"));
+    let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode("{\"k\":\"test-e2-value-0299-only\",\"n\":1}");
+    t.s.write(
+        "deploy/values.yaml",
+        format!(
+            "a: 1\nconfig: {blob}\nurl: postgres://app:{}@db\n",
+            pct(DB_PASS)
+        ),
+    );
+    t.s.write(
+        "settings.json",
+        serde_json::to_string(&serde_json::json!({ "q": QUOTED, "e1": "test-e1-value-0150-only" }))
+            .unwrap(),
+    );
+    t.s.git(&["add", "-A"]);
+    let out = git_with(&t.s, &["commit", "-qm", "leaks"], &[]);
+    t.record(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "deploy/values.yaml:2: holds the value of E2_KEY_299 (environment e2, base64,",
+        "deploy/values.yaml:3: holds the value of DB_PASS (environment default, url-encoded",
+        "settings.json:1: holds the value of QUOTED (environment default, escaped",
+        "settings.json:1: holds the value of E1_KEY_150 (environment e1, plain",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    assert_eq!(err.matches("holds the value of").count(), 4, "{err}");
+    t.assert_no_value_shown();
+}
+
+#[test]
 fn exec_redact_filters_split_values_and_stderr_and_keeps_the_exit_code() {
     let mut t = Scan::new();
     let (a, b) = TOKEN.split_at(9);

@@ -160,6 +160,138 @@ fn escape(value: &[u8], shell: bool) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// Bytes of a form the [`Prefilter`] looks up.
+const HEAD: usize = 8;
+
+/// Which values could be in a known haystack, before any search is built: every 8-byte window
+/// of the haystack goes into a Bloom filter, and a value is kept when the first 8 bytes of one
+/// of its [`forms`] may be a window. No form of a value that is not kept occurs in the
+/// haystack, so the automaton needs only the values kept. This makes a search of a small
+/// haystack (the hook's staged files) cost a lookup per form instead of an automaton over
+/// every form of every value.
+pub struct Prefilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Prefilter {
+    /// A filter sized for `bytes` bytes of haystack: 32 bits per window, three per lookup (a
+    /// value's eleven lookups pass by chance about once in 150), 16 MiB at most.
+    pub fn with_capacity(bytes: u64) -> Prefilter {
+        let wanted = bytes.saturating_mul(32).clamp(1 << 16, 1 << 27);
+        let log2 = 64 - (wanted - 1).leading_zeros();
+        Prefilter {
+            bits: vec![0; 1usize << (log2 - 6)],
+            shift: 64 - log2,
+        }
+    }
+
+    fn slots(&self, head: u64) -> [usize; 3] {
+        let a = head.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let b = (head ^ (a >> 29)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        let c = (head ^ (b >> 31)).wrapping_mul(0x1656_67B1_9E37_79F9);
+        [a, b, c].map(|h| (h >> self.shift) as usize)
+    }
+
+    /// Adds every window of `haystack`.
+    pub fn add(&mut self, haystack: &[u8]) {
+        for w in haystack.windows(HEAD) {
+            let head = u64::from_le_bytes(w.try_into().expect("8-byte window"));
+            for s in self.slots(head) {
+                self.bits[s / 64] |= 1 << (s % 64);
+            }
+        }
+    }
+
+    fn may_hold_head(&self, head: &[u8]) -> bool {
+        let Ok(head) = <[u8; HEAD]>::try_from(head) else {
+            return true; // a form shorter than a window: not filtered
+        };
+        let head = u64::from_le_bytes(head);
+        self.slots(head)
+            .iter()
+            .all(|&s| self.bits[s / 64] & (1 << (s % 64)) != 0)
+    }
+
+    /// Whether a form of `value` may be in the haystack (false: certainly none is).
+    pub fn may_hold(&self, value: &[u8]) -> bool {
+        form_heads(value, |head| self.may_hold_head(head))
+    }
+}
+
+/// Calls `f` with the first [`HEAD`] bytes (fewer for a short form) of each of `value`'s
+/// [`forms`], until it returns true; whether it did. Built in buffers on the stack, wiped after.
+fn form_heads(value: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    use zeroize::Zeroize;
+    if f(&value[..value.len().min(HEAD)]) {
+        return true;
+    }
+    let mut input = [0u8; 12];
+    let mut encoded = [0u8; 16];
+    let mut out = [0u8; HEAD + 2];
+    let mut found = false;
+    'forms: {
+        // Base64 in each alignment: the characters whose bits all come from the value. Those
+        // of the first 8 characters come from its first 12 bytes at most.
+        for engine in [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            for offset in 0..3 {
+                let n = offset + value.len().min(12 - offset);
+                input[..offset].fill(0);
+                input[offset..n].copy_from_slice(&value[..n - offset]);
+                let written = engine
+                    .encode_slice(&input[..n], &mut encoded)
+                    .expect("16 bytes hold the base64 of 12");
+                let first = (8 * offset).div_ceil(6);
+                let last = ((8 * n) / 6).min(written);
+                if f(&encoded[first.min(last)..last.min(first + HEAD)]) {
+                    found = true;
+                    break 'forms;
+                }
+            }
+        }
+        // Percent-encoded (both cases of hex) and JSON/shell-escaped, byte by byte.
+        for variant in 0..4 {
+            let mut len = 0;
+            for &b in value {
+                if len >= HEAD {
+                    break;
+                }
+                let hex: &[u8; 16] = if variant == 0 {
+                    b"0123456789ABCDEF"
+                } else {
+                    b"0123456789abcdef"
+                };
+                let piece: &[u8] = match variant {
+                    0 | 1 if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => &[b],
+                    0 | 1 => &[b'%', hex[(b >> 4) as usize], hex[(b & 15) as usize]],
+                    _ => match b {
+                        b'"' => b"\\\"",
+                        b'\\' => b"\\\\",
+                        b'\n' => b"\\n",
+                        b'\r' => b"\\r",
+                        b'\t' => b"\\t",
+                        b'$' | b'`' if variant == 3 => &[b'\\', b],
+                        _ => &[b],
+                    },
+                };
+                out[len..len + piece.len()].copy_from_slice(piece);
+                len += piece.len();
+            }
+            if f(&out[..len.min(HEAD)]) {
+                found = true;
+                break 'forms;
+            }
+        }
+    }
+    input.zeroize();
+    encoded.zeroize();
+    out.zeroize();
+    found
+}
+
 /// Where one form of one value was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hit {
@@ -626,6 +758,21 @@ fn blob_outcome(repo: &git2::Repository, m: &Matcher, id: git2::Oid) -> Result<F
     Ok(search_blob(m, blob.content()))
 }
 
+/// The blob, when [`search_staged`] would search it: not above [`MAX_BLOB_BYTES`], not
+/// encrypted dotenv content, not a binary above [`BINARY_SKIP_BYTES`].
+pub fn searchable_blob(repo: &git2::Repository, id: git2::Oid) -> Result<Option<git2::Blob<'_>>> {
+    if let Ok((size, _)) = repo.odb().and_then(|o| o.read_header(id)) {
+        if size as u64 > MAX_BLOB_BYTES {
+            return Ok(None);
+        }
+    }
+    let blob = repo.find_blob(id)?;
+    let bytes = blob.content();
+    let skipped = is_encrypted_dotenv(bytes)
+        || (bytes.len() as u64 > BINARY_SKIP_BYTES && looks_binary(bytes));
+    Ok((!skipped).then_some(blob))
+}
+
 /// Searches staged blobs.
 pub fn search_staged(
     repo: &git2::Repository,
@@ -948,6 +1095,86 @@ mod tests {
             .iter()
             .map(|h| h.encoding.name())
             .collect()
+    }
+
+    /// Values of every length from 1 to 40 over bytes that every form treats differently.
+    fn awkward_values() -> Vec<Vec<u8>> {
+        let alphabet: &[u8] = b"aZ9-._~ %\"\\\n\r\t$`+/=\x00\xff\xc3\xa9";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut out = Vec::new();
+        for len in 1..=40 {
+            for _ in 0..40 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn form_heads_begin_every_form() {
+        for v in awkward_values() {
+            let mut heads: Vec<Vec<u8>> = Vec::new();
+            form_heads(&v, |h| {
+                heads.push(h.to_vec());
+                false
+            });
+            for (enc, form) in forms(&v) {
+                let head = &form[..form.len().min(HEAD)];
+                assert!(
+                    heads.iter().any(|h| h == head),
+                    "{enc:?} form of {v:?} begins {head:?}, not among {heads:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prefilter_keeps_every_value_in_the_haystack() {
+        let values = awkward_values();
+        let mut haystack = Vec::new();
+        for (i, v) in values.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
+            let (_, form) = &forms(v)[i % forms(v).len()];
+            haystack.extend_from_slice(b"x = ");
+            haystack.extend_from_slice(form);
+            haystack.push(b'\n');
+        }
+        let mut p = Prefilter::with_capacity(haystack.len() as u64);
+        p.add(&haystack);
+        // Absent values kept although none of their heads is in the haystack: the filter's
+        // false positives (a head that is there, such as a run of `%2` in a percent-encoded
+        // form, is a true one).
+        let (mut absent, mut kept_by_chance) = (0, 0);
+        for (i, v) in values.iter().enumerate() {
+            if i % 7 == 0 {
+                assert!(p.may_hold(v), "value {i} is in the haystack");
+                continue;
+            }
+            if v.len() < HEAD {
+                continue;
+            }
+            absent += 1;
+            let mut literal = false;
+            form_heads(v, |h| {
+                literal |= haystack.windows(h.len()).any(|w| w == h);
+                false
+            });
+            if p.may_hold(v) && !literal {
+                kept_by_chance += 1;
+            }
+        }
+        assert!(absent > 1000);
+        assert!(
+            kept_by_chance * 100 <= absent,
+            "{kept_by_chance} of {absent}"
+        );
     }
 
     #[test]

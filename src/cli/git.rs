@@ -88,9 +88,11 @@ pub fn hook_cmd(ctx: &Ctx, a: HookArgs) -> CliResult<i32> {
         HookCommand::PreCommit => {
             let opts = hook::Options::from_env();
             let mut report = hook::check_index(&repo, &ctx.ws.root, &opts)?;
-            report
-                .findings
-                .extend(super::scan::hook_findings(ctx, &repo));
+            report.findings.extend(super::scan::hook_findings(
+                ctx,
+                &repo,
+                &report.encrypted_blobs,
+            ));
             if !report.overridden.is_empty() {
                 let reason = opts.freeze_override.as_deref().unwrap_or("");
                 for f in &report.overridden {

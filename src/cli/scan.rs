@@ -65,14 +65,40 @@ struct Finding {
 /// The managed values the caller can decrypt.
 pub(super) struct Loaded {
     pub values: Vec<Value>,
+    /// How many values were decrypted, including those `keep` left out.
+    pub decrypted: usize,
     /// Encrypted files the caller is not a reader of.
     pub unreadable: Vec<String>,
     /// Files that could not be read for another reason (name, reason).
     pub failed: Vec<(String, String)>,
 }
 
-/// Decrypts the policy's environment files, `.env`, and the dotenv files in `extra`.
-pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded> {
+/// Which decrypted values [`load_values`] keeps (the others are wiped at once).
+pub(super) type Keep<'a> = Option<&'a (dyn Fn(&[u8]) -> bool + Sync)>;
+
+/// A file for a [`load_values`] worker: (order, path, name, label).
+type Todo = (usize, PathBuf, String, String);
+
+/// A worker's request to unlock a file it parsed: (order, the file without its lines, where
+/// the data key goes).
+type UnlockRequest = (
+    usize,
+    EnvFile,
+    std::sync::mpsc::Sender<crate::Result<crate::format::sops::DataKey>>,
+);
+
+/// What became of one file.
+enum Outcome {
+    Values(Vec<Value>, usize),
+    Unreadable(String),
+    Failed(String, String),
+}
+
+/// Decrypts the policy's environment files, `.env`, and the dotenv files in `extra`. Worker
+/// threads read, parse and decrypt, each file on one thread from start to end; unlocking stays
+/// on this thread (identities are not shared between threads, and a passphrase prompt comes
+/// one at a time). `keep` decides which values are kept; the others are wiped at once.
+pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile], keep: Keep) -> crate::Result<Loaded> {
     let policy = ctx.ws.policy()?;
     let mut files: Vec<(PathBuf, String, Option<String>)> = Vec::new();
     if let Some(p) = policy {
@@ -91,12 +117,8 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
         .and_then(|p| p.policy.public_regex())
         .and_then(|r| regex::Regex::new(&r).ok());
     let mut seen = std::collections::HashSet::new();
-    let mut ring = ctx.keyring();
-    let mut out = Loaded {
-        values: Vec::new(),
-        unreadable: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut envs: Vec<Option<String>> = Vec::new();
+    let mut todo: std::collections::VecDeque<Todo> = std::collections::VecDeque::new();
     for (path, name, env) in files {
         let Ok(canon) = path.canonicalize() else {
             continue;
@@ -106,55 +128,140 @@ pub(super) fn load_values(ctx: &Ctx, extra: &[TreeFile]) -> crate::Result<Loaded
         }
         let env =
             env.or_else(|| policy.and_then(|p| p.policy.env_for_file(&name).map(String::from)));
-        let f = match EnvFile::open(&path, &name) {
-            Ok(f) if f.is_encrypted() => f,
-            Ok(_) => continue,
-            Err(e) => {
-                out.failed.push((name, e.to_string()));
-                continue;
-            }
-        };
-        let readers = || match (&env, policy) {
-            (Some(e), Some(p)) => p.policy.reader_names(e),
-            _ => Vec::new(),
-        };
-        let plan = f.plan();
-        let opened = match f
-            .unlock(&mut ring, readers)
-            .and_then(|dk| f.decrypt(&dk, true))
-        {
-            Ok(p) => p,
-            Err(Error::NoIdentity { .. }) => {
-                out.unreadable.push(name);
-                continue;
-            }
-            Err(e) => {
-                out.failed.push((name, e.to_string()));
-                continue;
-            }
-        };
         let label = env.clone().unwrap_or_else(|| name.clone());
-        for (i, (line, value)) in opened.into_entries().enumerate() {
-            if let (crate::format::dotenv::Line::Pair { key, .. }, Some(value)) = (line, value) {
-                let is_public = !plan[i] || public.as_ref().is_some_and(|r| r.is_match(&key));
-                if is_public || value.is_empty() {
-                    continue;
-                }
-                // Key names are not in the MAC: only a valid name reaches the output.
-                let key = if crate::format::dotenv::validate_key(&key).is_ok() {
-                    key
-                } else {
-                    format!("(invalid key name, line {})", i + 1)
-                };
-                out.values.push(Value {
-                    key,
-                    env: label.clone(),
-                    value,
-                });
+        todo.push_back((envs.len(), path, name, label));
+        envs.push(env);
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(todo.len().max(1));
+    let todo = std::sync::Mutex::new(todo);
+    let (requests, unlock_requests) = std::sync::mpsc::channel::<UnlockRequest>();
+    let public = public.as_ref();
+    let mut ring = ctx.keyring();
+    let done: Vec<Vec<(usize, Outcome)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let todo = &todo;
+                let requests = requests.clone();
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = todo.lock().ok().and_then(|mut t| t.pop_front());
+                        let Some((order, path, name, label)) = next else {
+                            break;
+                        };
+                        let outcome = match load_one(&path, &name, &label, public, keep, |f| {
+                            let (tx, rx) = std::sync::mpsc::channel();
+                            requests
+                                .send((order, f, tx))
+                                .ok()
+                                .and_then(|()| rx.recv().ok())
+                        }) {
+                            Ok(Some((values, decrypted))) => Outcome::Values(values, decrypted),
+                            Ok(None) => continue, // a plaintext file
+                            Err(Error::NoIdentity { .. }) => Outcome::Unreadable(name),
+                            Err(e) => Outcome::Failed(name, e.to_string()),
+                        };
+                        done.push((order, outcome));
+                    }
+                    done
+                })
+            })
+            .collect();
+        drop(requests);
+        // Until every worker is done (each holds a sender).
+        for (order, file, reply) in unlock_requests {
+            let readers = || match (&envs[order], policy) {
+                (Some(e), Some(p)) => p.policy.reader_names(e),
+                _ => Vec::new(),
+            };
+            let _ = reply.send(file.unlock(&mut ring, readers));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decrypt thread"))
+            .collect()
+    });
+    // In file order, whichever worker read a file.
+    let mut done: Vec<_> = done.into_iter().flatten().collect();
+    done.sort_by_key(|(order, _)| *order);
+    let mut out = Loaded {
+        values: Vec::new(),
+        decrypted: 0,
+        unreadable: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (_, outcome) in done {
+        match outcome {
+            Outcome::Values(values, decrypted) => {
+                out.values.extend(values);
+                out.decrypted += decrypted;
             }
+            Outcome::Unreadable(name) => out.unreadable.push(name),
+            Outcome::Failed(name, why) => out.failed.push((name, why)),
         }
     }
     Ok(out)
+}
+
+/// Reads, unlocks (through `unlock`, given the file without its lines) and decrypts one file:
+/// its values that `keep` keeps and how many were decrypted; `None` for a plaintext file.
+fn load_one(
+    path: &Path,
+    name: &str,
+    label: &str,
+    public: Option<&regex::Regex>,
+    keep: Keep,
+    unlock: impl FnOnce(EnvFile) -> Option<crate::Result<crate::format::sops::DataKey>>,
+) -> crate::Result<Option<(Vec<Value>, usize)>> {
+    let file = EnvFile::open(path, name)?;
+    if !file.is_encrypted() {
+        return Ok(None);
+    }
+    let dk = unlock(file.without_lines())
+        .ok_or_else(|| Error::usage("the unlocking thread stopped"))??;
+    decrypt_values(file, &dk, label, public, keep).map(Some)
+}
+
+/// The values of one unlocked file that `keep` keeps, and how many were decrypted.
+fn decrypt_values(
+    file: EnvFile,
+    dk: &crate::format::sops::DataKey,
+    label: &str,
+    public: Option<&regex::Regex>,
+    keep: Keep,
+) -> crate::Result<(Vec<Value>, usize)> {
+    let plan = file.plan();
+    let opened = file.decrypt(dk, true)?;
+    let mut values = Vec::new();
+    let mut decrypted = 0;
+    for (i, (line, value)) in opened.into_entries().enumerate() {
+        if let (crate::format::dotenv::Line::Pair { key, .. }, Some(value)) = (line, value) {
+            let is_public = !plan[i] || public.is_some_and(|r| r.is_match(&key));
+            if is_public || value.is_empty() {
+                continue;
+            }
+            decrypted += 1;
+            if keep.is_some_and(|k| !k(value.expose())) {
+                continue;
+            }
+            // Key names are not in the MAC: only a valid name reaches the output.
+            let key = if crate::format::dotenv::validate_key(&key).is_ok() {
+                key
+            } else {
+                format!("(invalid key name, line {})", i + 1)
+            };
+            values.push(Value {
+                key,
+                env: label.to_string(),
+                value,
+            });
+        }
+    }
+    Ok((values, decrypted))
 }
 
 /// The allow-list of the policy, and the folder it is relative to.
@@ -263,8 +370,8 @@ fn run(ctx: &Ctx, a: &ScanArgs) -> CliResult<i32> {
         out
     };
     let loaded = match (&repo, tree.is_empty()) {
-        (Some(r), true) => load_values(ctx, &scan::tracked_dotenv_files(r)?)?,
-        _ => load_values(ctx, &tree)?,
+        (Some(r), true) => load_values(ctx, &scan::tracked_dotenv_files(r)?, None)?,
+        _ => load_values(ctx, &tree, None)?,
     };
     for (name, why) in &loaded.failed {
         eprintln!("warning: could not read {name}, so its values are not searched for: {why}");
@@ -485,7 +592,11 @@ fn date(t: i64) -> String {
 /// The pre-commit hook's value scan: staged changes searched for the managed values.
 /// Off with `ENVV_HOOK_SCAN=0` or `scan: { hook: false }`. Says once when no identity here
 /// decrypts, and never blocks a commit because the scan itself could not run.
-pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Problem> {
+pub(super) fn hook_findings(
+    ctx: &Ctx,
+    repo: &git2::Repository,
+    known_encrypted: &std::collections::HashSet<git2::Oid>,
+) -> Vec<hook::Problem> {
     if std::env::var("ENVV_HOOK_SCAN").is_ok_and(|v| v.trim() == "0") {
         return Vec::new();
     }
@@ -502,10 +613,33 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Pro
             return Ok(Vec::new());
         }
         let allow = AllowList::new(ctx, Some(repo))?;
-        let files: Vec<scan::StagedFile> =
-            files.into_iter().filter(|f| allow.keeps(&f.name)).collect();
-        let loaded = load_values(ctx, &scan::tracked_dotenv_files(repo)?)?;
-        if loaded.values.is_empty() {
+        // Encrypted files are never findings: those the index checks read are not read again.
+        let files: Vec<scan::StagedFile> = files
+            .into_iter()
+            .filter(|f| allow.keeps(&f.name) && !known_encrypted.contains(&f.blob))
+            .collect();
+        // What will be searched, read once into the prefilter before anything is decrypted:
+        // only the values that may be in it are kept, and the search is built for those.
+        let odb = repo.odb()?;
+        let total: u64 = files
+            .iter()
+            .filter_map(|f| odb.read_header(f.blob).ok())
+            .map(|(size, _)| size as u64)
+            .sum();
+        let mut prefilter = scan::Prefilter::with_capacity(total);
+        let mut searched = Vec::new();
+        for f in files {
+            if let Some(blob) = scan::searchable_blob(repo, f.blob)? {
+                prefilter.add(blob.content());
+                searched.push(f);
+            }
+        }
+        if searched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keep = |v: &[u8]| prefilter.may_hold(v);
+        let loaded = load_values(ctx, &scan::tracked_dotenv_files(repo)?, Some(&keep))?;
+        if loaded.decrypted == 0 {
             let mut why: Vec<String> = Vec::new();
             if !loaded.unreadable.is_empty() {
                 why.push(format!(
@@ -521,6 +655,10 @@ pub(super) fn hook_findings(ctx: &Ctx, repo: &git2::Repository) -> Vec<hook::Pro
             }
             return Ok(Vec::new());
         }
+        if loaded.values.is_empty() {
+            return Ok(Vec::new()); // no value can be in the staged content
+        }
+        let files = searched;
         let matcher = Matcher::new(&loaded.values, scan::DEFAULT_MIN_LENGTH)?;
         let labels = matcher.labels();
         let mut out = Vec::new();

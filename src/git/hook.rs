@@ -53,6 +53,9 @@ pub struct Outcome {
     pub overridden: Vec<String>,
     /// How many staged files were examined as dotenv files.
     pub files_checked: usize,
+    /// Staged blobs read here that hold sops-encrypted dotenv content (the value scan does not
+    /// read them again: encrypted files are never its findings).
+    pub encrypted_blobs: std::collections::HashSet<git2::Oid>,
 }
 
 /// Inputs of the checks that do not come from the repository.
@@ -290,7 +293,19 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
         scan(path, blob.content(), &mut report.findings);
     }
 
-    // Every staged dotenv file and every file an environment names.
+    // Every staged dotenv file and every file an environment names. The dotenv files are read
+    // and checked on worker threads; their findings are reported in index order.
+    enum Step<'p> {
+        Found(Problem),
+        Dotenv {
+            entry: git2::IndexEntry,
+            shown: String,
+            env: Option<(&'p Policy, String)>,
+            policy: Option<&'p Policy>,
+            is_changed: bool,
+        },
+    }
+    let mut steps: Vec<Step> = Vec::new();
     for entry in index.iter() {
         if (entry.flags >> 12) & 0x3 != 0 {
             continue; // a conflict stage, not a staged file
@@ -303,12 +318,12 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
             report.files_checked += 1;
             let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
             if let Some(problem) = crate::store::proposals::staged_problem(&shown, &content) {
-                report.findings.push(Problem {
+                steps.push(Step::Found(Problem {
                     file: shown.clone(),
                     line: None,
                     message: format!("not a valid proposal file (values must be age-encrypted): {problem}"),
                     fix: format!("write proposals with `envv propose`; `git rm --cached -- {}` if it holds plaintext", shell_path(path)),
-                });
+                }));
             }
             continue;
         }
@@ -316,33 +331,114 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
             continue;
         }
         if kind == Some(DotenvKind::Local) && env.is_none() {
-            report.findings.push(Problem {
+            steps.push(Step::Found(Problem {
                 file: shown.clone(),
                 line: None,
                 message: "a .local file is staged: .local files hold personal plaintext overrides and are never committed".into(),
                 fix: format!("`git rm --cached -- {}` (envv init adds .local patterns to .gitignore)", shell_path(path)),
-            });
+            }));
             continue;
         }
         report.files_checked += 1;
-        let content = staged_bytes(repo, workdir, &entry, index_mtime)?;
         let is_changed = changed_set.contains(path);
-        if is_changed {
-            scan(path, &content, &mut report.findings);
-        }
         let policy = env
             .as_ref()
             .map(|(p, _)| *p)
             .or_else(|| governing(&scopes, path, false).map(|(p, _, _)| p));
-        check_dotenv_blob(
-            &shown,
-            &content,
+        steps.push(Step::Dotenv {
+            entry,
+            shown,
+            env,
             policy,
+            is_changed,
+        });
+    }
+    /// A dotenv file's findings, and whether it is encrypted.
+    type Checked = (Vec<Problem>, bool);
+    let check = |repo: &git2::Repository, step: &Step| -> Result<Checked> {
+        let Step::Dotenv {
+            entry,
+            shown,
+            env,
+            policy,
+            is_changed,
+        } = step
+        else {
+            return Ok((Vec::new(), false));
+        };
+        let content = staged_bytes(repo, workdir, entry, index_mtime)?;
+        let mut found = Vec::new();
+        if *is_changed {
+            scan(&entry.path, &content, &mut found);
+        }
+        let encrypted = check_dotenv_blob(
+            shown,
+            &content,
+            *policy,
             env.as_ref().map(|(_, e)| e.as_str()),
-            &mut report.findings,
+            &mut found,
         );
-        if is_changed {
-            check_freeze(&scopes, path, opts, &mut report);
+        Ok((found, encrypted))
+    };
+    let jobs: Vec<usize> = (0..steps.len())
+        .filter(|&i| matches!(steps[i], Step::Dotenv { .. }))
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(jobs.len());
+    let mut checked: Vec<Option<Result<Checked>>> = Vec::new();
+    checked.resize_with(steps.len(), || None);
+    if workers <= 1 {
+        for &i in &jobs {
+            checked[i] = Some(check(repo, &steps[i]));
+        }
+    } else {
+        // Each worker takes every `workers`-th file, with a repository handle of its own.
+        let git_dir = repo.path().to_path_buf();
+        type Part = Result<Vec<(usize, Result<Checked>)>>;
+        let parts: Vec<Part> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (git_dir, jobs, steps, check) = (&git_dir, &jobs, &steps, &check);
+                    s.spawn(move || -> Result<Vec<_>> {
+                        let repo = git2::Repository::open(git_dir)?;
+                        Ok(jobs
+                            .iter()
+                            .skip(w)
+                            .step_by(workers)
+                            .map(|&i| (i, check(&repo, &steps[i])))
+                            .collect())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("index check thread"))
+                .collect()
+        });
+        for part in parts {
+            for (i, r) in part? {
+                checked[i] = Some(r);
+            }
+        }
+    }
+    for (step, checked) in steps.into_iter().zip(checked) {
+        match step {
+            Step::Found(p) => report.findings.push(p),
+            Step::Dotenv {
+                entry, is_changed, ..
+            } => {
+                let (found, encrypted) = checked.expect("every dotenv file was checked")?;
+                report.findings.extend(found);
+                if encrypted {
+                    report.encrypted_blobs.insert(entry.id);
+                }
+                if is_changed {
+                    check_freeze(&scopes, &entry.path, opts, &mut report);
+                }
+            }
         }
     }
     // Freeze windows apply to files this commit changes, deletions included.
@@ -455,14 +551,15 @@ fn staged_bytes(
     Ok(repo.find_blob(entry.id)?.content().to_vec())
 }
 
-/// Checks one staged dotenv blob: plaintext values, parse errors, recipients.
+/// Checks one staged dotenv blob: plaintext values, parse errors, recipients. Returns whether
+/// it is sops-encrypted (it parsed and its metadata is valid).
 pub fn check_dotenv_blob(
     path: &str,
     bytes: &[u8],
     policy: Option<&Policy>,
     env: Option<&str>,
     out: &mut Vec<Problem>,
-) {
+) -> bool {
     let lines = match dotenv::parse_stored(path, bytes) {
         Ok(l) => l,
         Err(e) => {
@@ -476,7 +573,7 @@ pub fn check_dotenv_blob(
                 message: format!("cannot be read as a dotenv file: {e}"),
                 fix: format!("fix the line, or restore it with `git checkout -- {path}`"),
             });
-            return;
+            return false;
         }
     };
     let structure = crate::store::file::check_stored_lines(path, &lines).err();
@@ -517,7 +614,7 @@ pub fn check_dotenv_blob(
                 fix: encrypt_cmd,
             });
         }
-        return;
+        return false;
     }
     let meta = match stored.metadata() {
         Ok(m) => m,
@@ -528,7 +625,7 @@ pub fn check_dotenv_blob(
                 message: format!("invalid sops metadata: {m}"),
                 fix: format!("restore it with `git checkout HEAD -- {path}`"),
             });
-            return;
+            return false;
         }
     };
     if let Some(Error::Parse { line, msg, .. }) = structure {
@@ -600,6 +697,7 @@ pub fn check_dotenv_blob(
             }
         }
     }
+    true
 }
 
 /// `(key, line)` of pairs holding a non-empty plaintext value that `rule` encrypts.
@@ -770,13 +868,14 @@ mod tests {
     #[test]
     fn plaintext_file_and_public_keys() {
         let mut out = Vec::new();
-        check_dotenv_blob(
+        let encrypted = check_dotenv_blob(
             ".env",
             b"PORT_unencrypted=1\nSECRET=x\n",
             None,
             None,
             &mut out,
         );
+        assert!(!encrypted, "a file without metadata is plaintext");
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].line, Some(2));
         assert!(out[0].message.contains("SECRET"), "{}", out[0].message);

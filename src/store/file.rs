@@ -292,6 +292,17 @@ impl EnvFile {
             .unwrap_or_default()
     }
 
+    /// The same file with no lines: its name and metadata, enough to [`EnvFile::unlock`] it on
+    /// another thread.
+    pub fn without_lines(&self) -> EnvFile {
+        EnvFile {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            lines: Vec::new(),
+            meta: self.meta.clone(),
+        }
+    }
+
     /// Which lines are encrypted under the file's rule.
     pub fn plan(&self) -> Vec<bool> {
         self.rule().plan(&self.lines)
