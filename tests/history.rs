@@ -490,3 +490,102 @@ fn hand_edited_versions_are_read_as_the_stored_parser_reads_them() {
     let log = s.ok(&["log", "A"]);
     assert!(!log.contains("v2") && log.contains("v3"), "{log}");
 }
+
+/// Every blob of the repository as envv's pack reader reads it, against libgit2: how many
+/// blobs there are, and how many the reader took from a pack itself.
+fn assert_blobs_read_as_libgit2_reads_them(s: &Sandbox) -> (usize, usize) {
+    let repo = git2::Repository::open(&s.repo).unwrap();
+    let mut ids = Vec::new();
+    repo.odb()
+        .unwrap()
+        .foreach(|id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+    let mut blobs = envv::git::pack::Blobs::new(&repo);
+    let mut n = 0;
+    for id in ids {
+        let Ok(blob) = repo.find_blob(id) else {
+            continue;
+        };
+        let read = blobs.read(id).expect("every blob is read");
+        assert!(read[..] == *blob.content(), "blob {id} differs");
+        n += 1;
+    }
+    (n, blobs.packed_reads())
+}
+
+#[test]
+fn versions_read_the_same_loose_and_from_packs_with_either_kind_of_delta() {
+    let s = Sandbox::new();
+    s.init_alice();
+    // Above 1 MiB encrypted, the size past which libgit2 stops caching delta bases.
+    let mut plain = String::new();
+    for i in 0..6000 {
+        plain.push_str(&format!(
+            "KEY_{i:04}=test-value-{i:04}-abcdefghijklmnopqrstuvwxyz0123456789\n"
+        ));
+    }
+    s.write(".env", plain);
+    s.ok(&["encrypt"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "many keys"]);
+    assert!(std::fs::metadata(s.repo.join(".env")).unwrap().len() > 1 << 20);
+    for round in 0..8 {
+        s.ok(&[
+            "set",
+            &format!("KEY_{:04}=test-changed-{round}", round * 700),
+        ]);
+        s.git(&["commit", "-qam", &format!("change {round}")]);
+    }
+    let cache = s.repo.join(".git/envv/history");
+    let answers = || {
+        let _ = std::fs::remove_dir_all(&cache);
+        let out = (s.ok(&["log", "--json"]), s.ok(&["ls"]));
+        let _ = std::fs::remove_dir_all(&cache);
+        out
+    };
+    let loose = answers();
+    assert!(loose.0.contains("KEY_4900"), "{}", loose.0);
+    let (blobs, packed) = assert_blobs_read_as_libgit2_reads_them(&s);
+    assert!(
+        blobs >= 10 && packed == 0,
+        "{blobs} blobs, {packed} from packs"
+    );
+
+    // Packed, each older version a delta against a newer one (by offset, git's default).
+    s.git(&["gc", "-q"]);
+    let chains = s.git(&["verify-pack", "-v", &pack_index(&s)]);
+    assert!(chains.contains("chain length = "), "deltas: {chains}");
+    assert_eq!(answers(), loose);
+    assert_eq!(assert_blobs_read_as_libgit2_reads_them(&s), (blobs, blobs));
+
+    // Deltas naming their base by id, and a loose object beside the pack.
+    s.git(&["-c", "pack.useDeltaBaseOffset=false", "repack", "-adfq"]);
+    s.ok(&["set", "KEY_0001=test-after-repack"]);
+    s.git(&["commit", "-qam", "after the repack"]);
+    let after = answers();
+    assert!(after.0.contains("after the repack"), "{}", after.0);
+    assert_eq!(
+        after.0.matches("\"commit\"").count(),
+        loose.0.matches("\"commit\"").count() + 1
+    );
+    let (now, packed) = assert_blobs_read_as_libgit2_reads_them(&s);
+    assert!(
+        now > blobs && packed == blobs,
+        "{now} blobs, {packed} from packs"
+    );
+}
+
+/// The `.idx` of the repository's one pack.
+fn pack_index(s: &Sandbox) -> String {
+    let dir = s.repo.join(".git/objects/pack");
+    let idx: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    assert_eq!(idx.len(), 1, "{idx:?}");
+    idx[0].display().to_string()
+}

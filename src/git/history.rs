@@ -20,6 +20,7 @@
 //!   boundary whose keys and readers were present, not added, and dates from it are lower
 //!   bounds.
 
+use super::pack::{self, Blobs};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -418,18 +419,29 @@ pub fn compare(before: Option<&Snapshot>, after: &Snapshot) -> FileEvent {
 /// (`compare_lines`): only lines that differ are parsed, and a version is parsed whole only
 /// when that cannot tell (the first version, a rotation, a change of readers).
 pub fn file_events(repo: &git2::Repository, w: &Walk, i: usize, path: &Path) -> Vec<FileEvent> {
+    file_events_in(&mut Blobs::new(repo), repo, w, i, path)
+}
+
+/// [`file_events`], reading blobs through `blobs` (which may already hold some).
+fn file_events_in(
+    blobs: &mut Blobs,
+    repo: &git2::Repository,
+    w: &Walk,
+    i: usize,
+    path: &Path,
+) -> Vec<FileEvent> {
     let vs = &w.versions[i];
     let mut cache = DiffCache::open(repo, path);
     let mut out = Vec::with_capacity(vs.len());
-    let read = |id: Option<git2::Oid>| id.map(|id| repo.find_blob(id).ok());
+    let mut read = |id: Option<git2::Oid>| id.map(|id| blobs.read(id));
     // The version before: its blob id, its blob once read (`Some(None)`: unreadable, read as
     // empty) and whether it parses, when known.
     let mut prev_id: Option<git2::Oid> = None;
-    let mut prev: Option<Option<git2::Blob>> = None;
+    let mut prev: Option<Option<pack::Bytes>> = None;
     let mut prev_valid: Option<bool> = None;
-    fn bytes<'a>(b: &'a Option<Option<git2::Blob>>) -> Option<&'a [u8]> {
+    fn bytes(b: &Option<Option<pack::Bytes>>) -> Option<&[u8]> {
         b.as_ref()
-            .map(|b| b.as_ref().map(|b| b.content()).unwrap_or(b""))
+            .map(|b| b.as_ref().map(|b| &b[..]).unwrap_or(b""))
     }
     for v in vs.iter().rev() {
         let e = match cache.get(prev_id, v.blob) {
@@ -1062,13 +1074,14 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
         .map(|(rel, _)| repo_path(&repo, root, rel))
         .collect();
     let w = walk(&repo, &paths, MAX_COMMITS)?;
+    let mut blobs = Blobs::new(&repo);
     for (i, (rel, current)) in files.iter().enumerate() {
-        let events = file_events(&repo, &w, i, &paths[i]);
+        let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
         out[i] = match w.versions[i].first().and_then(|v| v.blob) {
             None => HashMap::new(),
             Some(id) => {
-                let blob = repo.find_blob(id).ok();
-                let head = blob.as_ref().map_or(&b""[..], |b| b.content());
+                let blob = blobs.read(id);
+                let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
                 // The working file as committed (the usual case): every current value is
                 // HEAD's, and HEAD's version need not be parsed.
                 if std::fs::read(root.join(rel)).is_ok_and(|b| b == head) {

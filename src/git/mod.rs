@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod hook;
+pub mod pack;
 pub mod setup;
 
 use std::path::{Path, PathBuf};

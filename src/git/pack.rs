@@ -1,0 +1,447 @@
+//! Reading the versions of a file from git's pack files, each delta applied once.
+//!
+//! git stores a file's versions as a chain of deltas: the newest version whole, each older
+//! one as a delta against a newer one. libgit2 caches the bases of deltas only up to 1 MiB
+//! each, so every version of a larger file was inflated again from the start of its chain: 11
+//! versions of a 1.6 MB file cost 11 inflations of the whole file and 55 delta applications.
+//! [`Blobs`] reads the pack files itself (the `.idx` lookup, the entry header, zlib, the two
+//! delta kinds) and keeps the objects it resolved in a small cache bounded in bytes, so a walk
+//! over a file's versions inflates its newest version once and applies each delta once.
+//!
+//! Anything it does not handle (a loose object, an alternate object store, a pack without an
+//! index, an entry it cannot parse, a chain through another pack) is read by libgit2 instead,
+//! so the bytes are the same either way. Nothing is hashed: like the rest of the history
+//! engine, objects are read only to be compared (see `strict_hash_verification` in
+//! [`super::history::walk`]). Files are read with positioned reads, never mapped.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::Path;
+use std::rc::Rc;
+
+/// Blob bytes, shared with the cache.
+pub type Bytes = Rc<Vec<u8>>;
+
+/// Objects larger than this are left to libgit2 (and never cached).
+const MAX_OBJECT: usize = 256 << 20;
+/// Bytes of resolved objects kept for the next reads.
+const CACHE_BYTES: usize = 4 << 20;
+/// The longest delta chain followed (git makes at most 4,095 by default).
+const MAX_DEPTH: usize = 10_000;
+/// Bytes read at a time from a pack file.
+const READ_CHUNK: usize = 64 << 10;
+
+/// One pack file and its index.
+struct Pack {
+    idx: File,
+    pack: File,
+    /// Cumulative object counts by first byte of the id (the index's fan-out table).
+    fanout: Vec<u32>,
+    /// Objects in the pack.
+    count: u32,
+}
+
+/// Reads blobs of one repository, packed ones through the pack files (see the module).
+pub struct Blobs<'r> {
+    repo: &'r git2::Repository,
+    packs: Vec<Pack>,
+    /// (pack, offset) → object, most recently used last.
+    cache: VecDeque<((usize, u64), Bytes)>,
+    cached: usize,
+    /// The last undeltified object resolved (a chain's base): kept whatever its size.
+    root: Option<((usize, u64), Bytes)>,
+    /// Blobs read from a pack by this reader (the others were read by libgit2).
+    from_packs: usize,
+}
+
+impl<'r> Blobs<'r> {
+    /// A reader over the repository's own pack files (`objects/pack/*.idx`).
+    pub fn new(repo: &'r git2::Repository) -> Blobs<'r> {
+        let dir = repo.commondir().join("objects").join("pack");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let packs = names.iter().filter_map(|idx| Pack::open(idx)).collect();
+        Blobs {
+            repo,
+            packs,
+            cache: VecDeque::new(),
+            cached: 0,
+            root: None,
+            from_packs: 0,
+        }
+    }
+
+    /// How many reads this reader answered from a pack itself (not through libgit2).
+    pub fn packed_reads(&self) -> usize {
+        self.from_packs
+    }
+
+    /// The blob's bytes; `None` when it cannot be read (or is not a blob).
+    pub fn read(&mut self, id: git2::Oid) -> Option<Bytes> {
+        let found = (0..self.packs.len())
+            .find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
+        if let Some((pack, offset)) = found {
+            if let Some(b) = self.resolve(pack, offset) {
+                self.from_packs += 1;
+                return Some(b);
+            }
+        }
+        let blob = self.repo.find_blob(id).ok()?;
+        Some(Rc::new(blob.content().to_vec()))
+    }
+
+    fn cached(&mut self, key: (usize, u64)) -> Option<Bytes> {
+        if let Some((k, b)) = &self.root {
+            if *k == key {
+                return Some(b.clone());
+            }
+        }
+        let at = self.cache.iter().position(|(k, _)| *k == key)?;
+        let entry = self.cache.remove(at)?;
+        let bytes = entry.1.clone();
+        self.cache.push_back(entry);
+        Some(bytes)
+    }
+
+    fn keep(&mut self, key: (usize, u64), bytes: &Bytes) {
+        if bytes.len() > CACHE_BYTES / 2 {
+            return;
+        }
+        while self.cached + bytes.len() > CACHE_BYTES {
+            let Some((_, old)) = self.cache.pop_front() else {
+                break;
+            };
+            self.cached -= old.len();
+        }
+        self.cached += bytes.len();
+        self.cache.push_back((key, bytes.clone()));
+    }
+
+    /// The object at `offset` of pack `pack`, its delta chain followed down to a cached object
+    /// or a whole one and then applied upwards. `None`: not something this reader handles.
+    fn resolve(&mut self, pack: usize, offset: u64) -> Option<Bytes> {
+        // Down the chain: the deltas to apply, newest-applied last.
+        let mut deltas: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut at = offset;
+        let mut base = loop {
+            if let Some(b) = self.cached((pack, at)) {
+                break b;
+            }
+            if deltas.len() > MAX_DEPTH {
+                return None;
+            }
+            let entry = self.packs[pack].entry(at)?;
+            match entry.kind {
+                Kind::Blob => {
+                    let bytes = Rc::new(self.packs[pack].inflate(entry.data, entry.size)?);
+                    self.root = Some(((pack, at), bytes.clone()));
+                    break bytes;
+                }
+                Kind::OfsDelta(base_at) => {
+                    deltas.push((at, self.packs[pack].inflate(entry.data, entry.size)?));
+                    at = base_at;
+                }
+                Kind::RefDelta(base_id) => {
+                    deltas.push((at, self.packs[pack].inflate(entry.data, entry.size)?));
+                    at = self.packs[pack].offset_of(&base_id)?;
+                }
+            }
+        };
+        while let Some((at, delta)) = deltas.pop() {
+            base = Rc::new(apply_delta(&base, &delta)?);
+            self.keep((pack, at), &base);
+        }
+        Some(base)
+    }
+}
+
+/// What a pack entry holds.
+enum Kind {
+    Blob,
+    /// A delta against the entry at this offset of the same pack.
+    OfsDelta(u64),
+    /// A delta against the object with this id.
+    RefDelta([u8; 20]),
+}
+
+/// A parsed pack entry header.
+struct Entry {
+    kind: Kind,
+    /// Size of the inflated data (the object, or the delta).
+    size: usize,
+    /// Offset of the zlib stream.
+    data: u64,
+}
+
+impl Pack {
+    fn open(idx_path: &Path) -> Option<Pack> {
+        let idx = File::open(idx_path).ok()?;
+        let pack = File::open(idx_path.with_extension("pack")).ok()?;
+        let mut head = vec![0u8; 8 + 256 * 4];
+        read_exact_at(&idx, &mut head, 0)?;
+        // Version 2: a magic number, the version, then the fan-out table.
+        if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
+            return None;
+        }
+        let fanout: Vec<u32> = head[8..]
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        if fanout.windows(2).any(|w| w[0] > w[1]) {
+            return None;
+        }
+        let count = *fanout.last()?;
+        let mut magic = [0u8; 12];
+        read_exact_at(&pack, &mut magic, 0)?;
+        let version = u32::from_be_bytes(magic[4..8].try_into().expect("4 bytes"));
+        if &magic[..4] != b"PACK" || !(version == 2 || version == 3) {
+            return None;
+        }
+        Some(Pack {
+            idx,
+            pack,
+            fanout,
+            count,
+        })
+    }
+
+    /// Where the object `id` starts in the pack, by binary search of the index.
+    fn offset_of(&self, id: &[u8]) -> Option<u64> {
+        let first = *id.first()? as usize;
+        let mut lo = if first == 0 {
+            0
+        } else {
+            self.fanout[first - 1]
+        };
+        let mut hi = self.fanout[first];
+        let names = 8 + 256 * 4;
+        let mut name = [0u8; 20];
+        let at = loop {
+            if lo >= hi {
+                return None;
+            }
+            let mid = lo + (hi - lo) / 2;
+            read_exact_at(&self.idx, &mut name, names + 20 * mid as u64)?;
+            match name[..].cmp(id) {
+                std::cmp::Ordering::Equal => break mid,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        };
+        // After the names: a CRC per object, then a 4-byte offset per object; offsets with
+        // the high bit set index a table of 8-byte offsets.
+        let n = u64::from(self.count);
+        let offsets = names + 24 * n;
+        let mut word = [0u8; 4];
+        read_exact_at(&self.idx, &mut word, offsets + 4 * u64::from(at))?;
+        let small = u32::from_be_bytes(word);
+        if small & 0x8000_0000 == 0 {
+            return Some(u64::from(small));
+        }
+        let mut big = [0u8; 8];
+        let large = offsets + 4 * n + 8 * u64::from(small & 0x7fff_ffff);
+        read_exact_at(&self.idx, &mut big, large)?;
+        Some(u64::from_be_bytes(big))
+    }
+
+    /// The header of the entry at `offset`.
+    fn entry(&self, offset: u64) -> Option<Entry> {
+        let mut head = [0u8; 32];
+        let n = read_at_most(&self.pack, &mut head, offset)?;
+        let head = &head[..n];
+        // Type in bits 4-6 of the first byte, the size in 4 bits then 7 per byte.
+        let mut i = 0;
+        let first = *head.get(i)?;
+        i += 1;
+        let kind = (first >> 4) & 7;
+        let mut size = u64::from(first & 15);
+        let mut shift = 4;
+        let mut byte = first;
+        while byte & 0x80 != 0 {
+            byte = *head.get(i)?;
+            i += 1;
+            if shift > 56 {
+                return None;
+            }
+            size |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+        }
+        let size = usize::try_from(size).ok().filter(|&s| s <= MAX_OBJECT)?;
+        let kind = match kind {
+            3 => Kind::Blob,
+            6 => {
+                // Offset back to the base: 7 bits per byte, each continuation adding one.
+                let mut byte = *head.get(i)?;
+                i += 1;
+                let mut back = u64::from(byte & 0x7f);
+                while byte & 0x80 != 0 {
+                    byte = *head.get(i)?;
+                    i += 1;
+                    back = back.checked_add(1)?.checked_mul(128)? | u64::from(byte & 0x7f);
+                }
+                if back == 0 || back > offset {
+                    return None;
+                }
+                Kind::OfsDelta(offset - back)
+            }
+            7 => {
+                let id: [u8; 20] = head.get(i..i + 20)?.try_into().ok()?;
+                i += 20;
+                Kind::RefDelta(id)
+            }
+            _ => return None, // not a blob: left to libgit2
+        };
+        Some(Entry {
+            kind,
+            size,
+            data: offset + i as u64,
+        })
+    }
+
+    /// The zlib stream at `offset`, which must inflate to exactly `size` bytes.
+    fn inflate(&self, offset: u64, size: usize) -> Option<Vec<u8>> {
+        let mut z = flate2::Decompress::new(true);
+        let mut out = Vec::with_capacity(size);
+        let mut chunk = vec![0u8; READ_CHUNK.min(size + 64).max(64)];
+        let mut at = offset;
+        loop {
+            let n = read_at_most(&self.pack, &mut chunk, at)?;
+            if n == 0 {
+                return None;
+            }
+            let before = z.total_in();
+            // One byte of room past `size`, so a stream longer than declared is noticed.
+            if out.capacity() == out.len() {
+                out.reserve(1);
+            }
+            let status = z
+                .decompress_vec(&chunk[..n], &mut out, flate2::FlushDecompress::None)
+                .ok()?;
+            if out.len() > size {
+                return None;
+            }
+            if status == flate2::Status::StreamEnd {
+                return (out.len() == size).then_some(out);
+            }
+            let used = z.total_in() - before;
+            if used == 0 && out.len() < out.capacity() {
+                return None; // no progress: a damaged stream
+            }
+            at += used;
+        }
+    }
+}
+
+/// Applies a git delta to `base`.
+fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
+    fn varint(d: &[u8], i: &mut usize) -> Option<usize> {
+        let mut v: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = *d.get(*i)?;
+            *i += 1;
+            if shift > 56 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                return usize::try_from(v).ok();
+            }
+        }
+    }
+    let mut i = 0;
+    if varint(delta, &mut i)? != base.len() {
+        return None;
+    }
+    let target = varint(delta, &mut i)?;
+    if target > MAX_OBJECT {
+        return None;
+    }
+    let mut out = Vec::with_capacity(target);
+    while i < delta.len() {
+        let op = delta[i];
+        i += 1;
+        if op & 0x80 != 0 {
+            // Copy from the base: up to 4 offset bytes and 3 size bytes, present by bit.
+            let mut off: usize = 0;
+            let mut len: usize = 0;
+            for k in 0..4 {
+                if op & (1 << k) != 0 {
+                    off |= usize::from(*delta.get(i)?) << (8 * k);
+                    i += 1;
+                }
+            }
+            for k in 0..3 {
+                if op & (16 << k) != 0 {
+                    len |= usize::from(*delta.get(i)?) << (8 * k);
+                    i += 1;
+                }
+            }
+            if len == 0 {
+                len = 0x10000;
+            }
+            out.extend_from_slice(base.get(off..off.checked_add(len)?)?);
+        } else if op != 0 {
+            // Insert the next `op` bytes of the delta.
+            let n = usize::from(op);
+            out.extend_from_slice(delta.get(i..i + n)?);
+            i += n;
+        } else {
+            return None; // reserved
+        }
+        if out.len() > target {
+            return None;
+        }
+    }
+    (out.len() == target).then_some(out)
+}
+
+#[cfg(unix)]
+fn read_at_most(f: &File, buf: &mut [u8], offset: u64) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(filled)
+}
+
+#[cfg(not(unix))]
+fn read_at_most(_f: &File, _buf: &mut [u8], _offset: u64) -> Option<usize> {
+    None // libgit2 reads everything
+}
+
+fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> Option<()> {
+    (read_at_most(f, buf, offset)? == buf.len()).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_copy_and_insert_and_refuse_what_does_not_fit() {
+        let base = b"0123456789abcdef";
+        // base size 16, target size 9: copy 4 bytes at 10, insert "XY", copy 3 at 0.
+        let delta = [16, 9, 0x91, 10, 4, 2, b'X', b'Y', 0x90, 3];
+        assert_eq!(apply_delta(base, &delta).unwrap(), b"abcdXY012");
+        // A wrong base size, a copy past the end, a target size that does not match.
+        assert!(apply_delta(base, &[15, 9, 0x91, 10, 4]).is_none());
+        assert!(apply_delta(base, &[16, 4, 0x91, 14, 4]).is_none());
+        assert!(apply_delta(base, &[16, 5, 0x91, 10, 4]).is_none());
+        assert!(apply_delta(base, &[16, 1, 0]).is_none());
+    }
+}
