@@ -475,6 +475,84 @@ fn hook_finds_every_form_in_a_commit_of_many_encrypted_files_and_nothing_in_them
     t.assert_no_value_shown();
 }
 
+/// The hook skips a staged blob only when its bytes are encrypted dotenv content as the value
+/// scan defines it (`is_encrypted_dotenv`), the same test as before the index checks told the
+/// scan which blobs are encrypted: a file that merely parses with valid sops metadata is still
+/// searched (here its metadata is not within its last 64 lines, or it holds a NUL byte).
+#[test]
+fn hook_searches_a_dotenv_blob_that_is_not_encrypted_content_for_the_scan() {
+    let mut t = Scan::new();
+    t.s.ok(&["hook", "install"]);
+    let encrypted = t.s.read(".env");
+    // Metadata, then 70 comment lines: one holds a value.
+    let mut trailing = encrypted.clone();
+    trailing.push_str(&format!("# the old token was {TOKEN}\n"));
+    for i in 0..70 {
+        trailing.push_str(&format!("# note {i}\n"));
+    }
+    t.s.write(".env", trailing);
+    // A copy of the encrypted file with a NUL byte in a comment and a value after it.
+    t.s.write(".env.copy", format!("# \0 {DB_PASS}\n{encrypted}"));
+    t.s.git(&["add", "-A"]);
+    let out = t.run(&["hook", "pre-commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (file, want) in [
+        (
+            "error: .env:",
+            "holds the value of API_TOKEN (environment default, plain",
+        ),
+        (
+            "error: .env.copy:1:",
+            "holds the value of DB_PASS (environment default, plain",
+        ),
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(file) && l.contains(want)),
+            "{file} {want}\n{err}"
+        );
+    }
+    t.assert_no_value_shown();
+}
+
+/// The value scan reads the staged blob, not the working-tree file that the index checks may
+/// read instead when its size, inode and modification time match the index entry: a plaintext
+/// staged file whose working copy was overwritten in place with the encrypted file (same
+/// size, modification time put back) is still found.
+#[cfg(unix)]
+#[test]
+fn hook_value_scan_reads_the_staged_blob_not_a_stat_identical_working_file() {
+    use std::io::Write;
+    let mut t = Scan::new();
+    let encrypted = t.s.read(".env");
+    let mut plain = format!("API_TOKEN={TOKEN}\n#");
+    plain.push_str(&"x".repeat(encrypted.len() - plain.len() - 1));
+    plain.push('\n');
+    assert_eq!(plain.len(), encrypted.len());
+    t.s.write(".env", &plain);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t.s.git(&["add", ".env"]);
+    let path = t.s.repo.join(".env");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(encrypted.as_bytes()).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    assert_eq!(t.s.git(&["show", ":.env"]), plain);
+    let out = t.run(&["hook", "pre-commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(".env:1: holds the value of API_TOKEN (environment default, plain"),
+        "{err}"
+    );
+    t.assert_no_value_shown();
+}
+
 #[test]
 fn exec_redact_filters_split_values_and_stderr_and_keeps_the_exit_code() {
     let mut t = Scan::new();
