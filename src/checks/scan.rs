@@ -489,14 +489,22 @@ fn finish(mut hits: Vec<Hit>) -> Vec<Hit> {
 
 /// Whether `bytes` is a sops-encrypted dotenv file (its values are meant to be there).
 pub fn is_encrypted_dotenv(bytes: &[u8]) -> bool {
-    let has_meta = bytes
-        .rsplit(|&b| b == b'\n')
-        .take(64)
-        .any(|l| l.starts_with(b"sops_mac=") || l.starts_with(b"sops_version="));
-    has_meta
-        && bytes.len() as u64 <= crate::store::file::MAX_FILE_BYTES
+    may_be_encrypted_dotenv(bytes)
         && crate::store::file::EnvFile::from_bytes(Path::new(""), "", bytes)
             .is_ok_and(|f| f.is_encrypted())
+}
+
+/// The checks of [`is_encrypted_dotenv`] that come before the parse: sops metadata among the
+/// last 64 lines, no NUL byte, not above the size limit. A blob that passes them and whose
+/// stored lines, structure and metadata are valid (what the hook's index checks verify) is
+/// encrypted content.
+pub fn may_be_encrypted_dotenv(bytes: &[u8]) -> bool {
+    bytes
+        .rsplit(|&b| b == b'\n')
+        .take(64)
+        .any(|l| l.starts_with(b"sops_mac=") || l.starts_with(b"sops_version="))
+        && bytes.len() as u64 <= crate::store::file::MAX_FILE_BYTES
+        && memchr::memchr(0, bytes).is_none()
 }
 
 fn looks_binary(head: &[u8]) -> bool {

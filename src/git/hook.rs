@@ -53,8 +53,9 @@ pub struct Outcome {
     pub overridden: Vec<String>,
     /// How many staged files were examined as dotenv files.
     pub files_checked: usize,
-    /// Staged blobs read here that hold sops-encrypted dotenv content (the value scan does not
-    /// read them again: encrypted files are never its findings).
+    /// Staged blobs read here that hold sops-encrypted dotenv content, by the value scan's own
+    /// test ([`crate::checks::scan::is_encrypted_dotenv`]): the scan does not read them again
+    /// (encrypted files are never its findings).
     pub encrypted_blobs: std::collections::HashSet<git2::Oid>,
 }
 
@@ -377,7 +378,7 @@ pub fn check_index(repo: &git2::Repository, _root: &Path, opts: &Options) -> Res
             *policy,
             env.as_ref().map(|(_, e)| e.as_str()),
             &mut found,
-        );
+        ) && crate::checks::scan::may_be_encrypted_dotenv(&content);
         Ok((found, encrypted))
     };
     let jobs: Vec<usize> = (0..steps.len())
@@ -532,10 +533,15 @@ fn staged_bytes(
             .is_some();
         if regular && !filtered && entry_mtime < index_mtime {
             if let Ok(m) = std::fs::symlink_metadata(&file) {
+                // git's own test that the file is what was staged: the stat data it recorded,
+                // the change time included (a rewrite in place can put the mtime back, not
+                // the ctime).
                 let same = m.is_file()
                     && m.len() == u64::from(entry.file_size)
                     && m.mtime() == i64::from(entry.mtime.seconds())
                     && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
+                    && m.ctime() == i64::from(entry.ctime.seconds())
+                    && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
                     && m.ino() as u32 == entry.ino;
                 if same {
                     if let Ok(bytes) = std::fs::read(&file) {
@@ -552,7 +558,8 @@ fn staged_bytes(
 }
 
 /// Checks one staged dotenv blob: plaintext values, parse errors, recipients. Returns whether
-/// it is sops-encrypted (it parsed and its metadata is valid).
+/// it is sops-encrypted: its stored lines parse, their structure is valid and so is its
+/// metadata.
 pub fn check_dotenv_blob(
     path: &str,
     bytes: &[u8],
@@ -628,6 +635,7 @@ pub fn check_dotenv_blob(
             return false;
         }
     };
+    let well_formed = structure.is_none();
     if let Some(Error::Parse { line, msg, .. }) = structure {
         out.push(Problem {
             file: path.to_string(),
@@ -697,7 +705,7 @@ pub fn check_dotenv_blob(
             }
         }
     }
-    true
+    well_formed
 }
 
 /// `(key, line)` of pairs holding a non-empty plaintext value that `rule` encrypts.
