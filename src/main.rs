@@ -11,11 +11,15 @@ fn main() {
         // resident, and history reads would otherwise keep a whole pack mapped.
         let _ = git2::opts::set_mwindow_size(1 << 20);
         let _ = git2::opts::set_mwindow_mapped_limit(4 << 20);
-        // Buffers of 256 KiB and more (whole file versions) get pages of their own, returned
-        // when freed. glibc would otherwise raise this threshold after the first such free
-        // and carve later versions out of the heap, which keeps what is freed resident.
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
+    // When history is read: buffers of 256 KiB and more (whole file versions) get pages of
+    // their own, returned when freed (see `envv::os::memory`).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    envv::os::memory::on_return_large_buffers(|| {
+        // SAFETY: mallopt only sets an option of the allocator, under its own lock.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        }
+    });
     std::process::exit(envv::cli::main());
 }

@@ -140,6 +140,7 @@ pub fn walk(repo: &git2::Repository, paths: &[PathBuf], limit: usize) -> Result<
     // Objects are only read here, to compare versions: re-hashing every object read
     // (libgit2's default) would cost more than the rest of the walk.
     git2::opts::strict_hash_verification(false);
+    crate::os::memory::return_large_buffers();
     let shallow_roots = shallow_roots(repo);
     let mut revwalk = repo.revwalk()?;
     revwalk.push(head)?;

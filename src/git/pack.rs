@@ -308,7 +308,9 @@ impl Pack {
     /// The zlib stream at `offset`, which must inflate to exactly `size` bytes.
     fn inflate(&self, offset: u64, size: usize) -> Option<Vec<u8>> {
         let mut z = flate2::Decompress::new(true);
-        let mut out = Vec::with_capacity(size);
+        // One byte of room past `size`: the stream's checksum is read with room left, and a
+        // stream longer than declared is noticed.
+        let mut out = Vec::with_capacity(size + 1);
         let mut chunk = vec![0u8; READ_CHUNK.min(size + 64).max(64)];
         let mut at = offset;
         loop {
@@ -317,10 +319,6 @@ impl Pack {
                 return None;
             }
             let before = z.total_in();
-            // One byte of room past `size`, so a stream longer than declared is noticed.
-            if out.capacity() == out.len() {
-                out.reserve(1);
-            }
             let status = z
                 .decompress_vec(&chunk[..n], &mut out, flate2::FlushDecompress::None)
                 .ok()?;
@@ -331,7 +329,7 @@ impl Pack {
                 return (out.len() == size).then_some(out);
             }
             let used = z.total_in() - before;
-            if used == 0 && out.len() < out.capacity() {
+            if used == 0 {
                 return None; // no progress: a damaged stream
             }
             at += used;

@@ -3,4 +3,5 @@
 
 pub mod coredump;
 pub mod files;
+pub mod memory;
 pub mod paths;
