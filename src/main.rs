@@ -12,7 +12,7 @@ fn main() {
         let _ = git2::opts::set_mwindow_size(1 << 20);
         let _ = git2::opts::set_mwindow_mapped_limit(4 << 20);
     }
-    // When history is read: buffers of 256 KiB and more (whole file versions) get pages of
+    // When asked (`check`): buffers of 256 KiB and more (whole file versions) get pages of
     // their own, returned when freed (see `envv::os::memory`).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     envv::os::memory::on_return_large_buffers(|| {

@@ -589,3 +589,37 @@ fn pack_index(s: &Sandbox) -> String {
     assert_eq!(idx.len(), 1, "{idx:?}");
     idx[0].display().to_string()
 }
+
+#[test]
+#[cfg(unix)]
+fn ls_sees_a_change_that_kept_the_size_and_the_modification_time() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=first-value", "B=second-value"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "values"]);
+    // Let the index be written after the file, so its stat data is trusted.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    s.git(&["update-index", "--refresh"]);
+    let ls = s.ok(&["ls"]);
+    assert!(!ls.contains("not committed"), "{ls}");
+    // B's ciphertext swapped for A's line moved down (same bytes, same size), the mtime put
+    // back: only the change time differs from what the index recorded.
+    let path = s.repo.join(".env");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let text = s.read(".env");
+    let a = text.lines().find(|l| l.starts_with("A=")).unwrap();
+    let b = text.lines().find(|l| l.starts_with("B=")).unwrap();
+    let swapped = text
+        .replace(a, "\u{0}")
+        .replace(b, &a.replacen("A=", "B=", 1))
+        .replace('\u{0}', &b.replacen("B=", "A=", 1));
+    assert_eq!(swapped.len(), text.len());
+    assert_ne!(swapped, text);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut &f, swapped.as_bytes()).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let ls = s.ok(&["ls"]);
+    assert!(ls.contains("not committed"), "{ls}");
+}

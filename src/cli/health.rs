@@ -49,6 +49,9 @@ pub struct CheckArgs {
 }
 
 pub fn check(ctx: &Ctx, a: CheckArgs) -> CliResult<i32> {
+    // check reads every file's history, then decrypts every file: versions freed in the heap
+    // would stay resident under the decrypted files.
+    crate::os::memory::return_large_buffers();
     let (policy, source) = match &a.trusted_ref {
         Some(r) => {
             let p = crate::policy::trust::policy_at(&ctx.ws.root, r)?;

@@ -140,7 +140,6 @@ pub fn walk(repo: &git2::Repository, paths: &[PathBuf], limit: usize) -> Result<
     // Objects are only read here, to compare versions: re-hashing every object read
     // (libgit2's default) would cost more than the rest of the walk.
     git2::opts::strict_hash_verification(false);
-    crate::os::memory::return_large_buffers();
     let shallow_roots = shallow_roots(repo);
     let mut revwalk = repo.revwalk()?;
     revwalk.push(head)?;
@@ -1076,16 +1075,30 @@ pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result
         .collect();
     let w = walk(&repo, &paths, MAX_COMMITS)?;
     let mut blobs = Blobs::new(&repo);
+    let index = repo.index().ok();
+    let index_mtime = index
+        .as_ref()
+        .and_then(|i| i.path())
+        .and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.modified().ok());
     for (i, (rel, current)) in files.iter().enumerate() {
         let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
         out[i] = match w.versions[i].first().and_then(|v| v.blob) {
             None => HashMap::new(),
             Some(id) => {
-                let blob = blobs.read(id);
-                let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
                 // The working file as committed (the usual case): every current value is
-                // HEAD's, and HEAD's version need not be parsed.
-                if std::fs::read(root.join(rel)).is_ok_and(|b| b == head) {
+                // HEAD's, and HEAD's version need not be parsed. The index tells without
+                // reading HEAD's version when it staged that very blob and the file is as
+                // it was then.
+                let file = root.join(rel);
+                let unchanged = index.as_ref().zip(index_mtime).is_some_and(|(ix, t)| {
+                    ix.get_path(&paths[i], 0).is_some_and(|e| {
+                        e.id == id && crate::git::stat_unchanged(&repo, &e, &file, t)
+                    })
+                });
+                let blob = (!unchanged).then(|| blobs.read(id)).flatten();
+                let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
+                if unchanged || std::fs::read(&file).is_ok_and(|b| b == head) {
                     date_pending(&w, &events, current.keys().map(String::as_str).collect())
                 } else {
                     date_values(&w, &events, Some(&Snapshot::parse(head)), current)

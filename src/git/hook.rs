@@ -515,45 +515,17 @@ fn staged_bytes(
     entry: &git2::IndexEntry,
     index_mtime: Option<std::time::SystemTime>,
 ) -> Result<Vec<u8>> {
-    #[cfg(unix)]
+    // The working file when git would take it for the staged blob (no inflating).
     if let Some(index_mtime) = index_mtime {
-        use std::os::unix::fs::MetadataExt;
-        let path = bytes_path(&entry.path);
-        let file = workdir.join(&path);
-        let regular = entry.mode & 0o170000 == 0o100000;
-        let entry_mtime = std::time::UNIX_EPOCH
-            + std::time::Duration::new(
-                entry.mtime.seconds().max(0) as u64,
-                entry.mtime.nanoseconds(),
-            );
-        let filtered = repo
-            .get_attr(&path, "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)
-            .ok()
-            .flatten()
-            .is_some();
-        if regular && !filtered && entry_mtime < index_mtime {
-            if let Ok(m) = std::fs::symlink_metadata(&file) {
-                // git's own test that the file is what was staged: the stat data it recorded,
-                // the change time included (a rewrite in place can put the mtime back, not
-                // the ctime).
-                let same = m.is_file()
-                    && m.len() == u64::from(entry.file_size)
-                    && m.mtime() == i64::from(entry.mtime.seconds())
-                    && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
-                    && m.ctime() == i64::from(entry.ctime.seconds())
-                    && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
-                    && m.ino() as u32 == entry.ino;
-                if same {
-                    if let Ok(bytes) = std::fs::read(&file) {
-                        if bytes.len() as u64 == m.len() {
-                            return Ok(bytes);
-                        }
-                    }
+        let file = workdir.join(bytes_path(&entry.path));
+        if crate::git::stat_unchanged(repo, entry, &file, index_mtime) {
+            if let Ok(bytes) = std::fs::read(&file) {
+                if bytes.len() as u64 == u64::from(entry.file_size) {
+                    return Ok(bytes);
                 }
             }
         }
     }
-    let _ = (workdir, index_mtime);
     Ok(repo.find_blob(entry.id)?.content().to_vec())
 }
 

@@ -97,6 +97,65 @@ pub fn staged_index(repo: &git2::Repository) -> crate::Result<git2::Index> {
     }
 }
 
+/// Whether the working-tree file `file` still holds what the index entry `entry` recorded, by
+/// git's own test: the stat data it stored (size, inode, modification and change times) match,
+/// and the entry was written before the index was (an entry as new as the index may have been
+/// changed within the same tick: git calls it racy and so does this). `index_mtime` is when
+/// the index file was written. Files with a `filter` attribute never match (their staged bytes
+/// are not the file's).
+pub fn stat_unchanged(
+    repo: &git2::Repository,
+    entry: &git2::IndexEntry,
+    file: &Path,
+    index_mtime: std::time::SystemTime,
+) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if entry.mode & 0o170000 != 0o100000 {
+            return false;
+        }
+        let entry_mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                entry.mtime.seconds().max(0) as u64,
+                entry.mtime.nanoseconds(),
+            );
+        if entry_mtime >= index_mtime {
+            return false;
+        }
+        let rel = bytes_path(&entry.path);
+        let filtered = repo
+            .get_attr(&rel, "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)
+            .ok()
+            .flatten()
+            .is_some();
+        if filtered {
+            return false;
+        }
+        // A rewrite in place can put the mtime back, not the ctime.
+        std::fs::symlink_metadata(file).is_ok_and(|m| {
+            m.is_file()
+                && m.len() == u64::from(entry.file_size)
+                && m.mtime() == i64::from(entry.mtime.seconds())
+                && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
+                && m.ctime() == i64::from(entry.ctime.seconds())
+                && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
+                && m.ino() as u32 == entry.ino
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (repo, entry, file, index_mtime);
+        false
+    }
+}
+
+#[cfg(unix)]
+fn bytes_path(p: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

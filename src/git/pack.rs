@@ -52,6 +52,9 @@ pub struct Blobs<'r> {
     root: Option<((usize, u64), Bytes)>,
     /// Blobs read from a pack by this reader (the others were read by libgit2).
     from_packs: usize,
+    /// Buffers of objects no longer referenced, reused for the next ones (fresh pages cost a
+    /// page fault each).
+    spare: Vec<Vec<u8>>,
 }
 
 impl<'r> Blobs<'r> {
@@ -75,6 +78,7 @@ impl<'r> Blobs<'r> {
             cached: 0,
             root: None,
             from_packs: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -119,9 +123,20 @@ impl<'r> Blobs<'r> {
                 break;
             };
             self.cached -= old.len();
+            self.recycle(old);
         }
         self.cached += bytes.len();
         self.cache.push_back((key, bytes.clone()));
+    }
+
+    /// Keeps the buffer of an object nothing else references, for the next one.
+    fn recycle(&mut self, bytes: Bytes) {
+        if let Ok(mut v) = Rc::try_unwrap(bytes) {
+            if self.spare.len() < 2 {
+                v.clear();
+                self.spare.push(v);
+            }
+        }
     }
 
     /// The object at `offset` of pack `pack`, its delta chain followed down to a cached object
@@ -141,7 +156,9 @@ impl<'r> Blobs<'r> {
             match entry.kind {
                 Kind::Blob => {
                     let bytes = Rc::new(self.packs[pack].inflate(entry.data, entry.size)?);
-                    self.root = Some(((pack, at), bytes.clone()));
+                    if let Some((_, old)) = self.root.replace(((pack, at), bytes.clone())) {
+                        self.recycle(old);
+                    }
                     break bytes;
                 }
                 Kind::OfsDelta(base_at) => {
@@ -155,7 +172,10 @@ impl<'r> Blobs<'r> {
             }
         };
         while let Some((at, delta)) = deltas.pop() {
-            base = Rc::new(apply_delta(&base, &delta)?);
+            let out = self.spare.pop().unwrap_or_default();
+            let next = Rc::new(apply_delta(&base, &delta, out)?);
+            let done = std::mem::replace(&mut base, next);
+            self.recycle(done);
             self.keep((pack, at), &base);
         }
         Some(base)
@@ -337,8 +357,8 @@ impl Pack {
     }
 }
 
-/// Applies a git delta to `base`.
-fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
+/// Applies a git delta to `base`, into `out` (emptied; its allocation is reused).
+fn apply_delta(base: &[u8], delta: &[u8], mut out: Vec<u8>) -> Option<Vec<u8>> {
     fn varint(d: &[u8], i: &mut usize) -> Option<usize> {
         let mut v: u64 = 0;
         let mut shift = 0;
@@ -363,7 +383,8 @@ fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
     if target > MAX_OBJECT {
         return None;
     }
-    let mut out = Vec::with_capacity(target);
+    out.clear();
+    out.reserve(target);
     while i < delta.len() {
         let op = delta[i];
         i += 1;
@@ -435,11 +456,11 @@ mod tests {
         let base = b"0123456789abcdef";
         // base size 16, target size 9: copy 4 bytes at 10, insert "XY", copy 3 at 0.
         let delta = [16, 9, 0x91, 10, 4, 2, b'X', b'Y', 0x90, 3];
-        assert_eq!(apply_delta(base, &delta).unwrap(), b"abcdXY012");
+        assert_eq!(apply_delta(base, &delta, Vec::new()).unwrap(), b"abcdXY012");
         // A wrong base size, a copy past the end, a target size that does not match.
-        assert!(apply_delta(base, &[15, 9, 0x91, 10, 4]).is_none());
-        assert!(apply_delta(base, &[16, 4, 0x91, 14, 4]).is_none());
-        assert!(apply_delta(base, &[16, 5, 0x91, 10, 4]).is_none());
-        assert!(apply_delta(base, &[16, 1, 0]).is_none());
+        assert!(apply_delta(base, &[15, 9, 0x91, 10, 4], Vec::new()).is_none());
+        assert!(apply_delta(base, &[16, 4, 0x91, 14, 4], Vec::new()).is_none());
+        assert!(apply_delta(base, &[16, 5, 0x91, 10, 4], Vec::new()).is_none());
+        assert!(apply_delta(base, &[16, 1, 0], Vec::new()).is_none());
     }
 }

@@ -4,9 +4,9 @@
 //! The history engine holds whole file versions (a 10,000-key file is 1.6 MB) one or two at a
 //! time and frees them as it goes. glibc raises its threshold for giving such buffers pages of
 //! their own after the first one is freed, and later versions are then carved out of the heap,
-//! where what is freed stays resident. Commands that read history ask for large buffers to be
-//! returned when freed; others (the pre-commit hook reads each file once) keep the default,
-//! which costs fewer page faults.
+//! where what is freed stays resident. `check`, which decrypts every file after reading their
+//! history, asks for large buffers to be returned when freed; other commands keep the default,
+//! which costs fewer page faults (a reused heap buffer needs no fresh pages).
 
 use std::sync::OnceLock;
 
