@@ -363,7 +363,16 @@ pub struct LsArgs {
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let t = ctx.target()?;
-    let f = EnvFile::open(&t.path, &t.name)?;
+    // The file's history is read while the file itself is parsed.
+    let (root, name) = (&ctx.ws.root, &t.name);
+    let (histories, f) = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            crate::git::history::FileHistories::read(root, std::slice::from_ref(name))
+        });
+        let f = EnvFile::open(&t.path, &t.name);
+        (h.join().expect("history thread"), f)
+    });
+    let f = f?;
     let plan = f.plan();
     let mut rows = Vec::new();
     for (i, l) in f.lines().iter().enumerate() {
@@ -377,18 +386,15 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
             rows.push((key, encrypted, stored.is_empty()));
         }
     }
-    let current: std::collections::HashMap<String, String> = f
-        .lines()
-        .iter()
-        .filter_map(|l| match l {
-            crate::format::dotenv::Line::Pair { key, stored, .. } => {
-                Some((key.clone(), stored.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    let (mut changes, note) =
-        crate::git::history::dates(&ctx.ws.root, &[(t.name.clone(), current)]).unwrap_or_default();
+    let current = f.lines().iter().filter_map(|l| match l {
+        crate::format::dotenv::Line::Pair { key, stored, .. } => {
+            Some((key.as_str(), stored.as_str()))
+        }
+        _ => None,
+    });
+    let (mut changes, note) = histories
+        .map(|h| h.finish(vec![h.date_pairs(0, current)]))
+        .unwrap_or_default();
     let changes = changes.pop().unwrap_or_default();
     let date = crate::git::history::date;
     if a.json {

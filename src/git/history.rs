@@ -1065,53 +1065,112 @@ pub type FileDates = (Vec<HashMap<String, Dated>>, Option<String>);
 /// Dates the current values of some files (`root`-relative path → key → working-tree stored
 /// text), in one walk. Also returns the line saying history is cut, if it is.
 pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result<FileDates> {
-    let mut out = vec![HashMap::new(); files.len()];
-    let Some(repo) = crate::git::open(root) else {
-        return Ok((out, None));
-    };
-    let paths: Vec<PathBuf> = files
+    let rels: Vec<String> = files.iter().map(|(rel, _)| rel.clone()).collect();
+    let h = FileHistories::read(root, &rels)?;
+    let out = files
         .iter()
-        .map(|(rel, _)| repo_path(&repo, root, rel))
+        .enumerate()
+        .map(|(i, (_, current))| h.date(i, current))
         .collect();
-    let w = walk(&repo, &paths, MAX_COMMITS)?;
-    let mut blobs = Blobs::new(&repo);
-    let index = repo.index().ok();
-    let index_mtime = index
-        .as_ref()
-        .and_then(|i| i.path())
-        .and_then(|p| std::fs::metadata(p).ok())
-        .and_then(|m| m.modified().ok());
-    for (i, (rel, current)) in files.iter().enumerate() {
-        let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
-        out[i] = match w.versions[i].first().and_then(|v| v.blob) {
-            None => HashMap::new(),
-            Some(id) => {
-                // The working file as committed (the usual case): every current value is
-                // HEAD's, and HEAD's version need not be parsed. The index tells without
-                // reading HEAD's version when it staged that very blob and the file is as
-                // it was then.
-                let file = root.join(rel);
-                let unchanged = index.as_ref().zip(index_mtime).is_some_and(|(ix, t)| {
-                    ix.get_path(&paths[i], 0).is_some_and(|e| {
-                        e.id == id && crate::git::stat_unchanged(&repo, &e, &file, t)
-                    })
-                });
-                let blob = (!unchanged).then(|| blobs.read(id)).flatten();
-                let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
-                if unchanged || std::fs::read(&file).is_ok_and(|b| b == head) {
-                    date_pending(&w, &events, current.keys().map(String::as_str).collect())
-                } else {
-                    date_values(&w, &events, Some(&Snapshot::parse(head)), current)
-                }
-            }
+    Ok(h.finish(out))
+}
+
+/// What dating needs from the history of some files, read without their current values (so
+/// it can be read while the working files are parsed).
+pub struct FileHistories {
+    walk: Option<Walk>,
+    /// Per file: its events, and HEAD's version when the working file differs from it
+    /// (`None`: the working file is HEAD's version, or HEAD has no such file).
+    files: Vec<(Vec<FileEvent>, Option<Snapshot>, bool)>,
+}
+
+impl FileHistories {
+    /// Reads the history of `rels` (`root`-relative paths).
+    pub fn read(root: &Path, rels: &[String]) -> Result<FileHistories> {
+        let Some(repo) = crate::git::open(root) else {
+            return Ok(FileHistories {
+                walk: None,
+                files: Vec::new(),
+            });
         };
+        let paths: Vec<PathBuf> = rels.iter().map(|rel| repo_path(&repo, root, rel)).collect();
+        let w = walk(&repo, &paths, MAX_COMMITS)?;
+        let mut blobs = Blobs::new(&repo);
+        let index = repo.index().ok();
+        let index_mtime = index
+            .as_ref()
+            .and_then(|i| i.path())
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok());
+        let mut files = Vec::with_capacity(rels.len());
+        for (i, rel) in rels.iter().enumerate() {
+            let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
+            let (head, in_head) = match w.versions[i].first().and_then(|v| v.blob) {
+                None => (None, false),
+                Some(id) => {
+                    // The working file as committed (the usual case): every current value is
+                    // HEAD's, and HEAD's version need not be parsed. The index tells without
+                    // reading HEAD's version when it staged that very blob and the file is as
+                    // it was then.
+                    let file = root.join(rel);
+                    let unchanged = index.as_ref().zip(index_mtime).is_some_and(|(ix, t)| {
+                        ix.get_path(&paths[i], 0).is_some_and(|e| {
+                            e.id == id && crate::git::stat_unchanged(&repo, &e, &file, t)
+                        })
+                    });
+                    let blob = (!unchanged).then(|| blobs.read(id)).flatten();
+                    let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
+                    if unchanged || std::fs::read(&file).is_ok_and(|b| b == head) {
+                        (None, true)
+                    } else {
+                        (Some(Snapshot::parse(head)), true)
+                    }
+                }
+            };
+            files.push((events, head, in_head));
+        }
+        Ok(FileHistories {
+            walk: Some(w),
+            files,
+        })
     }
-    let note = out
-        .iter()
-        .any(|m| m.values().any(|d| d.at_least))
-        .then(|| cut_note(&w))
-        .flatten();
-    Ok((out, note))
+
+    /// Key → date of the current values of file `i` (key → working-tree stored text).
+    pub fn date(&self, i: usize, current: &HashMap<String, String>) -> HashMap<String, Dated> {
+        self.date_pairs(i, current.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// [`FileHistories::date`], with the current values as (key, stored text) pairs.
+    pub fn date_pairs<'a>(
+        &self,
+        i: usize,
+        current: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> HashMap<String, Dated> {
+        let (Some(w), Some((events, head, in_head))) = (&self.walk, self.files.get(i)) else {
+            return HashMap::new();
+        };
+        if !in_head {
+            return HashMap::new();
+        }
+        let pending: HashSet<&str> = match head {
+            None => current.map(|(k, _)| k).collect(),
+            Some(head) => current
+                .filter(|(k, v)| head.values.get(*k).is_some_and(|h| h == v))
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        date_pending(w, events, pending)
+    }
+
+    /// The dates, with the line saying history is cut if a date is a lower bound.
+    pub fn finish(&self, dates: Vec<HashMap<String, Dated>>) -> FileDates {
+        let note = self
+            .walk
+            .as_ref()
+            .filter(|_| dates.iter().any(|m| m.values().any(|d| d.at_least)))
+            .and_then(cut_note);
+        (dates, note)
+    }
 }
 
 /// A reader's grant or revocation, found in a file's events.
