@@ -144,14 +144,16 @@ impl<'r> Blobs<'r> {
     fn resolve(&mut self, pack: usize, offset: u64) -> Option<Bytes> {
         // Down the chain: the deltas to apply, newest-applied last.
         let mut deltas: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut held = 0usize;
         let mut at = offset;
         let mut base = loop {
             if let Some(b) = self.cached((pack, at)) {
                 break b;
             }
-            if deltas.len() > MAX_DEPTH {
+            if deltas.len() > MAX_DEPTH || held > MAX_OBJECT {
                 return None;
             }
+            held += deltas.last().map_or(0, |(_, d)| d.len());
             let entry = self.packs[pack].entry(at)?;
             match entry.kind {
                 Kind::Blob => {
