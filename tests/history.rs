@@ -623,3 +623,156 @@ fn ls_sees_a_change_that_kept_the_size_and_the_modification_time() {
     let ls = s.ok(&["ls"]);
     assert!(ls.contains("not committed"), "{ls}");
 }
+
+/// alice's repository, three commits (A=1 B=2; A=3; B=4), packed by `git gc`.
+fn packed_repo_of_three_versions() -> Sandbox {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=1", "B=2"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "first"]);
+    s.ok(&["set", "A=3"]);
+    s.git(&["commit", "-qam", "second"]);
+    s.ok(&["set", "B=4"]);
+    s.git(&["commit", "-qam", "third"]);
+    s.git(&["gc", "-q"]);
+    s
+}
+
+/// Writes `objects/pack/pack-<name>.{pack,idx}` holding one whole blob, `content`, under the id
+/// `oid` (not its hash), the pack header claiming `claimed` objects. Checksums are zeros:
+/// git compares the pack's trailer with the index's copy of it and hashes nothing on read.
+fn write_decoy_pack(s: &Sandbox, name: &str, oid: &str, content: &[u8], claimed: u32) {
+    use std::io::Write;
+    let oid: Vec<u8> = (0..20)
+        .map(|i| u8::from_str_radix(&oid[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut size = content.len();
+    let mut first = (3u8 << 4) | (size & 15) as u8;
+    size >>= 4;
+    let mut entry = Vec::new();
+    while size != 0 {
+        entry.push(first | 0x80);
+        first = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    entry.push(first);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(content).unwrap();
+    entry.extend(z.finish().unwrap());
+    let mut pack = b"PACK".to_vec();
+    pack.extend(2u32.to_be_bytes());
+    pack.extend(claimed.to_be_bytes());
+    pack.extend(&entry);
+    pack.extend([0u8; 20]);
+    let mut idx = vec![0xff, b't', b'O', b'c', 0, 0, 0, 2];
+    for i in 0..256u32 {
+        idx.extend(u32::from(i >= u32::from(oid[0])).to_be_bytes());
+    }
+    idx.extend(&oid);
+    idx.extend(0u32.to_be_bytes()); // CRC
+    idx.extend(12u32.to_be_bytes()); // offset
+    idx.extend([0u8; 40]); // the pack's checksum, the index's
+    let base = s
+        .repo
+        .join(".git/objects/pack")
+        .join(format!("pack-{name}"));
+    std::fs::write(base.with_extension("pack"), pack).unwrap();
+    std::fs::write(base.with_extension("idx"), idx).unwrap();
+}
+
+fn set_mtime(path: &std::path::Path, t: std::time::SystemTime) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+#[test]
+fn history_reads_an_object_from_the_pack_git_reads_it_from() {
+    let s = packed_repo_of_three_versions();
+    let cache = s.repo.join(".git/envv/history");
+    let answers = || {
+        let _ = std::fs::remove_dir_all(&cache);
+        let out = (s.ok(&["log"]), s.ok(&["ls"]));
+        let _ = std::fs::remove_dir_all(&cache);
+        out
+    };
+    let before = answers();
+    assert!(before.0.contains("changed A  (second)"), "{}", before.0);
+    // A second pack holding the second version's id with the first version's bytes: older
+    // than the real pack, so git (and libgit2) read the real one; its name sorts first.
+    let first = s.git(&["rev-parse", "HEAD~2:.env"]);
+    let second = s.git(&["rev-parse", "HEAD~1:.env"]);
+    let (first, second) = (first.trim(), second.trim());
+    let real = s.git(&["cat-file", "-p", second]);
+    let old_bytes = s.git(&["cat-file", "-p", first]);
+    let zeros = "0".repeat(40);
+    write_decoy_pack(&s, &zeros, second, old_bytes.as_bytes(), 1);
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+    for ext in ["pack", "idx"] {
+        let p = s.repo.join(format!(".git/objects/pack/pack-{zeros}.{ext}"));
+        set_mtime(&p, old);
+    }
+    assert_eq!(
+        s.git(&["cat-file", "-p", second]),
+        real,
+        "git reads the real pack"
+    );
+    assert_eq!(answers(), before, "the decoy pack changed envv's history");
+
+    // The same decoy, newest but with a header git refuses (2 objects, the index has 1):
+    // git reads the object from the real pack.
+    write_decoy_pack(&s, &zeros, second, old_bytes.as_bytes(), 2);
+    assert_eq!(
+        s.git(&["cat-file", "-p", second]),
+        real,
+        "git refuses the decoy"
+    );
+    assert_eq!(
+        answers(),
+        before,
+        "a pack git refuses changed envv's history"
+    );
+}
+
+#[test]
+#[cfg(unix)]
+fn history_does_not_hang_on_a_pack_that_is_a_fifo() {
+    let s = packed_repo_of_three_versions();
+    let dir = s.repo.join(".git/objects/pack");
+    let idx = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    let zeros = "0".repeat(40);
+    std::fs::copy(&idx, dir.join(format!("pack-{zeros}.idx"))).unwrap();
+    let fifo = dir.join(format!("pack-{zeros}.pack"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // git and libgit2 skip a pack that is not a regular file.
+    assert!(s.git(&["log", "--oneline"]).contains("third"));
+    let _ = std::fs::remove_dir_all(s.repo.join(".git/envv/history"));
+    let mut child = s
+        .std_envv()
+        .arg("ls")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(finished, "envv ls blocked opening a FIFO in objects/pack");
+}
