@@ -481,3 +481,30 @@ fn textconv_of_values_longer_spelled_than_stored() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches(&format!("=\"{breaks}\"\n")).count(), 6);
 }
+
+#[test]
+fn the_hook_reads_the_staged_blob_of_a_file_git_converts() {
+    let s = Sandbox::new();
+    s.init_alice();
+    s.ok(&["set", "A=test-value-one"]);
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "values"]);
+    // Checked out as UTF-16 from now on: the working file's bytes are not the staged blob's,
+    // although git's stat test says the file is unchanged.
+    s.write(".gitattributes", ".env working-tree-encoding=UTF-16LE\n");
+    s.git(&["add", ".gitattributes"]);
+    s.git(&["commit", "-qm", "attributes"]);
+    std::fs::remove_file(s.repo.join(".env")).unwrap();
+    s.git(&["checkout", "--", ".env"]);
+    assert!(std::fs::read(s.repo.join(".env")).unwrap().contains(&0));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    s.git(&["update-index", "--refresh"]);
+    s.write("notes.txt", "nothing secret\n");
+    s.git(&["add", "notes.txt"]);
+    let out = s.run(&["hook", "pre-commit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -101,8 +101,9 @@ pub fn staged_index(repo: &git2::Repository) -> crate::Result<git2::Index> {
 /// git's own test: the stat data it stored (size, inode, modification and change times) match,
 /// and the entry was written before the index was (an entry as new as the index may have been
 /// changed within the same tick: git calls it racy and so does this). `index_mtime` is when
-/// the index file was written. Files with a `filter` attribute never match (their staged bytes
-/// are not the file's).
+/// the index file was written. Files git converts when staging (a `filter`, `text`, `eol`,
+/// `crlf`, `ident` or `working-tree-encoding` attribute, or `core.autocrlf`) never match: their
+/// staged bytes are not the file's.
 pub fn stat_unchanged(
     repo: &git2::Repository,
     entry: &git2::IndexEntry,
@@ -123,13 +124,26 @@ pub fn stat_unchanged(
         if entry_mtime >= index_mtime {
             return false;
         }
+        // A file git converts when it stages it (a filter, an encoding, keyword or line-ending
+        // conversion) has staged bytes that are not its own: never taken for the blob.
         let rel = bytes_path(&entry.path);
-        let filtered = repo
-            .get_attr(&rel, "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)
-            .ok()
-            .flatten()
-            .is_some();
-        if filtered {
+        let converted = [
+            "filter",
+            "working-tree-encoding",
+            "ident",
+            "text",
+            "eol",
+            "crlf",
+        ]
+        .iter()
+        .any(|attr| {
+            repo.get_attr(&rel, attr, git2::AttrCheckFlags::FILE_THEN_INDEX)
+                .map_or(true, |v| v.is_some())
+        }) || repo.config().map_or(true, |c| {
+            c.get_string("core.autocrlf")
+                .is_ok_and(|v| !v.eq_ignore_ascii_case("false"))
+        });
+        if converted {
             return false;
         }
         // A rewrite in place can put the mtime back, not the ctime.

@@ -61,7 +61,7 @@ impl<'r> Blobs<'r> {
     /// A reader over the repository's own pack files (`objects/pack/*.idx`).
     pub fn new(repo: &'r git2::Repository) -> Blobs<'r> {
         let dir = repo.commondir().join("objects").join("pack");
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
+        let names: Vec<_> = std::fs::read_dir(&dir)
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.path())
@@ -69,8 +69,12 @@ impl<'r> Blobs<'r> {
                     .collect()
             })
             .unwrap_or_default();
-        names.sort();
-        let packs = names.iter().filter_map(|idx| Pack::open(idx)).collect();
+        let mut packs: Vec<(std::time::SystemTime, Pack)> =
+            names.iter().filter_map(|idx| Pack::open(idx)).collect();
+        // git's order: the newest pack first (an object in two packs is left to libgit2
+        // anyway, see `read`).
+        packs.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let packs = packs.into_iter().map(|(_, p)| p).collect();
         Blobs {
             repo,
             packs,
@@ -89,9 +93,13 @@ impl<'r> Blobs<'r> {
 
     /// The blob's bytes; `None` when it cannot be read (or is not a blob).
     pub fn read(&mut self, id: git2::Oid) -> Option<Bytes> {
-        let found = (0..self.packs.len())
-            .find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
-        if let Some((pack, offset)) = found {
+        // In exactly one pack: read here. In several (two packs disagreeing on an object's
+        // bytes could only be forged): libgit2 decides, as git would.
+        let mut found = (0..self.packs.len())
+            .filter_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
+        let first = found.next();
+        let unique = first.filter(|_| found.next().is_none());
+        if let Some((pack, offset)) = unique {
             if let Some(b) = self.resolve(pack, offset) {
                 self.from_packs += 1;
                 return Some(b);
@@ -202,10 +210,27 @@ struct Entry {
     data: u64,
 }
 
+/// Opens a regular file for reading: never waits on a FIFO, never follows into a device.
+fn open_regular(path: &Path) -> Option<(File, std::fs::Metadata)> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = o.open(path).ok()?;
+    let m = f.metadata().ok()?;
+    m.is_file().then_some((f, m))
+}
+
 impl Pack {
-    fn open(idx_path: &Path) -> Option<Pack> {
-        let idx = File::open(idx_path).ok()?;
-        let pack = File::open(idx_path.with_extension("pack")).ok()?;
+    /// Opens a pack and its index when they agree as git requires (the object count in both,
+    /// the pack's checksum as the index records it, an index of the size its count gives);
+    /// with the pack's modification time.
+    fn open(idx_path: &Path) -> Option<(std::time::SystemTime, Pack)> {
+        let (idx, idx_meta) = open_regular(idx_path)?;
+        let (pack, pack_meta) = open_regular(&idx_path.with_extension("pack"))?;
         let mut head = vec![0u8; 8 + 256 * 4];
         read_exact_at(&idx, &mut head, 0)?;
         // Version 2: a magic number, the version, then the fan-out table.
@@ -223,15 +248,33 @@ impl Pack {
         let mut magic = [0u8; 12];
         read_exact_at(&pack, &mut magic, 0)?;
         let version = u32::from_be_bytes(magic[4..8].try_into().expect("4 bytes"));
-        if &magic[..4] != b"PACK" || !(version == 2 || version == 3) {
+        let objects = u32::from_be_bytes(magic[8..12].try_into().expect("4 bytes"));
+        if &magic[..4] != b"PACK" || !(version == 2 || version == 3) || objects != count {
             return None;
         }
-        Some(Pack {
-            idx,
-            pack,
-            fanout,
-            count,
-        })
+        // The index: names, CRCs and offsets per object, 8-byte offsets, then the pack's
+        // checksum and its own.
+        let fixed = 8 + 256 * 4 + 28 * u64::from(count) + 40;
+        let len = idx_meta.len();
+        if len < fixed || (len - fixed) % 8 != 0 || pack_meta.len() < 12 + 20 {
+            return None;
+        }
+        let (mut recorded, mut trailer) = ([0u8; 20], [0u8; 20]);
+        read_exact_at(&idx, &mut recorded, len - 40)?;
+        read_exact_at(&pack, &mut trailer, pack_meta.len() - 20)?;
+        if recorded != trailer {
+            return None;
+        }
+        let mtime = pack_meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        Some((
+            mtime,
+            Pack {
+                idx,
+                pack,
+                fanout,
+                count,
+            },
+        ))
     }
 
     /// Where the object `id` starts in the pack, by binary search of the index.
