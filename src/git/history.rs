@@ -1063,35 +1063,82 @@ pub fn unproven_rekeys(
 pub type FileDates = (Vec<HashMap<String, Dated>>, Option<String>);
 
 /// Dates the current values of some files (`root`-relative path → key → working-tree stored
-/// text), in one walk. Also returns the line saying history is cut, if it is.
+/// text), in one walk. Also returns the line saying history is cut, if it is. Each file's
+/// history is dated and dropped before the next one is read.
 pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result<FileDates> {
     let rels: Vec<String> = files.iter().map(|(rel, _)| rel.clone()).collect();
-    let h = FileHistories::read(root, &rels)?;
-    let out = files
-        .iter()
-        .enumerate()
-        .map(|(i, (_, current))| h.date(i, current))
-        .collect();
+    let mut out = Vec::with_capacity(files.len());
+    let mut walk = None;
+    FileHistories::each(root, &rels, |w, i, one| {
+        out.push(one.date(w, files[i].1.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        walk.get_or_insert_with(|| w.clone());
+    })?;
+    out.resize_with(files.len(), HashMap::new);
+    let h = FileHistories {
+        walk,
+        files: Vec::new(),
+    };
     Ok(h.finish(out))
+}
+
+/// What dating needs from the history of one file: its events, and HEAD's version when the
+/// working file differs from it (`None`: the working file is HEAD's version), and whether HEAD
+/// has the file.
+pub struct FileHistory {
+    events: Vec<FileEvent>,
+    head: Option<Snapshot>,
+    in_head: bool,
+}
+
+impl FileHistory {
+    /// Key → date of the current values, given as (key, working-tree stored text) pairs.
+    fn date<'a>(
+        &self,
+        w: &Walk,
+        current: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> HashMap<String, Dated> {
+        if !self.in_head {
+            return HashMap::new();
+        }
+        let pending: HashSet<&str> = match &self.head {
+            None => current.map(|(k, _)| k).collect(),
+            Some(head) => current
+                .filter(|(k, v)| head.values.get(*k).is_some_and(|h| h == v))
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        date_pending(w, &self.events, pending)
+    }
 }
 
 /// What dating needs from the history of some files, read without their current values (so
 /// it can be read while the working files are parsed).
 pub struct FileHistories {
     walk: Option<Walk>,
-    /// Per file: its events, and HEAD's version when the working file differs from it
-    /// (`None`: the working file is HEAD's version, or HEAD has no such file).
-    files: Vec<(Vec<FileEvent>, Option<Snapshot>, bool)>,
+    files: Vec<FileHistory>,
 }
 
 impl FileHistories {
     /// Reads the history of `rels` (`root`-relative paths).
     pub fn read(root: &Path, rels: &[String]) -> Result<FileHistories> {
+        let mut files = Vec::with_capacity(rels.len());
+        let mut walk = None;
+        FileHistories::each(root, rels, |w, _, one| {
+            files.push(one);
+            walk.get_or_insert_with(|| w.clone());
+        })?;
+        Ok(FileHistories { walk, files })
+    }
+
+    /// Reads the history of `rels` in one walk, giving each file's to `f` in order (nothing
+    /// when `root` is not in a repository).
+    fn each(
+        root: &Path,
+        rels: &[String],
+        mut f: impl FnMut(&Walk, usize, FileHistory),
+    ) -> Result<()> {
         let Some(repo) = crate::git::open(root) else {
-            return Ok(FileHistories {
-                walk: None,
-                files: Vec::new(),
-            });
+            return Ok(());
         };
         let paths: Vec<PathBuf> = rels.iter().map(|rel| repo_path(&repo, root, rel)).collect();
         let w = walk(&repo, &paths, MAX_COMMITS)?;
@@ -1102,7 +1149,6 @@ impl FileHistories {
             .and_then(|i| i.path())
             .and_then(|p| std::fs::metadata(p).ok())
             .and_then(|m| m.modified().ok());
-        let mut files = Vec::with_capacity(rels.len());
         for (i, rel) in rels.iter().enumerate() {
             let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
             let (head, in_head) = match w.versions[i].first().and_then(|v| v.blob) {
@@ -1127,39 +1173,30 @@ impl FileHistories {
                     }
                 }
             };
-            files.push((events, head, in_head));
+            f(
+                &w,
+                i,
+                FileHistory {
+                    events,
+                    head,
+                    in_head,
+                },
+            );
         }
-        Ok(FileHistories {
-            walk: Some(w),
-            files,
-        })
+        Ok(())
     }
 
-    /// Key → date of the current values of file `i` (key → working-tree stored text).
-    pub fn date(&self, i: usize, current: &HashMap<String, String>) -> HashMap<String, Dated> {
-        self.date_pairs(i, current.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    }
-
-    /// [`FileHistories::date`], with the current values as (key, stored text) pairs.
+    /// Key → date of the current values of file `i`, given as (key, working-tree stored text)
+    /// pairs.
     pub fn date_pairs<'a>(
         &self,
         i: usize,
         current: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> HashMap<String, Dated> {
-        let (Some(w), Some((events, head, in_head))) = (&self.walk, self.files.get(i)) else {
-            return HashMap::new();
-        };
-        if !in_head {
-            return HashMap::new();
+        match (&self.walk, self.files.get(i)) {
+            (Some(w), Some(one)) => one.date(w, current),
+            _ => HashMap::new(),
         }
-        let pending: HashSet<&str> = match head {
-            None => current.map(|(k, _)| k).collect(),
-            Some(head) => current
-                .filter(|(k, v)| head.values.get(*k).is_some_and(|h| h == v))
-                .map(|(k, _)| k)
-                .collect(),
-        };
-        date_pending(w, events, pending)
     }
 
     /// The dates, with the line saying history is cut if a date is a lower bound.
