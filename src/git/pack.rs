@@ -9,10 +9,11 @@
 //! over a file's versions inflates its newest version once and applies each delta once.
 //!
 //! Anything it does not handle (a loose object, an alternate object store, a pack without an
-//! index, an entry it cannot parse, a chain through another pack) is read by libgit2 instead,
-//! so the bytes are the same either way. Nothing is hashed: like the rest of the history
-//! engine, objects are read only to be compared (see `strict_hash_verification` in
-//! [`super::history::walk`]). Files are read with positioned reads, never mapped.
+//! index or one git would refuse, an entry it cannot parse, a chain through another pack) is
+//! read by libgit2 instead, so the bytes are the same either way. Nothing is hashed: like the
+//! rest of the history engine, objects are read only to be compared (see
+//! `strict_hash_verification` in [`super::history::walk`]). Files are read with positioned
+//! reads, never mapped.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -71,8 +72,9 @@ impl<'r> Blobs<'r> {
             .unwrap_or_default();
         let mut packs: Vec<(std::time::SystemTime, Pack)> =
             names.iter().filter_map(|idx| Pack::open(idx)).collect();
-        // git's order: the newest pack first (an object in two packs is left to libgit2
-        // anyway, see `read`).
+        // git's order: the newest pack first. (Honest packs that share an object hold the
+        // same bytes for it; two packs that disagree were forged, and then envv reads the one
+        // git reads first.)
         packs.sort_by_key(|p| std::cmp::Reverse(p.0));
         let packs = packs.into_iter().map(|(_, p)| p).collect();
         Blobs {
@@ -93,13 +95,10 @@ impl<'r> Blobs<'r> {
 
     /// The blob's bytes; `None` when it cannot be read (or is not a blob).
     pub fn read(&mut self, id: git2::Oid) -> Option<Bytes> {
-        // In exactly one pack: read here. In several (two packs disagreeing on an object's
-        // bytes could only be forged): libgit2 decides, as git would.
-        let mut found = (0..self.packs.len())
-            .filter_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
-        let first = found.next();
-        let unique = first.filter(|_| found.next().is_none());
-        if let Some((pack, offset)) = unique {
+        // From the first pack that has it, in git's order (see `new`).
+        let found = (0..self.packs.len())
+            .find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
+        if let Some((pack, offset)) = found {
             if let Some(b) = self.resolve(pack, offset) {
                 self.from_packs += 1;
                 return Some(b);
