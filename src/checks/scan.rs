@@ -557,13 +557,18 @@ pub fn search_file(m: &Matcher, path: &Path) -> Result<FileOutcome> {
 
 /// Searches bytes held in memory (a blob, a small file).
 pub fn search_blob(m: &Matcher, bytes: &[u8]) -> FileOutcome {
+    not_searched(bytes).unwrap_or_else(|| FileOutcome::Hits(m.search_bytes(bytes)))
+}
+
+/// Why bytes held in memory are not searched (encrypted dotenv content, a large binary).
+fn not_searched(bytes: &[u8]) -> Option<FileOutcome> {
     if is_encrypted_dotenv(bytes) {
-        return FileOutcome::Encrypted;
+        return Some(FileOutcome::Encrypted);
     }
     if bytes.len() as u64 > BINARY_SKIP_BYTES && looks_binary(bytes) {
-        return FileOutcome::SkippedBinary;
+        return Some(FileOutcome::SkippedBinary);
     }
-    FileOutcome::Hits(m.search_bytes(bytes))
+    None
 }
 
 /// A file of the working tree to search.
@@ -754,31 +759,29 @@ pub fn staged_files(repo: &git2::Repository, changed_only: bool) -> Result<Vec<S
     Ok(out)
 }
 
-/// Reads a blob for searching.
-fn blob_outcome(repo: &git2::Repository, m: &Matcher, id: git2::Oid) -> Result<FileOutcome> {
-    // libgit2 inflates a blob whole: past this size it is not read (memory stays bounded).
-    if let Ok((size, _)) = repo.odb().and_then(|o| o.read_header(id)) {
-        if size as u64 > MAX_BLOB_BYTES {
-            return Ok(FileOutcome::SkippedBinary);
-        }
-    }
-    let blob = repo.find_blob(id)?;
-    Ok(search_blob(m, blob.content()))
-}
-
-/// The blob, when [`search_staged`] would search it: not above [`MAX_BLOB_BYTES`], not
-/// encrypted dotenv content, not a binary above [`BINARY_SKIP_BYTES`].
-pub fn searchable_blob(repo: &git2::Repository, id: git2::Oid) -> Result<Option<git2::Blob<'_>>> {
+/// The blob, unless it is above [`MAX_BLOB_BYTES`] (libgit2 inflates a blob whole, so past
+/// that size it is not read and memory stays bounded).
+fn read_blob(repo: &git2::Repository, id: git2::Oid) -> Result<Option<git2::Blob<'_>>> {
     if let Ok((size, _)) = repo.odb().and_then(|o| o.read_header(id)) {
         if size as u64 > MAX_BLOB_BYTES {
             return Ok(None);
         }
     }
-    let blob = repo.find_blob(id)?;
-    let bytes = blob.content();
-    let skipped = is_encrypted_dotenv(bytes)
-        || (bytes.len() as u64 > BINARY_SKIP_BYTES && looks_binary(bytes));
-    Ok((!skipped).then_some(blob))
+    Ok(Some(repo.find_blob(id)?))
+}
+
+/// Reads a blob for searching.
+fn blob_outcome(repo: &git2::Repository, m: &Matcher, id: git2::Oid) -> Result<FileOutcome> {
+    Ok(match read_blob(repo, id)? {
+        Some(blob) => search_blob(m, blob.content()),
+        None => FileOutcome::SkippedBinary,
+    })
+}
+
+/// The blob, when [`search_staged`] would search it: not above [`MAX_BLOB_BYTES`], not
+/// encrypted dotenv content, not a binary above [`BINARY_SKIP_BYTES`].
+pub fn searchable_blob(repo: &git2::Repository, id: git2::Oid) -> Result<Option<git2::Blob<'_>>> {
+    Ok(read_blob(repo, id)?.filter(|b| not_searched(b.content()).is_none()))
 }
 
 /// Searches staged blobs.

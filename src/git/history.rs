@@ -1068,17 +1068,19 @@ pub type FileDates = (Vec<HashMap<String, Dated>>, Option<String>);
 pub fn dates(root: &Path, files: &[(String, HashMap<String, String>)]) -> Result<FileDates> {
     let rels: Vec<String> = files.iter().map(|(rel, _)| rel.clone()).collect();
     let mut out = Vec::with_capacity(files.len());
-    let mut walk = None;
+    let mut cut = None;
     FileHistories::each(root, &rels, |w, i, one| {
         out.push(one.date(w, files[i].1.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
-        walk.get_or_insert_with(|| w.clone());
+        cut = cut_note(w); // one walk for every file
     })?;
     out.resize_with(files.len(), HashMap::new);
-    let h = FileHistories {
-        walk,
-        files: Vec::new(),
-    };
-    Ok(h.finish(out))
+    Ok(with_cut_note(out, cut))
+}
+
+/// The dates, with the line saying history is cut when a date is a lower bound.
+fn with_cut_note(dates: Vec<HashMap<String, Dated>>, cut: Option<String>) -> FileDates {
+    let lower_bound = dates.iter().any(|m| m.values().any(|d| d.at_least));
+    (dates, cut.filter(|_| lower_bound))
 }
 
 /// What dating needs from the history of one file: its events, and HEAD's version when the
@@ -1201,12 +1203,7 @@ impl FileHistories {
 
     /// The dates, with the line saying history is cut if a date is a lower bound.
     pub fn finish(&self, dates: Vec<HashMap<String, Dated>>) -> FileDates {
-        let note = self
-            .walk
-            .as_ref()
-            .filter(|_| dates.iter().any(|m| m.values().any(|d| d.at_least)))
-            .and_then(cut_note);
-        (dates, note)
+        with_cut_note(dates, self.walk.as_ref().and_then(cut_note))
     }
 }
 
