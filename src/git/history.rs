@@ -23,6 +23,7 @@
 use super::pack::{self, Blobs};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::format::dotenv::{self, Line};
@@ -107,7 +108,7 @@ pub struct Cut {
 #[derive(Debug, Clone, Default)]
 pub struct Walk {
     /// Commits that wrote a version, in walk order (newest first).
-    pub commits: Vec<CommitInfo>,
+    pub commits: Vec<Arc<CommitInfo>>,
     /// Per path asked, its versions, newest first.
     pub versions: Vec<Vec<Version>>,
     /// `Some` when history was cut.
@@ -201,7 +202,7 @@ fn record(
         };
         if changed {
             let commit = *idx.get_or_insert_with(|| {
-                w.commits.push(CommitInfo::of(c));
+                w.commits.push(Arc::new(CommitInfo::of(c)));
                 w.commits.len() - 1
             });
             w.versions[i].push(Version {
@@ -276,13 +277,21 @@ impl Snapshot {
 
     /// [`Snapshot::parse`], and whether the bytes parse.
     fn parse_checked(bytes: &[u8]) -> (Self, bool) {
+        let (s, known) = Self::parse_known(bytes);
+        (s, matches!(known, Known::Keys(_)))
+    }
+
+    /// [`Snapshot::parse`], and what [`compare_lines`] needs to know of the version.
+    fn parse_known(bytes: &[u8]) -> (Self, Known) {
         let mut s = Snapshot::default();
         let Ok(file) = StoredFile::parse("", bytes) else {
-            return (s, false);
+            return (s, Known::Unparsable);
         };
         s.values.reserve(file.lines.len());
+        let mut counts = KeyCounts::with_capacity(file.lines.len());
         for l in file.lines {
             if let Line::Pair { key, stored, .. } = l {
+                *counts.entry(key.clone()).or_default() += 1;
                 s.values.insert(key, stored);
             }
         }
@@ -301,8 +310,22 @@ impl Snapshot {
             }
         }
         s.recipients.sort();
-        (s, true)
+        (s, Known::Keys(counts))
     }
+}
+
+/// How many lines each key (not `sops_` metadata) has in a version.
+type KeyCounts = HashMap<String, u32>;
+
+/// What is known of a version besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    /// Nothing (it has not been parsed).
+    Unknown,
+    /// It does not parse (it reads as an empty file).
+    Unparsable,
+    /// It parses, with these lines per key.
+    Keys(KeyCounts),
 }
 
 /// What one version of a file did, compared with the version before it.
@@ -435,10 +458,10 @@ fn file_events_in(
     let mut out = Vec::with_capacity(vs.len());
     let mut read = |id: Option<git2::Oid>| id.map(|id| blobs.read(id));
     // The version before: its blob id, its blob once read (`Some(None)`: unreadable, read as
-    // empty) and whether it parses, when known.
+    // empty) and what is known of it.
     let mut prev_id: Option<git2::Oid> = None;
     let mut prev: Option<Option<pack::Bytes>> = None;
-    let mut prev_valid: Option<bool> = None;
+    let mut prev_known = Known::Unknown;
     fn bytes(b: &Option<Option<pack::Bytes>>) -> Option<&[u8]> {
         b.as_ref()
             .map(|b| b.as_ref().map(|b| &b[..]).unwrap_or(b""))
@@ -447,7 +470,7 @@ fn file_events_in(
         let e = match cache.get(prev_id, v.blob) {
             Some(e) => {
                 prev = None;
-                prev_valid = None;
+                prev_known = Known::Unknown;
                 e
             }
             None => {
@@ -455,10 +478,12 @@ fn file_events_in(
                     prev = read(prev_id);
                 }
                 let after = read(v.blob);
-                let (e, valid) = diff(bytes(&prev).map(|b| (b, prev_valid)), bytes(&after));
+                let before =
+                    bytes(&prev).map(|b| (b, std::mem::replace(&mut prev_known, Known::Unknown)));
+                let (e, known) = diff(before, bytes(&after));
                 cache.put(prev_id, v.blob, &e);
                 prev = after;
-                prev_valid = valid;
+                prev_known = known;
                 e
             }
         };
@@ -471,53 +496,56 @@ fn file_events_in(
 }
 
 /// Compares a version (`None`: the file is deleted) with the one before it (`None`: a new
-/// file; with whether it parses, when known). Also returns whether the new version parses.
-fn diff(before: Option<(&[u8], Option<bool>)>, after: Option<&[u8]>) -> (FileEvent, Option<bool>) {
-    if let (Some((old, Some(true))), Some(new)) = (before, after) {
-        if let Some(e) = compare_lines(old, new) {
-            return (e, Some(true));
-        }
-    }
-    let Some((old, _)) = before else {
-        return match after {
-            Some(new) => {
-                let (e, valid) = first_version(new);
-                (e, Some(valid))
+/// file; with what is known of it). Also returns what is known of the new version.
+fn diff(before: Option<(&[u8], Known)>, after: Option<&[u8]>) -> (FileEvent, Known) {
+    let before = match (before, after) {
+        (Some((old, Known::Keys(mut counts))), Some(new)) => {
+            if let Some(e) = compare_lines(old, new, &mut counts) {
+                return (e, Known::Keys(counts));
             }
+            Some(old)
+        }
+        (b, _) => b.map(|b| b.0),
+    };
+    let Some(old) = before else {
+        return match after {
+            Some(new) => first_version(new),
             None => (
                 FileEvent {
                     deleted: true,
                     ..FileEvent::default()
                 },
-                None,
+                Known::Unknown,
             ),
         };
     };
     let b = Some(Snapshot::parse_checked(old).0);
     match after {
         Some(new) => {
-            let (a, valid) = Snapshot::parse_checked(new);
-            (compare(b.as_ref(), &a), Some(valid))
+            let (a, known) = Snapshot::parse_known(new);
+            (compare(b.as_ref(), &a), known)
         }
         None => {
             // Deleted: every key and reader is gone.
             let mut e = compare(b.as_ref(), &Snapshot::default());
             e.deleted = true;
-            (e, None)
+            (e, Known::Unknown)
         }
     }
 }
 
 /// The event of a file's first version (every key and recipient added), as
-/// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and whether the
-/// version parses.
-fn first_version(bytes: &[u8]) -> (FileEvent, bool) {
+/// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and what is
+/// known of the version.
+fn first_version(bytes: &[u8]) -> (FileEvent, Known) {
     let Ok(file) = StoredFile::parse("", bytes) else {
-        return (FileEvent::default(), false);
+        return (FileEvent::default(), Known::Unparsable);
     };
     let mut e = FileEvent::default();
+    let mut counts = KeyCounts::with_capacity(file.lines.len());
     for l in file.lines {
         if let Line::Pair { key, .. } = l {
+            *counts.entry(key.clone()).or_default() += 1;
             e.added.push(key);
         }
     }
@@ -529,7 +557,7 @@ fn first_version(bytes: &[u8]) -> (FileEvent, bool) {
     e.added.sort();
     e.added.dedup();
     e.recipients_added.sort();
-    (e, true)
+    (e, Known::Keys(counts))
 }
 
 /// Lines of differing text [`compare_lines`] parses at most; more (a rotation re-encrypts
@@ -542,8 +570,10 @@ const MAX_CHANGED_LINES: usize = 512;
 /// walk that resynchronises after inserted or deleted lines); every key with a line outside
 /// the matching has its value (its last occurrence) read in both versions and compared, so a
 /// key whose lines all match has the same value in both. Only those lines are parsed, with
-/// [`dotenv::parse_stored`]. `None`: parse both versions whole instead.
-fn compare_lines(old: &[u8], new: &[u8]) -> Option<FileEvent> {
+/// [`dotenv::parse_stored`]. `counts` (the lines per key of `old`) tells which keys have no
+/// other line: their values are the differing lines' own; the others are searched for in both
+/// versions. On success `counts` becomes `new`'s. `None`: parse both versions whole instead.
+fn compare_lines(old: &[u8], new: &[u8], counts: &mut KeyCounts) -> Option<FileEvent> {
     let n = old.len().min(new.len());
     let p = common_prefix(old, new);
     // Whole lines only, and the first line (where a byte-order mark is read) must match.
@@ -556,76 +586,86 @@ fn compare_lines(old: &[u8], new: &[u8]) -> Option<FileEvent> {
     }
     let mid_old = &old[p_line..old.len() - s_line];
     let mid_new = &new[p_line..new.len() - s_line];
-    let lines = |m: &[u8]| -> Vec<(usize, usize)> {
-        // (start, end) of each '\n'-terminated line of m.
-        let mut v = Vec::with_capacity(m.len() / 64 + 1);
-        let mut at = 0;
-        for nl in memchr::memchr_iter(b'\n', m) {
-            v.push((at, nl));
-            at = nl + 1;
-        }
-        v
-    };
-    let (lo, ln) = (lines(mid_old), lines(mid_new));
-    let a = |k: usize| &mid_old[lo[k].0..lo[k].1];
-    let b = |k: usize| &mid_new[ln[k].0..ln[k].1];
     // Lines outside the matching: (from the new version, text).
     let mut differ: Vec<(bool, &[u8])> = Vec::new();
     const WINDOW: usize = 16;
+    // Byte offsets of the next lines to match (both regions end with a line end).
     let (mut i, mut j) = (0, 0);
-    while i < lo.len() && j < ln.len() {
-        if a(i) == b(j) {
-            i += 1;
-            j += 1;
-            continue;
+    while i < mid_old.len() && j < mid_new.len() {
+        // Matching lines, in bulk: to the start of the first line that differs.
+        let k = common_prefix(&mid_old[i..], &mid_new[j..]);
+        let same = memchr::memrchr(b'\n', &mid_old[i..i + k]).map_or(0, |n| n + 1);
+        i += same;
+        j += same;
+        if i == mid_old.len() || j == mid_new.len() {
+            break;
         }
-        let next_same = match (i + 1 < lo.len(), j + 1 < ln.len()) {
-            (true, true) => a(i + 1) == b(j + 1),
+        // The lines at `i` and `j` differ.
+        let (a, ni) = line_at(mid_old, i);
+        let (b, nj) = line_at(mid_new, j);
+        let next_same = match (ni < mid_old.len(), nj < mid_new.len()) {
+            (true, true) => line_at(mid_old, ni).0 == line_at(mid_new, nj).0,
             (false, false) => true,
             _ => false,
         };
         if next_same {
-            differ.push((false, a(i)));
-            differ.push((true, b(j)));
-            i += 1;
-            j += 1;
-        } else if let Some(k) = (1..=WINDOW).find(|&k| j + k < ln.len() && b(j + k) == a(i)) {
-            differ.extend((j..j + k).map(|x| (true, b(x))));
-            j += k;
-        } else if let Some(k) = (1..=WINDOW).find(|&k| i + k < lo.len() && a(i + k) == b(j)) {
-            differ.extend((i..i + k).map(|x| (false, a(x))));
-            i += k;
+            differ.push((false, a));
+            differ.push((true, b));
+            (i, j) = (ni, nj);
+        } else if let Some((inserted, at)) = resync(mid_new, j, a, WINDOW) {
+            differ.extend(inserted.into_iter().map(|l| (true, l)));
+            j = at;
+        } else if let Some((deleted, at)) = resync(mid_old, i, b, WINDOW) {
+            differ.extend(deleted.into_iter().map(|l| (false, l)));
+            i = at;
         } else {
-            differ.push((false, a(i)));
-            differ.push((true, b(j)));
-            i += 1;
-            j += 1;
+            differ.push((false, a));
+            differ.push((true, b));
+            (i, j) = (ni, nj);
         }
         if differ.len() > MAX_CHANGED_LINES {
             return None;
         }
     }
-    differ.extend((i..lo.len()).map(|x| (false, a(x))));
-    differ.extend((j..ln.len()).map(|x| (true, b(x))));
-    if differ.len() > MAX_CHANGED_LINES {
-        return None;
+    for (from_new, m, mut at) in [(false, mid_old, i), (true, mid_new, j)] {
+        while at < m.len() {
+            let (l, next) = line_at(m, at);
+            differ.push((from_new, l));
+            at = next;
+            if differ.len() > MAX_CHANGED_LINES {
+                return None;
+            }
+        }
     }
-    // The keys of the differing lines.
-    let mut keys: HashSet<String> = HashSet::new();
-    for (_, line) in &differ {
+    // Per key of the differing lines: its lines among them in (old, new), and the stored text
+    // of the last one in each.
+    #[derive(Default)]
+    struct Seen {
+        lines: (u32, u32),
+        last: (Option<String>, Option<String>),
+    }
+    let mut keys: HashMap<String, Seen> = HashMap::new();
+    for (from_new, line) in &differ {
         // A mark is read only at the start of a file: parsed alone, it would be dropped.
         if line.starts_with(b"\xef\xbb\xbf") {
             return None;
         }
         // The new version's lines must parse too (an old line parsed with the file).
         for l in dotenv::parse_stored("", line).ok()? {
-            if let Line::Pair { key, .. } = l {
+            if let Line::Pair { key, stored, .. } = l {
                 if key.starts_with("sops_") {
                     if key.ends_with("__map_enc") || key.ends_with("__map_recipient") {
                         return None;
                     }
                 } else {
-                    keys.insert(key);
+                    let seen = keys.entry(key).or_default();
+                    if *from_new {
+                        seen.lines.1 += 1;
+                        seen.last.1 = Some(stored);
+                    } else {
+                        seen.lines.0 += 1;
+                        seen.last.0 = Some(stored);
+                    }
                 }
             }
         }
@@ -634,13 +674,42 @@ fn compare_lines(old: &[u8], new: &[u8]) -> Option<FileEvent> {
     if keys.is_empty() {
         return Some(e);
     }
-    let (vo, vn) = (last_values(old, &keys)?, last_values(new, &keys)?);
-    for k in &keys {
-        match (vo.get(k.as_str()), vn.get(k.as_str())) {
+    // Keys with lines that match too: where their last line is, is searched for.
+    let mut search: HashSet<String> = HashSet::new();
+    for (k, seen) in &keys {
+        let total = counts.get(k).copied().unwrap_or(0);
+        if total < seen.lines.0 {
+            // `counts` is not this version's: no longer trusted.
+            return None;
+        }
+        if total > seen.lines.0 {
+            search.insert(k.clone());
+        }
+    }
+    let (vo, vn) = if search.is_empty() {
+        (HashMap::new(), HashMap::new())
+    } else {
+        (last_values(old, &search)?, last_values(new, &search)?)
+    };
+    for (k, seen) in &keys {
+        let (before, after) = if search.contains(k) {
+            (vo.get(k.as_str()), vn.get(k.as_str()))
+        } else {
+            (seen.last.0.as_ref(), seen.last.1.as_ref())
+        };
+        match (before, after) {
             (None, Some(_)) => e.added.push(k.clone()),
             (Some(_), None) => e.removed.push(k.clone()),
             (Some(x), Some(y)) if x != y => e.changed.push(k.clone()),
             _ => {}
+        }
+    }
+    for (k, seen) in keys {
+        let total = counts.get(&k).copied().unwrap_or(0) - seen.lines.0 + seen.lines.1;
+        if total == 0 {
+            counts.remove(&k);
+        } else {
+            counts.insert(k, total);
         }
     }
     e.added.sort();
@@ -713,13 +782,45 @@ fn last_values<'k>(bytes: &[u8], keys: &'k HashSet<String>) -> Option<HashMap<&'
     Some(out)
 }
 
+/// The line of `m` that starts at `at` (without its line end), and where the next one starts.
+fn line_at(m: &[u8], at: usize) -> (&[u8], usize) {
+    let end = memchr::memchr(b'\n', &m[at..]).map_or(m.len(), |n| at + n);
+    (&m[at..end], end + 1)
+}
+
+/// When one of the `window` lines after the line of `m` at `at` is `line`: the lines before
+/// it (from `at`) and where it starts.
+fn resync<'m>(
+    m: &'m [u8],
+    at: usize,
+    line: &[u8],
+    window: usize,
+) -> Option<(Vec<&'m [u8]>, usize)> {
+    let (first, mut next) = line_at(m, at);
+    let mut before = vec![first];
+    for _ in 0..window {
+        if next >= m.len() {
+            return None;
+        }
+        let (l, after) = line_at(m, next);
+        if l == line {
+            return Some((before, next));
+        }
+        before.push(l);
+        next = after;
+    }
+    None
+}
+
 /// Length of the common prefix of two byte strings.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    const STEP: usize = 64;
+    // Large blocks first (one vectorised comparison each), then small ones, then bytes.
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + STEP <= n && a[i..i + STEP] == b[i..i + STEP] {
-        i += STEP;
+    for step in [4096, 64] {
+        while i + step <= n && a[i..i + step] == b[i..i + step] {
+            i += step;
+        }
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -729,11 +830,12 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 
 /// Length of the common suffix of two byte strings, at most `max`.
 fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
-    const STEP: usize = 64;
     let (la, lb) = (a.len(), b.len());
     let mut s = 0;
-    while s + STEP <= max && a[la - s - STEP..la - s] == b[lb - s - STEP..lb - s] {
-        s += STEP;
+    for step in [4096, 64] {
+        while s + step <= max && a[la - s - step..la - s] == b[lb - s - step..lb - s] {
+            s += step;
+        }
     }
     while s < max && a[la - s - 1] == b[lb - s - 1] {
         s += 1;
@@ -851,7 +953,8 @@ impl DiffCache {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dated {
     /// The newest commit that added or changed the value; with `at_least`, the oldest version's.
-    pub commit: CommitInfo,
+    /// Shared: most values of a file are dated by the same few commits.
+    pub commit: Arc<CommitInfo>,
     /// History is cut there: the value is at least this old.
     pub at_least: bool,
 }
@@ -1053,7 +1156,7 @@ pub fn unproven_rekeys(
             continue;
         };
         if examine_rekey(&repo, b, a, ring).proof == Proof::Missing {
-            out[i] = Some(w.commits[events[n].commit].clone());
+            out[i] = Some((*w.commits[events[n].commit]).clone());
         }
     }
     Ok(out)
@@ -1152,27 +1255,39 @@ impl FileHistories {
             .and_then(|p| std::fs::metadata(p).ok())
             .and_then(|m| m.modified().ok());
         for (i, rel) in rels.iter().enumerate() {
+            let file = root.join(rel);
+            let head_id = w.versions[i].first().and_then(|v| v.blob);
+            // The working file as committed (the usual case): every current value is HEAD's,
+            // and HEAD's version need not be parsed, nor inflated: the file's bytes are its
+            // blob's. The index tells when it staged that very blob and the file is as it was
+            // then.
+            let working = head_id
+                .zip(index.as_ref())
+                .zip(index_mtime)
+                .and_then(|((id, ix), t)| {
+                    let e = ix.get_path(&paths[i], 0).filter(|e| e.id == id)?;
+                    crate::git::unchanged_bytes(&repo, &e, &file, t)
+                });
+            let unchanged = working.is_some();
+            if let (Some(id), Some(bytes)) = (head_id, working) {
+                blobs.seed(id, bytes);
+            }
             let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
-            let (head, in_head) = match w.versions[i].first().and_then(|v| v.blob) {
+            let (head, in_head) = match head_id {
                 None => (None, false),
+                Some(_) if unchanged => (None, true),
                 Some(id) => {
-                    // The working file as committed (the usual case): every current value is
-                    // HEAD's, and HEAD's version need not be parsed. The index tells without
-                    // reading HEAD's version when it staged that very blob and the file is as
-                    // it was then.
-                    let file = root.join(rel);
-                    let unchanged = index.as_ref().zip(index_mtime).is_some_and(|(ix, t)| {
-                        ix.get_path(&paths[i], 0).is_some_and(|e| {
-                            e.id == id && crate::git::stat_unchanged(&repo, &e, &file, t)
-                        })
-                    });
-                    let blob = (!unchanged).then(|| blobs.read(id)).flatten();
+                    let blob = blobs.read(id);
                     let head = blob.as_ref().map_or(&b""[..], |b| &b[..]);
-                    if unchanged || std::fs::read(&file).is_ok_and(|b| b == head) {
-                        (None, true)
-                    } else {
-                        (Some(Snapshot::parse(head)), true)
-                    }
+                    let same = crate::os::paths::read_bounded(&file, rel).is_ok_and(|b| b == head);
+                    (
+                        if same {
+                            None
+                        } else {
+                            Some(Snapshot::parse(head))
+                        },
+                        true,
+                    )
                 }
             };
             f(
@@ -1211,7 +1326,7 @@ impl FileHistories {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEvent {
     /// The commit that granted or revoked the reader; with `at_least`, the oldest version's.
-    pub commit: CommitInfo,
+    pub commit: Arc<CommitInfo>,
     /// History is cut there: the reader had access at least since then.
     pub at_least: bool,
 }
@@ -1225,7 +1340,7 @@ pub struct PastReader {
     pub removed: AccessEvent,
     /// The first data-key change at or after the removal (`None`: the values they could read
     /// are still encrypted under a key they had).
-    pub rotated: Option<CommitInfo>,
+    pub rotated: Option<Arc<CommitInfo>>,
 }
 
 /// Who the data key of a file is wrapped for, with the commit that wrapped it for each
@@ -1348,7 +1463,7 @@ mod tests {
     #[test]
     fn readers_name_grants_removals_and_the_rotation_after() {
         let w = Walk {
-            commits: vec![commit("4"), commit("3"), commit("2"), commit("1")],
+            commits: ["4", "3", "2", "1"].map(|c| Arc::new(commit(c))).to_vec(),
             ..Walk::default()
         };
         let ev = |c: usize, add: &[&str], rm: &[&str], dk: bool| FileEvent {
@@ -1381,7 +1496,7 @@ mod tests {
     #[test]
     fn values_are_dated_by_their_last_change_not_a_rotation_and_boundaries_are_lower_bounds() {
         let w = Walk {
-            commits: vec![commit("3"), commit("2"), commit("1")],
+            commits: ["3", "2", "1"].map(|c| Arc::new(commit(c))).to_vec(),
             ..Walk::default()
         };
         let head = snap(&[("A", E3), ("B", E4)], &["w2"]);
@@ -1453,6 +1568,9 @@ mod tests {
             "F=ENC[AES256_GCM,data:5]",
             "G\0=x",
         ];
+        let filler: Vec<String> = (0..200)
+            .map(|n| format!("FILL_{n}=ENC[AES256_GCM,data:{n:0>40}]"))
+            .collect();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move |n: usize| -> usize {
             seed ^= seed << 13;
@@ -1464,11 +1582,27 @@ mod tests {
         for _ in 0..20_000 {
             let n = 1 + next(12);
             let mut lines: Vec<&str> = (0..n).map(|_| pool[next(pool.len())]).collect();
+            if next(4) == 0 {
+                // A long run of lines both versions share (compared in bulk).
+                let at = next(lines.len() + 1);
+                lines.splice(
+                    at..at,
+                    filler
+                        .iter()
+                        .take(1 + next(filler.len()))
+                        .map(String::as_str),
+                );
+            }
             let old = lines.join("\n") + if next(4) == 0 { "" } else { "\n" };
             for _ in 0..1 + next(3) {
                 let at = next(lines.len() + 1);
-                match next(3) {
+                match next(4) {
                     0 => lines.insert(at, pool[next(pool.len())]),
+                    3 => {
+                        // More inserted lines than the comparison looks ahead.
+                        let run: Vec<&str> = (0..20).map(|_| pool[next(pool.len())]).collect();
+                        lines.splice(at..at, run);
+                    }
                     1 if at < lines.len() => {
                         lines.remove(at);
                     }
@@ -1477,18 +1611,23 @@ mod tests {
                 }
             }
             let new = lines.join("\n") + if next(4) == 0 { "" } else { "\n" };
-            let (b, old_ok) = Snapshot::parse_checked(old.as_bytes());
-            if !old_ok {
+            let (b, Known::Keys(old_counts)) = Snapshot::parse_known(old.as_bytes()) else {
                 continue;
-            }
-            let (a, new_ok) = Snapshot::parse_checked(new.as_bytes());
-            if let Some(e) = compare_lines(old.as_bytes(), new.as_bytes()) {
+            };
+            let (a, new_known) = Snapshot::parse_known(new.as_bytes());
+            let mut counts = old_counts.clone();
+            if let Some(e) = compare_lines(old.as_bytes(), new.as_bytes(), &mut counts) {
                 told += 1;
-                assert!(new_ok, "{old:?} -> {new:?}: the new version does not parse");
                 assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
+                assert_eq!(
+                    Known::Keys(counts),
+                    new_known,
+                    "{old:?} -> {new:?}: lines per key"
+                );
             }
-            let (e, valid) = diff(Some((old.as_bytes(), Some(true))), Some(new.as_bytes()));
-            assert_eq!(valid, Some(new_ok));
+            let before = Some((old.as_bytes(), Known::Keys(old_counts)));
+            let (e, known) = diff(before, Some(new.as_bytes()));
+            assert_eq!(known, new_known);
             assert_eq!(e, compare(Some(&b), &a), "{old:?} -> {new:?}");
         }
         // (Versions with a byte-order mark after the first line do not parse: fewer are told.)
@@ -1502,8 +1641,8 @@ mod tests {
             b"",
             b"A=1\nbroken\n",
         ] {
-            let (s, ok) = Snapshot::parse_checked(text);
-            assert_eq!(first_version(text), (compare(None, &s), ok));
+            let (s, known) = Snapshot::parse_known(text);
+            assert_eq!(first_version(text), (compare(None, &s), known));
         }
     }
 }

@@ -518,12 +518,8 @@ fn staged_bytes(
     // The working file when git would take it for the staged blob (no inflating).
     if let Some(index_mtime) = index_mtime {
         let file = workdir.join(bytes_path(&entry.path));
-        if crate::git::stat_unchanged(repo, entry, &file, index_mtime) {
-            if let Ok(bytes) = std::fs::read(&file) {
-                if bytes.len() as u64 == u64::from(entry.file_size) {
-                    return Ok(bytes);
-                }
-            }
+        if let Some(bytes) = crate::git::unchanged_bytes(repo, entry, &file, index_mtime) {
+            return Ok(bytes);
         }
     }
     Ok(repo.find_blob(entry.id)?.content().to_vec())

@@ -164,6 +164,42 @@ pub fn stat_unchanged(
     }
 }
 
+/// The bytes of the working file `file` when git takes it for the blob `entry` staged
+/// ([`stat_unchanged`]): read without following a link or waiting on a FIFO, and only if the
+/// file read is still the one stat saw (same inode and size).
+pub fn unchanged_bytes(
+    repo: &git2::Repository,
+    entry: &git2::IndexEntry,
+    file: &Path,
+    index_mtime: std::time::SystemTime,
+) -> Option<Vec<u8>> {
+    if !stat_unchanged(repo, entry, file, index_mtime) {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(file)
+            .ok()?;
+        let m = f.metadata().ok()?;
+        let size = u64::from(entry.file_size);
+        if !m.is_file() || m.len() != size || m.ino() as u32 != entry.ino {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        f.take(size + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 == size).then_some(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 #[cfg(unix)]
 fn bytes_path(p: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;

@@ -29,8 +29,6 @@ const MAX_OBJECT: usize = 256 << 20;
 const CACHE_BYTES: usize = 4 << 20;
 /// The longest delta chain followed (git makes at most 4,095 by default).
 const MAX_DEPTH: usize = 10_000;
-/// Bytes read at a time from a pack file.
-const READ_CHUNK: usize = 64 << 10;
 
 /// One pack file and its index.
 struct Pack {
@@ -40,6 +38,8 @@ struct Pack {
     fanout: Vec<u32>,
     /// Objects in the pack.
     count: u32,
+    /// Bytes before the pack's trailing checksum.
+    end: u64,
 }
 
 /// Reads blobs of one repository, packed ones through the pack files (see the module).
@@ -56,6 +56,11 @@ pub struct Blobs<'r> {
     /// Buffers of objects no longer referenced, reused for the next ones (fresh pages cost a
     /// page fault each).
     spare: Vec<Vec<u8>>,
+    /// A blob whose bytes were given (see [`Blobs::seed`]).
+    seeded: Option<(git2::Oid, Bytes)>,
+    inflater: libdeflater::Decompressor,
+    /// The compressed bytes of the entry being inflated.
+    input: Vec<u8>,
 }
 
 impl<'r> Blobs<'r> {
@@ -85,6 +90,9 @@ impl<'r> Blobs<'r> {
             root: None,
             from_packs: 0,
             spare: Vec::new(),
+            seeded: None,
+            inflater: libdeflater::Decompressor::new(),
+            input: Vec::new(),
         }
     }
 
@@ -93,12 +101,39 @@ impl<'r> Blobs<'r> {
         self.from_packs
     }
 
+    /// Takes `bytes` for blob `id`'s, which the caller knows them to be (a working file git's
+    /// index takes for that blob, see [`super::unchanged_bytes`]): reads of it, and of deltas
+    /// against it (git deltifies older versions against the newest), start from them instead
+    /// of inflating it. Replaces the blob given before.
+    pub fn seed(&mut self, id: git2::Oid, bytes: Vec<u8>) {
+        let bytes = Rc::new(bytes);
+        if let Some((pack, offset)) = self.locate(id) {
+            // Only as a whole entry of the same size (not the base of a delta chain otherwise).
+            let whole = self.packs[pack]
+                .entry(offset)
+                .is_some_and(|e| matches!(e.kind, Kind::Blob) && e.size == bytes.len());
+            if whole {
+                if let Some((_, old)) = self.root.replace(((pack, offset), bytes.clone())) {
+                    self.recycle(old);
+                }
+            }
+        }
+        self.seeded = Some((id, bytes));
+    }
+
+    /// The first pack holding `id`, in git's order (see `new`), and its offset there.
+    fn locate(&self, id: git2::Oid) -> Option<(usize, u64)> {
+        (0..self.packs.len()).find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)))
+    }
+
     /// The blob's bytes; `None` when it cannot be read (or is not a blob).
     pub fn read(&mut self, id: git2::Oid) -> Option<Bytes> {
-        // From the first pack that has it, in git's order (see `new`).
-        let found = (0..self.packs.len())
-            .find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)));
-        if let Some((pack, offset)) = found {
+        if let Some((seeded, bytes)) = &self.seeded {
+            if *seeded == id {
+                return Some(bytes.clone());
+            }
+        }
+        if let Some((pack, offset)) = self.locate(id) {
             if let Some(b) = self.resolve(pack, offset) {
                 self.from_packs += 1;
                 return Some(b);
@@ -164,18 +199,39 @@ impl<'r> Blobs<'r> {
             let entry = self.packs[pack].entry(at)?;
             match entry.kind {
                 Kind::Blob => {
-                    let bytes = Rc::new(self.packs[pack].inflate(entry.data, entry.size)?);
+                    let bytes = Rc::new(self.packs[pack].inflate(
+                        &mut self.inflater,
+                        &mut self.input,
+                        entry.data,
+                        entry.size,
+                    )?);
                     if let Some((_, old)) = self.root.replace(((pack, at), bytes.clone())) {
                         self.recycle(old);
                     }
                     break bytes;
                 }
                 Kind::OfsDelta(base_at) => {
-                    deltas.push((at, self.packs[pack].inflate(entry.data, entry.size)?));
+                    deltas.push((
+                        at,
+                        self.packs[pack].inflate(
+                            &mut self.inflater,
+                            &mut self.input,
+                            entry.data,
+                            entry.size,
+                        )?,
+                    ));
                     at = base_at;
                 }
                 Kind::RefDelta(base_id) => {
-                    deltas.push((at, self.packs[pack].inflate(entry.data, entry.size)?));
+                    deltas.push((
+                        at,
+                        self.packs[pack].inflate(
+                            &mut self.inflater,
+                            &mut self.input,
+                            entry.data,
+                            entry.size,
+                        )?,
+                    ));
                     at = self.packs[pack].offset_of(&base_id)?;
                 }
             }
@@ -272,6 +328,7 @@ impl Pack {
                 pack,
                 fanout,
                 count,
+                end: pack_meta.len() - 20,
             },
         ))
     }
@@ -369,34 +426,31 @@ impl Pack {
         })
     }
 
-    /// The zlib stream at `offset`, which must inflate to exactly `size` bytes.
-    fn inflate(&self, offset: u64, size: usize) -> Option<Vec<u8>> {
-        let mut z = flate2::Decompress::new(true);
-        // One byte of room past `size`: the stream's checksum is read with room left, and a
-        // stream longer than declared is noticed.
-        let mut out = Vec::with_capacity(size + 1);
-        let mut chunk = vec![0u8; READ_CHUNK.min(size + 64).max(64)];
-        let mut at = offset;
-        loop {
-            let n = read_at_most(&self.pack, &mut chunk, at)?;
-            if n == 0 {
-                return None;
-            }
-            let before = z.total_in();
-            let status = z
-                .decompress_vec(&chunk[..n], &mut out, flate2::FlushDecompress::None)
-                .ok()?;
-            if out.len() > size {
-                return None;
-            }
-            if status == flate2::Status::StreamEnd {
-                return (out.len() == size).then_some(out);
-            }
-            let used = z.total_in() - before;
-            if used == 0 {
-                return None; // no progress: a damaged stream
-            }
-            at += used;
+    /// The zlib stream at `offset`, which must inflate to exactly `size` bytes. The stream is
+    /// read whole into `input` (no longer than the most a stream of `size` bytes can take) and
+    /// inflated in one call.
+    fn inflate(
+        &self,
+        z: &mut libdeflater::Decompressor,
+        input: &mut Vec<u8>,
+        offset: u64,
+        size: usize,
+    ) -> Option<Vec<u8>> {
+        // At worst deflate stores: 5 bytes of header per block of up to 65,535 bytes, after
+        // zlib's 2-byte header; its 4-byte checksum follows.
+        let most = size + 5 * (size / 65_535 + 1) + 2 + 4;
+        let n = usize::try_from(self.end.checked_sub(offset)?)
+            .unwrap_or(usize::MAX)
+            .min(most);
+        input.clear();
+        input.resize(n, 0);
+        read_exact_at(&self.pack, input, offset)?;
+        let mut out = vec![0u8; size];
+        // A stream that inflates to more than `size` does not fit: refused, like one that
+        // inflates to less.
+        match z.zlib_decompress(input, &mut out) {
+            Ok(k) if k == size => Some(out),
+            _ => None,
         }
     }
 }
