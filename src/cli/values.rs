@@ -418,6 +418,9 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     // One write per buffer, not per row (stdout flushes at every newline).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Most keys share the few commits that set them: each commit's text is made once.
+    let mut said =
+        std::collections::HashMap::<(*const crate::git::history::CommitInfo, bool), String>::new();
     for (k, enc, empty) in &rows {
         let state = if *empty {
             "empty"
@@ -427,14 +430,19 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> CliResult<i32> {
             "plain"
         };
         let when = match changes.get(k) {
-            Some(d) => format!(
-                "{}  {}  {}{}",
-                date(d.commit.time),
-                d.commit.short(),
-                d.commit.author,
-                if d.at_least { "  (or older)" } else { "" }
-            ),
-            None => "not committed".into(),
+            Some(d) => said
+                .entry((std::sync::Arc::as_ptr(&d.commit), d.at_least))
+                .or_insert_with(|| {
+                    format!(
+                        "{}  {}  {}{}",
+                        date(d.commit.time),
+                        d.commit.short(),
+                        d.commit.author,
+                        if d.at_least { "  (or older)" } else { "" }
+                    )
+                })
+                .as_str(),
+            None => "not committed",
         };
         writeln!(out, "{k:width$}  {state:9}  {when}")?;
     }

@@ -719,9 +719,50 @@ pub enum Line {
     },
 }
 
+/// One line of a stored file, borrowed from the text read (see [`each_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRef<'a> {
+    /// An empty line.
+    Blank,
+    /// `#` + text.
+    Comment(&'a str),
+    /// `KEY=stored`, as [`Line::Pair`].
+    Pair {
+        /// The key, as stored.
+        key: &'a str,
+        /// The text after the first `=`, as stored.
+        stored: &'a str,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+impl LineRef<'_> {
+    /// The owned line.
+    pub fn to_line(self) -> Line {
+        match self {
+            LineRef::Blank => Line::Blank,
+            LineRef::Comment(c) => Line::Comment(c.to_string()),
+            LineRef::Pair { key, stored, line } => Line::Pair {
+                key: key.to_string(),
+                stored: stored.to_string(),
+                line,
+            },
+        }
+    }
+}
+
 /// Splits a stored file into lines (sops semantics: the first `=` splits key and value, nothing
 /// is unquoted). A trailing CR on a line is dropped (files are written with LF only).
 pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
+    let mut lines = Vec::with_capacity(bytes.len() / 64 + 1);
+    each_stored(file, bytes, |l| lines.push(l.to_line()))?;
+    Ok(lines)
+}
+
+/// [`parse_stored`] without copying: gives each line to `f`, in order, as it is read. On an
+/// error the lines before it have been given: a caller keeps nothing of them.
+pub fn each_stored<'a>(file: &str, bytes: &'a [u8], mut f: impl FnMut(LineRef<'a>)) -> Result<()> {
     let text = decode_utf8(file, bytes)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.starts_with('\u{feff}') {
@@ -733,10 +774,9 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
             msg: "two byte-order marks at the start of the file".into(),
         });
     }
-    let mut lines = Vec::with_capacity(text.len() / 64 + 1);
     let body = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() {
-        return Ok(lines);
+        return Ok(());
     }
     for (i, untrimmed) in body.split('\n').enumerate() {
         // Trailing CRs go from comments, blank lines, ciphertexts and metadata (all of them, so
@@ -756,9 +796,9 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
             });
         }
         if raw.is_empty() {
-            lines.push(Line::Blank);
+            f(LineRef::Blank);
         } else if let Some(c) = raw.strip_prefix('#') {
-            lines.push(Line::Comment(c.to_string()));
+            f(LineRef::Comment(c));
         } else if let Some(eq) = raw.find('=') {
             if raw.contains('\0') {
                 return Err(Error::Parse {
@@ -776,13 +816,13 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
             } else {
                 &untrimmed[eq + 1..]
             };
-            lines.push(Line::Pair {
-                key: raw[..eq].to_string(),
-                stored: stored.to_string(),
+            f(LineRef::Pair {
+                key: &raw[..eq],
+                stored,
                 line,
             });
         } else if raw.trim().is_empty() {
-            lines.push(Line::Blank);
+            f(LineRef::Blank);
         } else {
             // The line's text is not shown: it may be a pasted secret.
             return Err(Error::Parse {
@@ -792,7 +832,7 @@ pub fn parse_stored(file: &str, bytes: &[u8]) -> Result<Vec<Line>> {
             });
         }
     }
-    Ok(lines)
+    Ok(())
 }
 
 /// Writes stored lines, one per LF-terminated line.

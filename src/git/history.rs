@@ -538,24 +538,23 @@ fn diff(before: Option<(&[u8], Known)>, after: Option<&[u8]>) -> (FileEvent, Kno
 /// `compare(None, ..)` makes it, without a [`Snapshot`]'s map of every value; and what is
 /// known of the version.
 fn first_version(bytes: &[u8]) -> (FileEvent, Known) {
-    let Ok(file) = StoredFile::parse("", bytes) else {
-        return (FileEvent::default(), Known::Unparsable);
-    };
     let mut e = FileEvent::default();
-    let mut counts = KeyCounts::with_capacity(file.lines.len());
-    for l in file.lines {
-        if let Line::Pair { key, .. } = l {
-            *counts.entry(key.clone()).or_default() += 1;
-            e.added.push(key);
+    let mut counts = KeyCounts::with_capacity(bytes.len() / 128);
+    // Data lines and metadata told apart as `StoredFile::split` does.
+    let read = dotenv::each_stored("", bytes, |l| {
+        if let dotenv::LineRef::Pair { key, stored, .. } = l {
+            if !key.starts_with("sops_") {
+                *counts.entry(key.to_string()).or_default() += 1;
+            } else if key.ends_with("__map_recipient") {
+                e.recipients_added.push(stored.to_string());
+            }
         }
+    });
+    if read.is_err() {
+        return (FileEvent::default(), Known::Unparsable);
     }
-    for (key, stored) in file.meta_pairs {
-        if key.ends_with("__map_recipient") {
-            e.recipients_added.push(stored);
-        }
-    }
-    e.added.sort();
-    e.added.dedup();
+    e.added = counts.keys().cloned().collect();
+    e.added.sort_unstable();
     e.recipients_added.sort();
     (e, Known::Keys(counts))
 }
@@ -944,8 +943,9 @@ impl DiffCache {
                 return;
             }
         }
-        // A cache that cannot be written (read-only clone) only costs time.
-        let _ = crate::os::files::write_private(&path, &bytes);
+        // A cache that cannot be written (read-only clone) only costs time; one lost in a crash
+        // is read as missing (it is parsed and checked, see `open`), so it is not synced.
+        let _ = crate::os::files::write_private_cache(&path, &bytes);
     }
 }
 
@@ -984,7 +984,7 @@ fn date_pending(
     events: &[FileEvent],
     mut pending: HashSet<&str>,
 ) -> HashMap<String, Dated> {
-    let mut out = HashMap::new();
+    let mut out = HashMap::with_capacity(pending.len());
     for e in events {
         if pending.is_empty() {
             break;
@@ -1261,17 +1261,27 @@ impl FileHistories {
             // and HEAD's version need not be parsed, nor inflated: the file's bytes are its
             // blob's. The index tells when it staged that very blob and the file is as it was
             // then.
-            let working = head_id
+            let entry = head_id
                 .zip(index.as_ref())
                 .zip(index_mtime)
                 .and_then(|((id, ix), t)| {
-                    let e = ix.get_path(&paths[i], 0).filter(|e| e.id == id)?;
-                    crate::git::unchanged_bytes(&repo, &e, &file, t)
+                    Some((ix.get_path(&paths[i], 0).filter(|e| e.id == id)?, t))
                 });
-            let unchanged = working.is_some();
-            if let (Some(id), Some(bytes)) = (head_id, working) {
-                blobs.seed(id, bytes);
-            }
+            let unchanged = match (head_id, entry) {
+                // Read only when the blob would be inflated whole (git usually keeps the newest
+                // version whole and the older ones as deltas against it).
+                (Some(id), Some((e, t))) if blobs.stored_whole(id) => {
+                    match crate::git::unchanged_bytes(&repo, &e, &file, t) {
+                        Some(bytes) => {
+                            blobs.seed(id, bytes);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                (Some(_), Some((e, t))) => crate::git::stat_unchanged(&repo, &e, &file, t),
+                _ => false,
+            };
             let events = file_events_in(&mut blobs, &repo, &w, i, &paths[i]);
             let (head, in_head) = match head_id {
                 None => (None, false),

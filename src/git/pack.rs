@@ -121,6 +121,17 @@ impl<'r> Blobs<'r> {
         self.seeded = Some((id, bytes));
     }
 
+    /// Whether reading `id` would inflate it whole (a loose object, or a whole entry of a pack),
+    /// rather than apply a delta to a version already read: then [`Blobs::seed`] saves work.
+    pub fn stored_whole(&self, id: git2::Oid) -> bool {
+        match self.locate(id) {
+            None => true,
+            Some((pack, offset)) => self.packs[pack]
+                .entry(offset)
+                .is_some_and(|e| matches!(e.kind, Kind::Blob)),
+        }
+    }
+
     /// The first pack holding `id`, in git's order (see `new`), and its offset there.
     fn locate(&self, id: git2::Oid) -> Option<(usize, u64)> {
         (0..self.packs.len()).find_map(|p| self.packs[p].offset_of(id.as_bytes()).map(|o| (p, o)))

@@ -99,6 +99,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with_mode(path, bytes, 0o600, false)
 }
 
+/// Writes a private file (0600) that may be lost, a cache: replaced atomically (a reader sees
+/// the old file or the new one), but not synced to disk, so a crash can leave the old file, an
+/// empty one or none. Readers of such files must take any of them for a missing cache.
+pub fn write_private_cache(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path, bytes, 0o600, false)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// An exclusive advisory lock on a folder, released on drop.
 pub struct DirLock {
     _file: File,
