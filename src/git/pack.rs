@@ -103,18 +103,20 @@ impl<'r> Blobs<'r> {
 
     /// Takes `bytes` for blob `id`'s, which the caller knows them to be (a working file git's
     /// index takes for that blob, see [`super::unchanged_bytes`]): reads of it, and of deltas
-    /// against it (git deltifies older versions against the newest), start from them instead
-    /// of inflating it. Replaces the blob given before.
+    /// against it (git usually keeps the newest version whole and stores older ones as deltas
+    /// against it), start from them instead of inflating it. Replaces the blob given before.
+    /// Bytes of another size than a pack's whole entry for `id` are not taken.
     pub fn seed(&mut self, id: git2::Oid, bytes: Vec<u8>) {
         let bytes = Rc::new(bytes);
         if let Some((pack, offset)) = self.locate(id) {
-            // Only as a whole entry of the same size (not the base of a delta chain otherwise).
-            let whole = self.packs[pack]
-                .entry(offset)
-                .is_some_and(|e| matches!(e.kind, Kind::Blob) && e.size == bytes.len());
-            if whole {
-                if let Some((_, old)) = self.root.replace(((pack, offset), bytes.clone())) {
-                    self.recycle(old);
+            if let Some(e) = self.packs[pack].entry(offset) {
+                if matches!(e.kind, Kind::Blob) {
+                    if e.size != bytes.len() {
+                        return;
+                    }
+                    if let Some((_, old)) = self.root.replace(((pack, offset), bytes.clone())) {
+                        self.recycle(old);
+                    }
                 }
             }
         }
