@@ -585,6 +585,36 @@ fn versions_read_the_same_loose_and_from_packs_with_either_kind_of_delta() {
     );
 }
 
+#[test]
+fn incompressible_blobs_are_read_from_the_pack() {
+    // Stored (not compressed) by zlib in blocks of about 16 KiB, each with its own header: the
+    // reader must read the whole stream, not stop at a bound that allows fewer headers.
+    let s = Sandbox::new();
+    s.init_alice();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    for (name, size) in [("a.bin", 20_000), ("b.bin", 70_000), ("c.bin", 1 << 20)] {
+        std::fs::write(s.repo.join(name), noise(size)).unwrap();
+    }
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "noise"]);
+    s.git(&["gc", "-q"]);
+    let (blobs, packed) = assert_blobs_read_as_libgit2_reads_them(&s);
+    assert!(
+        blobs >= 3 && packed == blobs,
+        "{blobs} blobs, {packed} from packs"
+    );
+}
+
 /// The `.idx` of the repository's one pack.
 fn pack_index(s: &Sandbox) -> String {
     let dir = s.repo.join(".git/objects/pack");

@@ -545,7 +545,7 @@ fn first_version(bytes: &[u8]) -> (FileEvent, Known) {
         if let dotenv::LineRef::Pair { key, stored, .. } = l {
             if !key.starts_with("sops_") {
                 *counts.entry(key.to_string()).or_default() += 1;
-            } else if key.ends_with("__map_recipient") {
+            } else if key["sops_".len()..].ends_with("__map_recipient") {
                 e.recipients_added.push(stored.to_string());
             }
         }
@@ -1272,10 +1272,7 @@ impl FileHistories {
                 // version whole and the older ones as deltas against it).
                 (Some(id), Some((e, t))) if blobs.stored_whole(id) => {
                     match crate::git::unchanged_bytes(&repo, &e, &file, t) {
-                        Some(bytes) => {
-                            blobs.seed(id, bytes);
-                            true
-                        }
+                        Some(bytes) => blobs.seed(id, bytes),
                         None => false,
                     }
                 }
@@ -1650,6 +1647,8 @@ mod tests {
             &b"A=1\nB=ENC[x]\nA=2\n#c\nsops_age__list_1__map_recipient=age1z\nsops_age__list_0__map_recipient=age1b\nsops_mac=ENC[m]\n"[..],
             b"",
             b"A=1\nbroken\n",
+            // A recipient line is `sops_<something>__map_recipient`, not this.
+            b"sops__map_recipient=age1r\nA=1\n",
         ] {
             let (s, known) = Snapshot::parse_known(text);
             assert_eq!(first_version(text), (compare(None, &s), known));

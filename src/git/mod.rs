@@ -166,7 +166,7 @@ pub fn stat_unchanged(
 
 /// The bytes of the working file `file` when git takes it for the blob `entry` staged
 /// ([`stat_unchanged`]): read without following a link or waiting on a FIFO, and only if the
-/// file read is still the one stat saw (same inode and size).
+/// file read is still the one stat saw (same inode, size and times, before and after the read).
 pub fn unchanged_bytes(
     repo: &git2::Repository,
     entry: &git2::IndexEntry,
@@ -185,14 +185,24 @@ pub fn unchanged_bytes(
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(file)
             .ok()?;
-        let m = f.metadata().ok()?;
         let size = u64::from(entry.file_size);
-        if !m.is_file() || m.len() != size || m.ino() as u32 != entry.ino {
+        // The file opened is the one the index describes, before the read and after it (a
+        // write during the read changes its times).
+        let as_staged = |m: &std::fs::Metadata| {
+            m.is_file()
+                && m.len() == size
+                && m.ino() as u32 == entry.ino
+                && m.mtime() == i64::from(entry.mtime.seconds())
+                && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
+                && m.ctime() == i64::from(entry.ctime.seconds())
+                && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
+        };
+        if !as_staged(&f.metadata().ok()?) {
             return None;
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        f.take(size + 1).read_to_end(&mut bytes).ok()?;
-        (bytes.len() as u64 == size).then_some(bytes)
+        (&f).take(size + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 == size && as_staged(&f.metadata().ok()?)).then_some(bytes)
     }
     #[cfg(not(unix))]
     {

@@ -105,14 +105,15 @@ impl<'r> Blobs<'r> {
     /// index takes for that blob, see [`super::unchanged_bytes`]): reads of it, and of deltas
     /// against it (git usually keeps the newest version whole and stores older ones as deltas
     /// against it), start from them instead of inflating it. Replaces the blob given before.
-    /// Bytes of another size than a pack's whole entry for `id` are not taken.
-    pub fn seed(&mut self, id: git2::Oid, bytes: Vec<u8>) {
+    /// Bytes of another size than a pack's whole entry for `id` are not taken: returns whether
+    /// they were.
+    pub fn seed(&mut self, id: git2::Oid, bytes: Vec<u8>) -> bool {
         let bytes = Rc::new(bytes);
         if let Some((pack, offset)) = self.locate(id) {
             if let Some(e) = self.packs[pack].entry(offset) {
                 if matches!(e.kind, Kind::Blob) {
                     if e.size != bytes.len() {
-                        return;
+                        return false;
                     }
                     if let Some((_, old)) = self.root.replace(((pack, offset), bytes.clone())) {
                         self.recycle(old);
@@ -121,6 +122,7 @@ impl<'r> Blobs<'r> {
             }
         }
         self.seeded = Some((id, bytes));
+        true
     }
 
     /// Whether reading `id` would inflate it whole (a loose object, or a whole entry of a pack),
@@ -449,9 +451,11 @@ impl Pack {
         offset: u64,
         size: usize,
     ) -> Option<Vec<u8>> {
-        // At worst deflate stores: 5 bytes of header per block of up to 65,535 bytes, after
-        // zlib's 2-byte header; its 4-byte checksum follows.
-        let most = size + 5 * (size / 65_535 + 1) + 2 + 4;
+        // Incompressible data is stored: zlib writes blocks of about 16 KiB with 5 bytes of
+        // header each, after its 2-byte header and before its 4-byte checksum. This allows 5
+        // bytes per KiB; a longer stream (possible, but no encoder writes one) fails here and
+        // is read by libgit2 instead.
+        let most = size + size / 1024 * 5 + 64;
         let n = usize::try_from(self.end.checked_sub(offset)?)
             .unwrap_or(usize::MAX)
             .min(most);
