@@ -852,12 +852,6 @@ fn finish(mut e: FileEvent, v: &Version) -> FileEvent {
     e
 }
 
-/// The snapshot of a file's newest version (HEAD's file; `None` when HEAD has none).
-pub fn head_snapshot(repo: &git2::Repository, w: &Walk, i: usize) -> Option<Snapshot> {
-    let id = w.versions[i].first()?.blob?;
-    Some(Snapshot::parse(repo.find_blob(id).ok()?.content()))
-}
-
 /// Comparisons of two versions of one file, keyed by their blob ids, under
 /// `<git common dir>/envv/history/`. A comparison depends only on the two blobs' contents, so
 /// an entry stays right after a rebase, an amend or a shallow clone; entries not used by a
@@ -957,25 +951,6 @@ pub struct Dated {
     pub commit: Arc<CommitInfo>,
     /// History is cut there: the value is at least this old.
     pub at_least: bool,
-}
-
-/// For each of `current` (key → working-tree stored text), the commit that set that value,
-/// by the rules of this module. Absent: not committed.
-pub fn date_values(
-    w: &Walk,
-    events: &[FileEvent],
-    head: Option<&Snapshot>,
-    current: &HashMap<String, String>,
-) -> HashMap<String, Dated> {
-    let Some(head) = head else {
-        return HashMap::new();
-    };
-    let pending: HashSet<&str> = current
-        .iter()
-        .filter(|(k, v)| head.values.get(*k) == Some(*v))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    date_pending(w, events, pending)
 }
 
 /// For each key of `pending` (each holds HEAD's value), the commit that set its value.
@@ -1525,11 +1500,13 @@ mod tests {
                 ..FileEvent::default()
             },
         ];
-        let current: HashMap<String, String> = [("A", E3), ("B", E4), ("C", E1)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let d = date_values(&w, &events, Some(&head), &current);
+        let current = [("A", E3), ("B", E4), ("C", E1)];
+        let history = FileHistory {
+            events,
+            head: Some(head),
+            in_head: true,
+        };
+        let d = history.date(&w, current.into_iter());
         assert_eq!(d["A"].commit.id, "2".repeat(40));
         assert!(!d["A"].at_least);
         assert_eq!(d["B"].commit.id, "1".repeat(40));

@@ -112,7 +112,6 @@ pub fn stat_unchanged(
 ) -> bool {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt;
         if entry.mode & 0o170000 != 0o100000 {
             return false;
         }
@@ -146,16 +145,7 @@ pub fn stat_unchanged(
         if converted {
             return false;
         }
-        // A rewrite in place can put the mtime back, not the ctime.
-        std::fs::symlink_metadata(file).is_ok_and(|m| {
-            m.is_file()
-                && m.len() == u64::from(entry.file_size)
-                && m.mtime() == i64::from(entry.mtime.seconds())
-                && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
-                && m.ctime() == i64::from(entry.ctime.seconds())
-                && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
-                && m.ino() as u32 == entry.ino
-        })
+        std::fs::symlink_metadata(file).is_ok_and(|m| as_staged(&m, entry))
     }
     #[cfg(not(unix))]
     {
@@ -179,7 +169,7 @@ pub fn unchanged_bytes(
     #[cfg(unix)]
     {
         use std::io::Read;
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -188,26 +178,31 @@ pub fn unchanged_bytes(
         let size = u64::from(entry.file_size);
         // The file opened is the one the index describes, before the read and after it (a
         // write during the read changes its times).
-        let as_staged = |m: &std::fs::Metadata| {
-            m.is_file()
-                && m.len() == size
-                && m.ino() as u32 == entry.ino
-                && m.mtime() == i64::from(entry.mtime.seconds())
-                && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
-                && m.ctime() == i64::from(entry.ctime.seconds())
-                && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
-        };
-        if !as_staged(&f.metadata().ok()?) {
+        if !as_staged(&f.metadata().ok()?, entry) {
             return None;
         }
         let mut bytes = Vec::with_capacity(size as usize);
         (&f).take(size + 1).read_to_end(&mut bytes).ok()?;
-        (bytes.len() as u64 == size && as_staged(&f.metadata().ok()?)).then_some(bytes)
+        (bytes.len() as u64 == size && as_staged(&f.metadata().ok()?, entry)).then_some(bytes)
     }
     #[cfg(not(unix))]
     {
         None
     }
+}
+
+/// Whether a regular file's stat data is what the index recorded for `entry` (size, inode,
+/// modification and change times: a rewrite in place can put the mtime back, not the ctime).
+#[cfg(unix)]
+fn as_staged(m: &std::fs::Metadata, entry: &git2::IndexEntry) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.is_file()
+        && m.len() == u64::from(entry.file_size)
+        && m.ino() as u32 == entry.ino
+        && m.mtime() == i64::from(entry.mtime.seconds())
+        && m.mtime_nsec() == i64::from(entry.mtime.nanoseconds())
+        && m.ctime() == i64::from(entry.ctime.seconds())
+        && m.ctime_nsec() == i64::from(entry.ctime.nanoseconds())
 }
 
 #[cfg(unix)]

@@ -212,41 +212,26 @@ impl<'r> Blobs<'r> {
             }
             held += deltas.last().map_or(0, |(_, d)| d.len());
             let entry = self.packs[pack].entry(at)?;
+            let data = self.packs[pack].inflate(
+                &mut self.inflater,
+                &mut self.input,
+                entry.data,
+                entry.size,
+            )?;
             match entry.kind {
                 Kind::Blob => {
-                    let bytes = Rc::new(self.packs[pack].inflate(
-                        &mut self.inflater,
-                        &mut self.input,
-                        entry.data,
-                        entry.size,
-                    )?);
+                    let bytes = Rc::new(data);
                     if let Some((_, old)) = self.root.replace(((pack, at), bytes.clone())) {
                         self.recycle(old);
                     }
                     break bytes;
                 }
                 Kind::OfsDelta(base_at) => {
-                    deltas.push((
-                        at,
-                        self.packs[pack].inflate(
-                            &mut self.inflater,
-                            &mut self.input,
-                            entry.data,
-                            entry.size,
-                        )?,
-                    ));
+                    deltas.push((at, data));
                     at = base_at;
                 }
                 Kind::RefDelta(base_id) => {
-                    deltas.push((
-                        at,
-                        self.packs[pack].inflate(
-                            &mut self.inflater,
-                            &mut self.input,
-                            entry.data,
-                            entry.size,
-                        )?,
-                    ));
+                    deltas.push((at, data));
                     at = self.packs[pack].offset_of(&base_id)?;
                 }
             }
